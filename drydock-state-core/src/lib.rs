@@ -1,0 +1,26 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod config;
+pub mod design;
+pub mod error;
+pub mod memory;
+pub mod model;
+pub mod registry;
+pub mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use backend::{BackendRegistration, BackendRegistry};
+pub use config::{Config, DatabaseConfig, DesignConfig, LeaderConfig};
+pub use design::{
+    DesignDocument, DesignDriver, DesignDriverRegistration, DesignRef, DesignResolver, FetchOptions,
+};
+pub use error::{redact_uri, Error, Result};
+pub use memory::MemoryStore;
+pub use model::*;
+pub use store::{BuildStore, InstanceLock, MessageStore, StateStore, TaskStore};
+
+#[doc(hidden)]
+pub use inventory as __inventory;

@@ -1,0 +1,749 @@
+//! The persisted model: tasks, their results and messages, build data and the leader lease.
+//!
+//! A task's JSON form is the one Drydock's API clients read (`kind: Task`, `apiVersion: v1`,
+//! `task_id`, `result.details.errorCount`, ...).
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+
+/// The current time, truncated to the microsecond precision every backend stores.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// A task's identifier: a UUID, time-ordered (v7) for new tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TaskId(pub Uuid);
+
+impl TaskId {
+    /// A new, time-ordered id.
+    pub fn new() -> Self {
+        TaskId(Uuid::now_v7())
+    }
+}
+
+impl Default for TaskId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for TaskId {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Uuid::parse_str(s)
+            .map(TaskId)
+            .map_err(|e| Error::invalid("task_id", format!("not a UUID: {e}")))
+    }
+}
+
+impl From<Uuid> for TaskId {
+    fn from(u: Uuid) -> Self {
+        TaskId(u)
+    }
+}
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident, $field:literal { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The stored and serialized name.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = Error;
+            fn from_str(s: &str) -> Result<Self> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(Error::invalid(
+                        $field,
+                        format!(
+                            "unknown value {:?}; expected one of: {}",
+                            s,
+                            [$($text),+].join(", ")
+                        ),
+                    )),
+                }
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// Where a task is in its life. `Complete` and `Terminated` are terminal.
+    TaskStatus, "task.status" {
+        /// Created, not yet eligible to be claimed.
+        Requested => "requested",
+        /// Waiting for an orchestrator to claim it.
+        Queued => "queued",
+        /// Claimed and being worked.
+        Running => "running",
+        /// Asked to stop; the worker is winding down.
+        Terminating => "terminating",
+        /// Stopped before completion (terminal).
+        Terminated => "terminated",
+        /// Finished (terminal); see the result status for how it went.
+        Complete => "complete",
+    }
+);
+
+impl TaskStatus {
+    /// `true` for `complete` and `terminated`: no further change of status is allowed.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, TaskStatus::Complete | TaskStatus::Terminated)
+    }
+
+    /// Whether a task in `self` may be put into `next`. Staying put is always allowed; a
+    /// terminal status is final.
+    pub fn can_become(self, next: TaskStatus) -> bool {
+        self == next || !self.is_terminal()
+    }
+}
+
+string_enum!(
+    /// How a task's work went.
+    ResultStatus, "task.result.status" {
+        /// Not finished.
+        Incomplete => "incomplete",
+        /// Everything succeeded.
+        Success => "success",
+        /// Some targets succeeded, some failed.
+        PartialSuccess => "partial_success",
+        /// Nothing succeeded.
+        Failure => "failure",
+        /// The worker never reported.
+        Unreported => "unreported",
+    }
+);
+
+/// Which subtasks [`crate::TaskStore::subtasks`] returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SubtaskFilter {
+    /// All of them.
+    #[default]
+    All,
+    /// Those whose status is not terminal.
+    Active,
+    /// Those whose status is terminal (`complete` or `terminated`).
+    Complete,
+}
+
+/// A link attached to a task result (`rel` and `href`, as Drydock's API shows them).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    /// The relation, e.g. `detail_logs`.
+    pub rel: String,
+    /// The target.
+    pub href: String,
+}
+
+/// The `details` block of a task result: the messages, in sequence order, and how many are errors.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+pub struct ResultDetails {
+    /// How many of `message_list` are errors.
+    #[serde(rename = "errorCount")]
+    pub error_count: u64,
+    /// The task's result messages, in sequence order.
+    #[serde(rename = "messageList")]
+    pub message_list: Vec<ResultMessage>,
+}
+
+/// The outcome of a task: its status, a summary and the per-target successes and failures.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskResult {
+    /// How it went.
+    pub status: ResultStatus,
+    /// A one-line summary.
+    pub message: Option<String>,
+    /// Why, when it did not succeed.
+    pub reason: Option<String>,
+    /// Targets (usually node names) that succeeded.
+    #[serde(default)]
+    pub successes: Vec<String>,
+    /// Targets that failed.
+    #[serde(default)]
+    pub failures: Vec<String>,
+    /// Related links.
+    #[serde(default)]
+    pub links: Vec<Link>,
+    /// Messages and error count; assembled from the message store when a task is read,
+    /// ignored when a task is written.
+    #[serde(default)]
+    pub details: ResultDetails,
+}
+
+impl Default for TaskResult {
+    fn default() -> Self {
+        TaskResult {
+            status: ResultStatus::Incomplete,
+            message: None,
+            reason: None,
+            successes: Vec::new(),
+            failures: Vec::new(),
+            links: Vec::new(),
+            details: ResultDetails::default(),
+        }
+    }
+}
+
+/// A node filter as Drydock's API sends it: a set of filters combined by `filter_set_type`.
+/// Stored as JSON and returned exactly as given.
+pub type NodeFilter = serde_json::Value;
+
+/// A task, as stored and as Drydock's API clients read it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    /// Always `Task`.
+    #[serde(default = "kind_task")]
+    pub kind: String,
+    /// Always `v1`.
+    #[serde(rename = "apiVersion", default = "api_v1")]
+    pub api_version: String,
+    /// The task's id.
+    pub task_id: TaskId,
+    /// What to do: a Drydock action (`deploy_nodes`, `prepare_site`, ...) or a third-party one.
+    pub action: String,
+    /// The parent task, for a subtask.
+    #[serde(default)]
+    pub parent_task_id: Option<TaskId>,
+    /// The site design, as a URI; stored verbatim (passwords included, as the orchestrator
+    /// needs them) but never logged.
+    #[serde(default)]
+    pub design_ref: Option<String>,
+    /// Where the task is in its life.
+    pub status: TaskStatus,
+    /// How it went.
+    #[serde(default)]
+    pub result: TaskResult,
+    /// Which nodes the task acts on.
+    #[serde(default)]
+    pub node_filter: Option<NodeFilter>,
+    /// Subtask ids, in the order they were added.
+    #[serde(default)]
+    pub subtask_id_list: Vec<TaskId>,
+    /// When the task was created.
+    pub created: DateTime<Utc>,
+    /// Who created it.
+    #[serde(default)]
+    pub created_by: Option<String>,
+    /// When it was last changed.
+    #[serde(default)]
+    pub updated: Option<DateTime<Utc>>,
+    /// How many times it has been retried.
+    #[serde(default)]
+    pub retry: i32,
+    /// When it was terminated.
+    #[serde(default)]
+    pub terminated: Option<DateTime<Utc>>,
+    /// Who terminated it.
+    #[serde(default)]
+    pub terminated_by: Option<String>,
+    /// Whether termination was requested.
+    #[serde(default)]
+    pub terminate: bool,
+    /// The API request context the task was created in.
+    #[serde(default)]
+    pub request_context: Option<serde_json::Value>,
+    /// The orchestrator instance that claimed it, if claimed with [`crate::TaskStore::claim_next`].
+    #[serde(default)]
+    pub claimed_by: Option<String>,
+    /// The lease term under which it was claimed, if the claim was fenced.
+    #[serde(default)]
+    pub claim_term: Option<i64>,
+    /// When it was claimed.
+    #[serde(default)]
+    pub claimed_at: Option<DateTime<Utc>>,
+}
+
+fn kind_task() -> String {
+    "Task".into()
+}
+
+fn api_v1() -> String {
+    "v1".into()
+}
+
+/// Longest action name accepted.
+pub const MAX_ACTION_LEN: usize = 128;
+
+impl Task {
+    /// A new task in status `requested`, created now.
+    pub fn new(action: impl Into<String>) -> Self {
+        Task {
+            kind: kind_task(),
+            api_version: api_v1(),
+            task_id: TaskId::new(),
+            action: action.into(),
+            parent_task_id: None,
+            design_ref: None,
+            status: TaskStatus::Requested,
+            result: TaskResult::default(),
+            node_filter: None,
+            subtask_id_list: Vec::new(),
+            created: now(),
+            created_by: None,
+            updated: None,
+            retry: 0,
+            terminated: None,
+            terminated_by: None,
+            terminate: false,
+            request_context: None,
+            claimed_by: None,
+            claim_term: None,
+            claimed_at: None,
+        }
+    }
+
+    /// Sets the status (builder style).
+    pub fn with_status(mut self, status: TaskStatus) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Sets the design reference (builder style).
+    pub fn with_design_ref(mut self, design_ref: impl Into<String>) -> Self {
+        self.design_ref = Some(design_ref.into());
+        self
+    }
+
+    /// Sets the parent (builder style).
+    pub fn with_parent(mut self, parent: TaskId) -> Self {
+        self.parent_task_id = Some(parent);
+        self
+    }
+
+    /// Sets the node filter (builder style).
+    pub fn with_node_filter(mut self, filter: NodeFilter) -> Self {
+        self.node_filter = Some(filter);
+        self
+    }
+
+    /// Checks what every backend requires of a task before storing it: a non-empty action of
+    /// at most [`MAX_ACTION_LEN`] visible characters, no NUL byte in any text field, and a
+    /// design reference that is a URI.
+    pub fn validate(&self) -> Result<()> {
+        if self.action.is_empty() {
+            return Err(Error::invalid("task.action", "must not be empty"));
+        }
+        if self.action.chars().count() > MAX_ACTION_LEN {
+            return Err(Error::invalid(
+                "task.action",
+                format!("longer than {MAX_ACTION_LEN} characters"),
+            ));
+        }
+        if self
+            .action
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(Error::invalid(
+                "task.action",
+                "must not contain whitespace or control characters",
+            ));
+        }
+        if let Some(parent) = self.parent_task_id {
+            if parent == self.task_id {
+                return Err(Error::invalid(
+                    "task.parent_task_id",
+                    "a task cannot be its own parent",
+                ));
+            }
+        }
+        if let Some(design_ref) = &self.design_ref {
+            crate::design::DesignRef::parse(design_ref)?;
+        }
+        let texts: [(&str, Option<&str>); 6] = [
+            ("task.created_by", self.created_by.as_deref()),
+            ("task.terminated_by", self.terminated_by.as_deref()),
+            ("task.result.message", self.result.message.as_deref()),
+            ("task.result.reason", self.result.reason.as_deref()),
+            ("task.claimed_by", self.claimed_by.as_deref()),
+            ("task.design_ref", self.design_ref.as_deref()),
+        ];
+        for (field, text) in texts {
+            if let Some(text) = text {
+                no_nul(field, text)?;
+            }
+        }
+        for s in self.result.successes.iter().chain(&self.result.failures) {
+            no_nul("task.result.successes", s)?;
+        }
+        for l in &self.result.links {
+            no_nul("task.result.links", &l.rel)?;
+            no_nul("task.result.links", &l.href)?;
+        }
+        for (field, json) in [
+            ("task.node_filter", &self.node_filter),
+            ("task.request_context", &self.request_context),
+        ] {
+            if let Some(json) = json {
+                json_no_nul(field, json)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Refuses text with a NUL byte, which PostgreSQL cannot store in `text`.
+pub fn no_nul(field: &str, text: &str) -> Result<()> {
+    if text.contains('\0') {
+        return Err(Error::invalid(field, "contains a NUL byte"));
+    }
+    Ok(())
+}
+
+fn json_no_nul(field: &str, value: &serde_json::Value) -> Result<()> {
+    match value {
+        serde_json::Value::String(s) => no_nul(field, s),
+        serde_json::Value::Array(a) => a.iter().try_for_each(|v| json_no_nul(field, v)),
+        serde_json::Value::Object(o) => o.iter().try_for_each(|(k, v)| {
+            no_nul(field, k)?;
+            json_no_nul(field, v)
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A result message to append to a task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewMessage {
+    /// The text, stored whole whatever its length.
+    pub message: String,
+    /// Whether it reports an error (counted in `errorCount`).
+    #[serde(default)]
+    pub error: bool,
+    /// What the message is about (`node`, `task`, ...).
+    #[serde(default = "default_context_type")]
+    pub context_type: String,
+    /// Which one (a node name, a task id).
+    #[serde(default)]
+    pub context: String,
+    /// Free-form structured detail.
+    #[serde(default)]
+    pub extra: Option<serde_json::Value>,
+}
+
+fn default_context_type() -> String {
+    "task".into()
+}
+
+impl NewMessage {
+    /// An informational message about the task itself.
+    pub fn info(message: impl Into<String>) -> Self {
+        NewMessage {
+            message: message.into(),
+            error: false,
+            context_type: default_context_type(),
+            context: String::new(),
+            extra: None,
+        }
+    }
+
+    /// An error message about the task itself.
+    pub fn error(message: impl Into<String>) -> Self {
+        NewMessage {
+            error: true,
+            ..NewMessage::info(message)
+        }
+    }
+
+    /// Sets what the message is about (builder style).
+    pub fn with_context(
+        mut self,
+        context_type: impl Into<String>,
+        context: impl Into<String>,
+    ) -> Self {
+        self.context_type = context_type.into();
+        self.context = context.into();
+        self
+    }
+
+    /// Checks what every backend requires: no NUL byte in any text.
+    pub fn validate(&self) -> Result<()> {
+        no_nul("message.message", &self.message)?;
+        no_nul("message.context_type", &self.context_type)?;
+        no_nul("message.context", &self.context)?;
+        if let Some(extra) = &self.extra {
+            json_no_nul("message.extra", extra)?;
+        }
+        Ok(())
+    }
+}
+
+/// A stored result message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResultMessage {
+    /// Its place in the store's order; increases with every append.
+    pub sequence: i64,
+    /// The task it belongs to.
+    pub task_id: TaskId,
+    /// The text.
+    pub message: String,
+    /// Whether it reports an error.
+    pub error: bool,
+    /// What the message is about.
+    pub context_type: String,
+    /// Which one.
+    pub context: String,
+    /// When it was stored (the database's clock).
+    pub ts: DateTime<Utc>,
+    /// Free-form structured detail.
+    #[serde(default)]
+    pub extra: Option<serde_json::Value>,
+}
+
+/// A piece of a node's build history: what a generator (`lshw`, `lldp`, the provisioner)
+/// reported about a node during a task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BuildData {
+    /// The node.
+    pub node_name: String,
+    /// The task that collected it.
+    pub task_id: TaskId,
+    /// When it was collected; when recorded as `None` the store uses its own clock.
+    pub collected_date: Option<DateTime<Utc>>,
+    /// What produced it.
+    pub generator: String,
+    /// Its MIME type.
+    pub data_format: String,
+    /// The data. `None` when read with [`Verbosity::Brief`]; required when recording.
+    pub data_element: Option<String>,
+}
+
+impl BuildData {
+    /// Checks what every backend requires: names present, no NUL byte, an element to store.
+    pub fn validate(&self) -> Result<()> {
+        for (field, value) in [
+            ("build_data.node_name", &self.node_name),
+            ("build_data.generator", &self.generator),
+            ("build_data.data_format", &self.data_format),
+        ] {
+            if value.is_empty() {
+                return Err(Error::invalid(field, "must not be empty"));
+            }
+            no_nul(field, value)?;
+        }
+        match &self.data_element {
+            None => Err(Error::invalid(
+                "build_data.data_element",
+                "is required when recording",
+            )),
+            Some(element) => no_nul("build_data.data_element", element),
+        }
+    }
+}
+
+/// How much of each build-data row a query returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Verbosity {
+    /// Everything but `data_element` (which is not read at all).
+    Brief,
+    /// Everything.
+    #[default]
+    Full,
+}
+
+/// Which build data [`crate::BuildStore::build_data`] returns.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BuildDataQuery {
+    /// Only this node's.
+    pub node_name: Option<String>,
+    /// Only this task's.
+    pub task_id: Option<TaskId>,
+    /// Only the newest row per generator (per node, when no node is given).
+    pub latest: bool,
+    /// How much of each row.
+    pub verbosity: Verbosity,
+}
+
+/// The holder of the orchestrator's leader lease.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The holding instance.
+    pub instance_id: String,
+    /// The fencing token: higher with every change of holder.
+    pub term: i64,
+    /// When this holder acquired it.
+    pub acquired_at: DateTime<Utc>,
+    /// When it was last claimed or renewed.
+    pub renewed_at: DateTime<Utc>,
+    /// When it lapses unless renewed (the database's clock).
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What a lease claim or renewal found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum LeaseOutcome {
+    /// The caller holds the lease now.
+    Held(Lease),
+    /// Another instance holds it (`None` when a renewal found no live lease at all).
+    Denied(Option<Lease>),
+}
+
+impl LeaseOutcome {
+    /// The lease if the caller holds it.
+    pub fn held(&self) -> Option<&Lease> {
+        match self {
+            LeaseOutcome::Held(l) => Some(l),
+            LeaseOutcome::Denied(_) => None,
+        }
+    }
+}
+
+/// A request to claim the next queued task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimRequest {
+    /// Claim only tasks with one of these actions; empty means any.
+    pub actions: Vec<String>,
+    /// The claiming instance, recorded on the task.
+    pub instance_id: String,
+    /// The caller's lease term. When given, the claim is refused with
+    /// [`Error::LeaseLost`] unless the caller holds the live lease with this term.
+    pub term: Option<i64>,
+}
+
+impl ClaimRequest {
+    /// A claim of any action by `instance_id`, unfenced.
+    pub fn new(instance_id: impl Into<String>) -> Self {
+        ClaimRequest {
+            actions: Vec::new(),
+            instance_id: instance_id.into(),
+            term: None,
+        }
+    }
+
+    /// Restricts the claim to these actions (builder style).
+    pub fn actions<I: IntoIterator<Item = S>, S: Into<String>>(mut self, actions: I) -> Self {
+        self.actions = actions.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Fences the claim with the caller's lease term (builder style).
+    pub fn fenced(mut self, term: i64) -> Self {
+        self.term = Some(term);
+        self
+    }
+}
+
+/// What [`crate::TaskStore::recover_orphans`] does with a running task claimed under an older term.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrphanPolicy {
+    /// Put it back in the queue (status `queued`, claim cleared).
+    #[default]
+    Requeue,
+    /// Finish it as failed (status `complete`, result `failure`).
+    Fail,
+}
+
+/// Which tasks [`crate::TaskStore::list_tasks`] returns. All conditions must hold.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TaskFilter {
+    /// Only tasks in this status.
+    pub status: Option<TaskStatus>,
+    /// Only tasks with this action.
+    pub action: Option<String>,
+    /// Only subtasks of this task.
+    pub parent: Option<TaskId>,
+    /// Only tasks created at or after this instant.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Only tasks created before this instant.
+    pub created_before: Option<DateTime<Utc>>,
+    /// Keyset pagination: only tasks after this one in `(created, task_id)` order. Pass the
+    /// last task of the previous page.
+    pub after: Option<(DateTime<Utc>, TaskId)>,
+    /// At most this many tasks; `None` means all.
+    pub limit: Option<u32>,
+}
+
+/// What a purge removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurgeReport {
+    /// Tasks removed, subtasks included.
+    pub tasks: u64,
+    /// Result messages removed with them.
+    pub messages: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_json_has_drydock_shape() {
+        let mut t = Task::new("deploy_nodes").with_design_ref("file:///site.yaml");
+        t.result.details.error_count = 1;
+        let v = serde_json::to_value(&t).unwrap();
+        assert_eq!(v["kind"], "Task");
+        assert_eq!(v["apiVersion"], "v1");
+        assert_eq!(v["action"], "deploy_nodes");
+        assert_eq!(v["status"], "requested");
+        assert_eq!(v["result"]["status"], "incomplete");
+        assert_eq!(v["result"]["details"]["errorCount"], 1);
+        assert!(v["result"]["details"]["messageList"].is_array());
+        assert!(v["subtask_id_list"].is_array());
+        assert_eq!(v["task_id"], t.task_id.to_string());
+        let back: Task = serde_json::from_value(v).unwrap();
+        assert_eq!(back, t);
+    }
+
+    #[test]
+    fn terminal_status_is_final() {
+        assert!(TaskStatus::Running.can_become(TaskStatus::Complete));
+        assert!(TaskStatus::Complete.can_become(TaskStatus::Complete));
+        assert!(!TaskStatus::Complete.can_become(TaskStatus::Running));
+        assert!(!TaskStatus::Terminated.can_become(TaskStatus::Queued));
+    }
+
+    #[test]
+    fn unknown_status_names_field() {
+        let e = "runnin".parse::<TaskStatus>().unwrap_err();
+        assert!(e.to_string().contains("task.status"), "{e}");
+    }
+
+    #[test]
+    fn validate_refuses_nul_and_bad_action() {
+        assert!(Task::new("").validate().is_err());
+        assert!(Task::new("deploy nodes").validate().is_err());
+        let mut t = Task::new("x");
+        t.created_by = Some("a\0b".into());
+        let e = t.validate().unwrap_err();
+        assert!(e.to_string().contains("task.created_by"));
+        assert!(Task::new("x")
+            .with_design_ref("relative/path")
+            .validate()
+            .is_err());
+    }
+}

@@ -1,0 +1,131 @@
+//! The store traits every backend implements, and the guarantee of each method.
+//!
+//! A backend is one value implementing all four; [`StateStore`] names the combination and
+//! applications hold it as `Arc<dyn StateStore>`. The conformance kit
+//! ([`crate::testkit`], feature `testkit`) checks every guarantee stated here.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::model::*;
+
+/// Tasks: the orchestrator's queue and history.
+#[async_trait]
+pub trait TaskStore: Send + Sync {
+    /// Stores a new task. Fails with `Conflict` if the id exists, `NotFound` if its parent does
+    /// not, `InvalidInput` if [`Task::validate`] refuses it. `subtask_id_list` and
+    /// `result.details` are not taken from the argument: a new task has neither.
+    async fn create_task(&self, task: &Task) -> Result<()>;
+
+    /// Reads a task with its result messages assembled in sequence order and
+    /// `result.details.errorCount` set. `Ok(None)` if there is no such task.
+    async fn get_task(&self, id: TaskId) -> Result<Option<Task>>;
+
+    /// Writes every field of a stored task except `subtask_id_list` (see
+    /// [`TaskStore::add_subtask`]), `result.details` (see [`crate::MessageStore`]), `created`
+    /// and the claim fields. Sets `updated` to now and returns the stored task.
+    /// Fails with `NotFound` for an unknown id and `Conflict` when the stored status is
+    /// terminal and the new one differs: a finished task never runs again.
+    async fn update_task(&self, task: &Task) -> Result<Task>;
+
+    /// Moves a task to `status`, under the same rule as [`TaskStore::update_task`], and
+    /// returns it.
+    async fn set_status(&self, id: TaskId, status: TaskStatus) -> Result<Task>;
+
+    /// Tasks matching `filter`, ordered by `(created, task_id)`, with their messages assembled.
+    /// Costs a constant number of queries whatever the page size.
+    async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>>;
+
+    /// Appends `child` to `parent`'s `subtask_id_list`, atomically: concurrent appends are all
+    /// kept, and appending an id already present is a no-op. `NotFound` if `parent` does not exist.
+    async fn add_subtask(&self, parent: TaskId, child: TaskId) -> Result<()>;
+
+    /// The tasks listed in `parent`'s `subtask_id_list`, in that order, restricted by `which`,
+    /// with messages assembled. `NotFound` if `parent` does not exist.
+    async fn subtasks(&self, parent: TaskId, which: SubtaskFilter) -> Result<Vec<Task>>;
+
+    /// Atomically moves the oldest queued task (by `created`, then id) whose action is allowed
+    /// to `running`, records the claiming instance, term and time, and returns it. No task is
+    /// ever handed to two claimers. `Ok(None)` when nothing matching is queued. With a term,
+    /// fails with `LeaseLost` unless `instance_id` holds the live lease with that term.
+    async fn claim_next(&self, request: &ClaimRequest) -> Result<Option<Task>>;
+
+    /// After a change of leader: every `running` task claimed under a term lower than
+    /// `current_term` is requeued or failed, by `policy`, with a result message saying why.
+    /// Tasks claimed without a term are not touched. Returns the ids recovered; running it
+    /// again recovers nothing more.
+    async fn recover_orphans(&self, current_term: i64, policy: OrphanPolicy)
+        -> Result<Vec<TaskId>>;
+
+    /// Marks a task for termination: sets `terminate`, `terminated` and `terminated_by`, and
+    /// moves a non-terminal task to `terminated`. Terminating a finished task only records the
+    /// request. Returns the stored task; `NotFound` for an unknown id.
+    async fn terminate_task(&self, id: TaskId, by: &str) -> Result<Task>;
+
+    /// Deletes every task tree whose root was created more than `older_than` ago (the store's
+    /// clock), with all its subtasks and messages, in batches that never lock a table for long.
+    /// Younger trees are untouched. `InvalidInput` for a zero retention.
+    async fn purge(&self, older_than: Duration) -> Result<PurgeReport>;
+}
+
+/// Result messages, kept in the order they were appended.
+#[async_trait]
+pub trait MessageStore: Send + Sync {
+    /// Appends one message to a task; returns it as stored, with its sequence number and the
+    /// store's timestamp. The text is kept whole whatever its length. `NotFound` for an
+    /// unknown task.
+    async fn append_message(&self, task: TaskId, message: &NewMessage) -> Result<ResultMessage>;
+
+    /// Appends many messages to a task in one operation, all or none, in the order given.
+    async fn append_messages(
+        &self,
+        task: TaskId,
+        messages: &[NewMessage],
+    ) -> Result<Vec<ResultMessage>>;
+
+    /// A task's messages in sequence order (empty for a task with none or an unknown task).
+    async fn messages(&self, task: TaskId) -> Result<Vec<ResultMessage>>;
+}
+
+/// Build history of nodes, kept across redeploys.
+#[async_trait]
+pub trait BuildStore: Send + Sync {
+    /// Records one build-data element; a `None` collected date becomes the store's now.
+    async fn record_build_data(&self, data: &BuildData) -> Result<()>;
+
+    /// Build data matching `query` (node AND task when both are given), newest first. With
+    /// `latest`, one row per node and generator: the newest. With [`Verbosity::Brief`] the
+    /// element is not read and is `None`.
+    async fn build_data(&self, query: &BuildDataQuery) -> Result<Vec<BuildData>>;
+}
+
+/// The leader lease: of several orchestrator instances, at most one holds it at any time.
+///
+/// The lease is judged by the store's clock (the database's, for SQL backends), never the
+/// caller's. It lasts for the grace period the store was opened with. Every change of holder
+/// raises the term.
+#[async_trait]
+pub trait InstanceLock: Send + Sync {
+    /// Takes the lease if it is free, lapsed, or already ours (then it is renewed with the
+    /// same term). A new holder gets `term` one higher than any before.
+    async fn claim_lease(&self, instance_id: &str) -> Result<LeaseOutcome>;
+
+    /// Extends the lease if `instance_id` holds it and it has not lapsed; otherwise reports
+    /// `Denied` with the current holder, if any, and takes nothing.
+    async fn renew_lease(&self, instance_id: &str) -> Result<LeaseOutcome>;
+
+    /// Gives the lease up if `instance_id` holds it, so another can claim it at once. Returns
+    /// whether it was held. The term is kept, so the next holder's is still higher.
+    async fn release_lease(&self, instance_id: &str) -> Result<bool>;
+
+    /// The live lease, if any instance holds one.
+    async fn current_lease(&self) -> Result<Option<Lease>>;
+}
+
+/// A complete backend: all four stores in one value.
+pub trait StateStore: TaskStore + MessageStore + BuildStore + InstanceLock {
+    /// The backend's name (`postgres`, `sqlite`, `memory`), for logs and summaries.
+    fn backend_name(&self) -> &'static str;
+}
