@@ -1,1 +1,577 @@
-fn main() {}
+//! `drydock-state`: inspect and drive drydock-state from a shell.
+//!
+//! Exit status: 0 on success, 1 on an error (one line on stderr), 2 on a usage error, 3 when
+//! `lease claim` or `lease renew` finds another instance holding the lease.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use drydock_state::{
+    BuildData, BuildDataQuery, ClaimRequest, Config, Error, LeaseOutcome, NewMessage, Result, StateStore,
+    Task, TaskFilter, TaskId, TaskStatus, Verbosity,
+};
+use serde_json::{json, Value};
+
+mod render;
+
+/// Exit status when the lease is held by another instance.
+const EXIT_LEASE_HELD_ELSEWHERE: u8 = 3;
+
+#[derive(Parser, Debug)]
+#[command(name = "drydock-state", version, about = "Inspect and drive drydock-state: tasks, messages, build data, the leader lease and designs.")]
+struct Cli {
+    /// Database URL (postgres://…, sqlite://…, memory://). Default: the config file, then
+    /// DRYDOCK_DATABASE__URL, then the embedded SQLite database.
+    #[arg(long, global = true, value_name = "URL")]
+    database_url: Option<String>,
+    /// A TOML configuration file.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create or upgrade the schema.
+    Migrate,
+    /// Print the effective configuration, secrets redacted.
+    Config,
+    /// Tasks.
+    #[command(subcommand)]
+    Task(TaskCommand),
+    /// Result messages.
+    #[command(subcommand)]
+    Message(MessageCommand),
+    /// Node build data.
+    #[command(subcommand, name = "build-data")]
+    BuildData(BuildDataCommand),
+    /// The leader lease.
+    #[command(subcommand)]
+    Lease(LeaseCommand),
+    /// Delete task trees older than a retention period, with their messages.
+    Purge {
+        /// Retention, e.g. 30d or 12h.
+        #[arg(long, value_name = "DURATION", value_parser = parse_retention)]
+        older_than: std::time::Duration,
+    },
+    /// Design references.
+    #[command(subcommand)]
+    Design(DesignCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum TaskCommand {
+    /// Create a task.
+    Create {
+        /// The action, e.g. deploy_nodes.
+        #[arg(long)]
+        action: String,
+        /// The site design URI.
+        #[arg(long, value_name = "URI")]
+        design_ref: Option<String>,
+        /// The parent task; the new task is appended to its subtasks.
+        #[arg(long, value_name = "ID")]
+        parent: Option<TaskId>,
+        /// The node filter, as JSON.
+        #[arg(long, value_name = "JSON", value_parser = parse_json)]
+        node_filter: Option<Value>,
+        /// The initial status.
+        #[arg(long, value_enum, default_value_t = InitialStatus::Requested)]
+        status: InitialStatus,
+    },
+    /// Show a task with its messages.
+    Get {
+        /// The task id.
+        id: TaskId,
+    },
+    /// List tasks, oldest first.
+    List {
+        /// Only tasks in this status.
+        #[arg(long, value_parser = parse_status)]
+        status: Option<TaskStatus>,
+        /// Only tasks with this action.
+        #[arg(long)]
+        action: Option<String>,
+        /// Only subtasks of this task.
+        #[arg(long, value_name = "ID")]
+        parent: Option<TaskId>,
+        /// At most this many.
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
+    },
+    /// Claim the oldest queued task (prints it, or null when nothing is queued).
+    Claim {
+        /// Only tasks with this action (repeatable).
+        #[arg(long = "action", value_name = "A")]
+        actions: Vec<String>,
+        /// The claiming instance.
+        #[arg(long, value_name = "ID", default_value_t = default_instance())]
+        instance: String,
+        /// Fence the claim with this lease term.
+        #[arg(long, value_name = "N")]
+        term: Option<i64>,
+    },
+    /// Change a task's status.
+    SetStatus {
+        /// The task id.
+        id: TaskId,
+        /// The new status.
+        #[arg(value_parser = parse_status)]
+        status: TaskStatus,
+    },
+    /// Terminate a task.
+    Terminate {
+        /// The task id.
+        id: TaskId,
+        /// Who terminates it.
+        #[arg(long, value_name = "NAME", default_value = "drydock-state-cli")]
+        by: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum InitialStatus {
+    Requested,
+    Queued,
+}
+
+#[derive(Subcommand, Debug)]
+enum MessageCommand {
+    /// Append a result message to a task.
+    Add(MessageAdd),
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("text").required(true).args(["message", "message_file"])))]
+struct MessageAdd {
+    /// The task id.
+    id: TaskId,
+    /// The message text.
+    #[arg(long)]
+    message: Option<String>,
+    /// Read the message from a file, or `-` for standard input.
+    #[arg(long, value_name = "PATH")]
+    message_file: Option<PathBuf>,
+    /// The message reports an error.
+    #[arg(long)]
+    error: bool,
+    /// What the message is about.
+    #[arg(long, value_name = "T", default_value = "task")]
+    context_type: String,
+    /// Which one.
+    #[arg(long, value_name = "C", default_value = "")]
+    context: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum BuildDataCommand {
+    /// Record a build-data element.
+    Add(BuildDataAdd),
+    /// List build data, newest first.
+    List {
+        /// Only this node's.
+        #[arg(long, value_name = "N")]
+        node: Option<String>,
+        /// Only this task's.
+        #[arg(long, value_name = "ID")]
+        task: Option<TaskId>,
+        /// Only the newest element per node and generator.
+        #[arg(long)]
+        latest: bool,
+        /// Leave the data elements out.
+        #[arg(long)]
+        brief: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("content").required(true).args(["data", "file"])))]
+struct BuildDataAdd {
+    /// The node.
+    #[arg(long, value_name = "N")]
+    node: String,
+    /// The task that collected it.
+    #[arg(long, value_name = "ID")]
+    task: TaskId,
+    /// What produced it (lshw, lldp, ...).
+    #[arg(long, value_name = "G")]
+    generator: String,
+    /// Its MIME type.
+    #[arg(long, value_name = "MIME")]
+    format: String,
+    /// The data.
+    #[arg(long)]
+    data: Option<String>,
+    /// Read the data from a file, or `-` for standard input.
+    #[arg(long, value_name = "PATH")]
+    file: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum LeaseCommand {
+    /// Claim the lease (exit 3 if another instance holds it).
+    Claim {
+        /// The claiming instance.
+        #[arg(long, value_name = "ID")]
+        instance: String,
+    },
+    /// Renew the lease (exit 3 if this instance does not hold it).
+    Renew {
+        /// The holding instance.
+        #[arg(long, value_name = "ID")]
+        instance: String,
+    },
+    /// Release the lease.
+    Release {
+        /// The holding instance.
+        #[arg(long, value_name = "ID")]
+        instance: String,
+    },
+    /// Show the current holder.
+    Show,
+}
+
+#[derive(Subcommand, Debug)]
+enum DesignCommand {
+    /// Fetch a design document and print it (or write it to a file).
+    Fetch {
+        /// The design URI.
+        uri: String,
+        /// Write the document here instead of standard output.
+        #[arg(long, value_name = "PATH")]
+        output_file: Option<PathBuf>,
+    },
+    /// List the design schemes this build serves.
+    Schemes,
+}
+
+fn parse_status(s: &str) -> std::result::Result<TaskStatus, String> {
+    s.parse().map_err(|e: Error| e.to_string())
+}
+
+fn parse_json(s: &str) -> std::result::Result<Value, String> {
+    serde_json::from_str(s).map_err(|e| format!("not valid JSON: {e}"))
+}
+
+fn parse_retention(s: &str) -> std::result::Result<std::time::Duration, String> {
+    match drydock_state::config::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be greater than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn default_instance() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()))
+        .unwrap_or_else(|| "localhost".into());
+    format!("cli@{host}")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("drydock-state: error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("drydock-state: error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// What a command produced: JSON for `--output json`, text otherwise, and an exit status.
+struct Outcome {
+    json: Value,
+    text: String,
+    code: u8,
+}
+
+impl Outcome {
+    fn new(json: Value, text: String) -> Self {
+        Outcome { json, text, code: 0 }
+    }
+}
+
+async fn run(cli: Cli) -> Result<u8> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(url) = cli.database_url {
+        config.database.url = Some(url);
+    }
+    let outcome = match cli.command {
+        Command::Config => {
+            let mut effective = config.clone();
+            effective.database.url.get_or_insert_with(drydock_state::default_database_url);
+            let json = effective.to_redacted_json();
+            let text = serde_json::to_string_pretty(&json).unwrap_or_default();
+            Outcome::new(json, text)
+        }
+        Command::Design(cmd) => design(cmd, &config).await?,
+        command => {
+            let store = drydock_state::open_configured(&config).await?;
+            execute(command, store, &config).await?
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    let written = match cli.output {
+        Output::Json => writeln!(stdout, "{}", serde_json::to_string_pretty(&outcome.json).unwrap_or_default()),
+        Output::Text if outcome.text.is_empty() => Ok(()),
+        Output::Text => writeln!(stdout, "{}", outcome.text.trim_end()),
+    };
+    // A closed pipe (`| head`) is not an error worth reporting.
+    if let Err(e) = written {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(Error::invalid("stdout", e.to_string()));
+        }
+    }
+    Ok(outcome.code)
+}
+
+fn task_json(task: &Task) -> Value {
+    serde_json::to_value(task).unwrap_or(Value::Null)
+}
+
+async fn execute(command: Command, store: Arc<dyn StateStore>, config: &Config) -> Result<Outcome> {
+    Ok(match command {
+        Command::Migrate => {
+            let url = config.database.url.clone().unwrap_or_else(drydock_state::default_database_url);
+            let url = drydock_state::redact_uri(&url);
+            Outcome::new(
+                json!({"migrated": true, "backend": store.backend_name(), "database": url}),
+                format!("schema is up to date ({} at {url})", store.backend_name()),
+            )
+        }
+        Command::Task(cmd) => task(cmd, &*store).await?,
+        Command::Message(MessageCommand::Add(add)) => {
+            let text = match (add.message, add.message_file) {
+                (Some(text), _) => text,
+                (None, Some(path)) => read_input("message-file", &path)?,
+                (None, None) => return Err(Error::invalid("message", "give --message or --message-file")),
+            };
+            let message = NewMessage {
+                error: add.error,
+                ..NewMessage::info(text).with_context(add.context_type, add.context)
+            };
+            let stored = store.append_message(add.id, &message).await?;
+            let text = format!("message {} appended to task {}", stored.sequence, add.id);
+            Outcome::new(serde_json::to_value(&stored).unwrap_or_default(), text)
+        }
+        Command::BuildData(BuildDataCommand::Add(add)) => {
+            let element = match (add.data, add.file) {
+                (Some(data), _) => data,
+                (None, Some(path)) => read_input("file", &path)?,
+                (None, None) => return Err(Error::invalid("data", "give --data or --file")),
+            };
+            let data = BuildData {
+                node_name: add.node,
+                task_id: add.task,
+                collected_date: None,
+                generator: add.generator,
+                data_format: add.format,
+                data_element: Some(element),
+            };
+            store.record_build_data(&data).await?;
+            let text = format!("recorded {} data for node {}", data.generator, data.node_name);
+            Outcome::new(json!({"recorded": true, "node_name": data.node_name, "generator": data.generator}), text)
+        }
+        Command::BuildData(BuildDataCommand::List {
+            node,
+            task,
+            latest,
+            brief,
+        }) => {
+            let query = BuildDataQuery {
+                node_name: node,
+                task_id: task,
+                latest,
+                verbosity: if brief { Verbosity::Brief } else { Verbosity::Full },
+            };
+            let rows = store.build_data(&query).await?;
+            Outcome::new(serde_json::to_value(&rows).unwrap_or_default(), render::build_data(&rows))
+        }
+        Command::Lease(cmd) => lease(cmd, &*store).await?,
+        Command::Purge { older_than } => {
+            let report = store.purge(older_than).await?;
+            let text = format!("purged {} tasks and {} messages", report.tasks, report.messages);
+            Outcome::new(serde_json::to_value(report).unwrap_or_default(), text)
+        }
+        // Answered in `run` without opening a store.
+        Command::Config | Command::Design(_) => return Err(Error::invalid("command", "needs no store")),
+    })
+}
+
+async fn task(cmd: TaskCommand, store: &dyn StateStore) -> Result<Outcome> {
+    Ok(match cmd {
+        TaskCommand::Create {
+            action,
+            design_ref,
+            parent,
+            node_filter,
+            status,
+        } => {
+            let mut task = Task::new(action).with_status(match status {
+                InitialStatus::Requested => TaskStatus::Requested,
+                InitialStatus::Queued => TaskStatus::Queued,
+            });
+            task.design_ref = design_ref;
+            task.parent_task_id = parent;
+            task.node_filter = node_filter;
+            task.created_by = Some("drydock-state-cli".into());
+            store.create_task(&task).await?;
+            if let Some(parent) = parent {
+                store.add_subtask(parent, task.task_id).await?;
+            }
+            Outcome::new(task_json(&task), task.task_id.to_string())
+        }
+        TaskCommand::Get { id } => {
+            let task = store.get_task(id).await?.ok_or_else(|| Error::not_found("task", id))?;
+            Outcome::new(task_json(&task), render::task_detail(&task))
+        }
+        TaskCommand::List {
+            status,
+            action,
+            parent,
+            limit,
+        } => {
+            let filter = TaskFilter {
+                status,
+                action,
+                parent,
+                limit,
+                ..Default::default()
+            };
+            let tasks = store.list_tasks(&filter).await?;
+            Outcome::new(Value::Array(tasks.iter().map(task_json).collect()), render::task_table(&tasks))
+        }
+        TaskCommand::Claim { actions, instance, term } => {
+            let request = ClaimRequest {
+                actions,
+                instance_id: instance,
+                term,
+            };
+            match store.claim_next(&request).await? {
+                Some(task) => Outcome::new(task_json(&task), task.task_id.to_string()),
+                None => Outcome::new(Value::Null, "nothing queued".into()),
+            }
+        }
+        TaskCommand::SetStatus { id, status } => {
+            let task = store.set_status(id, status).await?;
+            Outcome::new(task_json(&task), format!("task {id} is {}", task.status))
+        }
+        TaskCommand::Terminate { id, by } => {
+            let task = store.terminate_task(id, &by).await?;
+            Outcome::new(task_json(&task), format!("task {id} is {} (terminated by {by})", task.status))
+        }
+    })
+}
+
+async fn lease(cmd: LeaseCommand, store: &dyn StateStore) -> Result<Outcome> {
+    let outcome = |result: LeaseOutcome, instance: &str| {
+        let code = if result.held().is_some() { 0 } else { EXIT_LEASE_HELD_ELSEWHERE };
+        let text = match &result {
+            LeaseOutcome::Held(l) => format!("{instance} holds the lease (term {}, expires {})", l.term, l.expires_at),
+            LeaseOutcome::Denied(Some(l)) => format!("{} holds the lease (term {}, expires {})", l.instance_id, l.term, l.expires_at),
+            LeaseOutcome::Denied(None) => format!("{instance} does not hold the lease; nobody does"),
+        };
+        Outcome {
+            json: serde_json::to_value(&result).unwrap_or_default(),
+            text,
+            code,
+        }
+    };
+    Ok(match cmd {
+        LeaseCommand::Claim { instance } => outcome(store.claim_lease(&instance).await?, &instance),
+        LeaseCommand::Renew { instance } => outcome(store.renew_lease(&instance).await?, &instance),
+        LeaseCommand::Release { instance } => {
+            let released = store.release_lease(&instance).await?;
+            let text = if released {
+                format!("{instance} released the lease")
+            } else {
+                format!("{instance} did not hold the lease")
+            };
+            Outcome::new(json!({"released": released}), text)
+        }
+        LeaseCommand::Show => {
+            let lease = store.current_lease().await?;
+            let text = match &lease {
+                Some(l) => format!("{} holds the lease (term {}, expires {})", l.instance_id, l.term, l.expires_at),
+                None => "nobody holds the lease".into(),
+            };
+            Outcome::new(serde_json::to_value(&lease).unwrap_or_default(), text)
+        }
+    })
+}
+
+async fn design(cmd: DesignCommand, config: &Config) -> Result<Outcome> {
+    let resolver = drydock_state::design_resolver(&config.design)?;
+    Ok(match cmd {
+        DesignCommand::Schemes => {
+            let drivers = resolver.drivers();
+            let json = Value::Array(drivers.iter().map(|(s, d)| json!({"scheme": s, "driver": d})).collect());
+            let text = drivers.iter().map(|(s, d)| format!("{s}\t{d}")).collect::<Vec<_>>().join("\n");
+            Outcome::new(json, text)
+        }
+        DesignCommand::Fetch { uri, output_file } => {
+            let document = drydock_state::fetch_design(&resolver, &uri).await?;
+            let meta = json!({
+                "source": document.source,
+                "content_type": document.content_type,
+                "size": document.bytes.len(),
+            });
+            match output_file {
+                Some(path) => {
+                    std::fs::write(&path, &document.bytes)
+                        .map_err(|e| Error::invalid("output-file", format!("cannot write {}: {e}", path.display())))?;
+                    let text = format!("wrote {} bytes from {} to {}", document.bytes.len(), document.source, path.display());
+                    Outcome::new(meta, text)
+                }
+                None => {
+                    let text = String::from_utf8(document.bytes.to_vec())
+                        .map_err(|_| Error::invalid("design", "is not UTF-8 text; use --output-file"))?;
+                    let mut json = meta;
+                    json["document"] = Value::String(text.clone());
+                    Outcome::new(json, text)
+                }
+            }
+        }
+    })
+}
+
+/// Reads a whole file, or standard input for `-`, as UTF-8 text.
+fn read_input(field: &str, path: &Path) -> Result<String> {
+    let mut bytes = Vec::new();
+    let read = if path == Path::new("-") {
+        std::io::stdin().read_to_end(&mut bytes)
+    } else {
+        std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut bytes))
+    };
+    read.map_err(|e| Error::invalid(field, format!("cannot read {}: {e}", path.display())))?;
+    String::from_utf8(bytes).map_err(|_| Error::invalid(field, format!("{} is not valid UTF-8", path.display())))
+}

@@ -19,7 +19,8 @@ use crate::store::*;
 /// The URL schemes the in-memory store serves.
 pub const URL_SCHEMES: &[&str] = &["memory"];
 
-/// Registers the in-memory store under `memory://`.
+/// Registers the in-memory store under `memory://`. It is not submitted to `inventory` by core:
+/// the facade registers it when its `memory` feature is on, so that feature means something.
 pub const REGISTRATION: BackendRegistration = BackendRegistration {
     name: "memory",
     schemes: URL_SCHEMES,
@@ -27,8 +28,6 @@ pub const REGISTRATION: BackendRegistration = BackendRegistration {
         Box::pin(async move { Ok(Arc::new(MemoryStore::new(&config)) as Arc<dyn StateStore>) })
     },
 };
-
-inventory::submit! { REGISTRATION }
 
 /// All four stores in process memory.
 #[derive(Debug)]
