@@ -84,11 +84,9 @@ async fn compiled_out_design_driver_names_its_feature() {
     }
 }
 
+#[cfg(feature = "memory")]
 #[tokio::test]
 async fn memory_backend_opens_through_the_facade() {
-    if !cfg!(feature = "memory") {
-        return;
-    }
     let store = drydock_state::open("memory://", &Config::default()).await.unwrap();
     assert_eq!(store.backend_name(), "memory");
 }
