@@ -11,6 +11,8 @@
 //! the one the `drydock-state` command uses by default, so the CLI can inspect it afterwards.
 
 use std::sync::{Arc, Mutex};
+
+use serde::Deserialize;
 use std::time::{Duration, Instant};
 
 use drydock_state::{
@@ -38,6 +40,11 @@ struct Orchestrator {
 impl Orchestrator {
     fn log(&self, event: String) {
         println!("  [{:>5.2}s] {:<15} {event}", self.started.elapsed().as_secs_f64(), self.id);
+    }
+
+    /// Logs an event of the lease's life and keeps it for the summary.
+    fn lease_event(&self, event: String) {
+        self.log(event.clone());
         self.history.lock().unwrap().push((self.started.elapsed(), format!("{} {event}", self.id)));
     }
 
@@ -51,7 +58,7 @@ impl Orchestrator {
             }
             let Some(lease) = self.store.claim_lease(self.id).await?.held().cloned() else {
                 if !denied_logged {
-                    self.log("is a follower: another instance holds the lease".into());
+                    self.lease_event("is a follower: another instance holds the lease".into());
                     denied_logged = true;
                 }
                 tokio::time::sleep(TICK).await;
@@ -59,10 +66,10 @@ impl Orchestrator {
             };
             if term != Some(lease.term) {
                 term = Some(lease.term);
-                self.log(format!("became leader with term {}", lease.term));
+                self.lease_event(format!("became leader with term {}", lease.term));
                 let recovered = self.store.recover_orphans(lease.term, OrphanPolicy::Requeue).await?;
                 if !recovered.is_empty() {
-                    self.log(format!("recovered {} orphaned task(s) from an older term", recovered.len()));
+                    self.lease_event(format!("recovered {} orphaned task(s) from an older term", recovered.len()));
                 }
             }
             let request = ClaimRequest::new(self.id).actions(ACTIONS).fenced(lease.term);
@@ -70,7 +77,7 @@ impl Orchestrator {
                 if task.action == "deploy_node" {
                     nodes_claimed += 1;
                     if self.stall_after == Some(nodes_claimed) {
-                        self.log(format!("claimed {} and stalls: it stops renewing the lease", node_of(&task)));
+                        self.lease_event(format!("claimed {} and stalls: it stops renewing the lease", node_of(&task)));
                         return Ok(());
                     }
                     self.deploy_node(&task).await?;
@@ -157,6 +164,7 @@ impl Orchestrator {
         self.store.append_message(root.task_id, &NewMessage::info("all nodes deployed")).await?;
         self.log("completed deploy_nodes".into());
         self.store.release_lease(self.id).await?;
+        self.lease_event("released the lease".into());
         Ok(())
     }
 }
@@ -165,7 +173,7 @@ impl Orchestrator {
 fn baremetal_nodes(yaml: &[u8]) -> Vec<String> {
     let text = String::from_utf8_lossy(yaml);
     serde_yaml::Deserializer::from_str(&text)
-        .filter_map(|doc| serde::Deserialize::deserialize(doc).ok())
+        .filter_map(|doc| serde_yaml::Value::deserialize(doc).ok())
         .filter(|doc: &serde_yaml::Value| doc["kind"].as_str() == Some("BaremetalNode"))
         .filter_map(|doc| doc["metadata"]["name"].as_str().map(str::to_string))
         .collect()
@@ -213,11 +221,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a = tokio::spawn(a.run(root.task_id));
     tokio::time::sleep(TICK / 2).await;
     let b = tokio::spawn(b.run(root.task_id));
-    tokio::time::timeout(Duration::from_secs(50), async {
-        a.await??;
-        b.await?
-    })
-    .await??;
+    let both = async { (a.await, b.await) };
+    let (a, b) = tokio::time::timeout(Duration::from_secs(50), both).await?;
+    a??;
+    b??;
 
     print_summary(&*store, root.task_id, &history).await?;
     println!("\nInspect it with the CLI, e.g.: cargo run -p drydock-state-cli -- task get {}", root.task_id);
@@ -232,7 +239,7 @@ async fn print_summary(store: &dyn StateStore, root: TaskId, history: &History) 
     let line = |t: &Task, label: String| {
         let d = &t.result.details;
         println!(
-            "    {label:<24} {:<9} {:<16} {} messages, {} errors, claimed by {}",
+            "    {label:<30} {:<9} {:<16} {} messages, {} errors, claimed by {}",
             t.status.as_str(),
             t.result.status.as_str(),
             d.message_list.len(),
