@@ -34,6 +34,7 @@ pub const REGISTRATION: BackendRegistration = BackendRegistration {
 pub struct MemoryStore {
     grace_period: chrono::Duration,
     inner: Mutex<Inner>,
+    queued: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default)]
@@ -53,6 +54,13 @@ impl MemoryStore {
             grace_period: chrono::Duration::from_std(config.leader.grace_period)
                 .unwrap_or(chrono::Duration::MAX),
             inner: Mutex::new(Inner::default()),
+            queued: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn wake_if_queued(&self, status: TaskStatus) {
+        if status == TaskStatus::Queued {
+            self.queued.notify_waiters();
         }
     }
 
@@ -131,6 +139,8 @@ impl TaskStore for MemoryStore {
         stored.subtask_id_list.clear();
         stored.result.details = ResultDetails::default();
         inner.tasks.insert(task.task_id, stored);
+        drop(inner);
+        self.wake_if_queued(task.status);
         Ok(())
     }
 
@@ -156,6 +166,7 @@ impl TaskStore for MemoryStore {
         next.updated = Some(now());
         *stored = next;
         let stored = stored.clone();
+        self.wake_if_queued(stored.status);
         Ok(inner.assembled(&stored))
     }
 
@@ -168,6 +179,7 @@ impl TaskStore for MemoryStore {
         stored.status = status;
         stored.updated = Some(now());
         let stored = stored.clone();
+        self.wake_if_queued(status);
         Ok(inner.assembled(&stored))
     }
 
@@ -291,6 +303,9 @@ impl TaskStore for MemoryStore {
             };
             inner.append(*id, &message, now);
         }
+        if policy == OrphanPolicy::Requeue && !orphans.is_empty() {
+            self.queued.notify_waiters();
+        }
         Ok(orphans.into_iter().map(|(_, id)| id).collect())
     }
 
@@ -308,6 +323,13 @@ impl TaskStore for MemoryStore {
         task.updated = Some(now);
         let task = task.clone();
         Ok(inner.assembled(&task))
+    }
+
+    async fn wait_for_queued(&self, max_wait: Duration) -> Result<()> {
+        // A task queued between the caller's empty claim and this call is missed until
+        // max_wait passes: the poll is the safety net, as the trait says.
+        let _ = tokio::time::timeout(max_wait, self.queued.notified()).await;
+        Ok(())
     }
 
     async fn purge(&self, older_than: Duration) -> Result<PurgeReport> {
@@ -500,5 +522,36 @@ impl InstanceLock for MemoryStore {
 impl StateStore for MemoryStore {
     fn backend_name(&self) -> &'static str {
         "memory"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_waiting_claimer_wakes_when_a_task_is_queued() {
+        let store = Arc::new(MemoryStore::new(&Config::default()));
+        let waiter = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                store
+                    .wait_for_queued(Duration::from_secs(60))
+                    .await
+                    .unwrap();
+                started.elapsed()
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        store
+            .create_task(&Task::new("deploy_nodes").with_status(TaskStatus::Queued))
+            .await
+            .unwrap();
+        let waited = tokio::time::timeout(Duration::from_secs(30), waiter)
+            .await
+            .expect("woken well before max_wait")
+            .unwrap();
+        assert!(waited < Duration::from_secs(60));
     }
 }

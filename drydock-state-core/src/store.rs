@@ -68,6 +68,16 @@ pub trait TaskStore: Send + Sync {
     /// clock), with all its subtasks and messages, in batches that never lock a table for long.
     /// Younger trees are untouched. `InvalidInput` for a zero retention.
     async fn purge(&self, older_than: Duration) -> Result<PurgeReport>;
+
+    /// Waits until a task may have been queued, or `max_wait` has passed, whichever is first.
+    /// A claimer with nothing to do calls this between [`TaskStore::claim_next`] attempts.
+    /// Backends that can be told of new work (PostgreSQL `LISTEN`, the in-memory store) return
+    /// as soon as it is queued; the default simply sleeps `max_wait`, the poll that is every
+    /// backend's safety net. A wake-up is a hint, never a promise that a claim will succeed.
+    async fn wait_for_queued(&self, max_wait: Duration) -> Result<()> {
+        tokio::time::sleep(max_wait).await;
+        Ok(())
+    }
 }
 
 /// Result messages, kept in the order they were appended.
