@@ -1,0 +1,317 @@
+//! Conversion between the model and SQLite rows: microsecond timestamps, UUID text, JSON text.
+
+use chrono::{DateTime, Utc};
+use drydock_state_core::{
+    BuildData, Error, Lease, Link, ResultMessage, ResultStatus, Result, Task, TaskId, TaskResult,
+    TaskStatus,
+};
+
+/// Microseconds since the Unix epoch, the stored form of every timestamp.
+pub(crate) fn to_micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+pub(crate) fn from_micros(column: &str, micros: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| corrupt(column, "timestamp out of range"))
+}
+
+fn from_micros_opt(column: &str, micros: Option<i64>) -> Result<Option<DateTime<Utc>>> {
+    micros.map(|m| from_micros(column, m)).transpose()
+}
+
+/// The stored form of an id: canonical lowercase hyphenated text.
+pub(crate) fn id_text(id: TaskId) -> String {
+    id.0.hyphenated().to_string()
+}
+
+pub(crate) fn parse_id(column: &str, text: &str) -> Result<TaskId> {
+    uuid::Uuid::parse_str(text)
+        .map(TaskId)
+        .map_err(|_| corrupt(column, "not a UUID"))
+}
+
+/// A JSON array of ids, for the statements that take a list as one parameter.
+pub(crate) fn id_array<'a>(ids: impl IntoIterator<Item = &'a TaskId>) -> String {
+    let ids: Vec<String> = ids.into_iter().map(|id| id_text(*id)).collect();
+    serde_json::Value::from(ids).to_string()
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(field: &str, value: &T) -> Result<String> {
+    serde_json::to_string(value)
+        .map_err(|e| Error::invalid(field, format!("cannot be written as JSON: {e}")))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|_| corrupt(column, "not the JSON expected"))
+}
+
+fn from_json_opt<T: serde::de::DeserializeOwned>(
+    column: &str,
+    text: Option<&str>,
+) -> Result<Option<T>> {
+    text.map(|t| from_json(column, t)).transpose()
+}
+
+/// A stored value this backend cannot read back: the file was changed behind its back.
+fn corrupt(column: &str, why: &str) -> Error {
+    Error::Backend {
+        message: format!("sqlite: stored {column} is unreadable: {why}"),
+        source: None,
+    }
+}
+
+/// One row of `drydock_tasks`, as the task column list selects it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct TaskRow {
+    task_id: String,
+    parent_task_id: Option<String>,
+    action: String,
+    design_ref: Option<String>,
+    status: String,
+    result_status: String,
+    result_message: Option<String>,
+    result_reason: Option<String>,
+    result_successes: String,
+    result_failures: String,
+    result_links: String,
+    node_filter: Option<String>,
+    subtask_id_list: String,
+    created: i64,
+    created_by: Option<String>,
+    updated: Option<i64>,
+    retry: i64,
+    terminated: Option<i64>,
+    terminated_by: Option<String>,
+    terminate: bool,
+    request_context: Option<String>,
+    claimed_by: Option<String>,
+    claim_term: Option<i64>,
+    claimed_at: Option<i64>,
+}
+
+impl TaskRow {
+    /// The task, without its messages (see [`crate::store`] for assembly).
+    pub(crate) fn into_task(self) -> Result<Task> {
+        let subtask_ids: Vec<String> = from_json("tasks.subtask_id_list", &self.subtask_id_list)?;
+        Ok(Task {
+            kind: "Task".into(),
+            api_version: "v1".into(),
+            task_id: parse_id("tasks.task_id", &self.task_id)?,
+            action: self.action,
+            parent_task_id: self
+                .parent_task_id
+                .as_deref()
+                .map(|p| parse_id("tasks.parent_task_id", p))
+                .transpose()?,
+            design_ref: self.design_ref,
+            status: self
+                .status
+                .parse::<TaskStatus>()
+                .map_err(|_| corrupt("tasks.status", "unknown status"))?,
+            result: TaskResult {
+                status: self
+                    .result_status
+                    .parse::<ResultStatus>()
+                    .map_err(|_| corrupt("tasks.result_status", "unknown status"))?,
+                message: self.result_message,
+                reason: self.result_reason,
+                successes: from_json("tasks.result_successes", &self.result_successes)?,
+                failures: from_json("tasks.result_failures", &self.result_failures)?,
+                links: from_json::<Vec<Link>>("tasks.result_links", &self.result_links)?,
+                details: Default::default(),
+            },
+            node_filter: from_json_opt("tasks.node_filter", self.node_filter.as_deref())?,
+            subtask_id_list: subtask_ids
+                .iter()
+                .map(|s| parse_id("tasks.subtask_id_list", s))
+                .collect::<Result<_>>()?,
+            created: from_micros("tasks.created", self.created)?,
+            created_by: self.created_by,
+            updated: from_micros_opt("tasks.updated", self.updated)?,
+            retry: i32::try_from(self.retry).map_err(|_| corrupt("tasks.retry", "too large"))?,
+            terminated: from_micros_opt("tasks.terminated", self.terminated)?,
+            terminated_by: self.terminated_by,
+            terminate: self.terminate,
+            request_context: from_json_opt(
+                "tasks.request_context",
+                self.request_context.as_deref(),
+            )?,
+            claimed_by: self.claimed_by,
+            claim_term: self.claim_term,
+            claimed_at: from_micros_opt("tasks.claimed_at", self.claimed_at)?,
+        })
+    }
+}
+
+/// The bind values of a task's writable fields, in the order the statements use them.
+pub(crate) struct TaskParams {
+    pub task_id: String,
+    pub parent_task_id: Option<String>,
+    pub action: String,
+    pub design_ref: Option<String>,
+    pub status: &'static str,
+    pub result_status: &'static str,
+    pub result_message: Option<String>,
+    pub result_reason: Option<String>,
+    pub result_successes: String,
+    pub result_failures: String,
+    pub result_links: String,
+    pub node_filter: Option<String>,
+    pub created: i64,
+    pub created_by: Option<String>,
+    pub updated: Option<i64>,
+    pub retry: i64,
+    pub terminated: Option<i64>,
+    pub terminated_by: Option<String>,
+    pub terminate: bool,
+    pub request_context: Option<String>,
+    pub claimed_by: Option<String>,
+    pub claim_term: Option<i64>,
+    pub claimed_at: Option<i64>,
+}
+
+impl TaskParams {
+    /// Validates `task` and prepares its bind values.
+    pub(crate) fn of(task: &Task) -> Result<Self> {
+        task.validate()?;
+        let node_filter = task
+            .node_filter
+            .as_ref()
+            .map(|v| to_json("task.node_filter", v))
+            .transpose()?;
+        let request_context = task
+            .request_context
+            .as_ref()
+            .map(|v| to_json("task.request_context", v))
+            .transpose()?;
+        for (field, text) in [
+            ("task.node_filter", node_filter.as_deref()),
+            ("task.request_context", request_context.as_deref()),
+            ("task.result.message", task.result.message.as_deref()),
+            ("task.result.reason", task.result.reason.as_deref()),
+        ] {
+            fits(field, text.unwrap_or_default())?;
+        }
+        Ok(TaskParams {
+            task_id: id_text(task.task_id),
+            parent_task_id: task.parent_task_id.map(id_text),
+            action: task.action.clone(),
+            design_ref: task.design_ref.clone(),
+            status: task.status.as_str(),
+            result_status: task.result.status.as_str(),
+            result_message: task.result.message.clone(),
+            result_reason: task.result.reason.clone(),
+            result_successes: to_json("task.result.successes", &task.result.successes)?,
+            result_failures: to_json("task.result.failures", &task.result.failures)?,
+            result_links: to_json("task.result.links", &task.result.links)?,
+            node_filter,
+            created: to_micros(task.created),
+            created_by: task.created_by.clone(),
+            updated: task.updated.map(to_micros),
+            retry: i64::from(task.retry),
+            terminated: task.terminated.map(to_micros),
+            terminated_by: task.terminated_by.clone(),
+            terminate: task.terminate,
+            request_context,
+            claimed_by: task.claimed_by.clone(),
+            claim_term: task.claim_term,
+            claimed_at: task.claimed_at.map(to_micros),
+        })
+    }
+}
+
+/// The longest text or JSON value stored: SQLite's default `SQLITE_MAX_LENGTH`, one billion
+/// bytes. Longer is refused up front, naming the field, rather than failing deep in SQLite.
+pub const MAX_VALUE_BYTES: usize = 1_000_000_000;
+
+/// Refuses a value SQLite cannot hold, naming the field.
+pub(crate) fn fits(field: &str, text: &str) -> Result<()> {
+    if text.len() > MAX_VALUE_BYTES {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "is {} bytes; SQLite holds at most {MAX_VALUE_BYTES}",
+                text.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// One row of `drydock_result_messages`.
+#[derive(sqlx::FromRow)]
+pub(crate) struct MessageRow {
+    sequence: i64,
+    task_id: String,
+    message: String,
+    error: bool,
+    context_type: String,
+    context: String,
+    ts: i64,
+    extra: Option<String>,
+}
+
+impl MessageRow {
+    pub(crate) fn into_message(self) -> Result<ResultMessage> {
+        Ok(ResultMessage {
+            sequence: self.sequence,
+            task_id: parse_id("result_messages.task_id", &self.task_id)?,
+            message: self.message,
+            error: self.error,
+            context_type: self.context_type,
+            context: self.context,
+            ts: from_micros("result_messages.ts", self.ts)?,
+            extra: from_json_opt("result_messages.extra", self.extra.as_deref())?,
+        })
+    }
+}
+
+/// One row of `drydock_build_data`; `data_element` is NULL when read briefly.
+#[derive(sqlx::FromRow)]
+pub(crate) struct BuildDataRow {
+    node_name: String,
+    task_id: String,
+    collected_date: i64,
+    generator: String,
+    data_format: String,
+    data_element: Option<String>,
+}
+
+impl BuildDataRow {
+    pub(crate) fn into_build_data(self) -> Result<BuildData> {
+        Ok(BuildData {
+            node_name: self.node_name,
+            task_id: parse_id("build_data.task_id", &self.task_id)?,
+            collected_date: Some(from_micros(
+                "build_data.collected_date",
+                self.collected_date,
+            )?),
+            generator: self.generator,
+            data_format: self.data_format,
+            data_element: self.data_element,
+        })
+    }
+}
+
+/// The row of `drydock_active_instance`.
+#[derive(sqlx::FromRow)]
+pub(crate) struct LeaseRow {
+    instance_id: String,
+    term: i64,
+    acquired_at: i64,
+    renewed_at: i64,
+    expires_at: i64,
+}
+
+impl LeaseRow {
+    pub(crate) fn into_lease(self) -> Result<Lease> {
+        Ok(Lease {
+            instance_id: self.instance_id,
+            term: self.term,
+            acquired_at: from_micros("active_instance.acquired_at", self.acquired_at)?,
+            renewed_at: from_micros("active_instance.renewed_at", self.renewed_at)?,
+            expires_at: from_micros("active_instance.expires_at", self.expires_at)?,
+        })
+    }
+}

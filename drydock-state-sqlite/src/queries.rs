@@ -1,0 +1,378 @@
+//! Every SQL statement of the SQLite backend, each named after the operation it serves.
+//!
+//! Statements are static text with bind parameters; the shared fragments below are joined at
+//! compile time with `concat!`, never at run time. Lists (ids, actions) are bound as one JSON
+//! array and unpacked with `json_each`, so a statement's text never depends on a list's length.
+
+/// The store's clock in microseconds since the Unix epoch. SQLite's `now` has millisecond
+/// resolution; rounding to whole milliseconds keeps the float conversion exact. Every process
+/// on one file reads the same clock, and `now` is constant within one statement.
+macro_rules! now_us {
+    () => {
+        "(CAST(ROUND(unixepoch('subsec') * 1000) AS INTEGER) * 1000)"
+    };
+}
+
+/// The task columns, in the order [`crate::codec::TaskRow`] names them.
+macro_rules! task_columns {
+    () => {
+        "task_id, parent_task_id, action, design_ref, status, result_status, result_message, \
+         result_reason, result_successes, result_failures, result_links, node_filter, \
+         subtask_id_list, created, created_by, updated, retry, terminated, terminated_by, \
+         terminate, request_context, claimed_by, claim_term, claimed_at"
+    };
+}
+
+/// The message columns, in the order [`crate::codec::MessageRow`] names them.
+macro_rules! message_columns {
+    () => {
+        "sequence, task_id, message, error, context_type, context, ts, extra"
+    };
+}
+
+/// The lease columns, in the order [`crate::codec::LeaseRow`] names them.
+macro_rules! lease_columns {
+    () => {
+        "instance_id, term, acquired_at, renewed_at, expires_at"
+    };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Migrations
+// ---------------------------------------------------------------------------------------------
+
+/// Creates the migration history table if this file has none yet.
+pub const MIGRATIONS_CREATE_HISTORY: &str = "\
+CREATE TABLE IF NOT EXISTS drydock_schema_migrations (
+    version     INTEGER NOT NULL PRIMARY KEY,
+    description TEXT    NOT NULL,
+    checksum    TEXT    NOT NULL,
+    applied_at  INTEGER NOT NULL
+) STRICT";
+
+/// The migrations applied so far.
+pub const MIGRATIONS_APPLIED: &str =
+    "SELECT version, checksum FROM drydock_schema_migrations ORDER BY version";
+
+/// Records one applied migration.
+pub const MIGRATIONS_RECORD: &str = concat!(
+    "INSERT INTO drydock_schema_migrations (version, description, checksum, applied_at) \
+     VALUES (?1, ?2, ?3, ",
+    now_us!(),
+    ")"
+);
+
+// ---------------------------------------------------------------------------------------------
+// Tasks
+// ---------------------------------------------------------------------------------------------
+
+/// `create_task`: a new task with an empty subtask list.
+pub const CREATE_TASK: &str = "\
+INSERT INTO drydock_tasks (
+    task_id, parent_task_id, action, design_ref, status, result_status, result_message,
+    result_reason, result_successes, result_failures, result_links, node_filter,
+    subtask_id_list, created, created_by, updated, retry, terminated, terminated_by,
+    terminate, request_context, claimed_by, claim_term, claimed_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, '[]', ?13, ?14, ?15, ?16, ?17, ?18,
+        ?19, ?20, ?21, ?22, ?23)";
+
+/// `get_task`: one task by id.
+pub const GET_TASK: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    " FROM drydock_tasks WHERE task_id = ?1"
+);
+
+/// Whether a task exists, and its status (to tell `NotFound` from `Conflict`).
+pub const TASK_STATUS: &str = "SELECT status FROM drydock_tasks WHERE task_id = ?1";
+
+/// `update_task`: a whole put of the writable fields, refused (no row) when the stored status
+/// is terminal and the new one differs.
+pub const UPDATE_TASK: &str = concat!(
+    "UPDATE drydock_tasks SET \
+        parent_task_id = ?2, action = ?3, design_ref = ?4, status = ?5, result_status = ?6, \
+        result_message = ?7, result_reason = ?8, result_successes = ?9, result_failures = ?10, \
+        result_links = ?11, node_filter = ?12, created_by = ?13, retry = ?14, terminated = ?15, \
+        terminated_by = ?16, terminate = ?17, request_context = ?18, updated = ",
+    now_us!(),
+    " WHERE task_id = ?1 AND (status = ?5 OR status NOT IN ('complete', 'terminated')) \
+     RETURNING ",
+    task_columns!()
+);
+
+/// `set_status`: moves a task to a status under the same rule as `update_task`.
+pub const SET_STATUS: &str = concat!(
+    "UPDATE drydock_tasks SET status = ?2, updated = ",
+    now_us!(),
+    " WHERE task_id = ?1 AND (status = ?2 OR status NOT IN ('complete', 'terminated')) \
+     RETURNING ",
+    task_columns!()
+);
+
+/// `list_tasks`: every filter is optional (a NULL parameter matches all); keyset pagination on
+/// `(created, task_id)`; a limit of -1 means none.
+pub const LIST_TASKS: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    " FROM drydock_tasks \
+     WHERE (?1 IS NULL OR status = ?1) \
+       AND (?2 IS NULL OR action = ?2) \
+       AND (?3 IS NULL OR parent_task_id = ?3) \
+       AND (?4 IS NULL OR created >= ?4) \
+       AND (?5 IS NULL OR created < ?5) \
+       AND (?6 IS NULL OR (created, task_id) > (?6, ?7)) \
+     ORDER BY created, task_id \
+     LIMIT ?8"
+);
+
+/// `add_subtask`: appends the child id unless it is already listed, in one statement, so
+/// concurrent appends are serialized by SQLite's write lock and all kept.
+pub const ADD_SUBTASK: &str = "\
+UPDATE drydock_tasks SET subtask_id_list = json_insert(subtask_id_list, '$[#]', ?2)
+WHERE task_id = ?1
+  AND NOT EXISTS (SELECT 1 FROM json_each(drydock_tasks.subtask_id_list) WHERE value = ?2)";
+
+/// `subtasks`, step one: the parent's subtask list (no row: unknown parent).
+pub const SUBTASK_LIST: &str = "SELECT subtask_id_list FROM drydock_tasks WHERE task_id = ?1";
+
+/// `subtasks`, step two: the listed tasks in list order; `?2` is 0 for all, 1 for active
+/// (not terminal), 2 for complete (terminal).
+pub const SUBTASKS: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    " FROM json_each(?1) AS listed JOIN drydock_tasks ON task_id = listed.value \
+     WHERE ?2 = 0 \
+        OR (?2 = 1 AND status NOT IN ('complete', 'terminated')) \
+        OR (?2 = 2 AND status IN ('complete', 'terminated')) \
+     ORDER BY listed.key"
+);
+
+/// `claim_next`: moves the oldest queued task of the allowed actions (`?3`, a JSON array, or
+/// NULL for any) to running in one statement. With a term (`?2`), the same statement requires
+/// the claimer to hold the live lease with that term, so a deposed leader takes nothing.
+pub const CLAIM_NEXT: &str = concat!(
+    "UPDATE drydock_tasks SET status = 'running', claimed_by = ?1, claim_term = ?2, \
+        claimed_at = ",
+    now_us!(),
+    ", updated = ",
+    now_us!(),
+    " WHERE status = 'queued' \
+       AND task_id = ( \
+           SELECT task_id FROM drydock_tasks \
+           WHERE status = 'queued' \
+             AND (?3 IS NULL OR action IN (SELECT value FROM json_each(?3))) \
+           ORDER BY created, task_id LIMIT 1) \
+       AND (?2 IS NULL OR EXISTS ( \
+           SELECT 1 FROM drydock_active_instance \
+           WHERE instance_id = ?1 AND term = ?2 AND expires_at > ",
+    now_us!(),
+    ")) RETURNING ",
+    task_columns!()
+);
+
+/// Whether `?1` holds the live lease with term `?2` (why a fenced claim took nothing).
+pub const HOLDS_LEASE: &str = concat!(
+    "SELECT EXISTS (SELECT 1 FROM drydock_active_instance \
+     WHERE instance_id = ?1 AND term = ?2 AND expires_at > ",
+    now_us!(),
+    ")"
+);
+
+/// `recover_orphans`, step one: running tasks claimed under an older term, oldest first.
+pub const ORPHANS: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    " FROM drydock_tasks WHERE status = 'running' AND claim_term < ?1 \
+     ORDER BY created, task_id"
+);
+
+/// `recover_orphans` under the requeue policy: back to the queue, claim cleared.
+pub const REQUEUE_ORPHANS: &str = concat!(
+    "UPDATE drydock_tasks SET status = 'queued', claimed_by = NULL, claim_term = NULL, \
+        claimed_at = NULL, updated = ",
+    now_us!(),
+    " WHERE status = 'running' AND claim_term < ?1"
+);
+
+/// `recover_orphans` under the fail policy: finished as a failure, claim kept for the record.
+pub const FAIL_ORPHANS: &str = concat!(
+    "UPDATE drydock_tasks SET status = 'complete', result_status = 'failure', \
+        result_reason = 'orphaned by a change of leader', updated = ",
+    now_us!(),
+    " WHERE status = 'running' AND claim_term < ?1"
+);
+
+/// `terminate_task`: records who and when; a task not yet finished becomes terminated.
+pub const TERMINATE_TASK: &str = concat!(
+    "UPDATE drydock_tasks SET terminate = 1, terminated_by = ?2, terminated = ",
+    now_us!(),
+    ", updated = ",
+    now_us!(),
+    ", status = CASE WHEN status IN ('complete', 'terminated') THEN status \
+                     ELSE 'terminated' END \
+     WHERE task_id = ?1 RETURNING ",
+    task_columns!()
+);
+
+/// `purge`, one batch: up to `?2` roots created before `?1`.
+pub const PURGE_ROOTS: &str = "\
+SELECT task_id FROM drydock_tasks
+WHERE parent_task_id IS NULL AND created < ?1
+ORDER BY created, task_id
+LIMIT ?2";
+
+/// `purge`, one batch: how many tasks and messages the trees of the roots in `?1` (a JSON
+/// array) hold, counted before the cascade removes them.
+pub const PURGE_COUNT_TREES: &str = "\
+WITH RECURSIVE tree (task_id) AS (
+    SELECT value FROM json_each(?1)
+    UNION ALL
+    SELECT child.task_id FROM drydock_tasks AS child JOIN tree ON child.parent_task_id = tree.task_id
+)
+SELECT (SELECT count(*) FROM tree),
+       (SELECT count(*) FROM drydock_result_messages WHERE task_id IN (SELECT task_id FROM tree))";
+
+/// `purge`, one batch: deletes the roots in `?1`; subtasks and messages go by cascade.
+pub const PURGE_DELETE_ROOTS: &str =
+    "DELETE FROM drydock_tasks WHERE task_id IN (SELECT value FROM json_each(?1))";
+
+// ---------------------------------------------------------------------------------------------
+// Messages
+// ---------------------------------------------------------------------------------------------
+
+/// `append_message` / `append_messages`: one message, stamped with the store's clock.
+pub const APPEND_MESSAGE: &str = concat!(
+    "INSERT INTO drydock_result_messages (task_id, message, error, context_type, context, ts, \
+        extra) VALUES (?1, ?2, ?3, ?4, ?5, ",
+    now_us!(),
+    ", ?6) RETURNING ",
+    message_columns!()
+);
+
+/// `messages`: one task's messages in sequence order.
+pub const MESSAGES: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM drydock_result_messages WHERE task_id = ?1 ORDER BY sequence"
+);
+
+/// Assembling tasks: the messages of every task in `?1` (a JSON array of ids), in sequence
+/// order, in one query whatever the number of tasks.
+pub const MESSAGES_OF_TASKS: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM drydock_result_messages WHERE task_id IN (SELECT value FROM json_each(?1)) \
+     ORDER BY sequence"
+);
+
+// ---------------------------------------------------------------------------------------------
+// Build data
+// ---------------------------------------------------------------------------------------------
+
+/// `record_build_data`: a missing collected date becomes the store's now.
+pub const RECORD_BUILD_DATA: &str = concat!(
+    "INSERT INTO drydock_build_data (node_name, task_id, collected_date, generator, \
+        data_format, data_element) VALUES (?1, ?2, COALESCE(?3, ",
+    now_us!(),
+    "), ?4, ?5, ?6)"
+);
+
+/// `build_data`, full rows, newest first (later insertion wins a tie).
+pub const BUILD_DATA_FULL: &str = "\
+SELECT node_name, task_id, collected_date, generator, data_format, data_element
+FROM drydock_build_data
+WHERE (?1 IS NULL OR node_name = ?1) AND (?2 IS NULL OR task_id = ?2)
+ORDER BY collected_date DESC, id DESC";
+
+/// `build_data` with brief verbosity: the element is never read.
+pub const BUILD_DATA_BRIEF: &str = "\
+SELECT node_name, task_id, collected_date, generator, data_format, NULL AS data_element
+FROM drydock_build_data
+WHERE (?1 IS NULL OR node_name = ?1) AND (?2 IS NULL OR task_id = ?2)
+ORDER BY collected_date DESC, id DESC";
+
+/// `build_data` with `latest`: the newest row per node and generator, full.
+pub const BUILD_DATA_LATEST_FULL: &str = "\
+SELECT node_name, task_id, collected_date, generator, data_format, data_element
+FROM drydock_build_data
+WHERE id IN (
+    SELECT id FROM (
+        SELECT id, row_number() OVER (
+            PARTITION BY node_name, generator ORDER BY collected_date DESC, id DESC) AS newest
+        FROM drydock_build_data
+        WHERE (?1 IS NULL OR node_name = ?1) AND (?2 IS NULL OR task_id = ?2))
+    WHERE newest = 1)
+ORDER BY collected_date DESC, id DESC";
+
+/// `build_data` with `latest` and brief verbosity.
+pub const BUILD_DATA_LATEST_BRIEF: &str = "\
+SELECT node_name, task_id, collected_date, generator, data_format, NULL AS data_element
+FROM drydock_build_data
+WHERE id IN (
+    SELECT id FROM (
+        SELECT id, row_number() OVER (
+            PARTITION BY node_name, generator ORDER BY collected_date DESC, id DESC) AS newest
+        FROM drydock_build_data
+        WHERE (?1 IS NULL OR node_name = ?1) AND (?2 IS NULL OR task_id = ?2))
+    WHERE newest = 1)
+ORDER BY collected_date DESC, id DESC";
+
+// ---------------------------------------------------------------------------------------------
+// Leader lease
+// ---------------------------------------------------------------------------------------------
+
+/// `claim_lease`: takes the lease if it is free, lapsed or ours, in one statement. The same
+/// live holder keeps its term and acquisition time; anyone else gets the term one higher.
+/// No row comes back when another instance holds a live lease.
+pub const CLAIM_LEASE: &str = concat!(
+    "INSERT INTO drydock_active_instance AS held \
+        (singleton, instance_id, term, acquired_at, renewed_at, expires_at) \
+     VALUES (1, ?1, 1, ",
+    now_us!(),
+    ", ",
+    now_us!(),
+    ", ",
+    now_us!(),
+    " + ?2) \
+     ON CONFLICT (singleton) DO UPDATE SET \
+        term = CASE WHEN held.instance_id = excluded.instance_id \
+                         AND held.expires_at > excluded.renewed_at \
+                    THEN held.term ELSE held.term + 1 END, \
+        acquired_at = CASE WHEN held.instance_id = excluded.instance_id \
+                                AND held.expires_at > excluded.renewed_at \
+                           THEN held.acquired_at ELSE excluded.acquired_at END, \
+        instance_id = excluded.instance_id, \
+        renewed_at = excluded.renewed_at, \
+        expires_at = excluded.expires_at \
+     WHERE held.instance_id = excluded.instance_id OR held.expires_at <= excluded.renewed_at \
+     RETURNING ",
+    lease_columns!()
+);
+
+/// `renew_lease`: extends the lease only for its live holder.
+pub const RENEW_LEASE: &str = concat!(
+    "UPDATE drydock_active_instance SET renewed_at = ",
+    now_us!(),
+    ", expires_at = ",
+    now_us!(),
+    " + ?2 WHERE instance_id = ?1 AND expires_at > ",
+    now_us!(),
+    " RETURNING ",
+    lease_columns!()
+);
+
+/// `release_lease`: lapses the holder's lease now; the row (and its term) stays.
+pub const RELEASE_LEASE: &str = concat!(
+    "UPDATE drydock_active_instance SET expires_at = ",
+    now_us!(),
+    " WHERE instance_id = ?1 AND expires_at > ",
+    now_us!()
+);
+
+/// `current_lease`: the lease if it is live.
+pub const CURRENT_LEASE: &str = concat!(
+    "SELECT ",
+    lease_columns!(),
+    " FROM drydock_active_instance WHERE expires_at > ",
+    now_us!()
+);

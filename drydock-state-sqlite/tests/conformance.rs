@@ -1,0 +1,17 @@
+//! The whole conformance kit of drydock-state-core, each case on a fresh database file of its
+//! own (in a temporary directory that lives as long as the store).
+
+use std::sync::Arc;
+
+use drydock_state_core::{Config, StateStore};
+use drydock_state_sqlite::SqliteStore;
+
+async fn fresh_store(config: Config) -> Arc<dyn StateStore> {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}", dir.path().join("state.db").display());
+    let store = SqliteStore::open(&url, &config).await.expect("open");
+    assert_eq!(store.migrate().await.expect("migrate"), 1, "a fresh file");
+    Arc::new(store.keep_alive(dir))
+}
+
+drydock_state_core::conformance_tests!(|config: Config| fresh_store(config));
