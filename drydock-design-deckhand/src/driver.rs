@@ -26,7 +26,7 @@ pub struct DeckhandDriver {
 enum Auth {
     None,
     Token(String),
-    Keystone(Keystone),
+    Keystone(Box<Keystone>),
 }
 
 impl fmt::Debug for DeckhandDriver {
@@ -49,7 +49,7 @@ impl DeckhandDriver {
         let section = DeckhandConfig::from_design_config(config)?;
         let auth = match (section.token, section.keystone) {
             (Some(token), _) => Auth::Token(token),
-            (None, Some(keystone)) => Auth::Keystone(Keystone::new(keystone)?),
+            (None, Some(keystone)) => Auth::Keystone(Box::new(Keystone::new(keystone)?)),
             (None, None) => Auth::None,
         };
         Ok(DeckhandDriver {
