@@ -1,1 +1,29 @@
-//! stub
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+mod build_data;
+mod error;
+mod lease;
+mod messages;
+pub mod migrate;
+pub mod queries;
+mod rows;
+mod store;
+mod tasks;
+
+use drydock_state_core::BackendRegistration;
+
+pub use store::PgStore;
+pub use tasks::PURGE_BATCH_ROOTS;
+
+/// The URL schemes this backend serves.
+pub const URL_SCHEMES: &[&str] = &["postgres", "postgresql"];
+
+/// Registers the PostgreSQL backend under [`URL_SCHEMES`]: opening connects and migrates.
+pub const REGISTRATION: BackendRegistration = BackendRegistration {
+    name: "postgres",
+    schemes: URL_SCHEMES,
+    open: |url, config| Box::pin(store::open(url, config)),
+};
+
+inventory::submit! { REGISTRATION }

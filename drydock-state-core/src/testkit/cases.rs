@@ -275,15 +275,16 @@ pub async fn task_terminal_status_is_final(factory: &dyn StoreFactory) {
 /// refused with the field named, and nothing is stored.
 pub async fn task_invalid_input_is_refused_and_nothing_stored(factory: &dyn StoreFactory) {
     let store = store(factory).await;
-    let mut cases: Vec<(Task, &str)> = Vec::new();
-    cases.push((Task::new(""), "task.action"));
-    cases.push((Task::new("deploy nodes"), "task.action"));
-    cases.push((Task::new("deploy\u{7}nodes"), "task.action"));
-    cases.push((Task::new("a".repeat(MAX_ACTION_LEN + 1)), "task.action"));
-    cases.push((
-        Task::new("deploy_nodes").with_design_ref("relative/site.yaml"),
-        "design_ref",
-    ));
+    let mut cases: Vec<(Task, &str)> = vec![
+        (Task::new(""), "task.action"),
+        (Task::new("deploy nodes"), "task.action"),
+        (Task::new("deploy\u{7}nodes"), "task.action"),
+        (Task::new("a".repeat(MAX_ACTION_LEN + 1)), "task.action"),
+        (
+            Task::new("deploy_nodes").with_design_ref("relative/site.yaml"),
+            "design_ref",
+        ),
+    ];
     let mut t = Task::new("deploy_nodes");
     t.created_by = Some("bad\0actor".into());
     cases.push((t, "task.created_by"));

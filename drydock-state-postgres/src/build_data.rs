@@ -1,0 +1,65 @@
+//! [`BuildStore`] on PostgreSQL: node build history, newest first.
+
+use async_trait::async_trait;
+use drydock_state_core::{BuildData, BuildDataQuery, BuildStore, Result, Verbosity};
+
+use crate::error::db_error;
+use crate::store::PgStore;
+use crate::{queries, rows};
+
+#[async_trait]
+impl BuildStore for PgStore {
+    #[tracing::instrument(skip_all, fields(task_id = %data.task_id, generator = %data.generator))]
+    async fn record_build_data(&self, data: &BuildData) -> Result<()> {
+        data.validate()?;
+        sqlx::query(queries::RECORD_BUILD_DATA)
+            .bind(&data.node_name)
+            .bind(data.task_id.0)
+            .bind(data.collected_date)
+            .bind(&data.generator)
+            .bind(&data.data_format)
+            .bind(&data.data_element)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error("record_build_data", "build_data.data_element"))?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(task_id = ?query.task_id, latest = query.latest))]
+    async fn build_data(&self, query: &BuildDataQuery) -> Result<Vec<BuildData>> {
+        let full = query.verbosity == Verbosity::Full;
+        let task = query.task_id.map(|t| t.0);
+        // One static statement per shape, so each can use its own index.
+        let statement = match (&query.node_name, task) {
+            (Some(node), task) => {
+                let sql = if query.latest {
+                    queries::BUILD_DATA_LATEST_BY_NODE
+                } else {
+                    queries::BUILD_DATA_BY_NODE
+                };
+                sqlx::query(sql).bind(node).bind(task).bind(full)
+            }
+            (None, Some(task)) => {
+                let sql = if query.latest {
+                    queries::BUILD_DATA_LATEST_BY_TASK
+                } else {
+                    queries::BUILD_DATA_BY_TASK
+                };
+                sqlx::query(sql).bind(task).bind(full)
+            }
+            (None, None) => {
+                let sql = if query.latest {
+                    queries::BUILD_DATA_LATEST_ALL
+                } else {
+                    queries::BUILD_DATA_ALL
+                };
+                sqlx::query(sql).bind(full)
+            }
+        };
+        let rows = statement
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error("build_data", "build_data.node_name"))?;
+        rows.iter().map(rows::build_data).collect()
+    }
+}

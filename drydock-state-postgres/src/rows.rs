@@ -1,0 +1,122 @@
+//! Reading rows into the model, and assembling tasks with their messages.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use drydock_state_core::{
+    BuildData, Error, Lease, Link, Result, ResultDetails, ResultMessage, Task, TaskId, TaskResult,
+};
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+use uuid::Uuid;
+
+fn col<'r, T>(row: &'r PgRow, name: &str) -> Result<T>
+where
+    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    row.try_get(name)
+        .map_err(|e| Error::backend(format!("reading column {name}"), e))
+}
+
+/// A `drydock.tasks` row as a task, without its messages.
+pub(crate) fn task(row: &PgRow) -> Result<Task> {
+    let status: String = col(row, "status")?;
+    let result_status: String = col(row, "result_status")?;
+    let links: serde_json::Value = col(row, "result_links")?;
+    let links: Vec<Link> =
+        serde_json::from_value(links).map_err(|e| crate::error::corrupt("result_links", e))?;
+    let subtasks: Vec<Uuid> = col(row, "subtask_id_list")?;
+    Ok(Task {
+        kind: "Task".into(),
+        api_version: "v1".into(),
+        task_id: TaskId(col(row, "task_id")?),
+        action: col(row, "action")?,
+        parent_task_id: col::<Option<Uuid>>(row, "parent_task_id")?.map(TaskId),
+        design_ref: col(row, "design_ref")?,
+        status: status
+            .parse()
+            .map_err(|e| crate::error::corrupt("task status", e))?,
+        result: TaskResult {
+            status: result_status
+                .parse()
+                .map_err(|e| crate::error::corrupt("result status", e))?,
+            message: col(row, "result_message")?,
+            reason: col(row, "result_reason")?,
+            successes: col(row, "result_successes")?,
+            failures: col(row, "result_failures")?,
+            links,
+            details: ResultDetails::default(),
+        },
+        node_filter: col(row, "node_filter")?,
+        subtask_id_list: subtasks.into_iter().map(TaskId).collect(),
+        created: col(row, "created")?,
+        created_by: col(row, "created_by")?,
+        updated: col(row, "updated")?,
+        retry: col(row, "retry")?,
+        terminated: col(row, "terminated")?,
+        terminated_by: col(row, "terminated_by")?,
+        terminate: col(row, "terminate")?,
+        request_context: col(row, "request_context")?,
+        claimed_by: col(row, "claimed_by")?,
+        claim_term: col(row, "claim_term")?,
+        claimed_at: col(row, "claimed_at")?,
+    })
+}
+
+/// Rows of `drydock.tasks` as tasks, without their messages.
+pub(crate) fn tasks(rows: &[PgRow]) -> Result<Vec<Task>> {
+    rows.iter().map(task).collect()
+}
+
+/// A `drydock.result_message` row.
+pub(crate) fn message(row: &PgRow) -> Result<ResultMessage> {
+    Ok(ResultMessage {
+        sequence: col(row, "sequence")?,
+        task_id: TaskId(col(row, "task_id")?),
+        message: col(row, "message")?,
+        error: col(row, "error")?,
+        context_type: col(row, "context_type")?,
+        context: col(row, "context")?,
+        ts: col(row, "ts")?,
+        extra: col(row, "extra")?,
+    })
+}
+
+/// A `drydock.build_data` row (`data_element` is NULL when read briefly).
+pub(crate) fn build_data(row: &PgRow) -> Result<BuildData> {
+    Ok(BuildData {
+        node_name: col(row, "node_name")?,
+        task_id: TaskId(col(row, "task_id")?),
+        collected_date: Some(col::<DateTime<Utc>>(row, "collected_date")?),
+        generator: col(row, "generator")?,
+        data_format: col(row, "data_format")?,
+        data_element: col(row, "data_element")?,
+    })
+}
+
+/// A `drydock.active_instance` row.
+pub(crate) fn lease(row: &PgRow) -> Result<Lease> {
+    Ok(Lease {
+        instance_id: col(row, "instance_id")?,
+        term: col(row, "term")?,
+        acquired_at: col(row, "acquired_at")?,
+        renewed_at: col(row, "renewed_at")?,
+        expires_at: col(row, "expires_at")?,
+    })
+}
+
+/// Attaches `messages` (in sequence order per task) to `tasks` and sets each error count.
+pub(crate) fn assemble(tasks: &mut [Task], messages: Vec<ResultMessage>) {
+    let mut by_task: HashMap<TaskId, Vec<ResultMessage>> = HashMap::new();
+    for m in messages {
+        by_task.entry(m.task_id).or_default().push(m);
+    }
+    for task in tasks {
+        let mut list = by_task.remove(&task.task_id).unwrap_or_default();
+        list.sort_by_key(|m| m.sequence);
+        task.result.details = ResultDetails {
+            error_count: list.iter().filter(|m| m.error).count() as u64,
+            message_list: list,
+        };
+    }
+}

@@ -1,0 +1,352 @@
+//! [`TaskStore`] on PostgreSQL: the queue, claims under the lease, orphan recovery and purge.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use drydock_state_core::memory::{orphan_message, purge_cutoff};
+use drydock_state_core::{
+    ClaimRequest, Error, OrphanPolicy, PurgeReport, Result, SubtaskFilter, Task, TaskFilter,
+    TaskId, TaskStatus, TaskStore,
+};
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+use sqlx::Postgres;
+use uuid::Uuid;
+
+use crate::error::{db_error, missing};
+use crate::messages::MessageBatch;
+use crate::store::PgStore;
+use crate::{queries, rows};
+
+/// How many root trees one purge statement deletes: small enough that no batch holds its
+/// locks for long, large enough that a big purge takes few round trips.
+pub const PURGE_BATCH_ROOTS: i64 = 500;
+
+/// The reason recorded on a task failed by [`OrphanPolicy::Fail`], as in the memory store.
+const ORPHAN_FAILURE_REASON: &str = "orphaned by a change of leader";
+
+fn links_json(task: &Task) -> Result<serde_json::Value> {
+    serde_json::to_value(&task.result.links)
+        .map_err(|e| Error::invalid("task.result.links", e.to_string()))
+}
+
+fn illegal_change(id: TaskId, from: &str, to: TaskStatus) -> Error {
+    Error::Conflict(format!(
+        "task {id} is {from}, which is final; it cannot become {to}"
+    ))
+}
+
+impl PgStore {
+    /// Explains why a guarded update touched no row: the task is gone, or it is finished.
+    async fn refused_update(&self, id: TaskId, to: TaskStatus) -> Error {
+        match sqlx::query_scalar::<_, String>(queries::TASK_STATUS)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+        {
+            Ok(None) => Error::not_found("task", id),
+            Ok(Some(from)) => illegal_change(id, &from, to),
+            Err(e) => db_error("update_task", "task")(e),
+        }
+    }
+}
+
+fn bind_writable<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    task: &'q Task,
+    links: serde_json::Value,
+) -> Query<'q, Postgres, PgArguments> {
+    query
+        .bind(task.parent_task_id.map(|p| p.0))
+        .bind(&task.action)
+        .bind(&task.design_ref)
+        .bind(task.status.as_str())
+        .bind(task.result.status.as_str())
+        .bind(&task.result.message)
+        .bind(&task.result.reason)
+        .bind(&task.result.successes)
+        .bind(&task.result.failures)
+        .bind(links)
+        .bind(&task.node_filter)
+}
+
+#[async_trait]
+impl TaskStore for PgStore {
+    #[tracing::instrument(skip_all, fields(task_id = %task.task_id))]
+    async fn create_task(&self, task: &Task) -> Result<()> {
+        task.validate()?;
+        let links = links_json(task)?;
+        let query = sqlx::query(queries::CREATE_TASK).bind(task.task_id.0);
+        bind_writable(query, task, links)
+            .bind(task.created)
+            .bind(&task.created_by)
+            .bind(task.updated)
+            .bind(task.retry)
+            .bind(task.terminated)
+            .bind(&task.terminated_by)
+            .bind(task.terminate)
+            .bind(&task.request_context)
+            .bind(&task.claimed_by)
+            .bind(task.claim_term)
+            .bind(task.claimed_at)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error("create_task", "task"))
+            .map_err(missing(
+                "parent task",
+                task.parent_task_id
+                    .map(|p| p.to_string())
+                    .unwrap_or_default(),
+            ))?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(task_id = %id))]
+    async fn get_task(&self, id: TaskId) -> Result<Option<Task>> {
+        let row = sqlx::query(queries::GET_TASK)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error("get_task", "task_id"))?;
+        match row {
+            None => Ok(None),
+            Some(row) => self.assembled_one(row).await.map(Some),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(task_id = %task.task_id))]
+    async fn update_task(&self, task: &Task) -> Result<Task> {
+        task.validate()?;
+        let links = links_json(task)?;
+        let query = sqlx::query(queries::UPDATE_TASK).bind(task.task_id.0);
+        let row = bind_writable(query, task, links)
+            .bind(&task.created_by)
+            .bind(task.retry)
+            .bind(task.terminated)
+            .bind(&task.terminated_by)
+            .bind(task.terminate)
+            .bind(&task.request_context)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error("update_task", "task"))
+            .map_err(missing(
+                "parent task",
+                task.parent_task_id
+                    .map(|p| p.to_string())
+                    .unwrap_or_default(),
+            ))?;
+        match row {
+            Some(row) => self.assembled_one(row).await,
+            None => Err(self.refused_update(task.task_id, task.status).await),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(task_id = %id, status = %status))]
+    async fn set_status(&self, id: TaskId, status: TaskStatus) -> Result<Task> {
+        let row = sqlx::query(queries::SET_STATUS)
+            .bind(id.0)
+            .bind(status.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error("set_status", "task.status"))?;
+        match row {
+            Some(row) => self.assembled_one(row).await,
+            None => Err(self.refused_update(id, status).await),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(limit = ?filter.limit))]
+    async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>> {
+        let rows = sqlx::query(queries::LIST_TASKS)
+            .bind(filter.status.map(|s| s.as_str()))
+            .bind(&filter.action)
+            .bind(filter.parent.map(|p| p.0))
+            .bind(filter.created_after)
+            .bind(filter.created_before)
+            .bind(filter.after.map(|(created, _)| created))
+            .bind(filter.after.map(|(_, id)| id.0))
+            .bind(filter.limit.map(i64::from))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error("list_tasks", "filter"))?;
+        self.assembled(rows).await
+    }
+
+    #[tracing::instrument(skip_all, fields(parent = %parent, child = %child))]
+    async fn add_subtask(&self, parent: TaskId, child: TaskId) -> Result<()> {
+        let done = sqlx::query(queries::ADD_SUBTASK)
+            .bind(parent.0)
+            .bind(child.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error("add_subtask", "subtask_id_list"))?;
+        // No row: either the child is already listed (a no-op) or there is no parent.
+        if done.rows_affected() == 0 && !self.task_exists(parent).await? {
+            return Err(Error::not_found("task", parent));
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(parent = %parent))]
+    async fn subtasks(&self, parent: TaskId, which: SubtaskFilter) -> Result<Vec<Task>> {
+        let finished = match which {
+            SubtaskFilter::All => None,
+            SubtaskFilter::Active => Some(false),
+            SubtaskFilter::Complete => Some(true),
+        };
+        let rows = sqlx::query(queries::SUBTASKS)
+            .bind(parent.0)
+            .bind(finished)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error("subtasks", "parent"))?;
+        if rows.is_empty() && !self.task_exists(parent).await? {
+            return Err(Error::not_found("task", parent));
+        }
+        self.assembled(rows).await
+    }
+
+    #[tracing::instrument(skip_all, fields(instance_id = %request.instance_id, term = ?request.term))]
+    async fn claim_next(&self, request: &ClaimRequest) -> Result<Option<Task>> {
+        drydock_state_core::model::no_nul("claim.instance_id", &request.instance_id)?;
+        for action in &request.actions {
+            drydock_state_core::model::no_nul("claim.actions", action)?;
+        }
+        let row = sqlx::query(queries::CLAIM_NEXT)
+            .bind(&request.actions)
+            .bind(&request.instance_id)
+            .bind(request.term)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error("claim_next", "claim"))?;
+        if let Some(row) = row {
+            return self.assembled_one(row).await.map(Some);
+        }
+        let Some(term) = request.term else {
+            return Ok(None);
+        };
+        // Nothing claimed: nothing queued, or fenced out. Only this case pays a second query.
+        let holds: bool = sqlx::query_scalar(queries::LEASE_HELD_WITH_TERM)
+            .bind(&request.instance_id)
+            .bind(term)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error("claim_next", "claim"))?;
+        if holds {
+            Ok(None)
+        } else {
+            Err(Error::LeaseLost(format!(
+                "instance {} does not hold the lease with term {term}",
+                request.instance_id
+            )))
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(current_term, policy = ?policy))]
+    async fn recover_orphans(
+        &self,
+        current_term: i64,
+        policy: OrphanPolicy,
+    ) -> Result<Vec<TaskId>> {
+        let op = db_error("recover_orphans", "task");
+        let mut tx = self.pool.begin().await.map_err(&op)?;
+        let rows = sqlx::query(queries::RECOVER_ORPHANS_LOCK)
+            .bind(current_term)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(&op)?;
+        let orphans = rows::tasks(&rows)?;
+        if orphans.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = orphans.iter().map(|t| t.task_id.0).collect();
+        let update = match policy {
+            OrphanPolicy::Requeue => sqlx::query(queries::RECOVER_ORPHANS_REQUEUE).bind(&ids),
+            OrphanPolicy::Fail => sqlx::query(queries::RECOVER_ORPHANS_FAIL)
+                .bind(&ids)
+                .bind(ORPHAN_FAILURE_REASON),
+        };
+        update.execute(&mut *tx).await.map_err(&op)?;
+        let mut notes = MessageBatch::default();
+        for task in &orphans {
+            notes.push(
+                task.task_id,
+                orphan_message(task, current_term, policy),
+                policy == OrphanPolicy::Fail,
+            );
+        }
+        notes.append(&mut tx).await?;
+        tx.commit().await.map_err(&op)?;
+        tracing::info!(recovered = ids.len(), "recovered orphaned tasks");
+        Ok(orphans.into_iter().map(|t| t.task_id).collect())
+    }
+
+    #[tracing::instrument(skip_all, fields(task_id = %id))]
+    async fn terminate_task(&self, id: TaskId, by: &str) -> Result<Task> {
+        drydock_state_core::model::no_nul("terminated_by", by)?;
+        let row = sqlx::query(queries::TERMINATE_TASK)
+            .bind(id.0)
+            .bind(by)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error("terminate_task", "terminated_by"))?;
+        match row {
+            Some(row) => self.assembled_one(row).await,
+            None => Err(Error::not_found("task", id)),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(older_than_secs = older_than.as_secs()))]
+    async fn purge(&self, older_than: Duration) -> Result<PurgeReport> {
+        // The memory store's rule (zero and absurd retentions refused), on the database clock.
+        purge_cutoff(older_than)?;
+        let micros = i64::try_from(older_than.as_micros())
+            .map_err(|_| Error::invalid("purge.older_than", "is too large"))?;
+        let op = db_error("purge", "purge.older_than");
+        let cutoff: DateTime<Utc> = sqlx::query_scalar(queries::PURGE_CUTOFF)
+            .bind(micros)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| match &e {
+                // 22008: the cutoff falls before the earliest timestamp PostgreSQL can hold.
+                sqlx::Error::Database(db) if db.code().as_deref() == Some("22008") => {
+                    Error::invalid("purge.older_than", "is too large")
+                }
+                _ => op(e),
+            })?;
+        let mut report = PurgeReport::default();
+        loop {
+            // One short transaction per batch: lock the trees, count, delete, commit.
+            let mut tx = self.pool.begin().await.map_err(&op)?;
+            let tree: Vec<Uuid> = sqlx::query_scalar(queries::PURGE_LOCK_TREES)
+                .bind(cutoff)
+                .bind(PURGE_BATCH_ROOTS)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(&op)?;
+            if tree.is_empty() {
+                break;
+            }
+            let messages: i64 = sqlx::query_scalar(queries::PURGE_COUNT_MESSAGES)
+                .bind(&tree)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(&op)?;
+            let deleted = sqlx::query(queries::PURGE_DELETE_TASKS)
+                .bind(&tree)
+                .execute(&mut *tx)
+                .await
+                .map_err(&op)?;
+            tx.commit().await.map_err(&op)?;
+            report.tasks += deleted.rows_affected();
+            report.messages += u64::try_from(messages).unwrap_or_default();
+        }
+        tracing::info!(
+            tasks = report.tasks,
+            messages = report.messages,
+            "purged old task trees"
+        );
+        Ok(report)
+    }
+}
