@@ -1,0 +1,342 @@
+//! The test harness: finds (or starts) a PostgreSQL server and gives every test a fresh
+//! database of its own, dropped when the test is done.
+//!
+//! The server is `DATABASE_URL` when set, else `postgres://postgres@127.0.0.1:5432/postgres`.
+//! If that cannot be reached, a throwaway cluster is started with the machine's PostgreSQL
+//! binaries on a free port, and stopped when the test process exits. If neither works the
+//! tests fail, saying how to provide a server.
+
+#![allow(dead_code)] // each test file uses a different part of the harness
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use drydock_state_core::*;
+use drydock_state_postgres::PgStore;
+use sqlx::{Connection, Executor, PgConnection};
+use tokio::sync::OnceCell;
+
+const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+static SERVER: OnceCell<String> = OnceCell::const_new();
+
+/// The admin URL of a reachable server (the `postgres` database on it).
+pub async fn server_url() -> String {
+    SERVER
+        .get_or_init(|| async {
+            let wanted = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_string());
+            let Err(reason) = reachable(&wanted).await else {
+                return wanted;
+            };
+            match start_throwaway_cluster().await {
+                Ok(url) => url,
+                Err(why) => panic!(
+                    "no PostgreSQL for the tests: {} is unreachable ({reason}) and no throwaway \
+                     cluster could be started ({why}). Set DATABASE_URL to a server where the \
+                     user may create databases, or install PostgreSQL (initdb and pg_ctl under \
+                     /usr/lib/postgresql/*/bin).",
+                    redact_uri(&wanted)
+                ),
+            }
+        })
+        .await
+        .clone()
+}
+
+async fn reachable(url: &str) -> Result<(), String> {
+    match tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(url)).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+fn pg_bin_dir() -> Result<PathBuf, String> {
+    let mut dirs: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .map_err(|e| format!("/usr/lib/postgresql: {e}"))?
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").is_file().then_some((version, bin))
+        })
+        .collect();
+    dirs.sort();
+    dirs.pop()
+        .map(|(_, bin)| bin)
+        .ok_or_else(|| "no /usr/lib/postgresql/*/bin/initdb".to_string())
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Runs a PostgreSQL program, as the `postgres` user when we are root (initdb refuses root).
+fn pg_command(program: &Path, as_postgres: bool) -> Command {
+    if as_postgres {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+fn run(mut command: Command, what: &str) -> Result<(), String> {
+    let out = command.output().map_err(|e| format!("{what}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+async fn start_throwaway_cluster() -> Result<String, String> {
+    let bin = pg_bin_dir()?;
+    let as_postgres = running_as_root();
+    let dir = std::env::temp_dir().join(format!(
+        "drydock-pg-test-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    let data = dir.join("data");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if as_postgres {
+        run(
+            {
+                let mut c = Command::new("chown");
+                c.arg("postgres:postgres").arg(&dir);
+                c
+            },
+            "chown",
+        )?;
+    }
+    let mut initdb = pg_command(&bin.join("initdb"), as_postgres);
+    initdb
+        .arg("-D")
+        .arg(&data)
+        .args(["-A", "trust", "-U", "postgres", "--no-sync"]);
+    run(initdb, "initdb")?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("no free port: {e}"))?
+        .port();
+    let mut start = pg_command(&bin.join("pg_ctl"), as_postgres);
+    start
+        .arg("-D")
+        .arg(&data)
+        .arg("-l")
+        .arg(dir.join("log"))
+        .arg("-o")
+        .arg(format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            dir.display()
+        ))
+        .args(["-w", "start"]);
+    run(start, "pg_ctl start")?;
+    // A watchdog stops the cluster and removes it once this test process is gone.
+    let stop = if as_postgres {
+        "runuser -u postgres -- \"$2\" -D \"$3\" -m immediate stop"
+    } else {
+        "\"$2\" -D \"$3\" -m immediate stop"
+    };
+    let script = format!(
+        "while [ -d /proc/$1 ]; do sleep 1; done; {stop} >/dev/null 2>&1; rm -rf \"$4\""
+    );
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg("watchdog")
+        .arg(std::process::id().to_string())
+        .arg(bin.join("pg_ctl"))
+        .arg(&data)
+        .arg(&dir)
+        .spawn()
+        .map_err(|e| format!("watchdog: {e}"))?;
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    reachable(&url).await?;
+    eprintln!("tests use a throwaway PostgreSQL cluster on port {port}");
+    Ok(url)
+}
+
+/// A database of the test's own, dropped (best effort) when this value is dropped.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    admin_url: String,
+}
+
+/// Creates an empty database `drydock_test_<uuid>`.
+pub async fn fresh_database() -> TestDb {
+    let admin_url = server_url().await;
+    let name = format!("drydock_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&admin_url)
+        .await
+        .expect("connect to the test server");
+    // CREATE DATABASE takes no bind parameters; the name is ours, made of hex digits only.
+    let create = format!("CREATE DATABASE \"{name}\"");
+    admin
+        .execute(create.as_str())
+        .await
+        .expect("create the test database");
+    let _ = admin.close().await;
+    let mut url = url::Url::parse(&admin_url).expect("the server URL parses");
+    url.set_path(&name);
+    TestDb {
+        name,
+        url: url.to_string(),
+        admin_url,
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop may run inside the test's runtime, so the drop gets a thread and runtime of its own.
+        let dropper = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
+                    let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                    let _ = admin.execute(drop.as_str()).await;
+                    let _ = admin.close().await;
+                }
+            });
+        });
+        let _ = dropper.join();
+    }
+}
+
+/// A migrated store on a fresh database. Keep the `TestDb` alive as long as the store.
+pub async fn fresh_store(config: &Config) -> (PgStore, TestDb) {
+    let db = fresh_database().await;
+    let store = PgStore::connect(&db.url, config)
+        .await
+        .expect("connect to the test database");
+    store.migrate().await.expect("migrate");
+    (store, db)
+}
+
+/// A store for the conformance kit: a [`PgStore`] that drops its database when dropped.
+pub async fn conformance_store(config: Config) -> Arc<dyn StateStore> {
+    let (store, db) = fresh_store(&config).await;
+    Arc::new(TestStore { store, _db: db })
+}
+
+/// A [`PgStore`] owning its test database (fields drop in order: the pool, then the database).
+pub struct TestStore {
+    store: PgStore,
+    _db: TestDb,
+}
+
+#[async_trait]
+impl TaskStore for TestStore {
+    async fn create_task(&self, task: &Task) -> Result<()> {
+        self.store.create_task(task).await
+    }
+    async fn get_task(&self, id: TaskId) -> Result<Option<Task>> {
+        self.store.get_task(id).await
+    }
+    async fn update_task(&self, task: &Task) -> Result<Task> {
+        self.store.update_task(task).await
+    }
+    async fn set_status(&self, id: TaskId, status: TaskStatus) -> Result<Task> {
+        self.store.set_status(id, status).await
+    }
+    async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>> {
+        self.store.list_tasks(filter).await
+    }
+    async fn add_subtask(&self, parent: TaskId, child: TaskId) -> Result<()> {
+        self.store.add_subtask(parent, child).await
+    }
+    async fn subtasks(&self, parent: TaskId, which: SubtaskFilter) -> Result<Vec<Task>> {
+        self.store.subtasks(parent, which).await
+    }
+    async fn claim_next(&self, request: &ClaimRequest) -> Result<Option<Task>> {
+        self.store.claim_next(request).await
+    }
+    async fn recover_orphans(
+        &self,
+        current_term: i64,
+        policy: OrphanPolicy,
+    ) -> Result<Vec<TaskId>> {
+        self.store.recover_orphans(current_term, policy).await
+    }
+    async fn terminate_task(&self, id: TaskId, by: &str) -> Result<Task> {
+        self.store.terminate_task(id, by).await
+    }
+    async fn purge(&self, older_than: Duration) -> Result<PurgeReport> {
+        self.store.purge(older_than).await
+    }
+    async fn wait_for_queued(&self, max_wait: Duration) -> Result<()> {
+        self.store.wait_for_queued(max_wait).await
+    }
+}
+
+#[async_trait]
+impl MessageStore for TestStore {
+    async fn append_message(&self, task: TaskId, message: &NewMessage) -> Result<ResultMessage> {
+        self.store.append_message(task, message).await
+    }
+    async fn append_messages(
+        &self,
+        task: TaskId,
+        messages: &[NewMessage],
+    ) -> Result<Vec<ResultMessage>> {
+        self.store.append_messages(task, messages).await
+    }
+    async fn messages(&self, task: TaskId) -> Result<Vec<ResultMessage>> {
+        self.store.messages(task).await
+    }
+}
+
+#[async_trait]
+impl BuildStore for TestStore {
+    async fn record_build_data(&self, data: &BuildData) -> Result<()> {
+        self.store.record_build_data(data).await
+    }
+    async fn build_data(&self, query: &BuildDataQuery) -> Result<Vec<BuildData>> {
+        self.store.build_data(query).await
+    }
+}
+
+#[async_trait]
+impl InstanceLock for TestStore {
+    async fn claim_lease(&self, instance_id: &str) -> Result<LeaseOutcome> {
+        self.store.claim_lease(instance_id).await
+    }
+    async fn renew_lease(&self, instance_id: &str) -> Result<LeaseOutcome> {
+        self.store.renew_lease(instance_id).await
+    }
+    async fn release_lease(&self, instance_id: &str) -> Result<bool> {
+        self.store.release_lease(instance_id).await
+    }
+    async fn current_lease(&self) -> Result<Option<Lease>> {
+        self.store.current_lease().await
+    }
+}
+
+impl StateStore for TestStore {
+    fn backend_name(&self) -> &'static str {
+        self.store.backend_name()
+    }
+}
