@@ -47,7 +47,8 @@ async fn main() -> Result<()> {
     let resolver = DesignResolver::from_registry(&DesignConfig::default())?;
     println!("registered schemes: {}", resolver.schemes().join(", "));
     let document = resolver.fetch_uri("env://DRYDOCK_EXAMPLE_DESIGN").await?;
-    println!("resolved {} ({} bytes):", document.source, document.bytes.len());
+    let (source, size) = (&document.source, document.bytes.len());
+    println!("resolved {source} ({size} bytes):");
     print!("{}", String::from_utf8_lossy(&document.bytes));
     Ok(())
 }
