@@ -42,6 +42,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     path: Option<PathBuf>,
     grace_micros: i64,
+    /// Wakes this process's waiting claimers when this store queues a task.
+    queued: tokio::sync::Notify,
     // Held only to be dropped with the store.
     _guard: Option<Box<dyn Any + Send + Sync>>,
 }
@@ -76,6 +78,7 @@ impl SqliteStore {
             pool,
             path: target.path,
             grace_micros: period_micros(config.leader.grace_period),
+            queued: tokio::sync::Notify::new(),
             _guard: None,
         })
     }
@@ -176,6 +179,12 @@ impl SqliteStore {
         }
     }
 
+    fn wake_if_queued(&self, status: TaskStatus) {
+        if status == TaskStatus::Queued {
+            self.queued.notify_waiters();
+        }
+    }
+
     async fn task_exists(&self, id: TaskId, op: &'static str) -> Result<bool> {
         let status: Option<String> = sqlx::query_scalar(queries::TASK_STATUS)
             .bind(id_text(id))
@@ -253,7 +262,10 @@ impl TaskStore for SqliteStore {
             .execute(&self.pool)
             .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.wake_if_queued(task.status);
+                Ok(())
+            }
             Err(e) if is_unique_violation(&e) => Err(Error::Conflict(format!(
                 "task {} already exists",
                 task.task_id
@@ -324,6 +336,7 @@ impl TaskStore for SqliteStore {
         };
         let stored = Self::assemble_one(&mut tx, row, OP).await?;
         tx.commit().await.or_store(OP)?;
+        self.wake_if_queued(stored.status);
         Ok(stored)
     }
 
@@ -342,6 +355,7 @@ impl TaskStore for SqliteStore {
         };
         let stored = Self::assemble_one(&mut tx, row, OP).await?;
         tx.commit().await.or_store(OP)?;
+        self.wake_if_queued(stored.status);
         Ok(stored)
     }
 
@@ -485,6 +499,9 @@ impl TaskStore for SqliteStore {
                 .or_store(OP)?;
         }
         tx.commit().await.or_store(OP)?;
+        if policy == OrphanPolicy::Requeue {
+            self.queued.notify_waiters();
+        }
         tracing::info!(count = orphans.len(), current_term, "recovered orphaned tasks");
         Ok(orphans.into_iter().map(|t| t.task_id).collect())
     }
@@ -506,6 +523,14 @@ impl TaskStore for SqliteStore {
         let stored = Self::assemble_one(&mut tx, row, OP).await?;
         tx.commit().await.or_store(OP)?;
         Ok(stored)
+    }
+
+    /// Returns when this store queues a task, or after `max_wait`. Tasks queued by other
+    /// processes on the same file are found by the caller's next poll.
+    #[tracing::instrument(name = "sqlite.wait_for_queued", level = "trace", skip_all)]
+    async fn wait_for_queued(&self, max_wait: Duration) -> Result<()> {
+        let _ = tokio::time::timeout(max_wait, self.queued.notified()).await;
+        Ok(())
     }
 
     #[tracing::instrument(name = "sqlite.purge", level = "debug", skip_all, fields(older_than = ?older_than))]
