@@ -150,7 +150,8 @@ pub const PURGE_CUTOFF: &str = "SELECT now() - $1::bigint * interval '1 microsec
 
 /// `purge`: locks one batch of trees, the oldest `$2` roots created before `$1` with all their
 /// descendants. The locks keep new subtasks and messages out of the trees until they are gone.
-/// `UNION` rather than `UNION ALL` so that a parent cycle made by an update still terminates.
+/// `UNION` rather than `UNION ALL` so that a parent cycle made by an update still terminates;
+/// `= ANY (ARRAY(...))` so the rows are fetched by primary key, never by a scan of the table.
 pub const PURGE_LOCK_TREES: &str = "
 WITH RECURSIVE tree(task_id) AS (
     (SELECT task_id FROM drydock.tasks
@@ -160,8 +161,9 @@ WITH RECURSIVE tree(task_id) AS (
     UNION
     SELECT c.task_id FROM drydock.tasks AS c JOIN tree ON c.parent_task_id = tree.task_id
 )
-SELECT t.task_id FROM drydock.tasks AS t JOIN tree ON t.task_id = tree.task_id
-FOR UPDATE OF t";
+SELECT task_id FROM drydock.tasks
+WHERE task_id = ANY (ARRAY(SELECT task_id FROM tree))
+FOR UPDATE";
 
 /// `purge`: the messages a batch takes with it, counted before the delete.
 pub const PURGE_COUNT_MESSAGES: &str =

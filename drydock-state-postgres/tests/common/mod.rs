@@ -154,9 +154,8 @@ async fn start_throwaway_cluster() -> Result<String, String> {
     } else {
         "\"$2\" -D \"$3\" -m immediate stop"
     };
-    let script = format!(
-        "while [ -d /proc/$1 ]; do sleep 1; done; {stop} >/dev/null 2>&1; rm -rf \"$4\""
-    );
+    let script =
+        format!("while [ -d /proc/$1 ]; do sleep 1; done; {stop} >/dev/null 2>&1; rm -rf \"$4\"");
     Command::new("sh")
         .arg("-c")
         .arg(script)

@@ -1,0 +1,143 @@
+//! Migrations: concurrent starts, coexistence with an application's own sqlx migrations, and
+//! the pool left as it was.
+
+mod common;
+
+use std::time::Duration;
+
+use drydock_state_core::testkit::kit_config;
+use drydock_state_postgres::migrate::MIGRATOR;
+use drydock_state_postgres::PgStore;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::PgPoolOptions;
+
+async fn our_history(pool: &sqlx::PgPool) -> Vec<(i64, String)> {
+    sqlx::query_as(
+        "SELECT version, description FROM drydock._sqlx_migrations WHERE success ORDER BY version",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+fn expected_history() -> Vec<(i64, String)> {
+    MIGRATOR
+        .iter()
+        .map(|m| (m.version, m.description.to_string()))
+        .collect()
+}
+
+/// Four instances migrating a fresh database at once all succeed, and the schema is applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_migrations_on_a_fresh_database_all_succeed() {
+    let db = common::fresh_database().await;
+    let mut stores = Vec::new();
+    for _ in 0..4 {
+        stores.push(PgStore::connect(&db.url, &kit_config()).await.unwrap());
+    }
+    let outcomes =
+        futures::future::join_all(stores.iter().map(|s| async move { s.migrate().await })).await;
+    for outcome in outcomes {
+        outcome.expect("every concurrent migration succeeds");
+    }
+    let pool = stores[0].pool();
+    assert_eq!(our_history(pool).await, expected_history());
+    let public_history: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations')::text")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        public_history, None,
+        "no history table outside schema drydock"
+    );
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_tables WHERE schemaname = 'drydock' \
+         AND tablename IN ('tasks', 'result_message', 'build_data', 'active_instance')",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(tables, 4);
+}
+
+/// An application's own sqlx migrations in `public` (whose version 1 clashes with ours) and
+/// ours run in any order, again and again, and neither history table sees the other's rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn application_migrations_in_public_are_untouched() {
+    let db = common::fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("1_app_things.sql"),
+        "CREATE TABLE public.app_things (id integer PRIMARY KEY);",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("2_app_more.sql"),
+        "INSERT INTO public.app_things VALUES (1), (2);",
+    )
+    .unwrap();
+    let app = Migrator::new(dir.path()).await.unwrap();
+    let pool = PgPoolOptions::new()
+        .max_connections(3)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(&db.url)
+        .await
+        .unwrap();
+    let store = PgStore::from_pool(pool.clone(), &kit_config()).unwrap();
+
+    app.run(&pool)
+        .await
+        .expect("the application migrates first");
+    store.migrate().await.expect("then we migrate");
+    app.run(&pool)
+        .await
+        .expect("the application migrates again");
+    store
+        .migrate()
+        .await
+        .expect("we migrate again (idempotent)");
+
+    let app_history: Vec<(i64, String)> =
+        sqlx::query_as("SELECT version, description FROM public._sqlx_migrations ORDER BY version")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        app_history,
+        vec![(1, "app things".to_string()), (2, "app more".to_string())]
+    );
+    assert_eq!(our_history(&pool).await, expected_history());
+    let things: i64 = sqlx::query_scalar("SELECT count(*) FROM public.app_things")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(things, 2, "the application's migrations ran once each");
+
+    // The migration's search_path never reaches the pool's connections.
+    for _ in 0..3 {
+        let path: String = sqlx::query_scalar("SHOW search_path")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert!(
+            !path.contains("drydock"),
+            "pool connection has search_path {path}"
+        );
+    }
+}
+
+/// A store over a database migrated by an application first works normally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_works_after_migrating_beside_an_application() {
+    use drydock_state_core::{Task, TaskStore};
+    let (store, _db) = common::fresh_store(&kit_config()).await;
+    let task = Task::new("deploy_nodes");
+    store.create_task(&task).await.unwrap();
+    assert!(store.get_task(task.task_id).await.unwrap().is_some());
+    store
+        .migrate()
+        .await
+        .expect("migrating a migrated database is a no-op");
+    assert!(store.get_task(task.task_id).await.unwrap().is_some());
+}
