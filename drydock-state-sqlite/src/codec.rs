@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use drydock_state_core::{
-    BuildData, Error, Lease, Link, ResultMessage, ResultStatus, Result, Task, TaskId, TaskResult,
+    BuildData, Error, Lease, Link, Result, ResultMessage, ResultStatus, Task, TaskId, TaskResult,
     TaskStatus,
 };
 
@@ -12,8 +12,7 @@ pub(crate) fn to_micros(t: DateTime<Utc>) -> i64 {
 }
 
 pub(crate) fn from_micros(column: &str, micros: i64) -> Result<DateTime<Utc>> {
-    DateTime::from_timestamp_micros(micros)
-        .ok_or_else(|| corrupt(column, "timestamp out of range"))
+    DateTime::from_timestamp_micros(micros).ok_or_else(|| corrupt(column, "timestamp out of range"))
 }
 
 fn from_micros_opt(column: &str, micros: Option<i64>) -> Result<Option<DateTime<Utc>>> {

@@ -167,7 +167,12 @@ mod tests {
 
     #[test]
     fn bad_urls_name_the_field() {
-        for url in ["postgres://h/db", "sqlite://", "sqlite:", "sqlite:///x.db?mode=bogus"] {
+        for url in [
+            "postgres://h/db",
+            "sqlite://",
+            "sqlite:",
+            "sqlite:///x.db?mode=bogus",
+        ] {
             match Target::from_url(url, &Config::default()) {
                 Err(Error::InvalidInput { field, .. }) => assert_eq!(field, "database.url"),
                 other => panic!("{url}: {other:?}"),
@@ -183,7 +188,10 @@ mod tests {
         config.database.pool_timeout = Duration::from_millis(1500);
         let target = Target::from_url("sqlite:///tmp/x.db", &config).unwrap();
         assert_eq!(target.pool.get_max_connections(), 5);
-        assert_eq!(target.pool.get_acquire_timeout(), Duration::from_millis(1500));
+        assert_eq!(
+            target.pool.get_acquire_timeout(),
+            Duration::from_millis(1500)
+        );
     }
 
     #[test]

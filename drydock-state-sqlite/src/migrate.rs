@@ -43,7 +43,10 @@ fn checksum(sql: &str) -> String {
 
 /// Applies the migrations `pool`'s database lacks; returns how many were applied.
 pub(crate) async fn run(pool: &SqlitePool) -> Result<usize> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.or_store("migrate")?;
+    let mut tx = pool
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .or_store("migrate")?;
     sqlx::query(queries::MIGRATIONS_CREATE_HISTORY)
         .execute(&mut *tx)
         .await
@@ -79,7 +82,11 @@ pub(crate) async fn run(pool: &SqlitePool) -> Result<usize> {
         if applied.iter().any(|(v, _)| *v == m.version) {
             continue;
         }
-        tracing::info!(version = m.version, description = m.description, "applying migration");
+        tracing::info!(
+            version = m.version,
+            description = m.description,
+            "applying migration"
+        );
         // Through `Executor::execute`: `RawSql::execute`'s own future is not provably `Send`
         // across the executor's lifetime, which a boxed backend `open` requires.
         (&mut *tx)

@@ -16,8 +16,8 @@ use drydock_state_core::memory::{orphan_message, purge_cutoff};
 use drydock_state_core::{
     no_nul, BuildData, BuildDataQuery, BuildStore, ClaimRequest, Config, Error, InstanceLock,
     Lease, LeaseOutcome, MessageStore, NewMessage, OrphanPolicy, PurgeReport, Result,
-    ResultDetails, ResultMessage, StateStore, SubtaskFilter, Task, TaskFilter, TaskId,
-    TaskStatus, TaskStore, Verbosity,
+    ResultDetails, ResultMessage, StateStore, SubtaskFilter, Task, TaskFilter, TaskId, TaskStatus,
+    TaskStore, Verbosity,
 };
 use sqlx::sqlite::{SqliteArguments, SqliteConnection};
 use sqlx::{Sqlite, SqlitePool};
@@ -272,7 +272,8 @@ impl TaskStore for SqliteStore {
             ))),
             Err(e) if is_foreign_key_violation(&e) => Err(Error::not_found(
                 "parent task",
-                task.parent_task_id.map_or_else(String::new, |p| p.to_string()),
+                task.parent_task_id
+                    .map_or_else(String::new, |p| p.to_string()),
             )),
             Err(e) => Err(crate::error::classify("create_task", e)),
         }
@@ -325,7 +326,8 @@ impl TaskStore for SqliteStore {
                 if is_foreign_key_violation(&e) {
                     Error::not_found(
                         "parent task",
-                        task.parent_task_id.map_or_else(String::new, |p| p.to_string()),
+                        task.parent_task_id
+                            .map_or_else(String::new, |p| p.to_string()),
                     )
                 } else {
                     crate::error::classify(OP, e)
@@ -502,7 +504,11 @@ impl TaskStore for SqliteStore {
         if policy == OrphanPolicy::Requeue {
             self.queued.notify_waiters();
         }
-        tracing::info!(count = orphans.len(), current_term, "recovered orphaned tasks");
+        tracing::info!(
+            count = orphans.len(),
+            current_term,
+            "recovered orphaned tasks"
+        );
         Ok(orphans.into_iter().map(|t| t.task_id).collect())
     }
 
@@ -570,7 +576,11 @@ impl TaskStore for SqliteStore {
             // Let waiting writers take the lock between batches.
             tokio::task::yield_now().await;
         }
-        tracing::info!(tasks = report.tasks, messages = report.messages, "purged task trees");
+        tracing::info!(
+            tasks = report.tasks,
+            messages = report.messages,
+            "purged task trees"
+        );
         Ok(report)
     }
 }

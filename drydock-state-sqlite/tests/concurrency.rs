@@ -13,9 +13,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use drydock_state_core::{
-    ClaimRequest, Config, Task, TaskFilter, TaskId, TaskStatus, TaskStore,
-};
+use drydock_state_core::{ClaimRequest, Config, Task, TaskFilter, TaskId, TaskStatus, TaskStore};
 use drydock_state_sqlite::SqliteStore;
 
 /// The database file a child claims from.
@@ -132,7 +130,12 @@ async fn three_processes_and_the_parent_claim_600_tasks_once_each() {
     let mut children = Vec::new();
     for worker in 0..CHILDREN {
         let mut child = Command::new(&exe)
-            .args(["--exact", "child_claimer", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "child_claimer",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_DB, &db)
             .env(CHILD_WORKER, worker.to_string())
             .env(CHILD_GO, &go)

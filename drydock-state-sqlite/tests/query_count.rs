@@ -1,0 +1,103 @@
+//! Reading tasks costs a constant number of statements, whatever the number of tasks: the
+//! tasks query and one messages query, never one per task. Statements are counted through
+//! sqlx's `sqlx::query` log events, with a process-wide subscriber (so this file holds a
+//! single test).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use drydock_state_core::{
+    Config, MessageStore, NewMessage, SubtaskFilter, Task, TaskFilter, TaskId, TaskStore,
+};
+use drydock_state_sqlite::SqliteStore;
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+
+struct CountStatements(Arc<AtomicUsize>);
+
+impl<S: tracing::Subscriber> Layer<S> for CountStatements {
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        if event.metadata().target() == "sqlx::query" {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+async fn tree(store: &SqliteStore, children: usize) -> TaskId {
+    let root = Task::new("deploy_nodes");
+    store.create_task(&root).await.unwrap();
+    for i in 0..children {
+        let child = Task::new("deploy_node").with_parent(root.task_id);
+        store.create_task(&child).await.unwrap();
+        store
+            .add_subtask(root.task_id, child.task_id)
+            .await
+            .unwrap();
+        store
+            .append_messages(
+                child.task_id,
+                &[NewMessage::info(format!("m{i}")), NewMessage::error("e")],
+            )
+            .await
+            .unwrap();
+    }
+    root.task_id
+}
+
+#[tokio::test]
+async fn reads_cost_a_constant_number_of_statements() {
+    let count = Arc::new(AtomicUsize::new(0));
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::registry().with(CountStatements(count.clone())),
+    )
+    .expect("the only subscriber of this test binary");
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("state.db").display());
+    let store = SqliteStore::open(&url, &Config::default()).await.unwrap();
+    store.migrate().await.unwrap();
+    let small = tree(&store, 2).await;
+    let large = tree(&store, 60).await;
+
+    // Statements run while `$read` is awaited, and what it returned.
+    macro_rules! statements {
+        ($read:expr) => {{
+            let before = count.load(Ordering::SeqCst);
+            let out = $read.await.unwrap();
+            (count.load(Ordering::SeqCst) - before, out)
+        }};
+    }
+    let page = |limit| TaskFilter {
+        limit: Some(limit),
+        ..Default::default()
+    };
+
+    // Warm up the connection so its setup is not counted.
+    statements!(store.list_tasks(&page(1)));
+
+    let (few, tasks) = statements!(store.subtasks(small, SubtaskFilter::All));
+    assert_eq!(tasks.len(), 2);
+    let (many, tasks) = statements!(store.subtasks(large, SubtaskFilter::All));
+    assert_eq!(tasks.len(), 60);
+    assert!(tasks
+        .iter()
+        .all(|t| t.result.details.message_list.len() == 2));
+    assert!(few >= 2, "the counter sees sqlx's statements ({few})");
+    assert_eq!(
+        few, many,
+        "subtasks: statements grow with the number of tasks"
+    );
+    assert!(many <= 5, "subtasks took {many} statements");
+    let subtasks = many;
+
+    let (few, tasks) = statements!(store.list_tasks(&page(3)));
+    assert_eq!(tasks.len(), 3);
+    let (many, tasks) = statements!(store.list_tasks(&page(50)));
+    assert_eq!(tasks.len(), 50);
+    assert_eq!(few, many, "list_tasks: statements grow with the page size");
+    assert!(many <= 4, "list_tasks took {many} statements");
+
+    let (one, task) = statements!(store.get_task(large));
+    assert!(task.is_some());
+    assert!(one <= 4, "get_task took {one} statements");
+    println!("statements per read: subtasks {subtasks}, list_tasks {many}, get_task {one}");
+}
