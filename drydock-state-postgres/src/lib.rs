@@ -10,6 +10,7 @@ pub mod queries;
 mod rows;
 mod store;
 mod tasks;
+mod wake;
 
 use drydock_state_core::BackendRegistration;
 

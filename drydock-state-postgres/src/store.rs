@@ -11,6 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use uuid::Uuid;
 
 use crate::error::db_error;
+use crate::wake::QueuedWake;
 use crate::{queries, rows};
 
 /// All four drydock-state stores in a PostgreSQL database, in the schema `drydock`.
@@ -21,6 +22,8 @@ pub struct PgStore {
     pub(crate) pool: PgPool,
     /// The lease's grace period in microseconds, bound into the lease statements.
     pub(crate) grace_micros: i64,
+    /// Wakes claimers waiting in `wait_for_queued`.
+    pub(crate) wake: Arc<QueuedWake>,
 }
 
 impl fmt::Debug for PgStore {
@@ -67,7 +70,11 @@ impl PgStore {
                 scrubbed(url, with_context(e, &redact_uri(url)))
             })?;
         tracing::debug!(url = %redact_uri(url), "connected");
-        Ok(PgStore { pool, grace_micros })
+        Ok(PgStore {
+            pool,
+            grace_micros,
+            wake: Arc::default(),
+        })
     }
 
     /// A store over an existing pool (its connect options and size are the caller's). The
@@ -76,6 +83,7 @@ impl PgStore {
         Ok(PgStore {
             pool,
             grace_micros: grace_micros(config)?,
+            wake: Arc::default(),
         })
     }
 

@@ -297,6 +297,14 @@ impl TaskStore for PgStore {
         }
     }
 
+    /// Returns when a task is queued anywhere (the `tasks_notify_queued` trigger's `NOTIFY`,
+    /// heard by a `LISTEN` connection of this store's own), or after `max_wait`.
+    #[tracing::instrument(level = "trace", skip_all)]
+    async fn wait_for_queued(&self, max_wait: Duration) -> Result<()> {
+        self.wake.wait(&self.pool, max_wait).await;
+        Ok(())
+    }
+
     #[tracing::instrument(skip_all, fields(older_than_secs = older_than.as_secs()))]
     async fn purge(&self, older_than: Duration) -> Result<PurgeReport> {
         // The memory store's rule (zero and absurd retentions refused), on the database clock.

@@ -380,3 +380,58 @@ async fn fenced_claims_stop_when_the_lease_lapses() {
         a.term, b.term
     );
 }
+
+/// A claimer waiting in `wait_for_queued` wakes as soon as another instance (another pool, as
+/// another process would be) queues a task, long before its poll interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idle_claimer_wakes_when_another_instance_queues() {
+    const ROUNDS: usize = 10;
+    let max_wait = Duration::from_secs(30);
+    let (waiter, db) = common::fresh_store(&config(Duration::from_secs(60), 2)).await;
+    let waiter = Arc::new(waiter);
+    let other =
+        drydock_state_postgres::PgStore::connect(&db.url, &config(Duration::from_secs(60), 2))
+            .await
+            .unwrap();
+    // The first wait starts the listener; nothing is queued yet, so it times out at once.
+    waiter
+        .wait_for_queued(Duration::from_millis(1))
+        .await
+        .unwrap();
+
+    let mut latencies = Vec::new();
+    for _ in 0..ROUNDS {
+        let waiting = {
+            let waiter = waiter.clone();
+            tokio::spawn(async move {
+                waiter.wait_for_queued(max_wait).await.unwrap();
+                Instant::now()
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let queued_at = Instant::now();
+        other
+            .create_task(&Task::new("deploy_nodes").with_status(TaskStatus::Queued))
+            .await
+            .unwrap();
+        let woke_at = tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("woken by the notification, not the 30 s poll")
+            .unwrap();
+        latencies.push(woke_at.saturating_duration_since(queued_at));
+        assert!(
+            waiter
+                .claim_next(&ClaimRequest::new("waiter"))
+                .await
+                .unwrap()
+                .is_some(),
+            "the wake-up was for a real task"
+        );
+    }
+    latencies.sort();
+    println!(
+        "wait_for_queued: {ROUNDS} wake-ups across pools, median {:?}, max {:?} (max_wait {max_wait:?})",
+        latencies[ROUNDS / 2],
+        latencies[ROUNDS - 1]
+    );
+}
