@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use drydock_state_core::{DesignConfig, DesignDriverRegistration, DesignResolver, Result};
 
-pub use client::build_client;
+pub use client::{build_client, MAX_REDIRECTS};
 pub use driver::HttpDriver;
 
 /// The URI schemes this driver serves.
