@@ -25,7 +25,8 @@ impl Cli {
         let mut cmd = Command::new(BIN);
         cmd.arg("--database-url").arg(&self.url).args(args);
         // No configuration from the developer's environment leaks in.
-        cmd.env_remove("DRYDOCK_DATABASE__URL").env("DRYDOCK_STATE_HOME", self.home.path());
+        cmd.env_remove("DRYDOCK_DATABASE__URL")
+            .env("DRYDOCK_STATE_HOME", self.home.path());
         cmd
     }
 
@@ -34,8 +35,19 @@ impl Cli {
     }
 
     fn run_stdin(&self, args: &[&str], input: &str) -> Output {
-        let mut child = self.command(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
         child.wait_with_output().unwrap()
     }
 
@@ -45,7 +57,12 @@ impl Cli {
         all.extend_from_slice(args);
         let out = self.run(&all);
         assert_status(&out, code, args);
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: stdout is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: stdout is not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
     }
 }
 
@@ -70,13 +87,34 @@ fn tour(cli: &Cli) {
 
     // Tasks.
     let root = cli.json(
-        &["task", "create", "--action", "deploy_nodes", "--status", "queued", "--design-ref", "file:///etc/drydock/site.yaml", "--node-filter", r#"{"filter_set_type":"union","filter_set":[]}"#],
+        &[
+            "task",
+            "create",
+            "--action",
+            "deploy_nodes",
+            "--status",
+            "queued",
+            "--design-ref",
+            "file:///etc/drydock/site.yaml",
+            "--node-filter",
+            r#"{"filter_set_type":"union","filter_set":[]}"#,
+        ],
         0,
     );
     assert_eq!(root["kind"], "Task");
     assert_eq!(root["status"], "queued");
     let root_id = root["task_id"].as_str().unwrap().to_string();
-    let child = cli.json(&["task", "create", "--action", "deploy_node", "--parent", &root_id], 0);
+    let child = cli.json(
+        &[
+            "task",
+            "create",
+            "--action",
+            "deploy_node",
+            "--parent",
+            &root_id,
+        ],
+        0,
+    );
     let child_id = child["task_id"].as_str().unwrap().to_string();
     let got = cli.json(&["task", "get", &root_id], 0);
     assert_eq!(got["subtask_id_list"][0], child_id.as_str());
@@ -91,30 +129,105 @@ fn tour(cli: &Cli) {
     assert!(String::from_utf8_lossy(&text.stdout).contains("deploy_nodes"));
 
     // Claims.
-    let claimed = cli.json(&["task", "claim", "--action", "deploy_nodes", "--action", "prepare_site", "--instance", "cli-test"], 0);
+    let claimed = cli.json(
+        &[
+            "task",
+            "claim",
+            "--action",
+            "deploy_nodes",
+            "--action",
+            "prepare_site",
+            "--instance",
+            "cli-test",
+        ],
+        0,
+    );
     assert_eq!(claimed["task_id"], root_id.as_str());
     assert_eq!(claimed["status"], "running");
     assert_eq!(claimed["claimed_by"], "cli-test");
     assert_eq!(cli.json(&["task", "claim"], 0), Value::Null);
 
     // Messages: inline, from stdin, long.
-    let m = cli.json(&["message", "add", &root_id, "--message", "IPMI timeout", "--error", "--context-type", "node", "--context", "n1"], 0);
+    let m = cli.json(
+        &[
+            "message",
+            "add",
+            &root_id,
+            "--message",
+            "IPMI timeout",
+            "--error",
+            "--context-type",
+            "node",
+            "--context",
+            "n1",
+        ],
+        0,
+    );
     assert_eq!(m["error"], true);
     let long = "x".repeat(5000);
     let out = cli.run_stdin(&["message", "add", &root_id, "--message-file", "-"], &long);
     assert_status(&out, 0, &["message add --message-file -"]);
     let got = cli.json(&["task", "get", &root_id], 0);
     assert_eq!(got["result"]["details"]["errorCount"], 1);
-    assert_eq!(got["result"]["details"]["messageList"][1]["message"].as_str().unwrap().len(), 5000);
+    assert_eq!(
+        got["result"]["details"]["messageList"][1]["message"]
+            .as_str()
+            .unwrap()
+            .len(),
+        5000
+    );
     let detail = cli.run(&["task", "get", &root_id]);
     assert!(String::from_utf8_lossy(&detail.stdout).contains("IPMI timeout"));
 
     // Build data.
-    cli.json(&["build-data", "add", "--node", "n1", "--task", &root_id, "--generator", "lshw", "--format", "text/plain", "--data", "old"], 0);
-    cli.json(&["build-data", "add", "--node", "n1", "--task", &root_id, "--generator", "lshw", "--format", "text/plain", "--data", "new"], 0);
+    cli.json(
+        &[
+            "build-data",
+            "add",
+            "--node",
+            "n1",
+            "--task",
+            &root_id,
+            "--generator",
+            "lshw",
+            "--format",
+            "text/plain",
+            "--data",
+            "old",
+        ],
+        0,
+    );
+    cli.json(
+        &[
+            "build-data",
+            "add",
+            "--node",
+            "n1",
+            "--task",
+            &root_id,
+            "--generator",
+            "lshw",
+            "--format",
+            "text/plain",
+            "--data",
+            "new",
+        ],
+        0,
+    );
     let all = cli.json(&["build-data", "list", "--node", "n1"], 0);
     assert_eq!(all.as_array().unwrap().len(), 2);
-    let latest = cli.json(&["build-data", "list", "--node", "n1", "--task", &root_id, "--latest"], 0);
+    let latest = cli.json(
+        &[
+            "build-data",
+            "list",
+            "--node",
+            "n1",
+            "--task",
+            &root_id,
+            "--latest",
+        ],
+        0,
+    );
     assert_eq!(latest.as_array().unwrap().len(), 1);
     assert_eq!(latest[0]["data_element"], "new");
     let brief = cli.json(&["build-data", "list", "--latest", "--brief"], 0);
@@ -129,17 +242,48 @@ fn tour(cli: &Cli) {
     cli.json(&["lease", "renew", "--instance", "b"], 3);
     cli.json(&["lease", "renew", "--instance", "a"], 0);
     assert_eq!(cli.json(&["lease", "show"], 0)["instance_id"], "a");
-    assert_eq!(cli.json(&["lease", "release", "--instance", "a"], 0)["released"], true);
-    assert!(cli.json(&["lease", "claim", "--instance", "b"], 0)["term"].as_i64().unwrap() > term);
+    assert_eq!(
+        cli.json(&["lease", "release", "--instance", "a"], 0)["released"],
+        true
+    );
+    assert!(
+        cli.json(&["lease", "claim", "--instance", "b"], 0)["term"]
+            .as_i64()
+            .unwrap()
+            > term
+    );
     // A claim fenced with a's old term is refused.
-    let queued = cli.json(&["task", "create", "--action", "deploy_nodes", "--status", "queued"], 0);
-    let out = cli.run(&["task", "claim", "--instance", "a", "--term", &term.to_string()]);
+    let queued = cli.json(
+        &[
+            "task",
+            "create",
+            "--action",
+            "deploy_nodes",
+            "--status",
+            "queued",
+        ],
+        0,
+    );
+    let out = cli.run(&[
+        "task",
+        "claim",
+        "--instance",
+        "a",
+        "--term",
+        &term.to_string(),
+    ]);
     assert_status(&out, 1, &["fenced claim"]);
     assert!(stderr(&out).contains("lease lost"), "{}", stderr(&out));
-    assert_eq!(cli.json(&["task", "get", queued["task_id"].as_str().unwrap()], 0)["status"], "queued");
+    assert_eq!(
+        cli.json(&["task", "get", queued["task_id"].as_str().unwrap()], 0)["status"],
+        "queued"
+    );
 
     // Status changes and termination.
-    assert_eq!(cli.json(&["task", "set-status", &root_id, "complete"], 0)["status"], "complete");
+    assert_eq!(
+        cli.json(&["task", "set-status", &root_id, "complete"], 0)["status"],
+        "complete"
+    );
     let out = cli.run(&["task", "set-status", &root_id, "running"]);
     assert_status(&out, 1, &["illegal status change"]);
     assert!(stderr(&out).contains("conflict"), "{}", stderr(&out));
@@ -158,7 +302,11 @@ fn tour(cli: &Cli) {
     assert!(stderr(&out).contains("not found"));
     assert_status(&cli.run(&["task", "get", "not-a-uuid"]), 2, &["bad uuid"]);
     assert_status(&cli.run(&["task", "frobnicate"]), 2, &["unknown command"]);
-    assert_status(&cli.run(&["message", "add", &root_id]), 2, &["message without text"]);
+    assert_status(
+        &cli.run(&["message", "add", &root_id]),
+        2,
+        &["message without text"],
+    );
 }
 
 #[test]
@@ -170,13 +318,17 @@ fn cli_tour_on_sqlite() {
 
 #[test]
 fn cli_tour_on_postgres() {
-    let base = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let base = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let name = format!("drydock_cli_{}", uuid_simple());
+    // sql-hygiene: allow (a generated name; CREATE DATABASE takes no parameters)
     let create = Command::new("psql")
         .args([base.as_str(), "-v", "ON_ERROR_STOP=1", "-qc"])
         .arg(format!("CREATE DATABASE {name}"))
         .output()
-        .unwrap_or_else(|e| panic!("PostgreSQL is needed: install psql and a server, or set DATABASE_URL ({e})"));
+        .unwrap_or_else(|e| {
+            panic!("PostgreSQL is needed: install psql and a server, or set DATABASE_URL ({e})")
+        });
     assert!(
         create.status.success(),
         "cannot create a test database on {}: {}\nSet DATABASE_URL to a PostgreSQL server where user may CREATE DATABASE.",
@@ -186,11 +338,22 @@ fn cli_tour_on_postgres() {
     let mut url = url::Url::parse(&base).unwrap();
     url.set_path(&name);
     tour(&Cli::new(url.to_string()));
-    let _ = Command::new("psql").args([base.as_str(), "-qc"]).arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).output();
+    // sql-hygiene: allow (a generated name; DROP DATABASE takes no parameters)
+    let _ = Command::new("psql")
+        .args([base.as_str(), "-qc"])
+        .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .output();
 }
 
 fn uuid_simple() -> String {
-    format!("{:x}{:x}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+    format!(
+        "{:x}{:x}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
 }
 
 #[test]
@@ -211,7 +374,12 @@ fn default_database_is_the_embedded_sqlite_file() {
 #[test]
 fn errors_never_show_the_password() {
     let out = Command::new(BIN)
-        .args(["--database-url", "postgres://drydock:hunter2@127.0.0.1:1/x", "task", "list"])
+        .args([
+            "--database-url",
+            "postgres://drydock:hunter2@127.0.0.1:1/x",
+            "task",
+            "list",
+        ])
         .env("DRYDOCK_DATABASE__POOL_TIMEOUT", "2s")
         .output()
         .unwrap();
@@ -219,34 +387,76 @@ fn errors_never_show_the_password() {
     let err = stderr(&out);
     assert!(!err.contains("hunter2"), "{err}");
     assert!(err.starts_with("drydock-state: error:"), "{err}");
-    let out = Command::new(BIN).args(["config", "--output", "json"]).env("DRYDOCK_DATABASE__URL", "postgres://drydock:hunter2@db/x").output().unwrap();
+    let out = Command::new(BIN)
+        .args(["config", "--output", "json"])
+        .env("DRYDOCK_DATABASE__URL", "postgres://drydock:hunter2@db/x")
+        .output()
+        .unwrap();
     assert_status(&out, 0, &["config"]);
     let shown = String::from_utf8_lossy(&out.stdout);
-    assert!(!shown.contains("hunter2") && shown.contains("postgres://drydock:***@db/x"), "{shown}");
-    let out = Command::new(BIN).args(["config"]).env("DRYDOCK_DATABASE__POOL_SIZE", "lots").output().unwrap();
+    assert!(
+        !shown.contains("hunter2") && shown.contains("postgres://drydock:***@db/x"),
+        "{shown}"
+    );
+    let out = Command::new(BIN)
+        .args(["config"])
+        .env("DRYDOCK_DATABASE__POOL_SIZE", "lots")
+        .output()
+        .unwrap();
     assert_status(&out, 1, &["bad config"]);
-    assert!(stderr(&out).contains("DRYDOCK_DATABASE__POOL_SIZE"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("DRYDOCK_DATABASE__POOL_SIZE"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn design_commands() {
     let cli = Cli::new("memory://".into());
     let schemes = cli.json(&["design", "schemes"], 0);
-    let names: Vec<&str> = schemes.as_array().unwrap().iter().map(|s| s["scheme"].as_str().unwrap()).collect();
+    let names: Vec<&str> = schemes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["scheme"].as_str().unwrap())
+        .collect();
     for expected in ["deckhand+http", "deckhand+https", "file", "http", "https"] {
         assert!(names.contains(&expected), "{names:?}");
     }
-    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/designs/site.yaml");
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/designs/site.yaml"
+    );
     let fixture = std::fs::canonicalize(fixture).unwrap();
     let uri = format!("file://{}", fixture.display());
     let fetched = cli.json(&["design", "fetch", &uri], 0);
-    assert_eq!(fetched["document"].as_str().unwrap(), std::fs::read_to_string(&fixture).unwrap());
+    assert_eq!(
+        fetched["document"].as_str().unwrap(),
+        std::fs::read_to_string(&fixture).unwrap()
+    );
     let out_file = cli.home.path().join("copy.yaml");
-    cli.json(&["design", "fetch", &uri, "--output-file", out_file.to_str().unwrap()], 0);
-    assert_eq!(std::fs::read(&out_file).unwrap(), std::fs::read(&fixture).unwrap());
+    cli.json(
+        &[
+            "design",
+            "fetch",
+            &uri,
+            "--output-file",
+            out_file.to_str().unwrap(),
+        ],
+        0,
+    );
+    assert_eq!(
+        std::fs::read(&out_file).unwrap(),
+        std::fs::read(&fixture).unwrap()
+    );
     let out = cli.run(&["design", "fetch", "file://relative/site.yaml"]);
     assert_status(&out, 1, &["relative file uri"]);
     let out = cli.run(&["design", "fetch", "gopher://u:hunter2@h/x"]);
     assert_status(&out, 1, &["unknown scheme"]);
-    assert!(stderr(&out).contains("registered schemes") && !stderr(&out).contains("hunter2"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("registered schemes") && !stderr(&out).contains("hunter2"),
+        "{}",
+        stderr(&out)
+    );
 }
