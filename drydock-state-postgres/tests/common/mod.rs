@@ -186,7 +186,8 @@ pub async fn fresh_database() -> TestDb {
     let mut admin = PgConnection::connect(&admin_url)
         .await
         .expect("connect to the test server");
-    // CREATE DATABASE takes no bind parameters; the name is ours, made of hex digits only.
+    // sql-hygiene: allow (CREATE DATABASE takes no bind parameters; the name is generated
+    // here, `drydock_test_` and hex digits)
     let create = format!("CREATE DATABASE \"{name}\"");
     admin
         .execute(create.as_str())
@@ -215,6 +216,7 @@ impl Drop for TestDb {
             };
             rt.block_on(async move {
                 if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
+                    // sql-hygiene: allow (DROP DATABASE takes no bind parameters; our name)
                     let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
                     let _ = admin.execute(drop.as_str()).await;
                     let _ = admin.close().await;
