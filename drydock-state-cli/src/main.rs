@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use drydock_state::{
-    BuildData, BuildDataQuery, ClaimRequest, Config, Error, LeaseOutcome, NewMessage, Result, StateStore,
-    Task, TaskFilter, TaskId, TaskStatus, Verbosity,
+    BuildData, BuildDataQuery, ClaimRequest, Config, Error, LeaseOutcome, NewMessage, Result,
+    StateStore, Task, TaskFilter, TaskId, TaskStatus, Verbosity,
 };
 use serde_json::{json, Value};
 
@@ -21,7 +21,11 @@ mod render;
 const EXIT_LEASE_HELD_ELSEWHERE: u8 = 3;
 
 #[derive(Parser, Debug)]
-#[command(name = "drydock-state", version, about = "Inspect and drive drydock-state: tasks, messages, build data, the leader lease and designs.")]
+#[command(
+    name = "drydock-state",
+    version,
+    about = "Inspect and drive drydock-state: tasks, messages, build data, the leader lease and designs."
+)]
 struct Cli {
     /// Database URL (postgres://…, sqlite://…, memory://). Default: the config file, then
     /// DRYDOCK_DATABASE__URL, then the embedded SQLite database.
@@ -278,7 +282,11 @@ fn default_instance() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
         .unwrap_or_else(|| "localhost".into());
     format!("cli@{host}")
 }
@@ -287,11 +295,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("drydock-state: error: cannot start the runtime: {e}");
@@ -316,7 +329,11 @@ struct Outcome {
 
 impl Outcome {
     fn new(json: Value, text: String) -> Self {
-        Outcome { json, text, code: 0 }
+        Outcome {
+            json,
+            text,
+            code: 0,
+        }
     }
 }
 
@@ -328,7 +345,10 @@ async fn run(cli: Cli) -> Result<u8> {
     let outcome = match cli.command {
         Command::Config => {
             let mut effective = config.clone();
-            effective.database.url.get_or_insert_with(drydock_state::default_database_url);
+            effective
+                .database
+                .url
+                .get_or_insert_with(drydock_state::default_database_url);
             let json = effective.to_redacted_json();
             let text = serde_json::to_string_pretty(&json).unwrap_or_default();
             Outcome::new(json, text)
@@ -341,7 +361,11 @@ async fn run(cli: Cli) -> Result<u8> {
     };
     let mut stdout = std::io::stdout().lock();
     let written = match cli.output {
-        Output::Json => writeln!(stdout, "{}", serde_json::to_string_pretty(&outcome.json).unwrap_or_default()),
+        Output::Json => writeln!(
+            stdout,
+            "{}",
+            serde_json::to_string_pretty(&outcome.json).unwrap_or_default()
+        ),
         Output::Text if outcome.text.is_empty() => Ok(()),
         Output::Text => writeln!(stdout, "{}", outcome.text.trim_end()),
     };
@@ -354,14 +378,26 @@ async fn run(cli: Cli) -> Result<u8> {
     Ok(outcome.code)
 }
 
-fn task_json(task: &Task) -> Value {
-    serde_json::to_value(task).unwrap_or(Value::Null)
+fn task_json(task: &Task) -> Result<Value> {
+    to_json(task)
+}
+
+/// Serializes a result for `--output json`; a failure is reported, never printed as `null`.
+fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Value> {
+    serde_json::to_value(value).map_err(|e| Error::Backend {
+        message: format!("cannot render the result as JSON: {e}"),
+        source: None,
+    })
 }
 
 async fn execute(command: Command, store: Arc<dyn StateStore>, config: &Config) -> Result<Outcome> {
     Ok(match command {
         Command::Migrate => {
-            let url = config.database.url.clone().unwrap_or_else(drydock_state::default_database_url);
+            let url = config
+                .database
+                .url
+                .clone()
+                .unwrap_or_else(drydock_state::default_database_url);
             let url = drydock_state::redact_uri(&url);
             Outcome::new(
                 json!({"migrated": true, "backend": store.backend_name(), "database": url}),
@@ -373,7 +409,12 @@ async fn execute(command: Command, store: Arc<dyn StateStore>, config: &Config) 
             let text = match (add.message, add.message_file) {
                 (Some(text), _) => text,
                 (None, Some(path)) => read_input("message-file", &path)?,
-                (None, None) => return Err(Error::invalid("message", "give --message or --message-file")),
+                (None, None) => {
+                    return Err(Error::invalid(
+                        "message",
+                        "give --message or --message-file",
+                    ))
+                }
             };
             let message = NewMessage {
                 error: add.error,
@@ -381,7 +422,7 @@ async fn execute(command: Command, store: Arc<dyn StateStore>, config: &Config) 
             };
             let stored = store.append_message(add.id, &message).await?;
             let text = format!("message {} appended to task {}", stored.sequence, add.id);
-            Outcome::new(serde_json::to_value(&stored).unwrap_or_default(), text)
+            Outcome::new(to_json(&stored)?, text)
         }
         Command::BuildData(BuildDataCommand::Add(add)) => {
             let element = match (add.data, add.file) {
@@ -398,8 +439,14 @@ async fn execute(command: Command, store: Arc<dyn StateStore>, config: &Config) 
                 data_element: Some(element),
             };
             store.record_build_data(&data).await?;
-            let text = format!("recorded {} data for node {}", data.generator, data.node_name);
-            Outcome::new(json!({"recorded": true, "node_name": data.node_name, "generator": data.generator}), text)
+            let text = format!(
+                "recorded {} data for node {}",
+                data.generator, data.node_name
+            );
+            Outcome::new(
+                json!({"recorded": true, "node_name": data.node_name, "generator": data.generator}),
+                text,
+            )
         }
         Command::BuildData(BuildDataCommand::List {
             node,
@@ -411,19 +458,28 @@ async fn execute(command: Command, store: Arc<dyn StateStore>, config: &Config) 
                 node_name: node,
                 task_id: task,
                 latest,
-                verbosity: if brief { Verbosity::Brief } else { Verbosity::Full },
+                verbosity: if brief {
+                    Verbosity::Brief
+                } else {
+                    Verbosity::Full
+                },
             };
             let rows = store.build_data(&query).await?;
-            Outcome::new(serde_json::to_value(&rows).unwrap_or_default(), render::build_data(&rows))
+            Outcome::new(to_json(&rows)?, render::build_data(&rows))
         }
         Command::Lease(cmd) => lease(cmd, &*store).await?,
         Command::Purge { older_than } => {
             let report = store.purge(older_than).await?;
-            let text = format!("purged {} tasks and {} messages", report.tasks, report.messages);
-            Outcome::new(serde_json::to_value(report).unwrap_or_default(), text)
+            let text = format!(
+                "purged {} tasks and {} messages",
+                report.tasks, report.messages
+            );
+            Outcome::new(to_json(&report)?, text)
         }
         // Answered in `run` without opening a store.
-        Command::Config | Command::Design(_) => return Err(Error::invalid("command", "needs no store")),
+        Command::Config | Command::Design(_) => {
+            return Err(Error::invalid("command", "needs no store"))
+        }
     })
 }
 
@@ -448,11 +504,14 @@ async fn task(cmd: TaskCommand, store: &dyn StateStore) -> Result<Outcome> {
             if let Some(parent) = parent {
                 store.add_subtask(parent, task.task_id).await?;
             }
-            Outcome::new(task_json(&task), task.task_id.to_string())
+            Outcome::new(task_json(&task)?, task.task_id.to_string())
         }
         TaskCommand::Get { id } => {
-            let task = store.get_task(id).await?.ok_or_else(|| Error::not_found("task", id))?;
-            Outcome::new(task_json(&task), render::task_detail(&task))
+            let task = store
+                .get_task(id)
+                .await?
+                .ok_or_else(|| Error::not_found("task", id))?;
+            Outcome::new(task_json(&task)?, render::task_detail(&task))
         }
         TaskCommand::List {
             status,
@@ -468,47 +527,70 @@ async fn task(cmd: TaskCommand, store: &dyn StateStore) -> Result<Outcome> {
                 ..Default::default()
             };
             let tasks = store.list_tasks(&filter).await?;
-            Outcome::new(Value::Array(tasks.iter().map(task_json).collect()), render::task_table(&tasks))
+            Outcome::new(to_json(&tasks)?, render::task_table(&tasks))
         }
-        TaskCommand::Claim { actions, instance, term } => {
+        TaskCommand::Claim {
+            actions,
+            instance,
+            term,
+        } => {
             let request = ClaimRequest {
                 actions,
                 instance_id: instance,
                 term,
             };
             match store.claim_next(&request).await? {
-                Some(task) => Outcome::new(task_json(&task), task.task_id.to_string()),
+                Some(task) => Outcome::new(task_json(&task)?, task.task_id.to_string()),
                 None => Outcome::new(Value::Null, "nothing queued".into()),
             }
         }
         TaskCommand::SetStatus { id, status } => {
             let task = store.set_status(id, status).await?;
-            Outcome::new(task_json(&task), format!("task {id} is {}", task.status))
+            Outcome::new(task_json(&task)?, format!("task {id} is {}", task.status))
         }
         TaskCommand::Terminate { id, by } => {
             let task = store.terminate_task(id, &by).await?;
-            Outcome::new(task_json(&task), format!("task {id} is {} (terminated by {by})", task.status))
+            Outcome::new(
+                task_json(&task)?,
+                format!("task {id} is {} (terminated by {by})", task.status),
+            )
         }
     })
 }
 
 async fn lease(cmd: LeaseCommand, store: &dyn StateStore) -> Result<Outcome> {
     let outcome = |result: LeaseOutcome, instance: &str| {
-        let code = if result.held().is_some() { 0 } else { EXIT_LEASE_HELD_ELSEWHERE };
-        let text = match &result {
-            LeaseOutcome::Held(l) => format!("{instance} holds the lease (term {}, expires {})", l.term, l.expires_at),
-            LeaseOutcome::Denied(Some(l)) => format!("{} holds the lease (term {}, expires {})", l.instance_id, l.term, l.expires_at),
-            LeaseOutcome::Denied(None) => format!("{instance} does not hold the lease; nobody does"),
+        let code = if result.held().is_some() {
+            0
+        } else {
+            EXIT_LEASE_HELD_ELSEWHERE
         };
-        Outcome {
-            json: serde_json::to_value(&result).unwrap_or_default(),
+        let text = match &result {
+            LeaseOutcome::Held(l) => format!(
+                "{instance} holds the lease (term {}, expires {})",
+                l.term, l.expires_at
+            ),
+            LeaseOutcome::Denied(Some(l)) => format!(
+                "{} holds the lease (term {}, expires {})",
+                l.instance_id, l.term, l.expires_at
+            ),
+            LeaseOutcome::Denied(None) => {
+                format!("{instance} does not hold the lease; nobody does")
+            }
+        };
+        Ok::<_, Error>(Outcome {
+            json: to_json(&result)?,
             text,
             code,
-        }
+        })
     };
     Ok(match cmd {
-        LeaseCommand::Claim { instance } => outcome(store.claim_lease(&instance).await?, &instance),
-        LeaseCommand::Renew { instance } => outcome(store.renew_lease(&instance).await?, &instance),
+        LeaseCommand::Claim { instance } => {
+            outcome(store.claim_lease(&instance).await?, &instance)?
+        }
+        LeaseCommand::Renew { instance } => {
+            outcome(store.renew_lease(&instance).await?, &instance)?
+        }
         LeaseCommand::Release { instance } => {
             let released = store.release_lease(&instance).await?;
             let text = if released {
@@ -521,10 +603,13 @@ async fn lease(cmd: LeaseCommand, store: &dyn StateStore) -> Result<Outcome> {
         LeaseCommand::Show => {
             let lease = store.current_lease().await?;
             let text = match &lease {
-                Some(l) => format!("{} holds the lease (term {}, expires {})", l.instance_id, l.term, l.expires_at),
+                Some(l) => format!(
+                    "{} holds the lease (term {}, expires {})",
+                    l.instance_id, l.term, l.expires_at
+                ),
                 None => "nobody holds the lease".into(),
             };
-            Outcome::new(serde_json::to_value(&lease).unwrap_or_default(), text)
+            Outcome::new(to_json(&lease)?, text)
         }
     })
 }
@@ -534,8 +619,17 @@ async fn design(cmd: DesignCommand, config: &Config) -> Result<Outcome> {
     Ok(match cmd {
         DesignCommand::Schemes => {
             let drivers = resolver.drivers();
-            let json = Value::Array(drivers.iter().map(|(s, d)| json!({"scheme": s, "driver": d})).collect());
-            let text = drivers.iter().map(|(s, d)| format!("{s}\t{d}")).collect::<Vec<_>>().join("\n");
+            let json = Value::Array(
+                drivers
+                    .iter()
+                    .map(|(s, d)| json!({"scheme": s, "driver": d}))
+                    .collect(),
+            );
+            let text = drivers
+                .iter()
+                .map(|(s, d)| format!("{s}\t{d}"))
+                .collect::<Vec<_>>()
+                .join("\n");
             Outcome::new(json, text)
         }
         DesignCommand::Fetch { uri, output_file } => {
@@ -547,14 +641,24 @@ async fn design(cmd: DesignCommand, config: &Config) -> Result<Outcome> {
             });
             match output_file {
                 Some(path) => {
-                    std::fs::write(&path, &document.bytes)
-                        .map_err(|e| Error::invalid("output-file", format!("cannot write {}: {e}", path.display())))?;
-                    let text = format!("wrote {} bytes from {} to {}", document.bytes.len(), document.source, path.display());
+                    std::fs::write(&path, &document.bytes).map_err(|e| {
+                        Error::invalid(
+                            "output-file",
+                            format!("cannot write {}: {e}", path.display()),
+                        )
+                    })?;
+                    let text = format!(
+                        "wrote {} bytes from {} to {}",
+                        document.bytes.len(),
+                        document.source,
+                        path.display()
+                    );
                     Outcome::new(meta, text)
                 }
                 None => {
-                    let text = String::from_utf8(document.bytes.to_vec())
-                        .map_err(|_| Error::invalid("design", "is not UTF-8 text; use --output-file"))?;
+                    let text = String::from_utf8(document.bytes.to_vec()).map_err(|_| {
+                        Error::invalid("design", "is not UTF-8 text; use --output-file")
+                    })?;
                     let mut json = meta;
                     json["document"] = Value::String(text.clone());
                     Outcome::new(json, text)
@@ -573,5 +677,6 @@ fn read_input(field: &str, path: &Path) -> Result<String> {
         std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut bytes))
     };
     read.map_err(|e| Error::invalid(field, format!("cannot read {}: {e}", path.display())))?;
-    String::from_utf8(bytes).map_err(|_| Error::invalid(field, format!("{} is not valid UTF-8", path.display())))
+    String::from_utf8(bytes)
+        .map_err(|_| Error::invalid(field, format!("{} is not valid UTF-8", path.display())))
 }

@@ -7,7 +7,11 @@ use drydock_state::{BuildData, Task};
 /// One line per task: id, status, result, action, created.
 pub fn task_table(tasks: &[Task]) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{:<36}  {:<11}  {:<15}  {:<20}  CREATED", "TASK", "STATUS", "RESULT", "ACTION");
+    let _ = writeln!(
+        out,
+        "{:<36}  {:<11}  {:<15}  {:<20}  CREATED",
+        "TASK", "STATUS", "RESULT", "ACTION"
+    );
     for t in tasks {
         let _ = writeln!(
             out,
@@ -37,16 +41,29 @@ pub fn task_detail(t: &Task) -> String {
     }
     let _ = writeln!(out, "created:    {}", t.created);
     if let Some(by) = &t.claimed_by {
-        let _ = writeln!(out, "claimed by: {by} (term {})", t.claim_term.map_or("-".into(), |t| t.to_string()));
+        let _ = writeln!(
+            out,
+            "claimed by: {by} (term {})",
+            t.claim_term.map_or("-".into(), |t| t.to_string())
+        );
     }
     if !t.subtask_id_list.is_empty() {
         let _ = writeln!(out, "subtasks:   {}", t.subtask_id_list.len());
     }
     let details = &t.result.details;
-    let _ = writeln!(out, "messages:   {} ({} errors)", details.message_list.len(), details.error_count);
+    let _ = writeln!(
+        out,
+        "messages:   {} ({} errors)",
+        details.message_list.len(),
+        details.error_count
+    );
     for m in &details.message_list {
         let marker = if m.error { "ERROR" } else { "info " };
-        let _ = writeln!(out, "  {:>6} {marker} [{}:{}] {}", m.sequence, m.context_type, m.context, m.message);
+        let _ = writeln!(
+            out,
+            "  {:>6} {marker} [{}:{}] {}",
+            m.sequence, m.context_type, m.context, m.message
+        );
     }
     out
 }
@@ -55,9 +72,16 @@ pub fn task_detail(t: &Task) -> String {
 pub fn build_data(rows: &[BuildData]) -> String {
     let mut out = String::new();
     for b in rows {
-        let size = b.data_element.as_ref().map_or("-".into(), |d| format!("{} bytes", d.len()));
+        let size = b
+            .data_element
+            .as_ref()
+            .map_or("-".into(), |d| format!("{} bytes", d.len()));
         let collected = b.collected_date.map_or("-".into(), |d| d.to_string());
-        let _ = writeln!(out, "{}  {}  {}  {}  {}  {}", b.node_name, b.generator, b.data_format, b.task_id, collected, size);
+        let _ = writeln!(
+            out,
+            "{}  {}  {}  {}  {}  {}",
+            b.node_name, b.generator, b.data_format, b.task_id, collected, size
+        );
     }
     out
 }

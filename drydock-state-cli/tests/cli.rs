@@ -236,9 +236,10 @@ fn tour(cli: &Cli) {
     // The lease: 0 when held afterwards, 3 when another holds it.
     let held = cli.json(&["lease", "claim", "--instance", "a"], 0);
     assert_eq!(held["outcome"], "held");
-    let term = held["term"].as_i64().unwrap();
+    let term = held["lease"]["term"].as_i64().unwrap();
     let denied = cli.json(&["lease", "claim", "--instance", "b"], 3);
     assert_eq!(denied["outcome"], "denied");
+    assert_eq!(denied["lease"]["instance_id"], "a");
     cli.json(&["lease", "renew", "--instance", "b"], 3);
     cli.json(&["lease", "renew", "--instance", "a"], 0);
     assert_eq!(cli.json(&["lease", "show"], 0)["instance_id"], "a");
@@ -247,7 +248,7 @@ fn tour(cli: &Cli) {
         true
     );
     assert!(
-        cli.json(&["lease", "claim", "--instance", "b"], 0)["term"]
+        cli.json(&["lease", "claim", "--instance", "b"], 0)["lease"]["term"]
             .as_i64()
             .unwrap()
             > term

@@ -604,7 +604,7 @@ pub struct Lease {
 
 /// What a lease claim or renewal found.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(tag = "outcome", content = "lease", rename_all = "snake_case")]
 pub enum LeaseOutcome {
     /// The caller holds the lease now.
     Held(Lease),
