@@ -237,7 +237,7 @@ async fn raw_ops(raw: &Raw, op: &'static str, ids: Vec<i64>, concurrency: usize)
                 let pool = pool.clone();
                 tokio::spawn(async move {
                     for id in chunk {
-                        let _ = match op {
+                        match op {
                             "insert" => {
                                 sqlx::query("INSERT INTO raw_bench (id, v) VALUES ($1, $2)")
                                     .bind(id)
@@ -266,7 +266,7 @@ async fn raw_ops(raw: &Raw, op: &'static str, ids: Vec<i64>, concurrency: usize)
                 let pool = pool.clone();
                 tokio::spawn(async move {
                     for id in chunk {
-                        let _ = match op {
+                        match op {
                             "insert" => {
                                 sqlx::query("INSERT INTO raw_bench (id, v) VALUES (?1, ?2)")
                                     .bind(id)
@@ -766,8 +766,10 @@ async fn run(args: Args) -> Result<Vec<Figure>, Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("site.yaml");
     std::fs::write(&path, &*body)?;
-    let mut design_config = DesignConfig::default();
-    design_config.cache_ttl = Duration::ZERO;
+    let design_config = DesignConfig {
+        cache_ttl: Duration::ZERO,
+        ..Default::default()
+    };
     let mut resolver = DesignResolver::new(&design_config);
     resolver.register(&drydock_design_file::REGISTRATION, &design_config)?;
     resolver.register(&drydock_design_http::REGISTRATION, &design_config)?;
