@@ -16,8 +16,8 @@ use serde::Deserialize;
 use std::time::{Duration, Instant};
 
 use drydock_state::{
-    BuildData, BuildDataQuery, ClaimRequest, Config, DesignResolver, NewMessage, OrphanPolicy, ResultStatus,
-    StateStore, SubtaskFilter, Task, TaskId, TaskStatus,
+    BuildData, BuildDataQuery, ClaimRequest, Config, DesignResolver, NewMessage, OrphanPolicy,
+    ResultStatus, StateStore, SubtaskFilter, Task, TaskId, TaskStatus,
 };
 
 const GRACE: Duration = Duration::from_secs(2);
@@ -39,20 +39,31 @@ struct Orchestrator {
 
 impl Orchestrator {
     fn log(&self, event: String) {
-        println!("  [{:>5.2}s] {:<15} {event}", self.started.elapsed().as_secs_f64(), self.id);
+        println!(
+            "  [{:>5.2}s] {:<15} {event}",
+            self.started.elapsed().as_secs_f64(),
+            self.id
+        );
     }
 
     /// Logs an event of the lease's life and keeps it for the summary.
     fn lease_event(&self, event: String) {
         self.log(event.clone());
-        self.history.lock().unwrap().push((self.started.elapsed(), format!("{} {event}", self.id)));
+        self.history
+            .lock()
+            .unwrap()
+            .push((self.started.elapsed(), format!("{} {event}", self.id)));
     }
 
     /// Runs until the root task is finished (or this instance stalls).
     async fn run(self, root: TaskId) -> drydock_state::Result<()> {
         let (mut term, mut nodes_claimed, mut denied_logged) = (None, 0, false);
         loop {
-            let root_task = self.store.get_task(root).await?.expect("the root task exists");
+            let root_task = self
+                .store
+                .get_task(root)
+                .await?
+                .expect("the root task exists");
             if root_task.status.is_terminal() {
                 return Ok(());
             }
@@ -67,17 +78,28 @@ impl Orchestrator {
             if term != Some(lease.term) {
                 term = Some(lease.term);
                 self.lease_event(format!("became leader with term {}", lease.term));
-                let recovered = self.store.recover_orphans(lease.term, OrphanPolicy::Requeue).await?;
+                let recovered = self
+                    .store
+                    .recover_orphans(lease.term, OrphanPolicy::Requeue)
+                    .await?;
                 if !recovered.is_empty() {
-                    self.lease_event(format!("recovered {} orphaned task(s) from an older term", recovered.len()));
+                    self.lease_event(format!(
+                        "recovered {} orphaned task(s) from an older term",
+                        recovered.len()
+                    ));
                 }
             }
-            let request = ClaimRequest::new(self.id).actions(ACTIONS).fenced(lease.term);
+            let request = ClaimRequest::new(self.id)
+                .actions(ACTIONS)
+                .fenced(lease.term);
             if let Some(task) = self.store.claim_next(&request).await? {
                 if task.action == "deploy_node" {
                     nodes_claimed += 1;
                     if self.stall_after == Some(nodes_claimed) {
-                        self.lease_event(format!("claimed {} and stalls: it stops renewing the lease", node_of(&task)));
+                        self.lease_event(format!(
+                            "claimed {} and stalls: it stops renewing the lease",
+                            node_of(&task)
+                        ));
                         return Ok(());
                     }
                     self.deploy_node(&task).await?;
@@ -94,19 +116,39 @@ impl Orchestrator {
     /// Resolves the design and creates one queued subtask per node (skipping nodes that a
     /// previous leader already planned).
     async fn plan(&self, task: &Task) -> drydock_state::Result<()> {
-        let design_ref = task.design_ref.as_deref().expect("deploy_nodes carries a design");
+        let design_ref = task
+            .design_ref
+            .as_deref()
+            .expect("deploy_nodes carries a design");
         let document = drydock_state::fetch_design(&self.resolver, design_ref).await?;
         let nodes = baremetal_nodes(&document.bytes);
-        self.log(format!("claimed deploy_nodes; design has {} nodes", nodes.len()));
-        let planned: Vec<String> = self.store.subtasks(task.task_id, SubtaskFilter::All).await?.iter().map(node_of).collect();
+        self.log(format!(
+            "claimed deploy_nodes; design has {} nodes",
+            nodes.len()
+        ));
+        let planned: Vec<String> = self
+            .store
+            .subtasks(task.task_id, SubtaskFilter::All)
+            .await?
+            .iter()
+            .map(node_of)
+            .collect();
         for node in nodes.into_iter().filter(|n| !planned.contains(n)) {
-            let mut sub = Task::new("deploy_node").with_parent(task.task_id).with_status(TaskStatus::Queued);
-            sub.node_filter = Some(serde_json::json!({"filter_set_type": "union", "filter_set": [{"filter_type": "union", "node_names": [node]}]}));
+            let mut sub = Task::new("deploy_node")
+                .with_parent(task.task_id)
+                .with_status(TaskStatus::Queued);
+            sub.node_filter = Some(
+                serde_json::json!({"filter_set_type": "union", "filter_set": [{"filter_type": "union", "node_names": [node]}]}),
+            );
             sub.design_ref = task.design_ref.clone();
             self.store.create_task(&sub).await?;
             self.store.add_subtask(task.task_id, sub.task_id).await?;
         }
-        let message = NewMessage::info(format!("design {} resolved ({} bytes)", document.source, document.bytes.len()));
+        let message = NewMessage::info(format!(
+            "design {} resolved ({} bytes)",
+            document.source,
+            document.bytes.len()
+        ));
         self.store.append_message(task.task_id, &message).await?;
         Ok(())
     }
@@ -116,16 +158,28 @@ impl Orchestrator {
         let node = node_of(task);
         let mut messages = vec![
             NewMessage::info(format!("{node}: powered on via IPMI")).with_context("node", &node),
-            NewMessage::info(format!("{node}: PXE boot, commissioning")).with_context("node", &node),
+            NewMessage::info(format!("{node}: PXE boot, commissioning"))
+                .with_context("node", &node),
         ];
         if node.ends_with('2') {
-            messages.push(NewMessage::error(format!("{node}: BMC timed out once; retried")).with_context("node", &node));
+            messages.push(
+                NewMessage::error(format!("{node}: BMC timed out once; retried"))
+                    .with_context("node", &node),
+            );
         }
         messages.push(NewMessage::info(format!("{node}: deployed")).with_context("node", &node));
         self.store.append_messages(task.task_id, &messages).await?;
         for (generator, format, data) in [
-            ("lshw", "application/xml", format!("<node id=\"{node}\"><cpu cores=\"32\"/></node>")),
-            ("lldp", "application/json", format!("{{\"node\":\"{node}\",\"switch\":\"leaf-1\"}}")),
+            (
+                "lshw",
+                "application/xml",
+                format!("<node id=\"{node}\"><cpu cores=\"32\"/></node>"),
+            ),
+            (
+                "lldp",
+                "application/json",
+                format!("{{\"node\":\"{node}\",\"switch\":\"leaf-1\"}}"),
+            ),
         ] {
             let element = BuildData {
                 node_name: node.clone(),
@@ -151,7 +205,10 @@ impl Orchestrator {
         if root.status != TaskStatus::Running || root.claimed_by.as_deref() != Some(self.id) {
             return Ok(());
         }
-        let subtasks = self.store.subtasks(root.task_id, SubtaskFilter::All).await?;
+        let subtasks = self
+            .store
+            .subtasks(root.task_id, SubtaskFilter::All)
+            .await?;
         if subtasks.is_empty() || subtasks.iter().any(|t| !t.status.is_terminal()) {
             return Ok(());
         }
@@ -161,7 +218,9 @@ impl Orchestrator {
         done.result.successes = subtasks.iter().map(node_of).collect();
         done.result.message = Some(format!("{} nodes deployed", subtasks.len()));
         self.store.update_task(&done).await?;
-        self.store.append_message(root.task_id, &NewMessage::info("all nodes deployed")).await?;
+        self.store
+            .append_message(root.task_id, &NewMessage::info("all nodes deployed"))
+            .await?;
         self.log("completed deploy_nodes".into());
         self.store.release_lease(self.id).await?;
         self.lease_event("released the lease".into());
@@ -192,14 +251,27 @@ fn node_of(task: &Task) -> String {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = Config::load(None)?;
     config.leader.grace_period = GRACE;
-    let url = config.database.url.clone().unwrap_or_else(drydock_state::default_database_url);
+    let url = config
+        .database
+        .url
+        .clone()
+        .unwrap_or_else(drydock_state::default_database_url);
     let store = drydock_state::open(&url, &config).await?;
-    let design = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/designs/site.yaml");
+    let design = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/designs/site.yaml"
+    );
     println!("drydock-state orchestrator example");
-    println!("  database: {} ({})", drydock_state::redact_uri(&url), store.backend_name());
+    println!(
+        "  database: {} ({})",
+        drydock_state::redact_uri(&url),
+        store.backend_name()
+    );
     println!("  design:   file://{design}\n");
 
-    let root = Task::new("deploy_nodes").with_status(TaskStatus::Queued).with_design_ref(format!("file://{design}"));
+    let root = Task::new("deploy_nodes")
+        .with_status(TaskStatus::Queued)
+        .with_design_ref(format!("file://{design}"));
     store.create_task(&root).await?;
     println!("queued deploy_nodes task {}\n", root.task_id);
 
@@ -227,11 +299,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     b??;
 
     print_summary(&*store, root.task_id, &history).await?;
-    println!("\nInspect it with the CLI, e.g.: cargo run -p drydock-state-cli -- task get {}", root.task_id);
+    println!(
+        "\nInspect it with the CLI, e.g.: cargo run -p drydock-state-cli -- task get {}",
+        root.task_id
+    );
     Ok(())
 }
 
-async fn print_summary(store: &dyn StateStore, root: TaskId, history: &History) -> drydock_state::Result<()> {
+async fn print_summary(
+    store: &dyn StateStore,
+    root: TaskId,
+    history: &History,
+) -> drydock_state::Result<()> {
     let root = store.get_task(root).await?.expect("root exists");
     let subtasks = store.subtasks(root.task_id, SubtaskFilter::All).await?;
     println!("\nsummary");
@@ -247,18 +326,41 @@ async fn print_summary(store: &dyn StateStore, root: TaskId, history: &History) 
             t.claimed_by.as_deref().unwrap_or("-"),
         );
     };
-    line(&root, format!("deploy_nodes {}", &root.task_id.to_string()[..8]));
+    line(
+        &root,
+        format!("deploy_nodes {}", &root.task_id.to_string()[..8]),
+    );
     for sub in &subtasks {
         line(sub, format!("└ deploy_node {}", node_of(sub)));
     }
-    let build = store.build_data(&BuildDataQuery { task_id: None, latest: true, ..Default::default() }).await?;
-    let ours = build.iter().filter(|b| subtasks.iter().any(|s| s.task_id == b.task_id)).count();
-    println!("  build data: {ours} latest elements (lshw, lldp) over {} nodes", subtasks.len());
+    let build = store
+        .build_data(&BuildDataQuery {
+            task_id: None,
+            latest: true,
+            ..Default::default()
+        })
+        .await?;
+    let ours = build
+        .iter()
+        .filter(|b| subtasks.iter().any(|s| s.task_id == b.task_id))
+        .count();
+    println!(
+        "  build data: {ours} latest elements (lshw, lldp) over {} nodes",
+        subtasks.len()
+    );
     println!("  lease history:");
     for (at, event) in history.lock().unwrap().iter() {
         println!("    {:>5.2}s  {event}", at.as_secs_f64());
     }
-    let all_done = root.status == TaskStatus::Complete && subtasks.iter().all(|s| s.status == TaskStatus::Complete);
-    println!("  outcome: {}", if all_done { "every node deployed" } else { "INCOMPLETE" });
+    let all_done = root.status == TaskStatus::Complete
+        && subtasks.iter().all(|s| s.status == TaskStatus::Complete);
+    println!(
+        "  outcome: {}",
+        if all_done {
+            "every node deployed"
+        } else {
+            "INCOMPLETE"
+        }
+    );
     Ok(())
 }

@@ -97,8 +97,13 @@ pub async fn open(url: &str, config: &Config) -> Result<Arc<dyn StateStore>> {
     let registry = backends()?;
     let span = tracing::info_span!("open", scheme = %scheme);
     let _enter = span.enter();
-    match (registry.open(url, config).await, feature_for(BACKEND_FEATURES, &scheme)) {
-        (Err(Error::UnknownScheme { .. }), Some(feature)) => Err(Error::FeatureDisabled { scheme, feature }),
+    match (
+        registry.open(url, config).await,
+        feature_for(BACKEND_FEATURES, &scheme),
+    ) {
+        (Err(Error::UnknownScheme { .. }), Some(feature)) => {
+            Err(Error::FeatureDisabled { scheme, feature })
+        }
         (other, _) => other,
     }
 }
@@ -106,7 +111,11 @@ pub async fn open(url: &str, config: &Config) -> Result<Arc<dyn StateStore>> {
 /// Opens the store of `config.database.url`, or the embedded default
 /// ([`default_database_url`]) when none is configured.
 pub async fn open_configured(config: &Config) -> Result<Arc<dyn StateStore>> {
-    let url = config.database.url.clone().unwrap_or_else(default_database_url);
+    let url = config
+        .database
+        .url
+        .clone()
+        .unwrap_or_else(default_database_url);
     open(&url, config).await
 }
 
@@ -115,7 +124,9 @@ pub async fn fetch_design(resolver: &DesignResolver, uri: &str) -> Result<Design
     let design_ref = DesignRef::parse(uri)?;
     let feature = feature_for(DESIGN_FEATURES, design_ref.scheme());
     match (resolver.fetch(&design_ref).await, feature) {
-        (Err(Error::UnknownScheme { scheme, .. }), Some(feature)) => Err(Error::FeatureDisabled { scheme, feature }),
+        (Err(Error::UnknownScheme { scheme, .. }), Some(feature)) => {
+            Err(Error::FeatureDisabled { scheme, feature })
+        }
         (other, _) => other,
     }
 }
@@ -128,7 +139,11 @@ fn feature_for(table: &[(&str, &'static str)], scheme: &str) -> Option<&'static 
 /// is set, else `$XDG_DATA_HOME/drydock-state/state.db`, else
 /// `$HOME/.local/share/drydock-state/state.db`, else `./drydock-state.db`.
 pub fn default_database_path() -> PathBuf {
-    let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if let Some(home) = env("DRYDOCK_STATE_HOME") {
         return home.join("state.db");
     }

@@ -34,7 +34,10 @@ fn design_schemes_follow_features() {
 
 #[tokio::test]
 async fn unknown_backend_scheme_lists_served_ones() {
-    let e = drydock_state::open("mysql://db/x", &Config::default()).await.err().expect("refused");
+    let e = drydock_state::open("mysql://db/x", &Config::default())
+        .await
+        .err()
+        .expect("refused");
     match &e {
         Error::UnknownScheme { scheme, known } => {
             assert_eq!(scheme, "mysql");
@@ -57,10 +60,16 @@ async fn compiled_out_backend_names_its_feature() {
             continue;
         }
         let url = format!("{scheme}://user:hunter2@127.0.0.1:1/x");
-        let e = drydock_state::open(&url, &Config::default()).await.err().expect("refused");
+        let e = drydock_state::open(&url, &Config::default())
+            .await
+            .err()
+            .expect("refused");
         assert!(matches!(e, Error::FeatureDisabled { .. }), "{e}");
         let text = e.to_string();
-        assert!(text.contains(feature) && !text.contains("hunter2"), "{text}");
+        assert!(
+            text.contains(feature) && !text.contains("hunter2"),
+            "{text}"
+        );
     }
 }
 
@@ -79,7 +88,10 @@ async fn compiled_out_design_driver_names_its_feature() {
             .await
             .expect_err("refused");
         let text = e.to_string();
-        assert!(matches!(e, Error::FeatureDisabled { .. }) && text.contains(feature), "{text}");
+        assert!(
+            matches!(e, Error::FeatureDisabled { .. }) && text.contains(feature),
+            "{text}"
+        );
         assert!(!text.contains("hunter2"), "{text}");
     }
 }
@@ -87,7 +99,9 @@ async fn compiled_out_design_driver_names_its_feature() {
 #[cfg(feature = "memory")]
 #[tokio::test]
 async fn memory_backend_opens_through_the_facade() {
-    let store = drydock_state::open("memory://", &Config::default()).await.unwrap();
+    let store = drydock_state::open("memory://", &Config::default())
+        .await
+        .unwrap();
     assert_eq!(store.backend_name(), "memory");
 }
 
@@ -95,5 +109,8 @@ async fn memory_backend_opens_through_the_facade() {
 fn default_database_is_an_absolute_sqlite_url() {
     let url = drydock_state::default_database_url();
     assert!(url.starts_with("sqlite:///"), "{url}");
-    assert!(url.ends_with("state.db") || url.ends_with("drydock-state.db"), "{url}");
+    assert!(
+        url.ends_with("state.db") || url.ends_with("drydock-state.db"),
+        "{url}"
+    );
 }
