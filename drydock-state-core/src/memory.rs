@@ -233,6 +233,7 @@ impl TaskStore for MemoryStore {
     }
 
     async fn claim_next(&self, request: &ClaimRequest) -> Result<Option<Task>> {
+        crate::model::no_nul("claim.instance_id", &request.instance_id)?;
         let mut inner = self.lock();
         let now = now();
         if let Some(term) = request.term {

@@ -1,0 +1,1152 @@
+//! The bad-input catalogue of the library: each row is an input that must be refused with a
+//! typed error of a given kind naming a given field, after which the store's observable state
+//! (every task with its messages, all build data, the lease) must be exactly what it was.
+//! Store rows run on memory, SQLite and PostgreSQL; URL, design-reference and configuration
+//! rows need no store. The CLI's rows are in `drydock-state-cli/tests/bad_input.rs`.
+//!
+//! Also here, because they are the other half of "nothing silently cut or changed": a 10 MB
+//! message and build-data element are stored whole on every backend, and SQL metacharacters
+//! are stored and matched verbatim.
+
+mod common;
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use drydock_state::*;
+use serde_json::json;
+
+/// What every store row gets: the store, seeded, and the ids of what was seeded.
+#[derive(Clone)]
+struct Fx {
+    store: Arc<dyn StateStore>,
+    /// A queued root task with messages and a subtask.
+    root: TaskId,
+    /// Its subtask, requested.
+    child: TaskId,
+    /// A complete task.
+    done: TaskId,
+    /// A terminated task.
+    stopped: TaskId,
+    /// The lease's term, held by `orch-a`.
+    term: i64,
+}
+
+type Fut = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
+
+struct Row {
+    name: &'static str,
+    kind: &'static str,
+    /// Text the error must contain: the field, key or entity at fault.
+    names: Box<dyn Fn(&Fx) -> String + Send + Sync>,
+    op: Box<dyn Fn(Fx) -> Fut + Send + Sync>,
+}
+
+fn row<F, R>(name: &'static str, kind: &'static str, names: &'static str, op: F) -> Row
+where
+    F: Fn(Fx) -> R + Send + Sync + 'static,
+    R: Future<Output = Result<()>> + Send + 'static,
+{
+    Row {
+        name,
+        kind,
+        names: Box::new(move |_| names.to_string()),
+        op: Box::new(move |fx| Box::pin(op(fx))),
+    }
+}
+
+/// A row whose error must name one of the seeded tasks.
+fn row_naming<F, R>(name: &'static str, kind: &'static str, id: fn(&Fx) -> TaskId, op: F) -> Row
+where
+    F: Fn(Fx) -> R + Send + Sync + 'static,
+    R: Future<Output = Result<()>> + Send + 'static,
+{
+    Row {
+        names: Box::new(move |fx| id(fx).to_string()),
+        ..row(name, kind, "", op)
+    }
+}
+
+fn task(action: &str) -> Task {
+    Task::new(action).with_status(TaskStatus::Queued)
+}
+
+fn with<F: FnOnce(&mut Task)>(action: &str, f: F) -> Task {
+    let mut t = task(action);
+    f(&mut t);
+    t
+}
+
+fn build(node: &str, task: TaskId, generator: &str, element: Option<&str>) -> BuildData {
+    BuildData {
+        node_name: node.into(),
+        task_id: task,
+        collected_date: Some(drydock_state::now()),
+        generator: generator.into(),
+        data_format: "text/plain".into(),
+        data_element: element.map(str::to_string),
+    }
+}
+
+/// Every store row. Each must fail and leave the store as it was.
+fn store_rows() -> Vec<Row> {
+    vec![
+        row(
+            "empty action",
+            "invalid_input",
+            "task.action",
+            |fx| async move { fx.store.create_task(&task("")).await },
+        ),
+        row(
+            "action with a space",
+            "invalid_input",
+            "task.action",
+            |fx| async move { fx.store.create_task(&task("deploy nodes")).await },
+        ),
+        row(
+            "action with a bell",
+            "invalid_input",
+            "task.action",
+            |fx| async move { fx.store.create_task(&task("deploy\u{7}nodes")).await },
+        ),
+        row(
+            "action with a NUL",
+            "invalid_input",
+            "task.action",
+            |fx| async move { fx.store.create_task(&task("deploy\0nodes")).await },
+        ),
+        row(
+            "action with a newline",
+            "invalid_input",
+            "task.action",
+            |fx| async move { fx.store.create_task(&task("deploy_nodes\n")).await },
+        ),
+        row(
+            "action of 129 characters",
+            "invalid_input",
+            "task.action",
+            |fx| async move { fx.store.create_task(&task(&"é".repeat(129))).await },
+        ),
+        row(
+            "relative design ref",
+            "invalid_input",
+            "design_ref",
+            |fx| async move {
+                fx.store
+                    .create_task(&task("deploy_nodes").with_design_ref("site/site.yaml"))
+                    .await
+            },
+        ),
+        row(
+            "malformed design ref",
+            "invalid_input",
+            "design_ref",
+            |fx| async move {
+                fx.store
+                    .create_task(&task("deploy_nodes").with_design_ref("ht!tp://host/x"))
+                    .await
+            },
+        ),
+        row(
+            "opaque design ref",
+            "invalid_input",
+            "design_ref",
+            |fx| async move {
+                fx.store
+                    .create_task(&task("deploy_nodes").with_design_ref("mailto:ops@site"))
+                    .await
+            },
+        ),
+        row(
+            "design ref with a NUL",
+            "invalid_input",
+            "design_ref",
+            |fx| async move {
+                fx.store
+                    .create_task(&task("deploy_nodes").with_design_ref("file:///a\0b"))
+                    .await
+            },
+        ),
+        row(
+            "design ref over 8 KiB",
+            "invalid_input",
+            "design_ref",
+            |fx| async move {
+                let long = format!("https://host/{}", "a".repeat(9000));
+                fx.store
+                    .create_task(&task("deploy_nodes").with_design_ref(long))
+                    .await
+            },
+        ),
+        row(
+            "created_by with a NUL",
+            "invalid_input",
+            "task.created_by",
+            |fx| async move {
+                fx.store
+                    .create_task(&with("deploy_nodes", |t| t.created_by = Some("a\0".into())))
+                    .await
+            },
+        ),
+        row(
+            "result message with a NUL",
+            "invalid_input",
+            "task.result.message",
+            |fx| async move {
+                fx.store
+                    .create_task(&with("deploy_nodes", |t| {
+                        t.result.message = Some("\0".into())
+                    }))
+                    .await
+            },
+        ),
+        row(
+            "node filter key with a NUL",
+            "invalid_input",
+            "task.node_filter",
+            |fx| async move {
+                fx.store
+                    .create_task(&task("deploy_nodes").with_node_filter(json!({"a\0": 1})))
+                    .await
+            },
+        ),
+        row(
+            "request context with a NUL",
+            "invalid_input",
+            "task.request_context",
+            |fx| async move {
+                fx.store
+                    .create_task(&with("deploy_nodes", |t| {
+                        t.request_context = Some(json!(["x\0"]))
+                    }))
+                    .await
+            },
+        ),
+        row(
+            "own parent",
+            "invalid_input",
+            "task.parent_task_id",
+            |fx| async move {
+                let t = task("deploy_nodes");
+                let id = t.task_id;
+                fx.store.create_task(&t.with_parent(id)).await
+            },
+        ),
+        row("unknown parent", "not_found", "parent", |fx| async move {
+            fx.store
+                .create_task(&task("deploy_nodes").with_parent(TaskId::new()))
+                .await
+        }),
+        row_naming(
+            "duplicate id",
+            "conflict",
+            |fx| fx.root,
+            |fx| async move {
+                let mut t = task("prepare_site");
+                t.task_id = fx.root;
+                fx.store.create_task(&t).await
+            },
+        ),
+        row_naming(
+            "duplicate id of a subtask, other parent",
+            "conflict",
+            |fx| fx.child,
+            |fx| async move {
+                let mut t = task("prepare_site").with_parent(fx.done);
+                t.task_id = fx.child;
+                fx.store.create_task(&t).await
+            },
+        ),
+        row(
+            "update of an unknown task",
+            "not_found",
+            "task",
+            |fx| async move { fx.store.update_task(&task("deploy_nodes")).await.map(drop) },
+        ),
+        row(
+            "update with a NUL in the reason",
+            "invalid_input",
+            "task.result.reason",
+            |fx| async move {
+                let mut t = fx.store.get_task(fx.root).await?.expect("seeded");
+                t.result.reason = Some("why\0".into());
+                fx.store.update_task(&t).await.map(drop)
+            },
+        ),
+        row_naming(
+            "update complete -> running",
+            "conflict",
+            |fx| fx.done,
+            |fx| async move {
+                let mut t = fx.store.get_task(fx.done).await?.expect("seeded");
+                t.status = TaskStatus::Running;
+                fx.store.update_task(&t).await.map(drop)
+            },
+        ),
+        row(
+            "set_status complete -> queued",
+            "conflict",
+            "complete",
+            |fx| async move {
+                fx.store
+                    .set_status(fx.done, TaskStatus::Queued)
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "set_status terminated -> running",
+            "conflict",
+            "terminated",
+            |fx| async move {
+                fx.store
+                    .set_status(fx.stopped, TaskStatus::Running)
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "set_status terminated -> complete",
+            "conflict",
+            "terminated",
+            |fx| async move {
+                fx.store
+                    .set_status(fx.stopped, TaskStatus::Complete)
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "set_status of an unknown task",
+            "not_found",
+            "task",
+            |fx| async move {
+                fx.store
+                    .set_status(TaskId::new(), TaskStatus::Queued)
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "add_subtask to an unknown parent",
+            "not_found",
+            "task",
+            |fx| async move { fx.store.add_subtask(TaskId::new(), fx.root).await },
+        ),
+        row(
+            "subtasks of an unknown parent",
+            "not_found",
+            "task",
+            |fx| async move {
+                fx.store
+                    .subtasks(TaskId::new(), SubtaskFilter::All)
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "terminate an unknown task",
+            "not_found",
+            "task",
+            |fx| async move {
+                fx.store
+                    .terminate_task(TaskId::new(), "operator")
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "terminated_by with a NUL",
+            "invalid_input",
+            "terminated_by",
+            |fx| async move {
+                fx.store
+                    .terminate_task(fx.root, "oper\0ator")
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "message with a NUL",
+            "invalid_input",
+            "message.message",
+            |fx| async move {
+                fx.store
+                    .append_message(fx.root, &NewMessage::info("a\0b"))
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "message context with a NUL",
+            "invalid_input",
+            "message.context",
+            |fx| async move {
+                let m = NewMessage::info("ok").with_context("node", "n\0");
+                fx.store.append_message(fx.root, &m).await.map(drop)
+            },
+        ),
+        row(
+            "message extra with a NUL",
+            "invalid_input",
+            "message.extra",
+            |fx| async move {
+                let m = NewMessage {
+                    extra: Some(json!({"k": "v\0"})),
+                    ..NewMessage::info("ok")
+                };
+                fx.store.append_message(fx.root, &m).await.map(drop)
+            },
+        ),
+        row(
+            "batch with one bad message: none stored",
+            "invalid_input",
+            "message.message",
+            |fx| async move {
+                let batch = [
+                    NewMessage::info("first"),
+                    NewMessage::error("second\0"),
+                    NewMessage::info("third"),
+                ];
+                fx.store.append_messages(fx.root, &batch).await.map(drop)
+            },
+        ),
+        row(
+            "message to an unknown task",
+            "not_found",
+            "task",
+            |fx| async move {
+                fx.store
+                    .append_message(TaskId::new(), &NewMessage::info("x"))
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "build data without node",
+            "invalid_input",
+            "build_data.node_name",
+            |fx| async move {
+                fx.store
+                    .record_build_data(&build("", fx.root, "lshw", Some("x")))
+                    .await
+            },
+        ),
+        row(
+            "build data without generator",
+            "invalid_input",
+            "build_data.generator",
+            |fx| async move {
+                fx.store
+                    .record_build_data(&build("n1", fx.root, "", Some("x")))
+                    .await
+            },
+        ),
+        row(
+            "build data without format",
+            "invalid_input",
+            "build_data.data_format",
+            |fx| async move {
+                let mut b = build("n1", fx.root, "lshw", Some("x"));
+                b.data_format.clear();
+                fx.store.record_build_data(&b).await
+            },
+        ),
+        row(
+            "build data without element",
+            "invalid_input",
+            "build_data.data_element",
+            |fx| async move {
+                fx.store
+                    .record_build_data(&build("n1", fx.root, "lshw", None))
+                    .await
+            },
+        ),
+        row(
+            "build data element with a NUL",
+            "invalid_input",
+            "build_data.data_element",
+            |fx| async move {
+                fx.store
+                    .record_build_data(&build("n1", fx.root, "lshw", Some("\0")))
+                    .await
+            },
+        ),
+        row(
+            "build data node with a NUL",
+            "invalid_input",
+            "build_data.node_name",
+            |fx| async move {
+                fx.store
+                    .record_build_data(&build("n\01", fx.root, "lshw", Some("x")))
+                    .await
+            },
+        ),
+        row(
+            "purge with zero retention",
+            "invalid_input",
+            "purge.older_than",
+            |fx| async move { fx.store.purge(Duration::ZERO).await.map(drop) },
+        ),
+        row(
+            "purge with a retention beyond the calendar",
+            "invalid_input",
+            "purge.older_than",
+            |fx| async move { fx.store.purge(Duration::MAX).await.map(drop) },
+        ),
+        row(
+            "lease instance with a NUL",
+            "invalid_input",
+            "instance_id",
+            |fx| async move { fx.store.claim_lease("orch\0-b").await.map(drop) },
+        ),
+        row(
+            "claim with a stale term",
+            "lease_lost",
+            "term",
+            |fx| async move {
+                fx.store
+                    .claim_next(&ClaimRequest::new("orch-a").fenced(fx.term - 1))
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "claim with a future term",
+            "lease_lost",
+            "term",
+            |fx| async move {
+                fx.store
+                    .claim_next(&ClaimRequest::new("orch-a").fenced(fx.term + 1))
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "claim with the holder's term by another instance",
+            "lease_lost",
+            "orch-b",
+            |fx| async move {
+                fx.store
+                    .claim_next(&ClaimRequest::new("orch-b").fenced(fx.term))
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "claim by an instance id with a NUL",
+            "invalid_input",
+            "instance_id",
+            |fx| async move {
+                fx.store
+                    .claim_next(&ClaimRequest::new("orch\0"))
+                    .await
+                    .map(drop)
+            },
+        ),
+    ]
+}
+
+/// Seeds a store with a little of everything, so "unchanged" means something.
+async fn seed(store: Arc<dyn StateStore>) -> Fx {
+    let root = Task::new("deploy_nodes")
+        .with_status(TaskStatus::Queued)
+        .with_design_ref("https://user:pw@design.example/site.yaml")
+        .with_node_filter(json!({"filter_set_type": "union", "filter_set": []}));
+    store.create_task(&root).await.unwrap();
+    let child = Task::new("deploy_node").with_parent(root.task_id);
+    store.create_task(&child).await.unwrap();
+    store
+        .add_subtask(root.task_id, child.task_id)
+        .await
+        .unwrap();
+    let done = Task::new("prepare_site").with_status(TaskStatus::Complete);
+    store.create_task(&done).await.unwrap();
+    let stopped = Task::new("prepare_site").with_status(TaskStatus::Terminated);
+    store.create_task(&stopped).await.unwrap();
+    store
+        .append_messages(
+            root.task_id,
+            &[NewMessage::info("started"), NewMessage::error("n1 failed")],
+        )
+        .await
+        .unwrap();
+    store
+        .record_build_data(&build("n1", root.task_id, "lshw", Some("<xml/>")))
+        .await
+        .unwrap();
+    let term = store
+        .claim_lease("orch-a")
+        .await
+        .unwrap()
+        .held()
+        .expect("a fresh store's lease is free")
+        .term;
+    Fx {
+        store,
+        root: root.task_id,
+        child: child.task_id,
+        done: done.task_id,
+        stopped: stopped.task_id,
+        term,
+    }
+}
+
+async fn store_catalogue(backend: Backend) {
+    let opened = open_fresh(backend, &test_config()).await;
+    let fx = seed(opened.store.clone()).await;
+    let rows = store_rows();
+    assert!(
+        rows.len() >= 40,
+        "the catalogue has {} store rows",
+        rows.len()
+    );
+    let mut failures = Vec::new();
+    for r in &rows {
+        let before = snapshot(&*fx.store).await;
+        let names = (r.names)(&fx);
+        let result = (r.op)(fx.clone()).await;
+        let after = snapshot(&*fx.store).await;
+        match result {
+            Ok(()) => failures.push(format!("{}: accepted", r.name)),
+            Err(e) => {
+                if kind(&e) != r.kind {
+                    failures.push(format!(
+                        "{}: expected {}, got {} ({e})",
+                        r.name,
+                        r.kind,
+                        kind(&e)
+                    ));
+                } else if !e.to_string().contains(&names) {
+                    failures.push(format!(
+                        "{}: the error does not name `{names}`: {e}",
+                        r.name
+                    ));
+                }
+                if e.to_string().contains(":pw@") || format!("{e:?}").contains(":pw@") {
+                    failures.push(format!("{}: the error shows a password: {e}", r.name));
+                }
+            }
+        }
+        if before != after {
+            failures.push(format!(
+                "{}: the store changed\nbefore: {before:?}\nafter:  {after:?}",
+                r.name
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{backend:?}: {} of {} rows failed:\n{}",
+        failures.len(),
+        rows.len(),
+        failures.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn store_catalogue_memory() {
+    store_catalogue(Backend::Memory).await;
+}
+
+#[tokio::test]
+async fn store_catalogue_sqlite() {
+    store_catalogue(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn store_catalogue_postgres() {
+    store_catalogue(Backend::Postgres).await;
+}
+
+/// Database URLs that cannot be opened: (url, kind, named).
+const BAD_DATABASE_URLS: &[(&str, &str, &str)] = &[
+    ("", "invalid_input", "database.url"),
+    ("relative/state.db", "invalid_input", "database.url"),
+    ("/abs/state.db", "invalid_input", "database.url"),
+    ("memory", "invalid_input", "database.url"),
+    ("ftp://host/state", "unknown_scheme", "ftp"),
+    ("MySQL://host/db", "unknown_scheme", "mysql"),
+    ("sqlite://", "invalid_input", "database.url"),
+    (
+        "postgres://host:notaport/db",
+        "invalid_input",
+        "database.url",
+    ),
+    ("postgres://[::1/db", "invalid_input", "database.url"),
+    ("po stgres://host/db", "invalid_input", "database.url"),
+];
+
+#[tokio::test]
+async fn bad_database_urls_are_refused_naming_the_field() {
+    let mut failures = Vec::new();
+    for (url, want, named) in BAD_DATABASE_URLS {
+        match drydock_state::open(url, &test_config()).await {
+            Ok(store) => failures.push(format!("{url:?}: opened {}", store.backend_name())),
+            Err(e) if kind(&e) != *want || !e.to_string().contains(named) => {
+                failures.push(format!(
+                    "{url:?}: expected {want} naming {named}, got {}: {e}",
+                    kind(&e)
+                ))
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Design references that cannot be fetched: (uri, kind, named).
+const BAD_DESIGN_REFS: &[(&str, &str, &str)] = &[
+    ("site.yaml", "invalid_input", "design_ref"),
+    ("./site.yaml", "invalid_input", "design_ref"),
+    ("ht!tp://host/site.yaml", "invalid_input", "design_ref"),
+    ("mailto:ops@site", "invalid_input", "design_ref"),
+    ("gopher://host/site.yaml", "unknown_scheme", "gopher"),
+    ("file://relative/site.yaml", "invalid_input", "design_ref"),
+    ("file:///etc/site.yaml?rev=2", "invalid_input", "design_ref"),
+    (
+        "file:///no/such/dir/site.yaml",
+        "design_fetch",
+        "no such file",
+    ),
+    (
+        "deckhand+https://deckhand:8443/",
+        "invalid_input",
+        "design_ref",
+    ),
+    (
+        "deckhand+https://deckhand:8443/1/2",
+        "invalid_input",
+        "design_ref",
+    ),
+    (
+        "deckhand+https://user:pw@deckhand:8443/1",
+        "invalid_input",
+        "design_ref",
+    ),
+    ("https://", "invalid_input", "design_ref"),
+];
+
+#[tokio::test]
+async fn bad_design_refs_are_refused_naming_the_field() {
+    let resolver = drydock_state::design_resolver(&DesignConfig::default()).unwrap();
+    let mut failures = Vec::new();
+    for (uri, want, named) in BAD_DESIGN_REFS {
+        match drydock_state::fetch_design(&resolver, uri).await {
+            Ok(d) => failures.push(format!("{uri:?}: fetched {} bytes", d.bytes.len())),
+            Err(e) if kind(&e) != *want || !e.to_string().contains(named) => {
+                failures.push(format!(
+                    "{uri:?}: expected {want} naming {named}, got {}: {e}",
+                    kind(&e)
+                ))
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Strings that are not a status, result status or task id: (text, parse, named).
+#[test]
+fn unknown_statuses_and_ids_name_the_field() {
+    for s in [
+        "runnin",
+        "RUNNING",
+        "running ",
+        "",
+        "queued;--",
+        "complète",
+        "\0",
+    ] {
+        let e = s.parse::<TaskStatus>().unwrap_err();
+        assert_eq!(kind(&e), "invalid_input", "{s:?}");
+        assert!(e.to_string().contains("task.status"), "{s:?}: {e}");
+    }
+    for s in ["ok", "Success", "partial-success"] {
+        let e = s.parse::<ResultStatus>().unwrap_err();
+        assert!(e.to_string().contains("task.result.status"), "{s:?}: {e}");
+    }
+    for s in ["", "not-a-uuid", "' OR 1=1 --", "0000"] {
+        let e = s.parse::<TaskId>().unwrap_err();
+        assert!(e.to_string().contains("task_id"), "{s:?}: {e}");
+    }
+}
+
+/// Configuration values of the wrong type or out of range, from a file and from the
+/// environment: (file text or env, key, origin). The value is never echoed.
+#[test]
+fn bad_configuration_names_key_and_origin_never_the_value() {
+    const SECRET: &str = "zz-VALUE-zz";
+    let file_rows: &[(&str, &str)] = &[
+        (
+            "[database]\npool_size = \"zz-VALUE-zz\"\n",
+            "database.pool_size",
+        ),
+        ("[database]\npool_size = -3\n", "database.pool_size"),
+        ("[database]\npool_size = 0\n", "database.pool_size"),
+        ("[database]\npool_size = 2.5\n", "database.pool_size"),
+        ("[database]\nurl = \"zz-VALUE-zz\"\n", "database.url"),
+        ("[database]\nurl = 5\n", "database.url"),
+        (
+            "[database]\npool_pre_ping = \"zz-VALUE-zz\"\n",
+            "database.pool_pre_ping",
+        ),
+        (
+            "[leader]\ngrace_period = \"zz-VALUE-zz\"\n",
+            "leader.grace_period",
+        ),
+        ("[leader]\ngrace_period = -5\n", "leader.grace_period"),
+        ("[leader]\ngrace_period = 0\n", "leader.grace_period"),
+        (
+            "[design]\nmax_document_size = -1\n",
+            "design.max_document_size",
+        ),
+        ("[design]\nretries = [1, 2]\n", "design.retries"),
+        (
+            "[design]\ndanger_accept_invalid_certs = \"zz-VALUE-zz\"\n",
+            "design.danger_accept_invalid_certs",
+        ),
+        ("[database]\npool_sizee = 3\n", "database.pool_sizee"),
+        ("database = \"zz-VALUE-zz\"\n", "database"),
+    ];
+    let env_rows: &[(&str, &str, &str)] = &[
+        (
+            "DRYDOCK_DATABASE__POOL_SIZE",
+            "zz-VALUE-zz",
+            "database.pool_size",
+        ),
+        ("DRYDOCK_DATABASE__POOL_SIZE", "-1", "database.pool_size"),
+        (
+            "DRYDOCK_LEADER__GRACE_PERIOD",
+            "zz-VALUE-zz",
+            "leader.grace_period",
+        ),
+        (
+            "DRYDOCK_LEADER__POLL_INTERVAL",
+            "-1d",
+            "leader.poll_interval",
+        ),
+        (
+            "DRYDOCK_DESIGN__DANGER_ACCEPT_INVALID_CERTS",
+            "zz-VALUE-zz",
+            "design.danger_accept_invalid_certs",
+        ),
+        ("DRYDOCK_DATABASE__URL", "zz-VALUE-zz", "database.url"),
+        ("DRYDOCK_DESIGN__RETRIES", "3.5", "design.retries"),
+    ];
+    figment::Jail::expect_with(|jail| {
+        let mut failures = Vec::new();
+        for (i, (text, key)) in file_rows.iter().enumerate() {
+            let name = format!("drydock-{i}.toml");
+            jail.create_file(&name, text)?;
+            match Config::load(Some(Path::new(&name))) {
+                Ok(_) => failures.push(format!("{text:?}: accepted")),
+                Err(e) => {
+                    let shown = format!("{e}\n{e:?}");
+                    if kind(&e) != "config" || !shown.contains(key) || !shown.contains(&name) {
+                        failures.push(format!(
+                            "{text:?}: expected a config error naming {key} and {name}: {e}"
+                        ));
+                    }
+                    if shown.contains(SECRET) {
+                        failures.push(format!("{text:?}: the value is echoed: {e}"));
+                    }
+                }
+            }
+        }
+        for (var, value, key) in env_rows {
+            jail.clear_env();
+            jail.set_env(var, value);
+            match Config::load(None) {
+                Ok(_) => failures.push(format!("{var}={value:?}: accepted")),
+                Err(e) => {
+                    let shown = format!("{e}\n{e:?}");
+                    if kind(&e) != "config" || !shown.contains(key) || !shown.contains(var) {
+                        failures.push(format!(
+                            "{var}={value:?}: expected a config error naming {key} and {var}: {e}"
+                        ));
+                    }
+                    if shown.contains(SECRET) {
+                        failures.push(format!("{var}: the value is echoed: {e}"));
+                    }
+                }
+            }
+        }
+        jail.clear_env();
+        match Config::load(Some(Path::new("no-such-file.toml"))) {
+            Ok(_) => failures.push("a missing file: accepted".into()),
+            Err(e) if !e.to_string().contains("no-such-file.toml") => {
+                failures.push(format!("a missing file is not named: {e}"))
+            }
+            Err(_) => {}
+        }
+        jail.create_file("broken.toml", "[database\npool_size = 3\n")?;
+        match Config::load(Some(Path::new("broken.toml"))) {
+            Ok(_) => failures.push("broken TOML: accepted".into()),
+            Err(e) if kind(&e) != "config" || !e.to_string().contains("broken.toml") => failures
+                .push(format!(
+                    "broken TOML: not a config error naming the file: {e}"
+                )),
+            Err(_) => {}
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        Ok(())
+    });
+}
+
+const TEN_MB: usize = 10 * 1024 * 1024;
+
+/// "A message of any length is stored whole": 10 MB of multi-byte text, as one message and in
+/// a batch, and a 10 MB build-data element, read back byte for byte on every backend.
+async fn ten_megabytes_stored_whole(backend: Backend) {
+    let opened = open_fresh(backend, &test_config()).await;
+    let store = &opened.store;
+    let t = Task::new("deploy_nodes");
+    store.create_task(&t).await.unwrap();
+    // Multi-byte characters and a tail that differs, so truncation anywhere shows.
+    let mut big: String = "é🚀'%_\\".repeat(TEN_MB / 10);
+    big.push_str("<the end>");
+    assert!(big.len() >= TEN_MB);
+    let stored = store
+        .append_message(t.task_id, &NewMessage::info(big.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("{backend:?}: a 10 MB message is refused: {e}"));
+    assert_eq!(stored.message.len(), big.len());
+    store
+        .append_messages(
+            t.task_id,
+            &[NewMessage::error(big.clone()), NewMessage::info("small")],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{backend:?}: a batch with a 10 MB message is refused: {e}"));
+    let read = store.get_task(t.task_id).await.unwrap().unwrap();
+    let list = &read.result.details.message_list;
+    assert_eq!(list.len(), 3, "{backend:?}");
+    assert!(
+        list[0].message == big,
+        "{backend:?}: the first 10 MB message changed (len {})",
+        list[0].message.len()
+    );
+    assert!(
+        list[1].message == big,
+        "{backend:?}: the batched 10 MB message changed (len {})",
+        list[1].message.len()
+    );
+    assert_eq!(read.result.details.error_count, 1);
+    let again = store.messages(t.task_id).await.unwrap();
+    assert!(again[0].message == big && again[1].message == big);
+
+    store
+        .record_build_data(&build("n1", t.task_id, "lshw", Some(&big)))
+        .await
+        .unwrap_or_else(|e| panic!("{backend:?}: a 10 MB build-data element is refused: {e}"));
+    let rows = store
+        .build_data(&BuildDataQuery {
+            node_name: Some("n1".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        rows[0].data_element.as_deref() == Some(big.as_str()),
+        "{backend:?}: the element changed"
+    );
+}
+
+#[tokio::test]
+async fn ten_megabytes_stored_whole_memory() {
+    ten_megabytes_stored_whole(Backend::Memory).await;
+}
+
+#[tokio::test]
+async fn ten_megabytes_stored_whole_sqlite() {
+    ten_megabytes_stored_whole(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn ten_megabytes_stored_whole_postgres() {
+    ten_megabytes_stored_whole(Backend::Postgres).await;
+}
+
+/// Text with SQL (and LIKE, and JSON-path) metacharacters: stored verbatim, and filters match
+/// it verbatim, never as a pattern.
+const METACHARACTERS: &[&str] = &[
+    "x';DROP_TABLE_tasks;--",
+    "%",
+    "_",
+    "a%",
+    "\\",
+    "\"",
+    "$1",
+    "?",
+    "*",
+    "[a-z]",
+    "déploy_nœuds_🚀",
+    "')||pg_sleep(1)--",
+];
+
+async fn metacharacters_verbatim(backend: Backend) {
+    let opened = open_fresh(backend, &test_config()).await;
+    let store = &opened.store;
+    let mut ids = Vec::new();
+    for (i, action) in METACHARACTERS.iter().enumerate() {
+        let mut t = Task::new(*action).with_status(TaskStatus::Queued);
+        t.created = drydock_state::now() - chrono::Duration::seconds(100 - i as i64);
+        t.created_by = Some(format!("{action} ' \" \\ %"));
+        t.node_filter = Some(json!({"?": [action], "@>": {"'": action}}));
+        store
+            .create_task(&t)
+            .await
+            .unwrap_or_else(|e| panic!("{backend:?} {action:?}: {e}"));
+        let text = format!("'); DELETE FROM tasks; -- {action}");
+        store
+            .append_message(
+                t.task_id,
+                &NewMessage::info(text.clone()).with_context("node", *action),
+            )
+            .await
+            .unwrap();
+        store
+            .record_build_data(&build(action, t.task_id, action, Some(action)))
+            .await
+            .unwrap();
+        let read = store.get_task(t.task_id).await.unwrap().unwrap();
+        assert_eq!(read.action, *action);
+        assert_eq!(read.created_by, t.created_by);
+        assert_eq!(read.node_filter, t.node_filter);
+        assert_eq!(read.result.details.message_list[0].message, text);
+        assert_eq!(read.result.details.message_list[0].context, *action);
+        ids.push(t.task_id);
+    }
+    for (action, id) in METACHARACTERS.iter().zip(&ids) {
+        let found = store
+            .list_tasks(&TaskFilter {
+                action: Some(action.to_string()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let found: Vec<TaskId> = found.iter().map(|t| t.task_id).collect();
+        assert_eq!(found, vec![*id], "{backend:?}: list by action {action:?}");
+        let rows = store
+            .build_data(&BuildDataQuery {
+                node_name: Some(action.to_string()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1, "{backend:?}: build data of node {action:?}");
+        assert_eq!(rows[0].generator, *action);
+    }
+    // A claim restricted to `%` takes the `%` task only, though others are older.
+    let claimed = store
+        .claim_next(&ClaimRequest::new("orch-a").actions(["%"]))
+        .await
+        .unwrap()
+        .expect("the % task is queued");
+    assert_eq!(claimed.action, "%", "{backend:?}");
+    assert!(store
+        .claim_next(&ClaimRequest::new("orch-a").actions(["%%", "_%", "'%'"]))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        store
+            .list_tasks(&TaskFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        METACHARACTERS.len()
+    );
+}
+
+#[tokio::test]
+async fn metacharacters_verbatim_memory() {
+    metacharacters_verbatim(Backend::Memory).await;
+}
+
+#[tokio::test]
+async fn metacharacters_verbatim_sqlite() {
+    metacharacters_verbatim(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn metacharacters_verbatim_postgres() {
+    metacharacters_verbatim(Backend::Postgres).await;
+}
+
+/// A NUL byte in what is only looked up (filters, lease instance ids): every backend answers
+/// alike. The reference answers "nothing matches"; the SQL backends must not fail instead.
+async fn nul_lookups(backend: Backend) -> Vec<(&'static str, String)> {
+    let opened = open_fresh(backend, &test_config()).await;
+    let fx = seed(opened.store.clone()).await;
+    let s = &fx.store;
+    let show = |r: Result<String>| r.unwrap_or_else(|e| format!("error {}", kind(&e)));
+    let before = snapshot(&**s).await;
+    let out = vec![
+        (
+            "list by action",
+            show(
+                s.list_tasks(&TaskFilter {
+                    action: Some("deploy\0nodes".into()),
+                    ..Default::default()
+                })
+                .await
+                .map(|t| t.len().to_string()),
+            ),
+        ),
+        (
+            "build data by node",
+            show(
+                s.build_data(&BuildDataQuery {
+                    node_name: Some("n1\0".into()),
+                    ..Default::default()
+                })
+                .await
+                .map(|b| b.len().to_string()),
+            ),
+        ),
+        (
+            "claim by action",
+            show(
+                s.claim_next(&ClaimRequest::new("orch-a").actions(["deploy_nodes\0"]))
+                    .await
+                    .map(|t| format!("{:?}", t.map(|t| t.action))),
+            ),
+        ),
+        (
+            "renew lease",
+            show(
+                s.renew_lease("orch-a\0")
+                    .await
+                    .map(|o| format!("held {}", o.held().is_some())),
+            ),
+        ),
+        (
+            "release lease",
+            show(s.release_lease("orch-a\0").await.map(|b| b.to_string())),
+        ),
+    ];
+    assert_eq!(
+        before,
+        snapshot(&**s).await,
+        "{backend:?}: a lookup changed the store"
+    );
+    out
+}
+
+#[tokio::test]
+async fn nul_in_lookups_is_answered_alike_by_every_backend() {
+    let reference = nul_lookups(Backend::Memory).await;
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        assert_eq!(
+            nul_lookups(backend).await,
+            reference,
+            "{backend:?} differs from the reference"
+        );
+    }
+}
