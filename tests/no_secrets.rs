@@ -1,0 +1,397 @@
+//! No password in any log line or error: every event of every level and target (sqlx's
+//! included, and `log` records through the bridge) is captured while operations fail (and
+//! succeed) against URIs and configurations that carry passwords, then the capture and each
+//! error's Display, Debug and whole `source()` chain are searched for them, and for their
+//! base64 form as an `Authorization: Basic` header would carry it.
+//!
+//! The fake servers are hostile: their error pages echo the request they got, headers and
+//! body, so a driver that quotes a response body in an error would leak what it sent.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use common::*;
+use drydock_state::*;
+use serde_json::json;
+
+#[derive(Clone)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs (once) a subscriber recording everything, and returns its buffer.
+fn captured() -> Arc<Mutex<Vec<u8>>> {
+    static BUFFER: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUFFER
+        .get_or_init(|| {
+            let buffer = Arc::new(Mutex::new(Vec::new()));
+            let writer = Capture(buffer.clone());
+            tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_ansi(false)
+                .with_target(true)
+                .with_writer(move || writer.clone())
+                .try_init()
+                .expect("the only subscriber of this test binary");
+            buffer
+        })
+        .clone()
+}
+
+fn log_text() -> String {
+    String::from_utf8_lossy(&captured().lock().unwrap()).into_owned()
+}
+
+fn base64(input: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = input.as_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |acc, b| (acc << 8) | *b as u32) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    while out.len() % 4 != 0 {
+        out.push('=');
+    }
+    out
+}
+
+/// Fails if `secret` (or `user:secret` in base64) is in `text`.
+fn assert_absent(secret: &str, user: &str, text: &str, what: &str) {
+    let encoded = base64(&format!("{user}:{secret}"));
+    for needle in [secret, encoded.as_str()] {
+        if let Some(at) = text.find(needle) {
+            let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+            let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+            panic!("{what} shows the secret {needle:?}:\n{}", &text[start..end]);
+        }
+    }
+}
+
+fn assert_error_clean(e: &Error, secret: &str, user: &str, what: &str) {
+    assert_absent(
+        secret,
+        user,
+        &error_texts(e),
+        &format!("the error of {what}"),
+    );
+}
+
+/// A log line is written when the event is recorded; give spawned tasks a moment to finish
+/// theirs before reading the capture.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+fn quick_config() -> Config {
+    let mut config = test_config();
+    config.database.pool_timeout = Duration::from_secs(3);
+    config.design.retries = 1;
+    config.design.retry_backoff = Duration::from_millis(10);
+    config.design.connect_timeout = Duration::from_secs(2);
+    config.design.total_timeout = Duration::from_secs(10);
+    config.design.cache_ttl = Duration::ZERO;
+    config
+}
+
+#[tokio::test]
+async fn postgres_failures_never_show_the_password() {
+    captured();
+    let config = quick_config();
+    let server = url::Url::parse(&pg_server_url().await).unwrap();
+    let host = server.host_str().unwrap().to_string();
+    let port = server.port().unwrap_or(5432);
+    let cases = [
+        (
+            "nobody listening",
+            "drydock",
+            "Pw-Unreach-4711",
+            format!(
+                "postgres://drydock:Pw-Unreach-4711@127.0.0.1:{}/x",
+                closed_port()
+            ),
+        ),
+        (
+            "a role that does not exist",
+            "no_such_role_x",
+            "Pw-NoRole-4712",
+            format!("postgres://no_such_role_x:Pw-NoRole-4712@{host}:{port}/postgres"),
+        ),
+        (
+            "a database that does not exist",
+            "postgres",
+            "Pw-NoDb-4713",
+            format!("postgresql://postgres:Pw-NoDb-4713@{host}:{port}/no_such_db_x"),
+        ),
+        (
+            "a malformed port",
+            "drydock",
+            "Pw-BadPort-4714",
+            "postgres://drydock:Pw-BadPort-4714@db:notaport/x".to_string(),
+        ),
+        (
+            "an unknown option",
+            "drydock",
+            "Pw-BadOpt-4715",
+            format!("postgres://drydock:Pw-BadOpt-4715@{host}:{port}/x?sslmode=sometimes"),
+        ),
+    ];
+    for (what, user, secret, url) in &cases {
+        let e = drydock_state::open(url, &config)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{what}: opened"));
+        assert_error_clean(&e, secret, user, what);
+        settle().await;
+        assert_absent(secret, user, &log_text(), &format!("the log of {what}"));
+    }
+}
+
+/// Success is logged too, at trace level: the password of a working URL stays out of it, and
+/// so does a design reference's, stored with a task as the orchestrator needs it.
+#[tokio::test]
+async fn a_working_store_logs_no_password() {
+    captured();
+    let db = PgDb::create().await;
+    let mut url = url::Url::parse(&db.url).unwrap();
+    let user = url.username().to_string();
+    // The test server trusts local connections, so any password is accepted, and sent.
+    url.set_password(Some("Pw-Works-4721")).unwrap();
+    let config = quick_config();
+    let sqlite_dir = tempfile::tempdir().unwrap();
+    let sqlite_url = format!("sqlite://{}", sqlite_dir.path().join("s.db").display());
+    for store_url in [url.as_str(), sqlite_url.as_str(), "memory://"] {
+        let store = drydock_state::open(store_url, &config)
+            .await
+            .unwrap_or_else(|e| panic!("open {}: {e}", redact_uri(store_url)));
+        let task = Task::new("deploy_nodes")
+            .with_status(TaskStatus::Queued)
+            .with_design_ref("https://designer:Pw-Design-4722@design.example/site.yaml");
+        store.create_task(&task).await.unwrap();
+        store.get_task(task.task_id).await.unwrap();
+        store.list_tasks(&TaskFilter::default()).await.unwrap();
+        store
+            .claim_next(&ClaimRequest::new("orch-a"))
+            .await
+            .unwrap();
+        let e = store.create_task(&task).await.unwrap_err();
+        assert_error_clean(&e, "Pw-Works-4721", &user, "a duplicate create");
+        assert_error_clean(&e, "Pw-Design-4722", "designer", "a duplicate create");
+    }
+    settle().await;
+    let log = log_text();
+    assert!(
+        log.contains("TRACE") && log.contains("sqlx::"),
+        "the capture records every level and sqlx's events"
+    );
+    assert_absent("Pw-Works-4721", &user, &log, "the log of a working store");
+    assert_absent(
+        "Pw-Design-4722",
+        "designer",
+        &log,
+        "the log of a working store",
+    );
+}
+
+/// An error page that quotes the whole request back, headers and body.
+fn echo(status: u16) -> impl Fn(&str) -> (u16, String) + Send + Sync + 'static {
+    move |request: &str| (status, format!("you sent:\n{request}"))
+}
+
+#[tokio::test]
+async fn design_fetch_failures_never_show_the_password() {
+    captured();
+    let config = quick_config();
+    let resolver = drydock_state::design_resolver(&config.design).unwrap();
+    for scheme in ["http", "https", "deckhand+http", "file"] {
+        assert!(
+            resolver.schemes().contains(&scheme),
+            "run with --all-features: {scheme} is not served"
+        );
+    }
+    let failing = HttpServer::start(None, echo(500)).await;
+    let refusing = HttpServer::start(None, echo(401)).await;
+    let cases = [
+        (
+            "a closed port",
+            format!(
+                "http://designer:Pw-Closed-4731@127.0.0.1:{}/site.yaml",
+                closed_port()
+            ),
+            "Pw-Closed-4731",
+        ),
+        (
+            "a 500 that echoes the request",
+            format!("http://designer:Pw-500-4732@{}/site.yaml", failing.addr),
+            "Pw-500-4732",
+        ),
+        (
+            "a 401 that echoes the request",
+            format!("http://designer:Pw-401-4733@{}/site.yaml", refusing.addr),
+            "Pw-401-4733",
+        ),
+        (
+            "https to a plain-text server",
+            format!("https://designer:Pw-Tls-4734@{}/site.yaml", failing.addr),
+            "Pw-Tls-4734",
+        ),
+        (
+            "an unknown scheme",
+            "gopher://designer:Pw-Gopher-4735@127.0.0.1/site.yaml".to_string(),
+            "Pw-Gopher-4735",
+        ),
+        (
+            "a file URI with a password",
+            "file://designer:Pw-File-4736@localhost/no/such/site.yaml".to_string(),
+            "Pw-File-4736",
+        ),
+        (
+            "a malformed URI",
+            "http://designer:Pw-Bad-4737@[::1/site.yaml".to_string(),
+            "Pw-Bad-4737",
+        ),
+    ];
+    for (what, uri, secret) in &cases {
+        let e = drydock_state::fetch_design(&resolver, uri)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{what}: fetched"));
+        assert_error_clean(&e, secret, "designer", what);
+        settle().await;
+        assert_absent(
+            secret,
+            "designer",
+            &log_text(),
+            &format!("the log of {what}"),
+        );
+    }
+}
+
+#[tokio::test]
+async fn deckhand_and_keystone_failures_never_show_secrets() {
+    captured();
+    // Keystone and Deckhand fakes whose error pages quote the request (password in the body,
+    // token in the headers).
+    let keystone_401 = HttpServer::start(None, echo(401)).await;
+    let keystone_500 = HttpServer::start(None, echo(500)).await;
+    let deckhand_403 = HttpServer::start(None, echo(403)).await;
+    let deckhand_500 = HttpServer::start(None, echo(500)).await;
+    let keystone = |addr: std::net::SocketAddr, password: &str| {
+        json!({"keystone": {
+            "auth_url": format!("http://{addr}/v3"),
+            "username": "drydock",
+            "password": password,
+            "project_name": "service",
+        }})
+    };
+    let cases = [
+        (
+            "keystone refuses",
+            keystone(keystone_401.addr, "Pw-Ks401-4741"),
+            deckhand_500.addr,
+            "Pw-Ks401-4741",
+        ),
+        (
+            "keystone fails",
+            keystone(keystone_500.addr, "Pw-Ks500-4742"),
+            deckhand_500.addr,
+            "Pw-Ks500-4742",
+        ),
+        (
+            "keystone unreachable",
+            keystone(
+                format!("127.0.0.1:{}", closed_port()).parse().unwrap(),
+                "Pw-KsDown-4743",
+            ),
+            deckhand_500.addr,
+            "Pw-KsDown-4743",
+        ),
+        (
+            "deckhand refuses a token",
+            json!({"token": "Tok-Refused-4744"}),
+            deckhand_403.addr,
+            "Tok-Refused-4744",
+        ),
+        (
+            "deckhand fails with a token",
+            json!({"token": "Tok-500-4745"}),
+            deckhand_500.addr,
+            "Tok-500-4745",
+        ),
+    ];
+    for (what, section, deckhand, secret) in &cases {
+        let mut config = quick_config();
+        config
+            .design
+            .drivers
+            .insert("deckhand".into(), section.clone());
+        assert_absent(
+            secret,
+            "drydock",
+            &format!("{config:?}"),
+            "the config's Debug",
+        );
+        assert_absent(
+            secret,
+            "drydock",
+            &config.to_redacted_json().to_string(),
+            "the redacted config",
+        );
+        let resolver = drydock_state::design_resolver(&config.design).unwrap();
+        assert_absent(
+            secret,
+            "drydock",
+            &format!("{resolver:?}"),
+            "the resolver's Debug",
+        );
+        let uri = format!("deckhand+http://{deckhand}/42");
+        let e = drydock_state::fetch_design(&resolver, &uri)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{what}: fetched"));
+        assert_error_clean(&e, secret, "drydock", what);
+        assert_eq!(kind(&e), "design_fetch", "{what}: {e}");
+        settle().await;
+        assert_absent(
+            secret,
+            "drydock",
+            &log_text(),
+            &format!("the log of {what}"),
+        );
+    }
+}
+
+#[test]
+fn base64_matches_the_basic_auth_encoding() {
+    assert_eq!(
+        base64("Aladdin:open sesame"),
+        "QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+    );
+    assert_eq!(base64("a:b"), "YTpi");
+    assert_eq!(base64("ab:c"), "YWI6Yw==");
+}
+
+/// The check can fail: a secret that is logged is found.
+#[test]
+fn the_capture_sees_what_is_logged() {
+    captured();
+    tracing::trace!(target: "sqlx::canary", "connecting with Pw-Canary-4799");
+    assert!(log_text().contains("Pw-Canary-4799"));
+    let caught = std::panic::catch_unwind(|| {
+        assert_absent("Pw-Canary-4799", "u", &log_text(), "the canary");
+    });
+    assert!(caught.is_err(), "assert_absent finds a logged secret");
+}
