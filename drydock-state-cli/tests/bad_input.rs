@@ -1,0 +1,864 @@
+//! The CLI's bad-input catalogue: the `drydock-state` binary run as a process with bad
+//! arguments (malformed URLs, invalid UTF-8, NUL bytes in files, negative and zero
+//! retentions, unknown statuses, illegal status changes, bad configuration). Each row names
+//! the exit status and what stderr must say (the field or key at fault); after each row the
+//! store, read back through the CLI, must be exactly as it was. Rows run on a SQLite file and
+//! on a fresh PostgreSQL database.
+//!
+//! Also: text with SQL metacharacters and a 10 MB message file go in and come out verbatim,
+//! and no password reaches stdout or stderr even with `RUST_LOG=trace`.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_drydock-state");
+
+/// Where a catalogue runs: a database URL and a home for the default database, which must
+/// never be used.
+struct Target {
+    url: String,
+    home: tempfile::TempDir,
+    files: tempfile::TempDir,
+}
+
+impl Target {
+    fn command(&self, url: Option<&OsString>) -> Command {
+        let mut cmd = Command::new(BIN);
+        match url {
+            Some(url) => cmd.arg("--database-url").arg(url),
+            None => cmd.arg("--database-url").arg(&self.url),
+        };
+        cmd.env_remove("DRYDOCK_DATABASE__URL")
+            .env_remove("RUST_LOG")
+            .env("DRYDOCK_STATE_HOME", self.home.path())
+            .env("DRYDOCK_DATABASE__POOL_TIMEOUT", "3s");
+        cmd
+    }
+
+    fn run<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Output {
+        self.command(None)
+            .args(args)
+            .output()
+            .expect("the binary runs")
+    }
+
+    /// Runs with `--output json`, expecting success, and parses stdout.
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(&[&["--output", "json"], args].concat());
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+    }
+
+    /// Everything observable: all tasks with their messages, all build data, the lease.
+    fn snapshot(&self) -> Value {
+        serde_json::json!({
+            "tasks": self.json(&["task", "list"]),
+            "build_data": self.json(&["build-data", "list"]),
+            "lease": self.json(&["lease", "show"]),
+        })
+    }
+
+    fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.files.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+}
+
+fn sqlite_target() -> Target {
+    let files = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", files.path().join("state.db").display());
+    Target {
+        url,
+        home: tempfile::tempdir().unwrap(),
+        files,
+    }
+}
+
+/// A fresh PostgreSQL database (dropped by [`PgGuard`]); fails, saying how to provide a
+/// server, when none can be reached.
+struct PgGuard {
+    admin: String,
+    name: String,
+}
+
+impl Drop for PgGuard {
+    fn drop(&mut self) {
+        // sql-hygiene: allow (generated name; DDL takes no parameters)
+        let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let _ = Command::new("psql")
+            .args([self.admin.as_str(), "-qc", drop.as_str()])
+            .output();
+    }
+}
+
+fn postgres_target() -> (Target, PgGuard) {
+    let admin = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = format!(
+        "drydock_t_{:x}{:x}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    // sql-hygiene: allow (generated name; DDL takes no parameters)
+    let create = format!("CREATE DATABASE {name}");
+    let out = Command::new("psql")
+        .args([
+            admin.as_str(),
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-qc",
+            create.as_str(),
+        ])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("PostgreSQL is needed: install psql and a server, or set DATABASE_URL ({e})")
+        });
+    assert!(
+        out.status.success(),
+        "cannot create a test database on {}: {}\nSet DATABASE_URL to a PostgreSQL server \
+         where the user may CREATE DATABASE.",
+        drydock_state::redact_uri(&admin),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut url = url::Url::parse(&admin).unwrap();
+    url.set_path(&name);
+    let target = Target {
+        url: url.to_string(),
+        home: tempfile::tempdir().unwrap(),
+        files: tempfile::tempdir().unwrap(),
+    };
+    (target, PgGuard { admin, name })
+}
+
+/// The ids seeded into a target, for rows to refer to.
+struct Seeded {
+    root: String,
+    done: String,
+}
+
+fn seed(t: &Target) -> Seeded {
+    t.json(&["migrate"]);
+    let root = t.json(&[
+        "task",
+        "create",
+        "--action",
+        "deploy_nodes",
+        "--status",
+        "queued",
+    ]);
+    let root = root["task_id"].as_str().unwrap().to_string();
+    t.json(&[
+        "task",
+        "create",
+        "--action",
+        "deploy_node",
+        "--parent",
+        &root,
+    ]);
+    let done = t.json(&["task", "create", "--action", "prepare_site"]);
+    let done = done["task_id"].as_str().unwrap().to_string();
+    t.json(&["task", "set-status", &done, "complete"]);
+    t.json(&["message", "add", &root, "--message", "started"]);
+    t.json(&[
+        "build-data",
+        "add",
+        "--node",
+        "n1",
+        "--task",
+        &root,
+        "--generator",
+        "lshw",
+        "--format",
+        "text/plain",
+        "--data",
+        "<xml/>",
+    ]);
+    let out = t.run(&["lease", "claim", "--instance", "orch-a"]);
+    assert_eq!(out.status.code(), Some(0));
+    Seeded { root, done }
+}
+
+/// One bad invocation.
+struct Row {
+    name: &'static str,
+    /// Replaces the target's database URL.
+    url: Option<OsString>,
+    args: Vec<OsString>,
+    env: Vec<(&'static str, String)>,
+    code: i32,
+    /// Each must appear in stderr.
+    says: Vec<&'static str>,
+    /// None may appear in stdout or stderr.
+    never: Vec<&'static str>,
+}
+
+fn os(s: impl Into<OsString>) -> OsString {
+    s.into()
+}
+
+fn args(list: &[&str]) -> Vec<OsString> {
+    list.iter().map(os).collect()
+}
+
+fn invalid_utf8(prefix: &str) -> OsString {
+    let mut bytes = prefix.as_bytes().to_vec();
+    bytes.extend_from_slice(&[0xff, 0xfe, b'x', 0xc3]);
+    OsString::from_vec(bytes)
+}
+
+fn rows(t: &Target, s: &Seeded) -> Vec<Row> {
+    let bad_utf8 = t.file("bad-utf8.txt", b"caf\xe9 \xff\xfe broken");
+    let nul = t.file("nul.txt", b"before\0after");
+    let bad_type = t.file("bad-type.toml", b"[database]\npool_size = \"zzVALzz\"\n");
+    let unknown_key = t.file("unknown-key.toml", b"[database]\npool_sizee = 3\n");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let p = |path: &Path| path.display().to_string();
+    let r = |name, argv: Vec<OsString>, code, says: &[&'static str]| Row {
+        name,
+        url: None,
+        args: argv,
+        env: Vec::new(),
+        code,
+        says: says.to_vec(),
+        never: Vec::new(),
+    };
+    let with_url = |name, url: OsString, code, says: &[&'static str]| Row {
+        url: Some(url),
+        ..r(name, args(&["task", "list"]), code, says)
+    };
+    let with_env = |name, var: &'static str, value: &str, says: &[&'static str]| Row {
+        env: vec![(var, value.to_string())],
+        never: vec!["zzVALzz"],
+        ..r(name, args(&["task", "list"]), 1, says)
+    };
+    let build = |node: &str, task: &str, extra: &[&str]| {
+        let mut a = args(&[
+            "build-data",
+            "add",
+            "--node",
+            node,
+            "--task",
+            task,
+            "--generator",
+            "lshw",
+            "--format",
+            "text/plain",
+        ]);
+        a.extend(args(extra));
+        a
+    };
+    let (root, done) = (s.root.as_str(), s.done.as_str());
+    let unknown = "0190e5a1-0000-7000-8000-000000000000";
+    vec![
+        with_url(
+            "unknown scheme",
+            os("ftp://host/x"),
+            1,
+            &["unknown scheme `ftp`"],
+        ),
+        with_url(
+            "upper-case unknown scheme",
+            os("MySQL://h/d"),
+            1,
+            &["mysql"],
+        ),
+        with_url(
+            "relative database path",
+            os("relative/state.db"),
+            1,
+            &["database.url"],
+        ),
+        with_url("empty database url", os(""), 1, &["database.url"]),
+        with_url(
+            "sqlite url naming no file",
+            os("sqlite://"),
+            1,
+            &["database.url"],
+        ),
+        with_url(
+            "malformed postgres port",
+            os("postgres://u:Pw-Port-1@db:port/x"),
+            1,
+            &["database.url"],
+        ),
+        Row {
+            never: vec!["Pw-Cli-Unreach"],
+            ..with_url(
+                "unreachable postgres with a password",
+                os(format!("postgres://u:Pw-Cli-Unreach@127.0.0.1:{closed}/x")),
+                1,
+                &["backend unavailable", "postgres://u:***@127.0.0.1"],
+            )
+        },
+        with_url(
+            "database url not UTF-8",
+            invalid_utf8("sqlite:///tmp/"),
+            2,
+            &["UTF-8"],
+        ),
+        r(
+            "action with a space",
+            args(&["task", "create", "--action", "deploy nodes"]),
+            1,
+            &["task.action"],
+        ),
+        r(
+            "empty action",
+            args(&["task", "create", "--action", ""]),
+            1,
+            &["task.action"],
+        ),
+        r(
+            "action with a bell",
+            args(&["task", "create", "--action", "x\u{7}y"]),
+            1,
+            &["task.action"],
+        ),
+        r(
+            "action of 200 characters",
+            args(&["task", "create", "--action", &"a".repeat(200)]),
+            1,
+            &["task.action"],
+        ),
+        r(
+            "action not UTF-8",
+            vec![
+                os("task"),
+                os("create"),
+                os("--action"),
+                invalid_utf8("deploy"),
+            ],
+            2,
+            &["UTF-8"],
+        ),
+        r(
+            "relative design ref",
+            args(&[
+                "task",
+                "create",
+                "--action",
+                "x",
+                "--design-ref",
+                "site.yaml",
+            ]),
+            1,
+            &["design_ref"],
+        ),
+        r(
+            "malformed design ref",
+            args(&[
+                "task",
+                "create",
+                "--action",
+                "x",
+                "--design-ref",
+                "ht!tp://h/x",
+            ]),
+            1,
+            &["design_ref"],
+        ),
+        r(
+            "node filter not JSON",
+            args(&["task", "create", "--action", "x", "--node-filter", "{bad"]),
+            2,
+            &["--node-filter"],
+        ),
+        r(
+            "parent not a UUID",
+            args(&["task", "create", "--action", "x", "--parent", "42"]),
+            2,
+            &["--parent", "task_id"],
+        ),
+        r(
+            "unknown parent",
+            args(&["task", "create", "--action", "x", "--parent", unknown]),
+            1,
+            &["not found"],
+        ),
+        r(
+            "initial status running",
+            args(&["task", "create", "--action", "x", "--status", "running"]),
+            2,
+            &["--status"],
+        ),
+        r(
+            "unknown status",
+            args(&["task", "set-status", root, "runnin"]),
+            2,
+            &["task.status"],
+        ),
+        r(
+            "upper-case status",
+            args(&["task", "set-status", root, "QUEUED"]),
+            2,
+            &["task.status"],
+        ),
+        r(
+            "status with SQL",
+            args(&["task", "set-status", root, "queued';--"]),
+            2,
+            &["task.status"],
+        ),
+        r(
+            "complete -> running",
+            args(&["task", "set-status", done, "running"]),
+            1,
+            &["conflict", "complete"],
+        ),
+        r(
+            "set-status of an unknown task",
+            args(&["task", "set-status", unknown, "queued"]),
+            1,
+            &["not found"],
+        ),
+        r(
+            "get with a bad id",
+            args(&["task", "get", "' OR 1=1 --"]),
+            2,
+            &["task_id"],
+        ),
+        r(
+            "list by an unknown status",
+            args(&["task", "list", "--status", "RUNNING"]),
+            2,
+            &["task.status"],
+        ),
+        r(
+            "negative limit",
+            args(&["task", "list", "--limit=-1"]),
+            2,
+            &["--limit"],
+        ),
+        r(
+            "limit beyond u32",
+            args(&["task", "list", "--limit", "99999999999"]),
+            2,
+            &["--limit"],
+        ),
+        r(
+            "term not a number",
+            args(&["task", "claim", "--term", "abc"]),
+            2,
+            &["--term"],
+        ),
+        r(
+            "claim with a stale term",
+            args(&["task", "claim", "--instance", "orch-b", "--term", "1"]),
+            1,
+            &["lease lost"],
+        ),
+        r(
+            "zero retention",
+            args(&["purge", "--older-than", "0"]),
+            2,
+            &["--older-than", "greater than zero"],
+        ),
+        r(
+            "zero retention with a unit",
+            args(&["purge", "--older-than", "0s"]),
+            2,
+            &["--older-than"],
+        ),
+        r(
+            "negative retention",
+            args(&["purge", "--older-than=-1d"]),
+            2,
+            &["--older-than", "negative"],
+        ),
+        r(
+            "negative retention as a separate word",
+            args(&["purge", "--older-than", "-1d"]),
+            2,
+            &["-1"],
+        ),
+        r(
+            "retention in words",
+            args(&["purge", "--older-than", "soon"]),
+            2,
+            &["--older-than"],
+        ),
+        r(
+            "message file not UTF-8",
+            vec![
+                os("message"),
+                os("add"),
+                os(root),
+                os("--message-file"),
+                os(p(&bad_utf8)),
+            ],
+            1,
+            &["message-file", "UTF-8"],
+        ),
+        r(
+            "message file with a NUL",
+            vec![
+                os("message"),
+                os("add"),
+                os(root),
+                os("--message-file"),
+                os(p(&nul)),
+            ],
+            1,
+            &["message.message", "NUL"],
+        ),
+        r(
+            "missing message file",
+            args(&["message", "add", root, "--message-file", "/no/such/file"]),
+            1,
+            &["message-file"],
+        ),
+        r(
+            "message not UTF-8",
+            vec![
+                os("message"),
+                os("add"),
+                os(root),
+                os("--message"),
+                invalid_utf8("m"),
+            ],
+            2,
+            &["UTF-8"],
+        ),
+        r(
+            "message to an unknown task",
+            args(&["message", "add", unknown, "--message", "x"]),
+            1,
+            &["not found"],
+        ),
+        r(
+            "message with no text",
+            args(&["message", "add", root]),
+            2,
+            &["--message"],
+        ),
+        r(
+            "build data for an empty node",
+            build("", root, &["--data", "x"]),
+            1,
+            &["build_data.node_name"],
+        ),
+        r(
+            "build data file not UTF-8",
+            build("n1", root, &["--file", &p(&bad_utf8)]),
+            1,
+            &["file", "UTF-8"],
+        ),
+        r(
+            "build data file with a NUL",
+            build("n1", root, &["--file", &p(&nul)]),
+            1,
+            &["build_data.data_element"],
+        ),
+        r(
+            "build data for a bad task id",
+            build("n1", "x", &["--data", "x"]),
+            2,
+            &["--task"],
+        ),
+        r(
+            "lease claim without instance",
+            args(&["lease", "claim"]),
+            2,
+            &["--instance"],
+        ),
+        r(
+            "relative design fetch",
+            args(&["design", "fetch", "site.yaml"]),
+            1,
+            &["design_ref"],
+        ),
+        r(
+            "unknown design scheme",
+            args(&["design", "fetch", "gopher://h/x"]),
+            1,
+            &["unknown scheme `gopher`"],
+        ),
+        Row {
+            never: vec!["Pw-Cli-Design"],
+            ..r(
+                "design fetch from a closed port with a password",
+                args(&[
+                    "design",
+                    "fetch",
+                    &format!("http://u:Pw-Cli-Design@127.0.0.1:{closed}/x"),
+                ]),
+                1,
+                &["design fetch", "u:***@127.0.0.1"],
+            )
+        },
+        with_env(
+            "pool size not a number",
+            "DRYDOCK_DATABASE__POOL_SIZE",
+            "zzVALzz",
+            &["database.pool_size", "DRYDOCK_DATABASE__POOL_SIZE"],
+        ),
+        with_env(
+            "negative grace period",
+            "DRYDOCK_LEADER__GRACE_PERIOD",
+            "-5",
+            &["leader.grace_period", "DRYDOCK_LEADER__GRACE_PERIOD"],
+        ),
+        with_env(
+            "certificate check not a boolean",
+            "DRYDOCK_DESIGN__DANGER_ACCEPT_INVALID_CERTS",
+            "zzVALzz",
+            &["design.danger_accept_invalid_certs"],
+        ),
+        Row {
+            never: vec!["zzVALzz"],
+            ..r(
+                "config file value of the wrong type",
+                vec![os("--config"), os(p(&bad_type)), os("task"), os("list")],
+                1,
+                &["database.pool_size", "bad-type.toml"],
+            )
+        },
+        r(
+            "config file key unknown",
+            vec![os("--config"), os(p(&unknown_key)), os("task"), os("list")],
+            1,
+            &["database.pool_sizee"],
+        ),
+        r(
+            "config file missing",
+            args(&["--config", "/no/such/drydock.toml", "task", "list"]),
+            1,
+            &["/no/such/drydock.toml"],
+        ),
+        r("no command", Vec::new(), 2, &["Usage"]),
+        r("unknown command", args(&["frobnicate"]), 2, &["frobnicate"]),
+    ]
+}
+
+fn catalogue(t: &Target) {
+    let seeded = seed(t);
+    let rows = rows(t, &seeded);
+    assert!(rows.len() >= 40, "{} rows", rows.len());
+    let mut before = t.snapshot();
+    let mut failures = Vec::new();
+    for row in &rows {
+        let mut cmd = t.command(row.url.as_ref());
+        cmd.args(&row.args);
+        for (var, value) in &row.env {
+            cmd.env(var, value);
+        }
+        let out = cmd.output().expect("the binary runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if out.status.code() != Some(row.code) {
+            failures.push(format!(
+                "{}: exit {:?}, expected {}; stderr: {stderr}",
+                row.name,
+                out.status.code(),
+                row.code
+            ));
+        }
+        for says in &row.says {
+            if !stderr.contains(says) {
+                failures.push(format!(
+                    "{}: stderr does not say {says:?}: {stderr}",
+                    row.name
+                ));
+            }
+        }
+        for never in &row.never {
+            if stderr.contains(never) || stdout.contains(never) {
+                failures.push(format!(
+                    "{}: the output shows {never:?}: {stderr}",
+                    row.name
+                ));
+            }
+        }
+        if stderr.contains("panicked") {
+            failures.push(format!("{}: panicked: {stderr}", row.name));
+        }
+        let after = t.snapshot();
+        if after != before {
+            failures.push(format!(
+                "{}: the store changed\nbefore: {before}\nafter:  {after}",
+                row.name
+            ));
+            before = after;
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} rows failed:\n{}",
+        failures.len(),
+        rows.len(),
+        failures.join("\n")
+    );
+    assert!(
+        !t.home.path().join("state.db").exists(),
+        "no row fell back to the default database"
+    );
+}
+
+#[test]
+fn bad_input_catalogue_on_sqlite() {
+    catalogue(&sqlite_target());
+}
+
+#[test]
+fn bad_input_catalogue_on_postgres() {
+    let (target, _db) = postgres_target();
+    catalogue(&target);
+}
+
+/// SQL metacharacters as an action, a message and a node name: stored and matched verbatim.
+/// A 10 MB message file: stored whole.
+fn verbatim(t: &Target) {
+    t.json(&["migrate"]);
+    let odd = ["x';DROP_TABLE_tasks;--", "%", "_", "déploy_🚀", "$1"];
+    let mut ids = Vec::new();
+    for action in odd {
+        let task = t.json(&["task", "create", "--action", action, "--status", "queued"]);
+        let id = task["task_id"].as_str().unwrap().to_string();
+        let text = format!("'); DELETE FROM tasks; -- {action}");
+        t.json(&[
+            "message",
+            "add",
+            &id,
+            "--message",
+            &text,
+            "--context",
+            action,
+        ]);
+        let got = t.json(&["task", "get", &id]);
+        assert_eq!(got["action"], action);
+        assert_eq!(got["result"]["details"]["messageList"][0]["message"], text);
+        ids.push(id);
+    }
+    for (action, id) in odd.iter().zip(&ids) {
+        let listed = t.json(&["task", "list", "--action", action]);
+        let listed: Vec<&str> = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["task_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(listed, vec![id.as_str()], "list --action {action:?}");
+    }
+    let claimed = t.json(&["task", "claim", "--action", "%", "--instance", "orch-a"]);
+    assert_eq!(claimed["action"], "%");
+
+    let mut big = "é🚀'%_\\".repeat(10 * 1024 * 1024 / 10);
+    big.push_str("<the end>");
+    let file = t.file("big.txt", big.as_bytes());
+    let file = file.display().to_string();
+    t.json(&["message", "add", &ids[0], "--message-file", &file]);
+    let got = t.json(&["task", "get", &ids[0]]);
+    let stored = got["result"]["details"]["messageList"][1]["message"]
+        .as_str()
+        .unwrap();
+    assert!(
+        stored == big,
+        "a 10 MB message came back as {} bytes, not {}",
+        stored.len(),
+        big.len()
+    );
+}
+
+#[test]
+fn verbatim_on_sqlite() {
+    verbatim(&sqlite_target());
+}
+
+#[test]
+fn verbatim_on_postgres() {
+    let (target, _db) = postgres_target();
+    verbatim(&target);
+}
+
+/// With a password in `DRYDOCK_DATABASE__URL` and `RUST_LOG=trace`, neither a working run nor
+/// a failing one shows it, on stdout or stderr (every log line goes to stderr).
+#[test]
+fn trace_logs_never_show_the_database_password() {
+    let (target, _db) = postgres_target();
+    let mut url = url::Url::parse(&target.url).unwrap();
+    // The test server trusts local connections: the password is sent, and accepted.
+    url.set_password(Some("Pw-Cli-Trace-1")).unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let unreachable = format!("postgres://drydock:Pw-Cli-Trace-2@127.0.0.1:{closed}/x");
+    let runs: [(&str, &[&str], i32); 6] = [
+        (url.as_str(), &["migrate"], 0),
+        (
+            url.as_str(),
+            &[
+                "task",
+                "create",
+                "--action",
+                "deploy_nodes",
+                "--design-ref",
+                "https://d:Pw-Cli-Trace-3@design.example/site.yaml",
+            ],
+            0,
+        ),
+        (url.as_str(), &["task", "list"], 0),
+        (
+            url.as_str(),
+            &["task", "set-status", "not-a-uuid", "queued"],
+            2,
+        ),
+        (url.as_str(), &["config"], 0),
+        (unreachable.as_str(), &["task", "list"], 1),
+    ];
+    for (database, argv, code) in runs {
+        let out = Command::new(BIN)
+            .args(argv)
+            .env("DRYDOCK_DATABASE__URL", database)
+            .env("DRYDOCK_DATABASE__POOL_TIMEOUT", "3s")
+            .env("RUST_LOG", "trace")
+            .env("DRYDOCK_STATE_HOME", target.home.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(code), "{argv:?}: {stderr}");
+        if code == 0 && argv[0] != "config" {
+            assert!(
+                stderr.lines().count() > 1,
+                "{argv:?}: trace logging is on, so stderr has lines"
+            );
+        }
+        for secret in ["Pw-Cli-Trace-1", "Pw-Cli-Trace-2"] {
+            assert!(
+                !stderr.contains(secret) && !stdout.contains(secret),
+                "{argv:?} shows {secret}:\n{}",
+                stderr
+                    .lines()
+                    .chain(stdout.lines())
+                    .filter(|l| l.contains(secret))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+        // The design reference is data the task carries (stdout shows the task); no log
+        // line may show its password.
+        assert!(
+            !stderr.contains("Pw-Cli-Trace-3"),
+            "{argv:?}: a log line shows the design reference's password"
+        );
+    }
+}
