@@ -482,7 +482,7 @@ fn store_rows() -> Vec<Row> {
             "build_data.node_name",
             |fx| async move {
                 fx.store
-                    .record_build_data(&build("n\01", fx.root, "lshw", Some("x")))
+                    .record_build_data(&build("n1\0", fx.root, "lshw", Some("x")))
                     .await
             },
         ),
@@ -779,6 +779,7 @@ fn unknown_statuses_and_ids_name_the_field() {
 /// Configuration values of the wrong type or out of range, from a file and from the
 /// environment: (file text or env, key, origin). The value is never echoed.
 #[test]
+#[allow(clippy::result_large_err)] // figment's Jail closure returns figment's own error
 fn bad_configuration_names_key_and_origin_never_the_value() {
     const SECRET: &str = "zz-VALUE-zz";
     let file_rows: &[(&str, &str)] = &[
@@ -898,6 +899,9 @@ fn bad_configuration_names_key_and_origin_never_the_value() {
     });
 }
 
+/// Message text that would be an injection if it were ever spliced into SQL.
+const INJECTION: &str = "'); DELETE FROM tasks; -- ";
+
 const TEN_MB: usize = 10 * 1024 * 1024;
 
 /// "A message of any length is stored whole": 10 MB of multi-byte text, as one message and in
@@ -1002,7 +1006,7 @@ async fn metacharacters_verbatim(backend: Backend) {
             .create_task(&t)
             .await
             .unwrap_or_else(|e| panic!("{backend:?} {action:?}: {e}"));
-        let text = format!("'); DELETE FROM tasks; -- {action}");
+        let text = format!("{INJECTION}{action}");
         store
             .append_message(
                 t.task_id,

@@ -60,6 +60,7 @@ fn quick(mut design: DesignConfig) -> DesignConfig {
 }
 
 #[test]
+#[allow(clippy::result_large_err)] // figment's Jail closure returns figment's own error
 fn verification_is_on_by_default() {
     assert!(!DesignConfig::default().danger_accept_invalid_certs);
     figment::Jail::expect_with(|jail| {

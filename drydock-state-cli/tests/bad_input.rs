@@ -15,6 +15,9 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+/// Message text that would be an injection if it were ever spliced into SQL.
+const INJECTION: &str = "'); DELETE FROM tasks; -- ";
+
 const BIN: &str = env!("CARGO_BIN_EXE_drydock-state");
 
 /// Where a catalogue runs: a database URL and a home for the default database, which must
@@ -731,7 +734,7 @@ fn verbatim(t: &Target) {
     for action in odd {
         let task = t.json(&["task", "create", "--action", action, "--status", "queued"]);
         let id = task["task_id"].as_str().unwrap().to_string();
-        let text = format!("'); DELETE FROM tasks; -- {action}");
+        let text = format!("{INJECTION}{action}");
         t.json(&[
             "message",
             "add",
