@@ -719,3 +719,27 @@ proptest! {
         runtime().block_on(run_case(ops))?;
     }
 }
+
+/// Found by the bad-input catalogue, kept here as a cross-backend regression: the reference
+/// claimed a task for an instance id with a NUL byte (which PostgreSQL cannot store and
+/// SQLite refused), so the backends disagreed. Fixed in `MemoryStore::claim_next`.
+#[test]
+fn a_claim_by_an_instance_id_with_a_nul_is_refused_alike() {
+    runtime().block_on(async {
+        let config = test_config();
+        let mut outcomes = Vec::new();
+        for backend in ALL_BACKENDS {
+            let opened = open_fresh(backend, &config).await;
+            let task = Task::new("deploy_nodes").with_status(TaskStatus::Queued);
+            opened.store.create_task(&task).await.unwrap();
+            let before = snapshot(&*opened.store).await;
+            let claimed = opened.store.claim_next(&ClaimRequest::new("orch\0a")).await;
+            assert_eq!(before, snapshot(&*opened.store).await, "{backend:?}");
+            outcomes.push(claimed.map(|t| t.is_some()).map_err(|e| {
+                assert!(e.to_string().contains("instance_id"), "{backend:?}: {e}");
+                kind(&e)
+            }));
+        }
+        assert_eq!(outcomes, vec![Err("invalid_input"); 3]);
+    });
+}
