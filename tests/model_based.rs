@@ -136,6 +136,7 @@ enum Op {
         action: Option<Index>,
         parent: Option<Index>,
         created_after_days: Option<u8>,
+        created_before_days: Option<u8>,
         limit: Option<u8>,
         after: Option<Index>,
     },
@@ -189,8 +190,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (any::<Index>(), any::<Index>(), any::<Index>(), 0u8..30).prop_map(|(node, task, generator, days_ago)| Op::RecordBuild { node, task, generator, days_ago }),
         1 => (prop::option::of(any::<Index>()), prop::option::of(any::<Index>()), any::<bool>(), any::<bool>())
             .prop_map(|(node, task, latest, brief)| Op::QueryBuild { node, task, latest, brief }),
-        2 => (prop::option::of(status()), prop::option::of(any::<Index>()), prop::option::weighted(0.3, any::<Index>()), prop::option::weighted(0.3, 0u8..40), prop::option::weighted(0.3, 0u8..5), prop::option::weighted(0.2, any::<Index>()))
-            .prop_map(|(status, action, parent, created_after_days, limit, after)| Op::List { status, action, parent, created_after_days, limit, after }),
+        2 => (prop::option::of(status()), prop::option::of(any::<Index>()), prop::option::weighted(0.3, any::<Index>()), prop::option::weighted(0.3, 0u8..40), prop::option::weighted(0.2, 0u8..40), prop::option::weighted(0.3, 0u8..5), prop::option::weighted(0.2, any::<Index>()))
+            .prop_map(|(status, action, parent, created_after_days, created_before_days, limit, after)| Op::List { status, action, parent, created_after_days, created_before_days, limit, after }),
         1 => (any::<Index>(), 0u8..3).prop_map(|(parent, which)| Op::Subtasks { parent, which }),
         1 => prop_oneof![Just(Retention::Huge), (0u8..40).prop_map(Retention::DaysAndAHalf), Just(Retention::Zero)]
             .prop_map(|retention| Op::Purge { retention }),
@@ -536,6 +537,7 @@ async fn resolve(op: &Op, reference: &dyn StateStore, world: &World, step: usize
             action,
             parent,
             created_after_days,
+            created_before_days,
             limit,
             after,
         } => {
@@ -556,7 +558,10 @@ async fn resolve(op: &Op, reference: &dyn StateStore, world: &World, step: usize
                 parent: parent.as_ref().map(|p| world.task(p)),
                 created_after: created_after_days
                     .map(|d| world.days_ago(d) - chrono::Duration::hours(12)),
-                created_before: None,
+                // Exactly the creation instant of a task of that age made at step `d`, if any:
+                // the bound is exclusive on every backend.
+                created_before: created_before_days
+                    .map(|d| world.days_ago(d) + chrono::Duration::milliseconds(d as i64)),
                 after,
                 limit: limit.map(u32::from),
             })
