@@ -439,8 +439,53 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
     if text.starts_with('-') {
         return Err(Error::invalid("duration", "must not be negative"));
     }
-    humantime::parse_duration(text)
-        .map_err(|e| Error::invalid("duration", format!("{e}; write e.g. 30s, 5m, 12h or 30d")))
+    // humantime is given one term at a time and the sum is ours: its own running sum panics
+    // (`Duration::new` overflow) when the nanoseconds carry into a total of u64::MAX seconds,
+    // e.g. `18446744073709551615s 1000000000ns` (found while writing the fuzz oracle).
+    let mut total = Duration::ZERO;
+    for term in duration_terms(text)? {
+        let term = humantime::parse_duration(term).map_err(|e| {
+            Error::invalid("duration", format!("{e}; write e.g. 30s, 5m, 12h or 30d"))
+        })?;
+        total = total
+            .checked_add(term)
+            .ok_or_else(|| Error::invalid("duration", "too large"))?;
+    }
+    Ok(total)
+}
+
+/// Splits `5m30s` or `1h 30m` into its terms (`5m`, `30s`): digits, an optional fraction, optional
+/// whitespace and a unit made of the letters humantime reads.
+fn duration_terms(text: &str) -> Result<Vec<&str>> {
+    let is_unit = |c: char| c.is_ascii_alphabetic() || c == 'µ';
+    let mut terms = Vec::new();
+    let mut rest = text.trim_start();
+    while !rest.is_empty() {
+        if !rest.starts_with(|c: char| c.is_ascii_digit()) {
+            return Err(Error::invalid(
+                "duration",
+                format!(
+                    "expected a number at byte {}; write e.g. 30s, 5m, 12h or 30d",
+                    text.len() - rest.len()
+                ),
+            ));
+        }
+        let mut end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if let Some(fraction) = rest[end..].strip_prefix('.') {
+            end += 1 + fraction
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(fraction.len());
+        }
+        end = rest.len() - rest[end..].trim_start().len();
+        end += rest[end..]
+            .find(|c| !is_unit(c))
+            .unwrap_or(rest.len() - end);
+        terms.push(rest[..end].trim_end());
+        rest = rest[end..].trim_start();
+    }
+    Ok(terms)
 }
 
 /// Serde for [`Duration`] fields: seconds (integer or float) or a human string in, a human
@@ -602,5 +647,13 @@ mod tests {
         assert!(parse_duration("-1d").is_err());
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("").is_err());
+        assert_eq!(
+            parse_duration("1h30m 5 s 1.5ms").unwrap(),
+            Duration::new(5405, 1_500_000)
+        );
+        assert!(parse_duration("5s x").is_err());
+        // humantime alone panics on this one (its nanosecond carry overflows Duration::new).
+        let e = parse_duration("18446744073709551615s 1000000000ns").unwrap_err();
+        assert!(e.to_string().contains("too large"), "{e}");
     }
 }

@@ -179,7 +179,11 @@ pub fn check_design_ref(text: &str, raw_password: Option<&str>) {
     let parsed = url::Url::parse(text).ok();
     match DesignRef::parse(text) {
         Ok(r) => {
-            assert_eq!(Some(r.url()), parsed.as_ref(), "DesignRef keeps the URL it parsed");
+            assert_eq!(
+                Some(r.url()),
+                parsed.as_ref(),
+                "DesignRef keeps the URL it parsed"
+            );
             let redacted = r.redacted();
             assert_eq!(r.to_string(), redacted, "Display is the redacted URI");
             assert_eq!(format!("{r:?}"), format!("DesignRef({redacted})"));
@@ -190,7 +194,10 @@ pub fn check_design_ref(text: &str, raw_password: Option<&str>) {
             }
             if r.url().password().is_some() {
                 assert_eq!(
-                    url::Url::parse(&redacted).ok().as_ref().and_then(url::Url::password),
+                    url::Url::parse(&redacted)
+                        .ok()
+                        .as_ref()
+                        .and_then(url::Url::password),
                     Some("***"),
                     "{redacted:?}"
                 );
@@ -204,10 +211,13 @@ pub fn check_design_ref(text: &str, raw_password: Option<&str>) {
             let message = e.to_string();
             assert!(message.contains("design_ref"), "{message}");
             let secrets: Vec<&str> = match &parsed {
-                Some(url) => [url.password(), raw_password.filter(|_| url.password().is_some())]
-                    .into_iter()
-                    .flatten()
-                    .collect(),
+                Some(url) => [
+                    url.password(),
+                    raw_password.filter(|_| url.password().is_some()),
+                ]
+                .into_iter()
+                .flatten()
+                .collect(),
                 None => raw_password.into_iter().collect(),
             };
             for secret in secrets {
@@ -304,7 +314,11 @@ pub fn check_parse_duration(text: &str) {
     let result = parse_duration(text);
     let trimmed = text.trim();
     if let Ok(secs) = trimmed.parse::<u64>() {
-        assert_eq!(result.as_ref().ok(), Some(&Duration::from_secs(secs)), "{text:?}");
+        assert_eq!(
+            result.as_ref().ok(),
+            Some(&Duration::from_secs(secs)),
+            "{text:?}"
+        );
     }
     if trimmed.is_empty() || (trimmed.starts_with('-') && result.is_ok()) {
         panic!("{text:?} parsed as {result:?}");
@@ -381,16 +395,27 @@ struct Markers {
 /// `url_password` is the marker to put in the password of a URL value (the secret one only
 /// where a URL is redacted: the database URL and driver settings; `ca_bundle` is a path,
 /// shown as is).
-fn toml_value(input: &mut Input, m: &Markers, secret: bool, url_password: &str, depth: u32) -> String {
+fn toml_value(
+    input: &mut Input,
+    m: &Markers,
+    secret: bool,
+    url_password: &str,
+    depth: u32,
+) -> String {
     let marker = if secret { &m.secret } else { &m.value };
     match input.below(if depth > 2 { 12 } else { 14 }) {
         0 => toml_string(&format!("{}{marker}{}", input.text(6), input.text(6))),
         1 => toml_string(marker),
-        2 => toml_string(&format!("{}{marker}", input.pick(&["5s ", "30", "-1", "1h x"]))),
+        2 => toml_string(&format!(
+            "{}{marker}",
+            input.pick(&["5s ", "30", "-1", "1h x"])
+        )),
         3 => toml_string(&format!("https://u:{url_password}@h/x")),
         4 => (input.u64() as i64).to_string(),
         5 => input
-            .pick(&["0", "-0", "1.5", "-1", "1e308", "nan", "inf", "-inf", "0.0", "1e-10"])
+            .pick(&[
+                "0", "-0", "1.5", "-1", "1e308", "nan", "inf", "-inf", "0.0", "1e-10",
+            ])
             .into(),
         6 => input.pick(&["true", "false"]).into(),
         7 => "1979-05-27T07:32:00Z".into(),
@@ -526,15 +551,15 @@ fn check_config_secrets(input: &mut Input) {
         Err(e) => {
             for text in [e.to_string(), format!("{e:?}")] {
                 for marker in markers_all {
-                    assert!(!text.contains(marker.as_str()), "{text}\n--- from ---\n{toml}");
+                    assert!(
+                        !text.contains(marker.as_str()),
+                        "{text}\n--- from ---\n{toml}"
+                    );
                 }
             }
         }
         Ok(config) => {
-            for text in [
-                format!("{config:?}"),
-                config.to_redacted_json().to_string(),
-            ] {
+            for text in [format!("{config:?}"), config.to_redacted_json().to_string()] {
                 assert!(
                     !text.contains(&markers.secret),
                     "{text}\n--- from ---\n{toml}"
