@@ -126,6 +126,7 @@ async fn prepare(url: &str, config: &Config) -> Result<Scratch, Box<dyn std::err
             admin
                 .execute(format!("DROP DATABASE IF EXISTS {name}").as_str())
                 .await?;
+            // sql-hygiene: allow (a generated name; CREATE DATABASE takes no parameters)
             admin
                 .execute(format!("CREATE DATABASE {name}").as_str())
                 .await?;

@@ -178,9 +178,11 @@ pub fn rendered_documents_url(design_ref: &DesignRef) -> Result<reqwest::Url> {
     }
     if !url.path().starts_with("/api/") {
         let revision = url.path().trim_matches('/').to_owned();
-        if revision.is_empty() || revision.contains('/') {
+        // Deckhand's revision ids are integers; anything else is a mistake worth naming here
+        // rather than a 404 from the server.
+        if revision.is_empty() || !revision.bytes().all(|b| b.is_ascii_digit()) {
             return Err(invalid(
-                "the path must be a revision id (/42) or a Deckhand API path (/api/...)",
+                "the path must be a numeric revision id (/42) or a Deckhand API path (/api/...)",
             ));
         }
         url.set_path(&format!(

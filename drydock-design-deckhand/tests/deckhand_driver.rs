@@ -302,6 +302,7 @@ async fn bad_references_are_invalid_input() {
     for uri in [
         "deckhand+https://deckhand:8443/",
         "deckhand+https://deckhand:8443/a/b",
+        "deckhand+https://deckhand:8443/not-a-revision",
         "deckhand+https://user:pw@deckhand:8443/42",
     ] {
         let error = resolver.fetch_uri(uri).await.unwrap_err();

@@ -184,6 +184,7 @@ impl TaskStore for MemoryStore {
     }
 
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>> {
+        filter.validate()?;
         let inner = self.lock();
         let mut tasks: Vec<&Task> = inner
             .tasks
@@ -233,7 +234,7 @@ impl TaskStore for MemoryStore {
     }
 
     async fn claim_next(&self, request: &ClaimRequest) -> Result<Option<Task>> {
-        crate::model::no_nul("claim.instance_id", &request.instance_id)?;
+        request.validate()?;
         let mut inner = self.lock();
         let now = now();
         if let Some(term) = request.term {
@@ -434,6 +435,7 @@ impl BuildStore for MemoryStore {
     }
 
     async fn build_data(&self, query: &BuildDataQuery) -> Result<Vec<BuildData>> {
+        query.validate()?;
         let inner = self.lock();
         // Newest first; among equal dates the later insertion is newer.
         let mut rows: Vec<(usize, &BuildData)> = inner
@@ -464,7 +466,7 @@ impl BuildStore for MemoryStore {
 #[async_trait]
 impl InstanceLock for MemoryStore {
     async fn claim_lease(&self, instance_id: &str) -> Result<LeaseOutcome> {
-        crate::model::no_nul("instance_id", instance_id)?;
+        validate_instance_id("instance_id", instance_id)?;
         let mut inner = self.lock();
         let now = now();
         let expires_at = now + self.grace_period;
@@ -490,6 +492,7 @@ impl InstanceLock for MemoryStore {
     }
 
     async fn renew_lease(&self, instance_id: &str) -> Result<LeaseOutcome> {
+        validate_instance_id("instance_id", instance_id)?;
         let mut inner = self.lock();
         let now = now();
         match inner.live_lease(now).cloned() {
@@ -504,6 +507,7 @@ impl InstanceLock for MemoryStore {
     }
 
     async fn release_lease(&self, instance_id: &str) -> Result<bool> {
+        validate_instance_id("instance_id", instance_id)?;
         let mut inner = self.lock();
         let now = now();
         match inner.lease.as_mut() {

@@ -221,8 +221,9 @@ impl Default for TaskResult {
 /// Stored as JSON and returned exactly as given.
 pub type NodeFilter = serde_json::Value;
 
-/// A task, as stored and as Drydock's API clients read it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A task, as stored and as Drydock's API clients read it. Its `Debug` shows the design
+/// reference with the password removed.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
     /// Always `Task`.
     #[serde(default = "kind_task")]
@@ -284,6 +285,35 @@ pub struct Task {
     /// When it was claimed.
     #[serde(default)]
     pub claimed_at: Option<DateTime<Utc>>,
+}
+
+impl fmt::Debug for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task")
+            .field("task_id", &self.task_id)
+            .field("action", &self.action)
+            .field("parent_task_id", &self.parent_task_id)
+            .field(
+                "design_ref",
+                &self.design_ref.as_deref().map(crate::error::redact_uri),
+            )
+            .field("status", &self.status)
+            .field("result", &self.result)
+            .field("node_filter", &self.node_filter)
+            .field("subtask_id_list", &self.subtask_id_list)
+            .field("created", &self.created)
+            .field("created_by", &self.created_by)
+            .field("updated", &self.updated)
+            .field("retry", &self.retry)
+            .field("terminated", &self.terminated)
+            .field("terminated_by", &self.terminated_by)
+            .field("terminate", &self.terminate)
+            .field("request_context", &self.request_context)
+            .field("claimed_by", &self.claimed_by)
+            .field("claim_term", &self.claim_term)
+            .field("claimed_at", &self.claimed_at)
+            .finish_non_exhaustive()
+    }
 }
 
 fn kind_task() -> String {
@@ -688,6 +718,41 @@ pub struct TaskFilter {
     pub limit: Option<u32>,
 }
 
+impl TaskFilter {
+    /// Refuses a filter no backend can match: a NUL byte in the action.
+    pub fn validate(&self) -> Result<()> {
+        match &self.action {
+            Some(action) => no_nul("filter.action", action),
+            None => Ok(()),
+        }
+    }
+}
+
+impl BuildDataQuery {
+    /// Refuses a query no backend can match: a NUL byte in the node name.
+    pub fn validate(&self) -> Result<()> {
+        match &self.node_name {
+            Some(node) => no_nul("build_data.node_name", node),
+            None => Ok(()),
+        }
+    }
+}
+
+impl ClaimRequest {
+    /// Refuses a claim with a NUL byte in the instance id or an action.
+    pub fn validate(&self) -> Result<()> {
+        validate_instance_id("claim.instance_id", &self.instance_id)?;
+        self.actions
+            .iter()
+            .try_for_each(|a| no_nul("claim.actions", a))
+    }
+}
+
+/// Refuses an instance id every backend must refuse: one with a NUL byte.
+pub fn validate_instance_id(field: &str, instance_id: &str) -> Result<()> {
+    no_nul(field, instance_id)
+}
+
 /// What a purge removed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PurgeReport {
@@ -717,6 +782,16 @@ mod tests {
         assert_eq!(v["task_id"], t.task_id.to_string());
         let back: Task = serde_json::from_value(v).unwrap();
         assert_eq!(back, t);
+    }
+
+    #[test]
+    fn debug_hides_the_design_password() {
+        let t = Task::new("x").with_design_ref("https://u:hunter2@designs/site.yaml");
+        let shown = format!("{t:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("designs/site.yaml"),
+            "{shown}"
+        );
     }
 
     #[test]

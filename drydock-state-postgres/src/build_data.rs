@@ -27,6 +27,7 @@ impl BuildStore for PgStore {
 
     #[tracing::instrument(skip_all, fields(task_id = ?query.task_id, latest = query.latest))]
     async fn build_data(&self, query: &BuildDataQuery) -> Result<Vec<BuildData>> {
+        query.validate()?;
         let full = query.verbosity == Verbosity::Full;
         let task = query.task_id.map(|t| t.0);
         // One static statement per shape, so each can use its own index.

@@ -57,6 +57,19 @@ pub(crate) fn missing(entity: &'static str, id: impl std::fmt::Display) -> impl 
     }
 }
 
+/// Replaces the database's wording of a unique violation with the entity and id the caller
+/// knows (the constraint name is ours, not the caller's business); any other error is
+/// returned as is.
+pub(crate) fn duplicate(
+    entity: &'static str,
+    id: impl std::fmt::Display,
+) -> impl Fn(Error) -> Error {
+    move |e| match e {
+        Error::Conflict(_) => Error::Conflict(format!("{entity} {id} already exists")),
+        other => other,
+    }
+}
+
 /// A stored value this crate cannot read back: corrupt data or a schema it does not know.
 pub(crate) fn corrupt(what: &str, reason: impl std::fmt::Display) -> Error {
     Error::Backend {

@@ -21,7 +21,7 @@ impl PgStore {
 impl InstanceLock for PgStore {
     #[tracing::instrument(skip_all, fields(instance_id = %instance_id))]
     async fn claim_lease(&self, instance_id: &str) -> Result<LeaseOutcome> {
-        drydock_state_core::model::no_nul("instance_id", instance_id)?;
+        drydock_state_core::model::validate_instance_id("instance_id", instance_id)?;
         let row = sqlx::query(queries::CLAIM_LEASE)
             .bind(instance_id)
             .bind(self.grace_micros)
@@ -37,7 +37,7 @@ impl InstanceLock for PgStore {
 
     #[tracing::instrument(skip_all, fields(instance_id = %instance_id))]
     async fn renew_lease(&self, instance_id: &str) -> Result<LeaseOutcome> {
-        drydock_state_core::model::no_nul("instance_id", instance_id)?;
+        drydock_state_core::model::validate_instance_id("instance_id", instance_id)?;
         let row = sqlx::query(queries::RENEW_LEASE)
             .bind(instance_id)
             .bind(self.grace_micros)
@@ -52,7 +52,7 @@ impl InstanceLock for PgStore {
 
     #[tracing::instrument(skip_all, fields(instance_id = %instance_id))]
     async fn release_lease(&self, instance_id: &str) -> Result<bool> {
-        drydock_state_core::model::no_nul("instance_id", instance_id)?;
+        drydock_state_core::model::validate_instance_id("instance_id", instance_id)?;
         let done = sqlx::query(queries::RELEASE_LEASE)
             .bind(instance_id)
             .execute(&self.pool)

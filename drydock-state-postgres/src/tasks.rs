@@ -14,7 +14,7 @@ use sqlx::query::Query;
 use sqlx::Postgres;
 use uuid::Uuid;
 
-use crate::error::{db_error, missing};
+use crate::error::{db_error, duplicate, missing};
 use crate::messages::MessageBatch;
 use crate::store::PgStore;
 use crate::{queries, rows};
@@ -93,6 +93,7 @@ impl TaskStore for PgStore {
             .execute(&self.pool)
             .await
             .map_err(db_error("create_task", "task"))
+            .map_err(duplicate("task", task.task_id))
             .map_err(missing(
                 "parent task",
                 task.parent_task_id
@@ -158,6 +159,7 @@ impl TaskStore for PgStore {
 
     #[tracing::instrument(skip_all, fields(limit = ?filter.limit))]
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>> {
+        filter.validate()?;
         let rows = sqlx::query(queries::LIST_TASKS)
             .bind(filter.status.map(|s| s.as_str()))
             .bind(&filter.action)
@@ -209,10 +211,7 @@ impl TaskStore for PgStore {
 
     #[tracing::instrument(skip_all, fields(instance_id = %request.instance_id, term = ?request.term))]
     async fn claim_next(&self, request: &ClaimRequest) -> Result<Option<Task>> {
-        drydock_state_core::model::no_nul("claim.instance_id", &request.instance_id)?;
-        for action in &request.actions {
-            drydock_state_core::model::no_nul("claim.actions", action)?;
-        }
+        request.validate()?;
         let row = sqlx::query(queries::CLAIM_NEXT)
             .bind(&request.actions)
             .bind(&request.instance_id)

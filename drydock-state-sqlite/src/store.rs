@@ -14,10 +14,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use drydock_state_core::memory::{orphan_message, purge_cutoff};
 use drydock_state_core::{
-    no_nul, BuildData, BuildDataQuery, BuildStore, ClaimRequest, Config, Error, InstanceLock,
-    Lease, LeaseOutcome, MessageStore, NewMessage, OrphanPolicy, PurgeReport, Result,
-    ResultDetails, ResultMessage, StateStore, SubtaskFilter, Task, TaskFilter, TaskId, TaskStatus,
-    TaskStore, Verbosity,
+    no_nul, validate_instance_id, BuildData, BuildDataQuery, BuildStore, ClaimRequest, Config,
+    Error, InstanceLock, Lease, LeaseOutcome, MessageStore, NewMessage, OrphanPolicy, PurgeReport,
+    Result, ResultDetails, ResultMessage, StateStore, SubtaskFilter, Task, TaskFilter, TaskId,
+    TaskStatus, TaskStore, Verbosity,
 };
 use sqlx::sqlite::{SqliteArguments, SqliteConnection};
 use sqlx::{Sqlite, SqlitePool};
@@ -363,6 +363,7 @@ impl TaskStore for SqliteStore {
 
     #[tracing::instrument(name = "sqlite.list_tasks", level = "debug", skip_all, fields(limit = ?filter.limit))]
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>> {
+        filter.validate()?;
         const OP: &str = "list_tasks";
         let mut tx = self.pool.begin().await.or_store(OP)?;
         let rows: Vec<TaskRow> = sqlx::query_as(queries::LIST_TASKS)
@@ -424,7 +425,7 @@ impl TaskStore for SqliteStore {
     #[tracing::instrument(name = "sqlite.claim_next", level = "debug", skip_all, fields(instance_id = %request.instance_id, term = ?request.term))]
     async fn claim_next(&self, request: &ClaimRequest) -> Result<Option<Task>> {
         const OP: &str = "claim_next";
-        no_nul("claim.instance_id", &request.instance_id)?;
+        request.validate()?;
         let actions = if request.actions.is_empty() {
             None
         } else {
@@ -678,6 +679,7 @@ impl BuildStore for SqliteStore {
 
     #[tracing::instrument(name = "sqlite.build_data", level = "debug", skip_all, fields(task_id = ?query.task_id, node = ?query.node_name))]
     async fn build_data(&self, query: &BuildDataQuery) -> Result<Vec<BuildData>> {
+        query.validate()?;
         let sql = match (query.latest, query.verbosity) {
             (false, Verbosity::Full) => queries::BUILD_DATA_FULL,
             (false, Verbosity::Brief) => queries::BUILD_DATA_BRIEF,
@@ -701,7 +703,7 @@ impl InstanceLock for SqliteStore {
     #[tracing::instrument(name = "sqlite.claim_lease", level = "debug", skip_all, fields(instance_id = %instance_id))]
     async fn claim_lease(&self, instance_id: &str) -> Result<LeaseOutcome> {
         const OP: &str = "claim_lease";
-        no_nul("instance_id", instance_id)?;
+        validate_instance_id("instance_id", instance_id)?;
         let held: Option<LeaseRow> = sqlx::query_as(queries::CLAIM_LEASE)
             .bind(instance_id)
             .bind(self.grace_micros)
@@ -717,6 +719,7 @@ impl InstanceLock for SqliteStore {
     #[tracing::instrument(name = "sqlite.renew_lease", level = "debug", skip_all, fields(instance_id = %instance_id))]
     async fn renew_lease(&self, instance_id: &str) -> Result<LeaseOutcome> {
         const OP: &str = "renew_lease";
+        validate_instance_id("instance_id", instance_id)?;
         let held: Option<LeaseRow> = sqlx::query_as(queries::RENEW_LEASE)
             .bind(instance_id)
             .bind(self.grace_micros)
@@ -731,6 +734,7 @@ impl InstanceLock for SqliteStore {
 
     #[tracing::instrument(name = "sqlite.release_lease", level = "debug", skip_all, fields(instance_id = %instance_id))]
     async fn release_lease(&self, instance_id: &str) -> Result<bool> {
+        validate_instance_id("instance_id", instance_id)?;
         let done = sqlx::query(queries::RELEASE_LEASE)
             .bind(instance_id)
             .execute(&self.pool)
