@@ -106,70 +106,136 @@ fn run(mut command: Command, what: &str) -> Result<(), String> {
 }
 
 async fn start_throwaway_cluster() -> Result<String, String> {
-    let bin = pg_bin_dir()?;
-    let as_postgres = running_as_root();
-    let dir = std::env::temp_dir().join(format!(
-        "drydock-pg-test-{}-{}",
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
-    ));
-    let data = dir.join("data");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    if as_postgres {
-        run(
-            {
-                let mut c = Command::new("chown");
-                c.arg("postgres:postgres").arg(&dir);
-                c
-            },
-            "chown",
-        )?;
-    }
-    let mut initdb = pg_command(&bin.join("initdb"), as_postgres);
-    initdb
-        .arg("-D")
-        .arg(&data)
-        .args(["-A", "trust", "-U", "postgres", "--no-sync"]);
-    run(initdb, "initdb")?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| format!("no free port: {e}"))?
-        .port();
-    let mut start = pg_command(&bin.join("pg_ctl"), as_postgres);
-    start
-        .arg("-D")
-        .arg(&data)
-        .arg("-l")
-        .arg(dir.join("log"))
-        .arg("-o")
-        .arg(format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
-            dir.display()
-        ))
-        .args(["-w", "start"]);
-    run(start, "pg_ctl start")?;
-    // A watchdog stops the cluster and removes it once this test process is gone.
-    let stop = if as_postgres {
-        "runuser -u postgres -- \"$2\" -D \"$3\" -m immediate stop"
-    } else {
-        "\"$2\" -D \"$3\" -m immediate stop"
-    };
-    let script =
-        format!("while [ -d /proc/$1 ]; do sleep 1; done; {stop} >/dev/null 2>&1; rm -rf \"$4\"");
-    Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .arg("watchdog")
-        .arg(std::process::id().to_string())
-        .arg(bin.join("pg_ctl"))
-        .arg(&data)
-        .arg(&dir)
-        .spawn()
-        .map_err(|e| format!("watchdog: {e}"))?;
-    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
-    reachable(&url).await?;
-    eprintln!("tests use a throwaway PostgreSQL cluster on port {port}");
+    let cluster = Cluster::start().await?;
+    eprintln!(
+        "tests use a throwaway PostgreSQL cluster on port {}",
+        cluster.port
+    );
+    let url = cluster.admin_url.clone();
+    // Shared by every test of this process: the watchdog stops and removes it at exit.
+    std::mem::forget(cluster);
     Ok(url)
+}
+
+/// A PostgreSQL cluster of the caller's own (initdb in a temporary directory, a free port on
+/// 127.0.0.1, trust authentication), which it may stop, start and restart at will: the only
+/// server a test may restart. Stopped and removed when dropped, and by a watchdog process if
+/// the test process dies first.
+pub struct Cluster {
+    /// `postgres://postgres@127.0.0.1:<port>/postgres`.
+    pub admin_url: String,
+    /// The port it listens on.
+    pub port: u16,
+    bin: PathBuf,
+    dir: PathBuf,
+    data: PathBuf,
+    as_postgres: bool,
+}
+
+impl Cluster {
+    /// Creates the cluster and starts it (as the `postgres` user when we are root).
+    pub async fn start() -> Result<Cluster, String> {
+        let bin = pg_bin_dir()?;
+        let as_postgres = running_as_root();
+        let dir = std::env::temp_dir().join(format!(
+            "drydock-pg-test-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        let data = dir.join("data");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        if as_postgres {
+            run(
+                {
+                    let mut c = Command::new("chown");
+                    c.arg("postgres:postgres").arg(&dir);
+                    c
+                },
+                "chown",
+            )?;
+        }
+        let mut initdb = pg_command(&bin.join("initdb"), as_postgres);
+        initdb
+            .arg("-D")
+            .arg(&data)
+            .args(["-A", "trust", "-U", "postgres", "--no-sync"]);
+        run(initdb, "initdb")?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
+        let cluster = Cluster {
+            admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            port,
+            bin,
+            dir,
+            data,
+            as_postgres,
+        };
+        cluster.start_server()?;
+        cluster.spawn_watchdog()?;
+        reachable(&cluster.admin_url).await?;
+        Ok(cluster)
+    }
+
+    fn pg_ctl(&self) -> Command {
+        let mut c = pg_command(&self.bin.join("pg_ctl"), self.as_postgres);
+        c.arg("-D").arg(&self.data);
+        c
+    }
+
+    /// Starts the (stopped) server and waits until it accepts connections.
+    pub fn start_server(&self) -> Result<(), String> {
+        let mut start = self.pg_ctl();
+        start
+            .arg("-l")
+            .arg(self.dir.join("log"))
+            .arg("-o")
+            .arg(format!(
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+                self.port,
+                self.dir.display()
+            ))
+            .args(["-w", "start"]);
+        run(start, "pg_ctl start")
+    }
+
+    /// Stops the server in `mode` (`smart`, `fast`, `immediate`) and waits until it is down.
+    pub fn stop_server(&self, mode: &str) -> Result<(), String> {
+        let mut stop = self.pg_ctl();
+        stop.args(["-m", mode, "-w", "stop"]);
+        run(stop, "pg_ctl stop")
+    }
+
+    /// Stops the server once this process is gone, and removes its directory.
+    fn spawn_watchdog(&self) -> Result<(), String> {
+        let stop = if self.as_postgres {
+            "runuser -u postgres -- \"$2\" -D \"$3\" -m immediate stop"
+        } else {
+            "\"$2\" -D \"$3\" -m immediate stop"
+        };
+        let script = format!(
+            "while [ -d /proc/$1 ]; do sleep 1; done; {stop} >/dev/null 2>&1; rm -rf \"$4\""
+        );
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg("watchdog")
+            .arg(std::process::id().to_string())
+            .arg(self.bin.join("pg_ctl"))
+            .arg(&self.data)
+            .arg(&self.dir)
+            .spawn()
+            .map_err(|e| format!("watchdog: {e}"))?;
+        Ok(())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.stop_server("immediate");
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// A database of the test's own, dropped (best effort) when this value is dropped.
@@ -179,9 +245,14 @@ pub struct TestDb {
     admin_url: String,
 }
 
-/// Creates an empty database `drydock_test_<uuid>`.
+/// Creates an empty database `drydock_test_<uuid>` on the tests' server.
 pub async fn fresh_database() -> TestDb {
-    let admin_url = server_url().await;
+    fresh_database_on(&server_url().await).await
+}
+
+/// Creates an empty database `drydock_test_<uuid>` on the server of `admin_url`.
+pub async fn fresh_database_on(admin_url: &str) -> TestDb {
+    let admin_url = admin_url.to_string();
     let name = format!("drydock_test_{}", uuid::Uuid::new_v4().simple());
     let mut admin = PgConnection::connect(&admin_url)
         .await
