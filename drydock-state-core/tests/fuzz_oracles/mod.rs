@@ -320,7 +320,7 @@ pub fn check_parse_duration(text: &str) {
             "{text:?}"
         );
     }
-    if trimmed.is_empty() || (trimmed.starts_with('-') && result.is_ok()) {
+    if (trimmed.is_empty() || trimmed.starts_with('-')) && result.is_ok() {
         panic!("{text:?} parsed as {result:?}");
     }
     match &result {
