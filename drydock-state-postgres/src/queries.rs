@@ -5,6 +5,23 @@
 //! Every time comes from the database's clock (`now()`), never the caller's, and every column
 //! is `timestamptz`, so the session's `TimeZone` does not matter.
 
+/// The messages of the task row `t`, as parallel arrays in sequence order (all NULL when it
+/// has none): joined to every statement that returns tasks, so a task comes back with its
+/// messages in the same round trip. The ordered subquery walks `result_message_task_idx`, so
+/// no sort is needed; the reader re-checks the order anyway.
+macro_rules! with_messages {
+    () => {
+        " LEFT JOIN LATERAL (
+    SELECT array_agg(m.sequence) AS msg_sequence, array_agg(m.message) AS msg_message,
+           array_agg(m.error) AS msg_error, array_agg(m.context_type) AS msg_context_type,
+           array_agg(m.context) AS msg_context, array_agg(m.ts) AS msg_ts,
+           array_agg(m.extra) AS msg_extra
+    FROM (SELECT * FROM drydock.result_message AS r
+          WHERE r.task_id = t.task_id ORDER BY r.sequence) AS m
+) AS msgs ON true"
+    };
+}
+
 // ---- migrations -------------------------------------------------------------------------
 
 /// Serialises concurrent migrations (session-level advisory lock, key [`crate::migrate`]).
@@ -32,8 +49,12 @@ INSERT INTO drydock.tasks (
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
         $16, $17, $18, $19, $20, $21, $22, $23)";
 
-/// `get_task`: one task row (its messages come from [`MESSAGES_OF_TASKS`]).
-pub const GET_TASK: &str = "SELECT * FROM drydock.tasks WHERE task_id = $1";
+/// `get_task`: one task with its messages, in one round trip.
+pub const GET_TASK: &str = concat!(
+    "SELECT t.*, msgs.* FROM drydock.tasks AS t",
+    with_messages!(),
+    " WHERE t.task_id = $1"
+);
 
 /// Whether a task exists; only asked to tell "not found" from "nothing to do".
 pub const TASK_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM drydock.tasks WHERE task_id = $1)";
@@ -42,8 +63,9 @@ pub const TASK_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM drydock.tasks WHERE 
 pub const TASK_STATUS: &str = "SELECT status FROM drydock.tasks WHERE task_id = $1";
 
 /// `update_task`: a whole put of the writable fields, refused (no row) when the stored status
-/// is terminal and the new one differs.
-pub const UPDATE_TASK: &str = "
+/// is terminal and the new one differs; returns the task with its messages.
+pub const UPDATE_TASK: &str = concat!(
+    "WITH t AS (
 UPDATE drydock.tasks SET
     parent_task_id = $2, action = $3, design_ref = $4, status = $5,
     result_status = $6, result_message = $7, result_reason = $8,
@@ -51,25 +73,37 @@ UPDATE drydock.tasks SET
     node_filter = $12, created_by = $13, retry = $14, terminated = $15,
     terminated_by = $16, terminate = $17, request_context = $18, updated = now()
 WHERE task_id = $1 AND (status = $5 OR status NOT IN ('complete', 'terminated'))
-RETURNING *";
+RETURNING *)
+SELECT t.*, msgs.* FROM t",
+    with_messages!()
+);
 
-/// `set_status`: under the same rule as [`UPDATE_TASK`].
-pub const SET_STATUS: &str = "
+/// `set_status`: under the same rule as [`UPDATE_TASK`]; returns the task with its messages.
+pub const SET_STATUS: &str = concat!(
+    "WITH t AS (
 UPDATE drydock.tasks SET status = $2, updated = now()
 WHERE task_id = $1 AND (status = $2 OR status NOT IN ('complete', 'terminated'))
-RETURNING *";
+RETURNING *)
+SELECT t.*, msgs.* FROM t",
+    with_messages!()
+);
 
-/// `list_tasks`: every filter optional (NULL = any), keyset after `($6, $7)`, `LIMIT NULL` = all.
-pub const LIST_TASKS: &str = "
-SELECT * FROM drydock.tasks
-WHERE ($1::text IS NULL OR status = $1)
-  AND ($2::text IS NULL OR action = $2)
-  AND ($3::uuid IS NULL OR parent_task_id = $3)
-  AND ($4::timestamptz IS NULL OR created >= $4)
-  AND ($5::timestamptz IS NULL OR created < $5)
-  AND ($6::timestamptz IS NULL OR (created, task_id) > ($6, $7::uuid))
-ORDER BY created, task_id
-LIMIT $8";
+/// `list_tasks`: every filter optional (NULL = any), keyset after `($6, $7)`, `LIMIT NULL` = all;
+/// the page of tasks and all their messages in one statement.
+pub const LIST_TASKS: &str = concat!(
+    "SELECT t.*, msgs.* FROM (
+    SELECT * FROM drydock.tasks
+    WHERE ($1::text IS NULL OR status = $1)
+      AND ($2::text IS NULL OR action = $2)
+      AND ($3::uuid IS NULL OR parent_task_id = $3)
+      AND ($4::timestamptz IS NULL OR created >= $4)
+      AND ($5::timestamptz IS NULL OR created < $5)
+      AND ($6::timestamptz IS NULL OR (created, task_id) > ($6, $7::uuid))
+    ORDER BY created, task_id
+    LIMIT $8) AS t",
+    with_messages!(),
+    " ORDER BY t.created, t.task_id"
+);
 
 /// `add_subtask`: appends in one statement; the row lock makes concurrent appends queue up
 /// and re-check, so all are kept and a repeated id is a no-op (no row).
@@ -79,20 +113,23 @@ WHERE task_id = $1 AND NOT ($2 = ANY (subtask_id_list))";
 
 /// `subtasks`: the parent's listed subtasks in list order; `$2` NULL = all, true = finished
 /// ones, false = unfinished ones.
-pub const SUBTASKS: &str = "
-SELECT t.* FROM drydock.tasks AS p
+pub const SUBTASKS: &str = concat!(
+    "SELECT t.*, msgs.* FROM drydock.tasks AS p
 CROSS JOIN LATERAL unnest(p.subtask_id_list) WITH ORDINALITY AS s(task_id, ord)
-JOIN drydock.tasks AS t ON t.task_id = s.task_id
-WHERE p.task_id = $1
+JOIN drydock.tasks AS t ON t.task_id = s.task_id",
+    with_messages!(),
+    " WHERE p.task_id = $1
   AND ($2::boolean IS NULL OR (t.status IN ('complete', 'terminated')) = $2)
-ORDER BY s.ord";
+ORDER BY s.ord"
+);
 
 /// `claim_next`, in one statement: the fence (`$3` NULL = unfenced) share-locks the lease row
 /// so no change of holder can commit between the check and the claim; the oldest queued task
 /// of the allowed actions (`$1` empty = any) is locked, skipping those other claimers hold,
-/// and moved to running with the claim recorded on the database's clock.
-pub const CLAIM_NEXT: &str = "
-WITH fence AS MATERIALIZED (
+/// and moved to running with the claim recorded on the database's clock. The claimed task
+/// comes back with its messages.
+pub const CLAIM_NEXT: &str = concat!(
+    "WITH fence AS MATERIALIZED (
     SELECT 1 FROM drydock.active_instance
     WHERE $3::bigint IS NOT NULL AND instance_id = $2 AND term = $3 AND expires_at > now()
     FOR SHARE
@@ -104,12 +141,16 @@ WITH fence AS MATERIALIZED (
     ORDER BY created, task_id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
+), t AS (
+    UPDATE drydock.tasks AS c
+    SET status = 'running', claimed_by = $2, claim_term = $3, claimed_at = now(), updated = now()
+    FROM next
+    WHERE c.task_id = next.task_id
+    RETURNING c.*
 )
-UPDATE drydock.tasks AS t
-SET status = 'running', claimed_by = $2, claim_term = $3, claimed_at = now(), updated = now()
-FROM next
-WHERE t.task_id = next.task_id
-RETURNING t.*";
+SELECT t.*, msgs.* FROM t",
+    with_messages!()
+);
 
 /// Whether `$1` holds the live lease with term `$2`; asked only when a fenced claim found
 /// nothing, to tell "fenced out" from "nothing queued".
@@ -137,13 +178,18 @@ UPDATE drydock.tasks
 SET status = 'complete', result_status = 'failure', result_reason = $2, updated = now()
 WHERE task_id = ANY ($1)";
 
-/// `terminate_task`: records the request; a non-terminal task becomes terminated.
-pub const TERMINATE_TASK: &str = "
+/// `terminate_task`: records the request; a non-terminal task becomes terminated. Returns the
+/// task with its messages.
+pub const TERMINATE_TASK: &str = concat!(
+    "WITH t AS (
 UPDATE drydock.tasks SET
     terminate = true, terminated = now(), terminated_by = $2, updated = now(),
     status = CASE WHEN status IN ('complete', 'terminated') THEN status ELSE 'terminated' END
 WHERE task_id = $1
-RETURNING *";
+RETURNING *)
+SELECT t.*, msgs.* FROM t",
+    with_messages!()
+);
 
 /// `purge`: the cutoff, `$1` microseconds before the database's now.
 pub const PURGE_CUTOFF: &str = "SELECT now() - $1::bigint * interval '1 microsecond'";
@@ -193,10 +239,6 @@ RETURNING *";
 /// `messages`: one task's messages in sequence order.
 pub const MESSAGES_OF_TASK: &str =
     "SELECT * FROM drydock.result_message WHERE task_id = $1 ORDER BY sequence";
-
-/// The messages of many tasks at once, for assembling a read of one or more tasks.
-pub const MESSAGES_OF_TASKS: &str =
-    "SELECT * FROM drydock.result_message WHERE task_id = ANY ($1) ORDER BY task_id, sequence";
 
 // ---- build data -------------------------------------------------------------------------
 

@@ -1,7 +1,5 @@
 //! Reading rows into the model, and assembling tasks with their messages.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use drydock_state_core::{
     BuildData, Error, Lease, Link, Result, ResultDetails, ResultMessage, Task, TaskId, TaskResult,
@@ -105,18 +103,69 @@ pub(crate) fn lease(row: &PgRow) -> Result<Lease> {
     })
 }
 
-/// Attaches `messages` (in sequence order per task) to `tasks` and sets each error count.
-pub(crate) fn assemble(tasks: &mut [Task], messages: Vec<ResultMessage>) {
-    let mut by_task: HashMap<TaskId, Vec<ResultMessage>> = HashMap::new();
-    for m in messages {
-        by_task.entry(m.task_id).or_default().push(m);
+/// A task row of a statement that joins its messages as parallel arrays (the `msg_*`
+/// columns of `with_messages!` in [`crate::queries`]): the task with its messages attached,
+/// in sequence order, and its error count.
+pub(crate) fn assembled(row: &PgRow) -> Result<Task> {
+    let mut task = task(row)?;
+    // No messages: every array is NULL.
+    let Some(sequences) = col::<Option<Vec<i64>>>(row, "msg_sequence")? else {
+        return Ok(task);
+    };
+    let texts: Vec<String> = col(row, "msg_message")?;
+    let errors: Vec<bool> = col(row, "msg_error")?;
+    let context_types: Vec<String> = col(row, "msg_context_type")?;
+    let contexts: Vec<String> = col(row, "msg_context")?;
+    let stamps: Vec<DateTime<Utc>> = col(row, "msg_ts")?;
+    let extras: Vec<Option<serde_json::Value>> = col(row, "msg_extra")?;
+    let n = sequences.len();
+    if [
+        texts.len(),
+        errors.len(),
+        context_types.len(),
+        contexts.len(),
+        stamps.len(),
+        extras.len(),
+    ]
+    .iter()
+    .any(|&len| len != n)
+    {
+        return Err(crate::error::corrupt(
+            "result messages",
+            "aggregated columns of unequal length",
+        ));
     }
-    for task in tasks {
-        let mut list = by_task.remove(&task.task_id).unwrap_or_default();
+    let mut list: Vec<ResultMessage> = sequences
+        .into_iter()
+        .zip(texts)
+        .zip(errors)
+        .zip(context_types)
+        .zip(contexts)
+        .zip(stamps)
+        .zip(extras)
+        .map(
+            |((((((sequence, message), error), context_type), context), ts), extra)| {
+                ResultMessage {
+                    sequence,
+                    task_id: task.task_id,
+                    message,
+                    error,
+                    context_type,
+                    context,
+                    ts,
+                    extra,
+                }
+            },
+        )
+        .collect();
+    // The statement aggregates in index order; an aggregate's input order is not a promise
+    // PostgreSQL makes, so check it (a linear pass when it holds, as it does).
+    if !list.is_sorted_by_key(|m| m.sequence) {
         list.sort_by_key(|m| m.sequence);
-        task.result.details = ResultDetails {
-            error_count: list.iter().filter(|m| m.error).count() as u64,
-            message_list: list,
-        };
     }
+    task.result.details = ResultDetails {
+        error_count: list.iter().filter(|m| m.error).count() as u64,
+        message_list: list,
+    };
+    Ok(task)
 }

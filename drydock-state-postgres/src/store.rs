@@ -6,13 +6,12 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use drydock_state_core::{redact_uri, Config, Error, Result, StateStore, Task, TaskId};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use uuid::Uuid;
+use drydock_state_core::{redact_uri, Config, Error, Result, StateStore, TaskId};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::error::db_error;
+use crate::queries;
 use crate::wake::QueuedWake;
-use crate::{queries, rows};
 
 /// All four drydock-state stores in a PostgreSQL database, in the schema `drydock`.
 ///
@@ -96,36 +95,6 @@ impl PgStore {
     #[tracing::instrument(skip_all)]
     pub async fn migrate(&self) -> Result<()> {
         crate::migrate::run(&self.pool).await
-    }
-
-    /// Runs a query returning task rows and assembles each task's messages with one more
-    /// query, whatever the number of tasks.
-    pub(crate) async fn assembled(&self, rows: Vec<PgRow>) -> Result<Vec<Task>> {
-        let mut tasks = rows::tasks(&rows)?;
-        if tasks.is_empty() {
-            return Ok(tasks);
-        }
-        let ids: Vec<Uuid> = tasks.iter().map(|t| t.task_id.0).collect();
-        let messages = sqlx::query(queries::MESSAGES_OF_TASKS)
-            .bind(&ids)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_error("read messages", "task_id"))?;
-        let messages = messages
-            .iter()
-            .map(rows::message)
-            .collect::<Result<Vec<_>>>()?;
-        rows::assemble(&mut tasks, messages);
-        Ok(tasks)
-    }
-
-    /// One task row, assembled, or `NotFound`.
-    pub(crate) async fn assembled_one(&self, row: PgRow) -> Result<Task> {
-        let mut tasks = self.assembled(vec![row]).await?;
-        tasks.pop().ok_or_else(|| Error::Backend {
-            message: "a task row vanished while its messages were read".into(),
-            source: None,
-        })
     }
 
     /// Whether a task exists.

@@ -112,7 +112,7 @@ impl TaskStore for PgStore {
             .map_err(db_error("get_task", "task_id"))?;
         match row {
             None => Ok(None),
-            Some(row) => self.assembled_one(row).await.map(Some),
+            Some(row) => rows::assembled(&row).map(Some),
         }
     }
 
@@ -138,7 +138,7 @@ impl TaskStore for PgStore {
                     .unwrap_or_default(),
             ))?;
         match row {
-            Some(row) => self.assembled_one(row).await,
+            Some(row) => rows::assembled(&row),
             None => Err(self.refused_update(task.task_id, task.status).await),
         }
     }
@@ -152,7 +152,7 @@ impl TaskStore for PgStore {
             .await
             .map_err(db_error("set_status", "task.status"))?;
         match row {
-            Some(row) => self.assembled_one(row).await,
+            Some(row) => rows::assembled(&row),
             None => Err(self.refused_update(id, status).await),
         }
     }
@@ -172,7 +172,7 @@ impl TaskStore for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db_error("list_tasks", "filter"))?;
-        self.assembled(rows).await
+        rows.iter().map(rows::assembled).collect()
     }
 
     #[tracing::instrument(skip_all, fields(parent = %parent, child = %child))]
@@ -206,7 +206,7 @@ impl TaskStore for PgStore {
         if rows.is_empty() && !self.task_exists(parent).await? {
             return Err(Error::not_found("task", parent));
         }
-        self.assembled(rows).await
+        rows.iter().map(rows::assembled).collect()
     }
 
     #[tracing::instrument(skip_all, fields(instance_id = %request.instance_id, term = ?request.term))]
@@ -220,7 +220,7 @@ impl TaskStore for PgStore {
             .await
             .map_err(db_error("claim_next", "claim"))?;
         if let Some(row) = row {
-            return self.assembled_one(row).await.map(Some);
+            return rows::assembled(&row).map(Some);
         }
         let Some(term) = request.term else {
             return Ok(None);
@@ -291,7 +291,7 @@ impl TaskStore for PgStore {
             .await
             .map_err(db_error("terminate_task", "terminated_by"))?;
         match row {
-            Some(row) => self.assembled_one(row).await,
+            Some(row) => rows::assembled(&row),
             None => Err(Error::not_found("task", id)),
         }
     }
