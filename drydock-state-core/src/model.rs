@@ -77,7 +77,8 @@ macro_rules! string_enum {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
+                // `pad` so that width and alignment in format strings apply.
+                f.pad(self.as_str())
             }
         }
 
