@@ -44,7 +44,13 @@ impl DesignRef {
                 format!("{} is not an absolute URI ({e})", redact_uri(text)),
             )
         })?;
-        if url.cannot_be_a_base() {
+        // `scheme:/path` parses, but a design reference always names a source with `//`
+        // (even `file:///abs`); requiring it also keeps user info from hiding in a path.
+        if url.cannot_be_a_base()
+            || !text
+                .get(url.scheme().len()..)
+                .is_some_and(|rest| rest.starts_with("://"))
+        {
             return Err(Error::invalid(
                 "design_ref",
                 format!("{} has no `//` authority part", redact_uri(text)),
@@ -270,6 +276,7 @@ mod tests {
     fn parse_refuses_relative_and_opaque() {
         assert!(DesignRef::parse("site.yaml").is_err());
         assert!(DesignRef::parse("mailto:a@b").is_err());
+        assert!(DesignRef::parse("foo:/u:pw@h/x").is_err());
         let e = DesignRef::parse("ht!tp://x").unwrap_err();
         assert!(e.to_string().contains("design_ref"));
         assert_eq!(
