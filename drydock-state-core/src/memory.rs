@@ -153,6 +153,9 @@ impl TaskStore for MemoryStore {
         task.validate()?;
         let mut inner = self.lock();
         let stored = inner.task_mut(task.task_id)?;
+        if claim_is_stale(task, stored.claimed_by.as_deref(), stored.claim_term) {
+            return Err(stale_claim(task));
+        }
         if !stored.status.can_become(task.status) {
             return Err(illegal_change(task.task_id, stored.status, task.status));
         }
@@ -368,6 +371,24 @@ impl TaskStore for MemoryStore {
         }
         Ok(report)
     }
+}
+
+/// Whether writing `written` must be refused because the claim it carries is no longer the
+/// stored one (`stored_by`, `stored_term`): the task was recovered or re-claimed since the
+/// writer read it. A task written without a claim is never refused for this.
+pub fn claim_is_stale(written: &Task, stored_by: Option<&str>, stored_term: Option<i64>) -> bool {
+    written.claimed_by.is_some()
+        && (written.claimed_by.as_deref() != stored_by || written.claim_term != stored_term)
+}
+
+/// The [`Error::LeaseLost`] for a write refused by [`claim_is_stale`].
+pub fn stale_claim(written: &Task) -> Error {
+    Error::LeaseLost(format!(
+        "task {} is no longer claimed by {} under term {}; it was recovered or claimed again, so this write is refused",
+        written.task_id,
+        written.claimed_by.as_deref().unwrap_or_default(),
+        written.claim_term.map_or_else(|| "none".to_string(), |t| t.to_string()),
+    ))
 }
 
 /// The result message [`TaskStore::recover_orphans`] leaves on each task it recovers.

@@ -28,6 +28,10 @@ pub trait TaskStore: Send + Sync {
     /// and the claim fields. Sets `updated` to now and returns the stored task.
     /// Fails with `NotFound` for an unknown id and `Conflict` when the stored status is
     /// terminal and the new one differs: a finished task never runs again.
+    /// When the written task carries a claim (`claimed_by` is set, as on a task returned by
+    /// [`TaskStore::claim_next`]), the stored task must still carry that same claim (instance
+    /// and term); otherwise the write fails with `LeaseLost` and nothing is written, so a deposed
+    /// leader's late write cannot overwrite a task that was recovered or claimed again.
     async fn update_task(&self, task: &Task) -> Result<Task>;
 
     /// Moves a task to `status`, under the same rule as [`TaskStore::update_task`], and

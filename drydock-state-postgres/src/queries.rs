@@ -63,7 +63,8 @@ pub const TASK_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM drydock.tasks WHERE 
 pub const TASK_STATUS: &str = "SELECT status FROM drydock.tasks WHERE task_id = $1";
 
 /// `update_task`: a whole put of the writable fields, refused (no row) when the stored status
-/// is terminal and the new one differs; returns the task with its messages.
+/// is terminal and the new one differs, or when the written claim (`$19`, `$20`) is not the
+/// stored one; returns the task with its messages.
 pub const UPDATE_TASK: &str = concat!(
     "WITH t AS (
 UPDATE drydock.tasks SET
@@ -73,10 +74,15 @@ UPDATE drydock.tasks SET
     node_filter = $12, created_by = $13, retry = $14, terminated = $15,
     terminated_by = $16, terminate = $17, request_context = $18, updated = now()
 WHERE task_id = $1 AND (status = $5 OR status NOT IN ('complete', 'terminated'))
+  AND ($19::text IS NULL OR (claimed_by IS NOT DISTINCT FROM $19 AND claim_term IS NOT DISTINCT FROM $20::bigint))
 RETURNING *)
 SELECT t.*, msgs.* FROM t",
     with_messages!()
 );
+
+/// Why `update_task` changed nothing: the stored status and claim.
+pub const TASK_STATUS_AND_CLAIM: &str =
+    "SELECT status, claimed_by, claim_term FROM drydock.tasks WHERE task_id = $1";
 
 /// `set_status`: under the same rule as [`UPDATE_TASK`]; returns the task with its messages.
 pub const SET_STATUS: &str = concat!(

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use drydock_state_core::memory::{orphan_message, purge_cutoff};
+use drydock_state_core::memory::{claim_is_stale, orphan_message, purge_cutoff, stale_claim};
 use drydock_state_core::{
     ClaimRequest, Error, OrphanPolicy, PurgeReport, Result, SubtaskFilter, Task, TaskFilter,
     TaskId, TaskStatus, TaskStore,
@@ -39,6 +39,25 @@ fn illegal_change(id: TaskId, from: &str, to: TaskStatus) -> Error {
 
 impl PgStore {
     /// Explains why a guarded update touched no row: the task is gone, or it is finished.
+    /// Why an `update_task` changed nothing: the task is gone, its claim is stale, or its
+    /// status is final.
+    async fn refused_put(&self, task: &Task) -> Error {
+        let stored: Option<(String, Option<String>, Option<i64>)> =
+            match sqlx::query_as(queries::TASK_STATUS_AND_CLAIM)
+                .bind(task.task_id.0)
+                .fetch_optional(&self.pool)
+                .await
+            {
+                Ok(stored) => stored,
+                Err(e) => return db_error("update_task", "task")(e),
+            };
+        match stored {
+            None => Error::not_found("task", task.task_id),
+            Some((_, by, term)) if claim_is_stale(task, by.as_deref(), term) => stale_claim(task),
+            Some((from, _, _)) => illegal_change(task.task_id, &from, task.status),
+        }
+    }
+
     async fn refused_update(&self, id: TaskId, to: TaskStatus) -> Error {
         match sqlx::query_scalar::<_, String>(queries::TASK_STATUS)
             .bind(id.0)
@@ -128,6 +147,8 @@ impl TaskStore for PgStore {
             .bind(&task.terminated_by)
             .bind(task.terminate)
             .bind(&task.request_context)
+            .bind(&task.claimed_by)
+            .bind(task.claim_term)
             .fetch_optional(&self.pool)
             .await
             .map_err(db_error("update_task", "task"))
@@ -139,7 +160,7 @@ impl TaskStore for PgStore {
             ))?;
         match row {
             Some(row) => rows::assembled(&row),
-            None => Err(self.refused_update(task.task_id, task.status).await),
+            None => Err(self.refused_put(task).await),
         }
     }
 

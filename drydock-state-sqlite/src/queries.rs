@@ -87,7 +87,8 @@ pub const GET_TASK: &str = concat!(
 pub const TASK_STATUS: &str = "SELECT status FROM drydock_tasks WHERE task_id = ?1";
 
 /// `update_task`: a whole put of the writable fields, refused (no row) when the stored status
-/// is terminal and the new one differs.
+/// is terminal and the new one differs, or when the written claim (`?19`, `?20`) is not the
+/// stored one.
 pub const UPDATE_TASK: &str = concat!(
     "UPDATE drydock_tasks SET \
         parent_task_id = ?2, action = ?3, design_ref = ?4, status = ?5, result_status = ?6, \
@@ -96,9 +97,14 @@ pub const UPDATE_TASK: &str = concat!(
         terminated_by = ?16, terminate = ?17, request_context = ?18, updated = ",
     now_us!(),
     " WHERE task_id = ?1 AND (status = ?5 OR status NOT IN ('complete', 'terminated')) \
+       AND (?19 IS NULL OR (claimed_by IS ?19 AND claim_term IS ?20)) \
      RETURNING ",
     task_columns!()
 );
+
+/// Why `update_task` changed nothing: the stored status and claim.
+pub const TASK_STATUS_AND_CLAIM: &str =
+    "SELECT status, claimed_by, claim_term FROM drydock_tasks WHERE task_id = ?1";
 
 /// `set_status`: moves a task to a status under the same rule as `update_task`.
 pub const SET_STATUS: &str = concat!(

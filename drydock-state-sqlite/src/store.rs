@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use drydock_state_core::memory::{orphan_message, purge_cutoff};
+use drydock_state_core::memory::{claim_is_stale, orphan_message, purge_cutoff, stale_claim};
 use drydock_state_core::{
     no_nul, validate_instance_id, BuildData, BuildDataQuery, BuildStore, ClaimRequest, Config,
     Error, InstanceLock, Lease, LeaseOutcome, MessageStore, NewMessage, OrphanPolicy, PurgeReport,
@@ -179,6 +179,29 @@ impl SqliteStore {
         }
     }
 
+    /// Why an `update_task` changed nothing: the task is gone, its claim is stale, or its
+    /// status is final.
+    async fn refused_put(conn: &mut SqliteConnection, task: &Task, op: &'static str) -> Error {
+        let stored: Option<(String, Option<String>, Option<i64>)> =
+            match sqlx::query_as(queries::TASK_STATUS_AND_CLAIM)
+                .bind(id_text(task.task_id))
+                .fetch_optional(&mut *conn)
+                .await
+                .or_store(op)
+            {
+                Ok(s) => s,
+                Err(e) => return e,
+            };
+        match stored {
+            None => Error::not_found("task", task.task_id),
+            Some((_, by, term)) if claim_is_stale(task, by.as_deref(), term) => stale_claim(task),
+            Some((from, _, _)) => Error::Conflict(format!(
+                "task {} is {from}, which is final; it cannot become {}",
+                task.task_id, task.status
+            )),
+        }
+    }
+
     fn wake_if_queued(&self, status: TaskStatus) {
         if status == TaskStatus::Queued {
             self.queued.notify_waiters();
@@ -320,6 +343,8 @@ impl TaskStore for SqliteStore {
             .bind(p.terminated_by)
             .bind(p.terminate)
             .bind(p.request_context)
+            .bind(task.claimed_by.as_deref())
+            .bind(task.claim_term)
             .fetch_optional(&mut *tx)
             .await
             .map_err(|e| {
@@ -334,7 +359,7 @@ impl TaskStore for SqliteStore {
                 }
             })?;
         let Some(row) = row else {
-            return Err(Self::refused_change(&mut tx, task.task_id, task.status, OP).await);
+            return Err(Self::refused_put(&mut tx, task, OP).await);
         };
         let stored = Self::assemble_one(&mut tx, row, OP).await?;
         tx.commit().await.or_store(OP)?;

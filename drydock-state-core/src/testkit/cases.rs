@@ -55,6 +55,8 @@ pub const ALL: &[&str] = &[
     "claim_concurrent_exactly_once",
     "recover_orphans_requeues_with_message",
     "recover_orphans_fail_policy",
+    "stalled_leader_is_fenced_out_and_recovered_once",
+    "late_write_with_a_stale_claim_is_refused",
 ];
 
 async fn store(factory: &dyn StoreFactory) -> Arc<dyn StateStore> {
@@ -1472,4 +1474,171 @@ pub async fn recover_orphans_fail_policy(factory: &dyn StoreFactory) {
         .await
         .unwrap()
         .is_empty());
+}
+
+/// A leader that stops renewing past the grace period loses the lease to another with a
+/// higher term; its renewal and fenced claims are refused and take nothing; its running tasks
+/// are recovered exactly once, by two recoveries racing and a repeat.
+pub async fn stalled_leader_is_fenced_out_and_recovered_once(factory: &dyn StoreFactory) {
+    let grace = Duration::from_millis(600);
+    let store = factory.open(with_grace(grace)).await;
+    for i in 0..6 {
+        queued(&*store, "deploy_nodes", secs_ago(600 - i)).await;
+    }
+    let ta = store
+        .claim_lease("instance-a")
+        .await
+        .unwrap()
+        .held()
+        .unwrap()
+        .clone();
+    let fenced_a = ClaimRequest::new("instance-a").fenced(ta.term);
+    let mut running_a = Vec::new();
+    for _ in 0..4 {
+        running_a.push(store.claim_next(&fenced_a).await.unwrap().unwrap().task_id);
+    }
+    tokio::time::sleep(grace + Duration::from_millis(200)).await;
+    let tb = store
+        .claim_lease("instance-b")
+        .await
+        .unwrap()
+        .held()
+        .expect("b takes the lapsed lease")
+        .clone();
+    assert!(tb.term > ta.term);
+    match store.renew_lease("instance-a").await.unwrap() {
+        LeaseOutcome::Denied(Some(holder)) => assert_eq!(
+            (holder.instance_id.as_str(), holder.term),
+            ("instance-b", tb.term)
+        ),
+        other => panic!("a stale renewal must be denied, naming the new holder: {other:?}"),
+    }
+    assert!(store
+        .claim_lease("instance-a")
+        .await
+        .unwrap()
+        .held()
+        .is_none());
+    let queued_before = store
+        .list_tasks(&TaskFilter {
+            status: Some(TaskStatus::Queued),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len();
+    for _ in 0..3 {
+        assert_kind(
+            store.claim_next(&fenced_a).await,
+            "stale fenced claim",
+            |e| matches!(e, Error::LeaseLost(_)),
+        );
+    }
+    let queued_after = store
+        .list_tasks(&TaskFilter {
+            status: Some(TaskStatus::Queued),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(queued_before, queued_after, "refused claims took nothing");
+    let (r1, r2) = tokio::join!(
+        store.recover_orphans(tb.term, OrphanPolicy::Requeue),
+        store.recover_orphans(tb.term, OrphanPolicy::Requeue)
+    );
+    let mut recovered: Vec<TaskId> = r1.unwrap().into_iter().chain(r2.unwrap()).collect();
+    recovered.sort();
+    running_a.sort();
+    assert_eq!(recovered, running_a, "each task recovered exactly once");
+    assert!(store
+        .recover_orphans(tb.term, OrphanPolicy::Requeue)
+        .await
+        .unwrap()
+        .is_empty());
+    for id in running_a {
+        let t = get(&*store, id).await;
+        assert_eq!(t.status, TaskStatus::Queued);
+        assert_eq!(
+            t.result.details.message_list.len(),
+            1,
+            "one recovery message"
+        );
+    }
+}
+
+/// A write from a copy whose claim is no longer the stored one (the task was recovered, or
+/// claimed again by a new leader) is refused with `LeaseLost` and writes nothing; the current
+/// claimant's write goes through. A copy without a claim is not refused for this.
+pub async fn late_write_with_a_stale_claim_is_refused(factory: &dyn StoreFactory) {
+    let store = store(factory).await;
+    let t = queued(&*store, "deploy_nodes", secs_ago(60)).await;
+    let ta = store
+        .claim_lease("instance-a")
+        .await
+        .unwrap()
+        .held()
+        .unwrap()
+        .clone();
+    let claimed_a = store
+        .claim_next(&ClaimRequest::new("instance-a").fenced(ta.term))
+        .await
+        .unwrap()
+        .unwrap();
+    store.release_lease("instance-a").await.unwrap();
+    let tb = store
+        .claim_lease("instance-b")
+        .await
+        .unwrap()
+        .held()
+        .unwrap()
+        .clone();
+    store
+        .recover_orphans(tb.term, OrphanPolicy::Requeue)
+        .await
+        .unwrap();
+
+    // Recovered, not yet claimed again: a's late finish is refused.
+    let mut late = claimed_a.clone();
+    late.status = TaskStatus::Complete;
+    late.result.status = ResultStatus::Success;
+    assert_kind(
+        store.update_task(&late).await,
+        "late write after recovery",
+        |e| matches!(e, Error::LeaseLost(_)),
+    );
+    assert_eq!(get(&*store, t.task_id).await.status, TaskStatus::Queued);
+
+    // Claimed again by b: a's late finish is still refused, b's own goes through.
+    let claimed_b = store
+        .claim_next(&ClaimRequest::new("instance-b").fenced(tb.term))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_kind(
+        store.update_task(&late).await,
+        "late write after re-claim",
+        |e| matches!(e, Error::LeaseLost(_)),
+    );
+    let stored = get(&*store, t.task_id).await;
+    assert_eq!(
+        (
+            stored.status,
+            stored.claimed_by.as_deref(),
+            stored.claim_term
+        ),
+        (TaskStatus::Running, Some("instance-b"), Some(tb.term))
+    );
+    let mut done = claimed_b.clone();
+    done.status = TaskStatus::Complete;
+    done.result.status = ResultStatus::Success;
+    store.update_task(&done).await.unwrap();
+    assert_eq!(get(&*store, t.task_id).await.status, TaskStatus::Complete);
+
+    // A copy read without a claim is a plain whole put, judged by status alone.
+    let other = queued(&*store, "deploy_nodes", secs_ago(30)).await;
+    let mut unclaimed = get(&*store, other.task_id).await;
+    unclaimed.retry = 3;
+    store.update_task(&unclaimed).await.unwrap();
+    assert_eq!(get(&*store, other.task_id).await.retry, 3);
 }

@@ -99,6 +99,8 @@ macro_rules! conformance_tests {
             claim_concurrent_exactly_once,
             recover_orphans_requeues_with_message,
             recover_orphans_fail_policy,
+            stalled_leader_is_fenced_out_and_recovered_once,
+            late_write_with_a_stale_claim_is_refused,
         );
     };
 }
