@@ -53,8 +53,10 @@ impl DesignDriver for FileDriver {
         let file = tokio::fs::File::open(&path).await.map_err(io_error)?;
         // One byte past the limit tells a file that grew past it from one that is exactly it.
         let mut reader = file.take(options.max_size + 1);
-        // Metadata is a hint (a file may change under us); the buffer grows if it must.
-        let mut buffer = BytesMut::with_capacity(declared as usize);
+        // Metadata is a hint (a file may change under us); the buffer grows if it must. The
+        // spare byte lets the read that finds the end do so without growing a full buffer,
+        // which would double it (and the peak memory) for the one byte it never receives.
+        let mut buffer = BytesMut::with_capacity(declared.saturating_add(1) as usize);
         loop {
             if reader.read_buf(&mut buffer).await.map_err(io_error)? == 0 {
                 break;
