@@ -1,12 +1,11 @@
-//! The `file://` driver: URI-to-path rules, size limits and the streaming read.
+//! The `file://` driver: URI-to-path rules, size limits and the bounded read into one buffer.
 
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use bytes::BytesMut;
+use bytes::Bytes;
 use drydock_state_core::{DesignDocument, DesignDriver, DesignRef, Error, FetchOptions, Result};
-use tokio::io::AsyncReadExt;
 
 use crate::SCHEMES;
 
@@ -50,24 +49,30 @@ impl DesignDriver for FileDriver {
             return Err(too_large(design_ref, declared, options.max_size));
         }
 
-        let file = tokio::fs::File::open(&path).await.map_err(io_error)?;
-        // One byte past the limit tells a file that grew past it from one that is exactly it.
-        let mut reader = file.take(options.max_size + 1);
-        // Metadata is a hint (a file may change under us); the buffer grows if it must. The
-        // spare byte lets the read that finds the end do so without growing a full buffer,
-        // which would double it (and the peak memory) for the one byte it never receives.
-        let mut buffer = BytesMut::with_capacity(declared.saturating_add(1) as usize);
-        loop {
-            if reader.read_buf(&mut buffer).await.map_err(io_error)? == 0 {
-                break;
-            }
-            if buffer.len() as u64 > options.max_size {
-                return Err(too_large(design_ref, buffer.len() as u64, options.max_size));
-            }
+        // One blocking read straight into one buffer: tokio's `File` would copy every chunk
+        // through a buffer of its own and hop to the blocking pool once per 2 MiB.
+        let max_size = options.max_size;
+        let read_path = path.clone();
+        let buffer = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+            let file = std::fs::File::open(&read_path)?;
+            // Metadata is a hint (a file may change under us); the buffer grows if it must.
+            // The spare byte lets the read that finds the end do so without growing a full
+            // buffer, which would double it (and the peak memory) for a byte never received.
+            let mut buffer = Vec::with_capacity(declared.saturating_add(1) as usize);
+            // One byte past the limit tells a file that grew past it from one that is exactly it.
+            file.take(max_size.saturating_add(1))
+                .read_to_end(&mut buffer)?;
+            Ok(buffer)
+        })
+        .await
+        .map_err(|e| design_ref.fetch_error(format!("the read did not finish: {e}"), true))?
+        .map_err(io_error)?;
+        if buffer.len() as u64 > max_size {
+            return Err(too_large(design_ref, buffer.len() as u64, max_size));
         }
         tracing::debug!(bytes = buffer.len(), "design file read");
         Ok(DesignDocument {
-            bytes: buffer.freeze(),
+            bytes: Bytes::from(buffer),
             content_type: content_type(&path).map(str::to_owned),
             source: design_ref.without_credentials(),
         })
