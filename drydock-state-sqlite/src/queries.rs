@@ -255,6 +255,21 @@ pub const APPEND_MESSAGE: &str = concat!(
     message_columns!()
 );
 
+/// `append_messages`: a whole batch in one statement. `?2` is a JSON array of objects
+/// `{"m": message, "e": error, "ct": context_type, "c": context, "x": extra-or-null}` (`x`
+/// holds the extra's JSON text, stored as is); rows are inserted, and so sequenced, in array
+/// order, all with one timestamp.
+pub const APPEND_MESSAGES: &str = concat!(
+    "INSERT INTO drydock_result_messages (task_id, message, error, context_type, context, ts, \
+        extra) \
+     SELECT ?1, json_extract(value, '$.m'), json_extract(value, '$.e'), \
+            json_extract(value, '$.ct'), json_extract(value, '$.c'), ",
+    now_us!(),
+    ", json_extract(value, '$.x') \
+     FROM json_each(?2) ORDER BY key RETURNING ",
+    message_columns!()
+);
+
 /// `messages`: one task's messages in sequence order.
 pub const MESSAGES: &str = concat!(
     "SELECT ",
@@ -263,12 +278,14 @@ pub const MESSAGES: &str = concat!(
 );
 
 /// Assembling tasks: the messages of every task in `?1` (a JSON array of ids), in sequence
-/// order, in one query whatever the number of tasks.
+/// order per task, in one query whatever the number of tasks. Ordered by task first, so the
+/// `(task_id, sequence)` index delivers the rows in order (by `sequence` alone, SQLite sorts
+/// every message of the page in a temporary B-tree).
 pub const MESSAGES_OF_TASKS: &str = concat!(
     "SELECT ",
     message_columns!(),
     " FROM drydock_result_messages WHERE task_id IN (SELECT value FROM json_each(?1)) \
-     ORDER BY sequence"
+     ORDER BY task_id, sequence"
 );
 
 // ---------------------------------------------------------------------------------------------

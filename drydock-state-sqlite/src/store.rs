@@ -24,7 +24,7 @@ use sqlx::{Sqlite, SqlitePool};
 
 use crate::codec::{
     fits, id_array, id_text, to_json, to_micros, BuildDataRow, LeaseRow, MessageRow, TaskParams,
-    TaskRow,
+    TaskRow, MAX_VALUE_BYTES,
 };
 use crate::config::{period_micros, Target};
 use crate::error::{is_foreign_key_violation, is_unique_violation, OrStore};
@@ -243,6 +243,29 @@ fn append_query(task: TaskId, message: &NewMessage) -> Result<Query<'static>> {
         .bind(message.context_type.clone())
         .bind(message.context.clone())
         .bind(extra))
+}
+
+/// A batch of messages as the JSON array [`queries::APPEND_MESSAGES`] reads, after checking
+/// each value fits.
+fn batch_json(messages: &[NewMessage]) -> Result<String> {
+    let mut items = Vec::with_capacity(messages.len());
+    for m in messages {
+        fits("message.message", &m.message)?;
+        let extra = m
+            .extra
+            .as_ref()
+            .map(|v| to_json("message.extra", v))
+            .transpose()?;
+        fits("message.extra", extra.as_deref().unwrap_or_default())?;
+        items.push(serde_json::json!({
+            "m": m.message,
+            "e": m.error,
+            "ct": m.context_type,
+            "c": m.context,
+            "x": extra,
+        }));
+    }
+    to_json("messages", &items)
 }
 
 fn subtask_filter_code(which: SubtaskFilter) -> i64 {
@@ -638,34 +661,54 @@ impl MessageStore for SqliteStore {
     ) -> Result<Vec<ResultMessage>> {
         const OP: &str = "append_messages";
         messages.iter().try_for_each(NewMessage::validate)?;
-        let queries = messages
-            .iter()
-            .map(|m| append_query(task, m))
-            .collect::<Result<Vec<_>>>()?;
-        if queries.is_empty() {
+        if messages.is_empty() {
             return if self.task_exists(task, OP).await? {
                 Ok(Vec::new())
             } else {
                 Err(Error::not_found("task", task))
             };
         }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.or_store(OP)?;
-        let mut stored = Vec::with_capacity(queries.len());
-        for query in queries {
-            let row: MessageRow = query
-                .try_map(|row| sqlx::FromRow::from_row(&row))
-                .fetch_one(&mut *tx)
+        let batch = batch_json(messages)?;
+        let not_found_or = |e: sqlx::Error| {
+            if is_foreign_key_violation(&e) {
+                Error::not_found("task", task)
+            } else {
+                crate::error::classify(OP, e)
+            }
+        };
+        let mut stored = if batch.len() <= MAX_VALUE_BYTES {
+            // The common case: one statement, whatever the batch's length.
+            let rows: Vec<MessageRow> = sqlx::query_as(queries::APPEND_MESSAGES)
+                .bind(id_text(task))
+                .bind(batch)
+                .fetch_all(&self.pool)
                 .await
-                .map_err(|e| {
-                    if is_foreign_key_violation(&e) {
-                        Error::not_found("task", task)
-                    } else {
-                        crate::error::classify(OP, e)
-                    }
-                })?;
-            stored.push(row.into_message()?);
-        }
-        tx.commit().await.or_store(OP)?;
+                .map_err(not_found_or)?;
+            rows.into_iter()
+                .map(MessageRow::into_message)
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            // A batch too long for one SQLite value: one insert per message, in one
+            // transaction.
+            let queries = messages
+                .iter()
+                .map(|m| append_query(task, m))
+                .collect::<Result<Vec<_>>>()?;
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.or_store(OP)?;
+            let mut stored = Vec::with_capacity(queries.len());
+            for query in queries {
+                let row: MessageRow = query
+                    .try_map(|row| sqlx::FromRow::from_row(&row))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(not_found_or)?;
+                stored.push(row.into_message()?);
+            }
+            tx.commit().await.or_store(OP)?;
+            stored
+        };
+        // SQLite does not promise RETURNING's order.
+        stored.sort_by_key(|m| m.sequence);
         Ok(stored)
     }
 
