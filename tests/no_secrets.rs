@@ -165,7 +165,7 @@ async fn postgres_failures_never_show_the_password() {
 #[tokio::test]
 async fn a_working_store_logs_no_password() {
     captured();
-    let db = PgDb::create().await;
+    let db = fresh_database().await;
     let mut url = url::Url::parse(&db.url).unwrap();
     let user = url.username().to_string();
     // The test server trusts local connections, so any password is accepted, and sent.
@@ -222,8 +222,8 @@ async fn design_fetch_failures_never_show_the_password() {
             "run with --all-features: {scheme} is not served"
         );
     }
-    let failing = HttpServer::start(None, echo(500)).await;
-    let refusing = HttpServer::start(None, echo(401)).await;
+    let failing = text_server(None, echo(500)).await;
+    let refusing = text_server(None, echo(401)).await;
     let cases = [
         (
             "a closed port",
@@ -285,10 +285,10 @@ async fn deckhand_and_keystone_failures_never_show_secrets() {
     captured();
     // Keystone and Deckhand fakes whose error pages quote the request (password in the body,
     // token in the headers).
-    let keystone_401 = HttpServer::start(None, echo(401)).await;
-    let keystone_500 = HttpServer::start(None, echo(500)).await;
-    let deckhand_403 = HttpServer::start(None, echo(403)).await;
-    let deckhand_500 = HttpServer::start(None, echo(500)).await;
+    let keystone_401 = text_server(None, echo(401)).await;
+    let keystone_500 = text_server(None, echo(500)).await;
+    let deckhand_403 = text_server(None, echo(403)).await;
+    let deckhand_500 = text_server(None, echo(500)).await;
     let keystone = |addr: std::net::SocketAddr, password: &str| {
         json!({"keystone": {
             "auth_url": format!("http://{addr}/v3"),

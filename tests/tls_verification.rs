@@ -5,51 +5,12 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use drydock_state::*;
 
 const DOCUMENT: &str = "schema: drydock/Site/v1\n";
-
-/// A certificate authority nobody trusts, and a server certificate for 127.0.0.1 it signed.
-struct Pki {
-    ca_pem: String,
-    acceptor: tokio_rustls::TlsAcceptor,
-}
-
-fn untrusted_pki() -> Pki {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-    use tokio_rustls::rustls;
-
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "drydock-state untrusted test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca, &ca_key)
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![leaf.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
-        )
-        .unwrap();
-    Pki {
-        ca_pem: ca.pem(),
-        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
-    }
-}
 
 fn quick(mut design: DesignConfig) -> DesignConfig {
     design.retries = 0;
@@ -77,8 +38,8 @@ fn verification_is_on_by_default() {
 
 #[tokio::test]
 async fn an_untrusted_certificate_is_refused_unless_verification_is_turned_off() {
-    let pki = untrusted_pki();
-    let server = HttpServer::start(Some(pki.acceptor.clone()), |_: &str| {
+    let pki = TestPki::generate();
+    let server = text_server(Some(pki.acceptor.clone()), |_: &str| {
         (200, DOCUMENT.to_string())
     })
     .await;
@@ -123,8 +84,8 @@ async fn an_untrusted_certificate_is_refused_unless_verification_is_turned_off()
 /// The same through Deckhand: its client verifies certificates by default too.
 #[tokio::test]
 async fn deckhand_refuses_an_untrusted_certificate_by_default() {
-    let pki = untrusted_pki();
-    let server = HttpServer::start(Some(pki.acceptor.clone()), |_: &str| {
+    let pki = TestPki::generate();
+    let server = text_server(Some(pki.acceptor.clone()), |_: &str| {
         (200, "[]".to_string())
     })
     .await;

@@ -1,14 +1,12 @@
 //! The Deckhand driver through the public API, against a fake Deckhand and a fake Keystone
 //! that speak real HTTP on 127.0.0.1.
 
-mod support;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use drydock_state_core::{DesignConfig, DesignResolver, Error};
-use support::{Body, Reply, Request, TestServer};
+use drydock_state_testsupport::http::{Body, Reply, Request, TestServer};
 
 const TOKEN: &str = "static-TOKEN-secret";
 const PASSWORD: &str = "keystone-PASSWORD-secret";

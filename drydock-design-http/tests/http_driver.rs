@@ -1,12 +1,10 @@
 //! The `http(s)://` driver through the public API, against real servers on 127.0.0.1.
 
-mod support;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use drydock_state_core::{DesignConfig, DesignResolver, Error};
-use support::{Body, Reply, TestPki, TestServer};
+use drydock_state_testsupport::http::{Body, Reply, TestPki, TestServer};
 
 const SECRET: &str = "pa55-Hunter2-SECRET";
 

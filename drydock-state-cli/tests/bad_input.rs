@@ -13,6 +13,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use drydock_state_testsupport::postgres::{fresh_database_blocking, TestDatabase};
 use serde_json::Value;
 
 /// Message text that would be an injection if it were ever spliced into SQL.
@@ -87,63 +88,16 @@ fn sqlite_target() -> Target {
     }
 }
 
-/// A fresh PostgreSQL database (dropped by [`PgGuard`]); fails, saying how to provide a
-/// server, when none can be reached.
-struct PgGuard {
-    admin: String,
-    name: String,
-}
-
-impl Drop for PgGuard {
-    fn drop(&mut self) {
-        // sql-hygiene: allow (generated name; DDL takes no parameters)
-        let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        let _ = Command::new("psql")
-            .args([self.admin.as_str(), "-qc", drop.as_str()])
-            .output();
-    }
-}
-
-fn postgres_target() -> (Target, PgGuard) {
-    let admin = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!(
-        "drydock_t_{:x}{:x}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
-    // sql-hygiene: allow (generated name; DDL takes no parameters)
-    let create = format!("CREATE DATABASE {name}");
-    let out = Command::new("psql")
-        .args([
-            admin.as_str(),
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-qc",
-            create.as_str(),
-        ])
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("PostgreSQL is needed: install psql and a server, or set DATABASE_URL ({e})")
-        });
-    assert!(
-        out.status.success(),
-        "cannot create a test database on {}: {}\nSet DATABASE_URL to a PostgreSQL server \
-         where the user may CREATE DATABASE.",
-        drydock_state::redact_uri(&admin),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut url = url::Url::parse(&admin).unwrap();
-    url.set_path(&name);
+/// A target on a fresh PostgreSQL database of the shared test harness (dropped with the
+/// returned guard); fails, saying how to provide a server, when none can be had.
+fn postgres_target() -> (Target, TestDatabase) {
+    let db = fresh_database_blocking();
     let target = Target {
-        url: url.to_string(),
+        url: db.url.clone(),
         home: tempfile::tempdir().unwrap(),
         files: tempfile::tempdir().unwrap(),
     };
-    (target, PgGuard { admin, name })
+    (target, db)
 }
 
 /// The ids seeded into a target, for rows to refer to.

@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
+use drydock_state_testsupport::postgres::fresh_database_blocking;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_drydock-state");
@@ -319,42 +320,8 @@ fn cli_tour_on_sqlite() {
 
 #[test]
 fn cli_tour_on_postgres() {
-    let base = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("drydock_cli_{}", uuid_simple());
-    // sql-hygiene: allow (a generated name; CREATE DATABASE takes no parameters)
-    let create = Command::new("psql")
-        .args([base.as_str(), "-v", "ON_ERROR_STOP=1", "-qc"])
-        .arg(format!("CREATE DATABASE {name}"))
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("PostgreSQL is needed: install psql and a server, or set DATABASE_URL ({e})")
-        });
-    assert!(
-        create.status.success(),
-        "cannot create a test database on {}: {}\nSet DATABASE_URL to a PostgreSQL server where user may CREATE DATABASE.",
-        drydock_state::redact_uri(&base),
-        String::from_utf8_lossy(&create.stderr)
-    );
-    let mut url = url::Url::parse(&base).unwrap();
-    url.set_path(&name);
-    tour(&Cli::new(url.to_string()));
-    // sql-hygiene: allow (a generated name; DROP DATABASE takes no parameters)
-    let _ = Command::new("psql")
-        .args([base.as_str(), "-qc"])
-        .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .output();
-}
-
-fn uuid_simple() -> String {
-    format!(
-        "{:x}{:x}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    )
+    let db = fresh_database_blocking();
+    tour(&Cli::new(db.url.clone()));
 }
 
 #[test]

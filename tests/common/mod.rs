@@ -2,95 +2,18 @@
 //! PostgreSQL database of the test's own, a SQLite file in a temporary directory, memory),
 //! snapshots of a store's observable state, and error kinds.
 //!
-//! PostgreSQL is `DATABASE_URL` when set, else `postgres://postgres@127.0.0.1:5432/postgres`;
-//! if it cannot be reached the tests fail, saying how to provide one.
+//! PostgreSQL comes from the shared harness, `drydock_state_testsupport::postgres`.
 
-#![allow(dead_code)] // each test file uses a different part of the helpers
+#![allow(dead_code, unused_imports)] // each test file uses a different part of the helpers
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use drydock_state::*;
-use sqlx::{Connection, Executor, PgConnection};
-
-const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-/// The admin URL of the PostgreSQL server the tests use; panics, saying how to provide one,
-/// if it cannot be reached.
-pub async fn pg_server_url() -> String {
-    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_string());
-    match tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(&url)).await {
-        Ok(Ok(conn)) => {
-            let _ = conn.close().await;
-            url
-        }
-        Ok(Err(e)) => panic!(
-            "PostgreSQL at {} cannot be reached ({e}); set DATABASE_URL to a server where the \
-             user may create databases",
-            redact_uri(&url)
-        ),
-        Err(_) => panic!(
-            "PostgreSQL at {} did not answer within 5 s; set DATABASE_URL to a server where \
-             the user may create databases",
-            redact_uri(&url)
-        ),
-    }
-}
-
-/// A database of the test's own, `drydock_t_<random>`, dropped (best effort) with this value.
-pub struct PgDb {
-    pub name: String,
-    pub url: String,
-    admin_url: String,
-}
-
-impl PgDb {
-    pub async fn create() -> PgDb {
-        let admin_url = pg_server_url().await;
-        let name = format!("drydock_t_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = PgConnection::connect(&admin_url)
-            .await
-            .expect("connect to the test server");
-        // sql-hygiene: allow (generated name; DDL takes no parameters)
-        let create = format!("CREATE DATABASE \"{name}\"");
-        admin
-            .execute(create.as_str())
-            .await
-            .expect("create the test database");
-        let _ = admin.close().await;
-        let mut url = url::Url::parse(&admin_url).expect("the server URL parses");
-        url.set_path(&name);
-        PgDb {
-            name,
-            url: url.to_string(),
-            admin_url,
-        }
-    }
-}
-
-impl Drop for PgDb {
-    fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        // Drop may run inside the test's runtime: the drop gets a thread and runtime of its own.
-        let dropper = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
-                    // sql-hygiene: allow (generated name; DDL takes no parameters)
-                    let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                    let _ = admin.execute(drop.as_str()).await;
-                    let _ = admin.close().await;
-                }
-            });
-        });
-        let _ = dropper.join();
-    }
-}
+pub use drydock_state_testsupport::http::{Reply, Request, TestPki, TestServer};
+pub use drydock_state_testsupport::postgres::{
+    fresh_database, server_url as pg_server_url, TestDatabase,
+};
 
 /// The backends every cross-backend test runs against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,7 +29,7 @@ pub const ALL_BACKENDS: [Backend; 3] = [Backend::Memory, Backend::Sqlite, Backen
 pub enum Storage {
     None,
     Dir(tempfile::TempDir),
-    Pg(PgDb),
+    Pg(TestDatabase),
 }
 
 /// An open store on fresh storage. Fields drop in order: the store (its pool), then the storage.
@@ -137,7 +60,7 @@ pub async fn open_fresh(backend: Backend, config: &Config) -> Opened {
             (url, Storage::Dir(dir))
         }
         Backend::Postgres => {
-            let db = PgDb::create().await;
+            let db = fresh_database().await;
             (db.url.clone(), Storage::Pg(db))
         }
     };
@@ -204,85 +127,29 @@ pub fn error_texts(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-/// A one-request-per-connection HTTP/1.1 server on 127.0.0.1 answering every request with
-/// `reply(request text)` = (status, body); with an acceptor, it speaks TLS. Stops when dropped.
-pub struct HttpServer {
-    pub addr: std::net::SocketAddr,
-    accept_loop: tokio::task::JoinHandle<()>,
-}
-
-impl HttpServer {
-    pub async fn start(
-        tls: Option<tokio_rustls::TlsAcceptor>,
-        reply: impl Fn(&str) -> (u16, String) + Send + Sync + 'static,
-    ) -> HttpServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let reply = Arc::new(reply);
-        let accept_loop = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (reply, tls) = (reply.clone(), tls.clone());
-                tokio::spawn(async move {
-                    match tls {
-                        None => answer(stream, &*reply).await,
-                        Some(acceptor) => {
-                            if let Ok(stream) = acceptor.accept(stream).await {
-                                answer(stream, &*reply).await
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        HttpServer { addr, accept_loop }
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        self.accept_loop.abort();
-    }
-}
-
-async fn answer<S>(mut stream: S, reply: &(dyn Fn(&str) -> (u16, String) + Send + Sync))
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut request = Vec::new();
-    let mut buf = [0u8; 4096];
-    // Headers, then as much body as Content-Length says.
-    loop {
-        let Ok(n) = stream.read(&mut buf).await else {
-            return;
-        };
-        if n == 0 {
-            return;
+/// An HTTP/1.1 server on 127.0.0.1 (the shared test server) answering every request with
+/// `reply(request text)` = (status, body), the text being the request line, headers and body as
+/// received; with an acceptor, it speaks TLS. Stops when dropped.
+pub async fn text_server(
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    reply: impl Fn(&str) -> (u16, String) + Send + Sync + 'static,
+) -> TestServer {
+    let handler = move |request: &Request, _: usize| {
+        let mut text = format!("{} {} HTTP/1.1\r\n", request.method, request.path);
+        for (name, value) in &request.headers {
+            text.push_str(&format!("{name}: {value}\r\n"));
         }
-        request.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&request);
-        if let Some(end) = text.find("\r\n\r\n") {
-            let length = text[..end]
-                .lines()
-                .find_map(|l| {
-                    let (name, value) = l.split_once(':')?;
-                    name.eq_ignore_ascii_case("content-length")
-                        .then(|| value.trim().parse::<usize>().ok())?
-                })
-                .unwrap_or(0);
-            if request.len() >= end + 4 + length {
-                break;
-            }
-        }
+        text.push_str("\r\n");
+        text.push_str(&String::from_utf8_lossy(&request.body));
+        let (status, body) = reply(&text);
+        Reply::status(status)
+            .header("Content-Type", "text/plain")
+            .body(body)
+    };
+    match tls {
+        None => TestServer::start(handler).await,
+        Some(acceptor) => TestServer::start_tls(acceptor, handler).await,
     }
-    let (status, body) = reply(&String::from_utf8_lossy(&request));
-    let head = format!(
-        "HTTP/1.1 {status} Status\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(body.as_bytes()).await;
-    let _ = stream.shutdown().await;
 }
 
 /// A port on 127.0.0.1 that nothing listens on (bound, then released).
