@@ -886,10 +886,13 @@ async fn run(args: Args) -> Result<Report, Box<dyn std::error::Error>> {
         action: Some("bench_w4".into()),
         ..Default::default()
     };
+    // Timed and counted in separate calls: while statements are counted, sqlx formats every
+    // statement's text for its log event, which costs more than some statements do.
     let started = Instant::now();
-    let (listed, statements) = count_statements(store.list_tasks(&filter)).await;
+    let listed = store.list_tasks(&filter).await?;
     let w4 = started.elapsed().as_secs_f64();
-    let listed = listed?;
+    let (recount, statements) = count_statements(store.list_tasks(&filter)).await;
+    assert_eq!(recount?.len(), listed.len());
     assert_eq!(listed.len(), n);
     assert!(listed
         .iter()
@@ -898,7 +901,12 @@ async fn run(args: Args) -> Result<Report, Box<dyn std::error::Error>> {
     eprintln!("W5 claim...");
     let n = 2000 / s;
     create_many(&store, n, "bench_w5a", TaskStatus::Queued).await;
-    let (w5_1, w5_1_statements) = count_statements(drain(store.clone(), n, "bench_w5a", 1)).await;
+    let w5_1 = drain(store.clone(), n, "bench_w5a", 1).await;
+    // The statements of a claim and a completion, counted on a drain of their own (untimed).
+    let counted = 100 / s.min(10);
+    create_many(&store, counted, "bench_w5c", TaskStatus::Queued).await;
+    let (_, w5_1_statements) =
+        count_statements(drain(store.clone(), counted, "bench_w5c", 1)).await;
     create_many(&store, n, "bench_w5b", TaskStatus::Queued).await;
     let w5_8 = drain(store.clone(), n, "bench_w5b", 8).await;
 
@@ -1079,7 +1087,7 @@ async fn run(args: Args) -> Result<Report, Box<dyn std::error::Error>> {
         .with("unclaimed", json!(w5_1.unclaimed))
         .with(
             "statements_per_claim",
-            json!(w5_1_statements as f64 / (2000 / s) as f64),
+            json!(w5_1_statements as f64 / counted as f64),
         )
         .with("claim_ms", json!(round3(w5_1.claim_ms)))
         .with("complete_ms", json!(round3(w5_1.complete_ms)))
