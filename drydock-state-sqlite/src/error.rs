@@ -42,6 +42,13 @@ pub(crate) fn classify(op: &'static str, e: sqlx::Error) -> Error {
     }
 }
 
+/// Whether `e` is SQLite refusing a lock (`SQLITE_BUSY`, `SQLITE_LOCKED`).
+pub(crate) fn is_busy(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db)
+        if matches!(db.code().and_then(|c| c.parse::<i64>().ok()).map(|c| c & 0xff),
+                    Some(SQLITE_BUSY | SQLITE_LOCKED)))
+}
+
 /// Whether `e` is a foreign-key failure, which an operation reports as its own `NotFound`.
 pub(crate) fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.kind() == ErrorKind::ForeignKeyViolation)

@@ -27,7 +27,7 @@ use crate::codec::{
     TaskRow, MAX_VALUE_BYTES,
 };
 use crate::config::{period_micros, Target};
-use crate::error::{is_foreign_key_violation, is_unique_violation, OrStore};
+use crate::error::{is_busy, is_foreign_key_violation, is_unique_violation, OrStore};
 use crate::queries;
 
 /// How many root tasks one purge transaction deletes (with their trees), so that the write
@@ -68,11 +68,7 @@ impl SqliteStore {
     pub async fn open(url: &str, config: &Config) -> Result<Self> {
         let target = Target::from_url(url, config)?;
         target.create_parent_dir()?;
-        let pool = target
-            .pool
-            .connect_with(target.connect)
-            .await
-            .or_store("open")?;
+        let pool = Self::first_connection(&target, config.database.pool_timeout).await?;
         tracing::debug!(path = ?target.path, "opened sqlite store");
         Ok(SqliteStore {
             pool,
@@ -81,6 +77,31 @@ impl SqliteStore {
             queued: tokio::sync::Notify::new(),
             _guard: None,
         })
+    }
+
+    /// Opens the pool with its first connection. On a new file the first connections of
+    /// several instances race to switch it to WAL, and SQLite refuses all but one with
+    /// `SQLITE_BUSY` at once (deadlock avoidance: the busy timeout does not apply), so a busy
+    /// refusal is tried again, with a short growing pause, until `patience` has passed. Once
+    /// the file is in WAL mode the race is over for good.
+    async fn first_connection(target: &Target, patience: Duration) -> Result<SqlitePool> {
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match target
+                .pool
+                .clone()
+                .connect_with(target.connect.clone())
+                .await
+            {
+                Err(e) if is_busy(&e) && started.elapsed() + pause < patience => {
+                    tracing::debug!(?pause, "sqlite file busy while opening; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                connected => return connected.or_store("open"),
+            }
+        }
     }
 
     /// Brings the schema up to date; returns how many migrations were applied (zero when it
