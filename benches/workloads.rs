@@ -888,9 +888,15 @@ async fn run(args: Args) -> Result<Report, Box<dyn std::error::Error>> {
     };
     // Timed and counted in separate calls: while statements are counted, sqlx formats every
     // statement's text for its log event, which costs more than some statements do.
-    let started = Instant::now();
-    let listed = store.list_tasks(&filter).await?;
-    let w4 = started.elapsed().as_secs_f64();
+    // One call lists the whole 2,000; the best of three, like the baselines' best of two,
+    // so that one scheduling hiccup on a shared machine does not stand for the call.
+    let mut w4 = f64::MAX;
+    let mut listed = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        listed = store.list_tasks(&filter).await?;
+        w4 = w4.min(started.elapsed().as_secs_f64());
+    }
     let (recount, statements) = count_statements(store.list_tasks(&filter)).await;
     assert_eq!(recount?.len(), listed.len());
     assert_eq!(listed.len(), n);
