@@ -318,7 +318,7 @@ async fn print_summary(
     let line = |t: &Task, label: String| {
         let d = &t.result.details;
         println!(
-            "    {label:<30} {:<9} {:<16} {} messages, {} errors, claimed by {}",
+            "    {label:<30} {:<9} {:<16} messages {}, errors {}, claimed by {}",
             t.status.as_str(),
             t.result.status.as_str(),
             d.message_list.len(),

@@ -1,0 +1,72 @@
+//! The README's first command: `examples/orchestrator.rs` runs to its summary on the embedded
+//! default, with no server and from a directory that is not the project's.
+//!
+//! `cargo test` builds the examples before it runs the tests, so the example's binary sits
+//! beside this test's, in `target/<profile>/examples/`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn example_binary() -> PathBuf {
+    let test = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/<this test> -> target/<profile>/examples/orchestrator
+    let profile_dir = test
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test runs from target/<profile>/deps");
+    let binary = profile_dir.join("examples").join("orchestrator");
+    assert!(
+        binary.is_file(),
+        "{} is missing: run this test through `cargo test`, which builds the examples",
+        binary.display()
+    );
+    binary
+}
+
+#[test]
+fn the_orchestrator_example_prints_its_summary_from_any_directory() {
+    let home = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = Command::new(example_binary())
+        .current_dir(elsewhere.path())
+        .env("DRYDOCK_STATE_HOME", home.path())
+        .env_remove("DRYDOCK_DATABASE__URL")
+        .output()
+        .expect("run the example");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the example failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let database = home.path().join("state.db");
+    for expected in [
+        format!("database: sqlite://{}", database.display()),
+        "became leader with term 1".to_string(),
+        "stalls: it stops renewing the lease".to_string(),
+        "became leader with term 2".to_string(),
+        "recovered 2 orphaned task(s) from an older term".to_string(),
+        "completed deploy_nodes".to_string(),
+        "summary".to_string(),
+        "build data: 8 latest elements (lshw, lldp) over 4 nodes".to_string(),
+        "outcome: every node deployed".to_string(),
+    ] {
+        assert!(
+            stdout.contains(&expected),
+            "the summary lacks {expected:?}:\n{stdout}"
+        );
+    }
+    // One root and one subtask per node of the shipped design, all complete.
+    let tree: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("deploy_node"))
+        .filter(|l| l.contains("claimed by"))
+        .collect();
+    assert_eq!(tree.len(), 5, "root + 4 nodes:\n{stdout}");
+    assert!(
+        tree.iter().all(|l| l.contains(" complete ")),
+        "every task complete:\n{stdout}"
+    );
+    assert!(database.is_file(), "the embedded database is where it says");
+}
