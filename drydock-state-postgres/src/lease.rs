@@ -8,6 +8,28 @@ use crate::store::PgStore;
 use crate::{queries, rows};
 
 impl PgStore {
+    /// Runs a lease statement (`$1` the instance, `$2` the grace period) that returns the row
+    /// it took or kept, or no row: denied, reported with the live lease as it stands (`None`
+    /// if it lapsed in between).
+    async fn take_lease(
+        &self,
+        op: &'static str,
+        statement: &'static str,
+        instance_id: &str,
+    ) -> Result<LeaseOutcome> {
+        drydock_state_core::model::validate_instance_id("instance_id", instance_id)?;
+        let row = sqlx::query(statement)
+            .bind(instance_id)
+            .bind(self.grace_micros)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error(op, "instance_id"))?;
+        match row {
+            Some(row) => Ok(LeaseOutcome::Held(rows::lease(&row)?)),
+            None => Ok(LeaseOutcome::Denied(self.live_lease().await?)),
+        }
+    }
+
     async fn live_lease(&self) -> Result<Option<Lease>> {
         let row = sqlx::query(queries::CURRENT_LEASE)
             .fetch_optional(&self.pool)
@@ -21,33 +43,14 @@ impl PgStore {
 impl InstanceLock for PgStore {
     #[tracing::instrument(skip_all, fields(instance_id = %instance_id))]
     async fn claim_lease(&self, instance_id: &str) -> Result<LeaseOutcome> {
-        drydock_state_core::model::validate_instance_id("instance_id", instance_id)?;
-        let row = sqlx::query(queries::CLAIM_LEASE)
-            .bind(instance_id)
-            .bind(self.grace_micros)
-            .fetch_optional(&self.pool)
+        self.take_lease("claim_lease", queries::CLAIM_LEASE, instance_id)
             .await
-            .map_err(db_error("claim_lease", "instance_id"))?;
-        match row {
-            Some(row) => Ok(LeaseOutcome::Held(rows::lease(&row)?)),
-            // Another holds a live lease; report it (None if it lapsed in between).
-            None => Ok(LeaseOutcome::Denied(self.live_lease().await?)),
-        }
     }
 
     #[tracing::instrument(skip_all, fields(instance_id = %instance_id))]
     async fn renew_lease(&self, instance_id: &str) -> Result<LeaseOutcome> {
-        drydock_state_core::model::validate_instance_id("instance_id", instance_id)?;
-        let row = sqlx::query(queries::RENEW_LEASE)
-            .bind(instance_id)
-            .bind(self.grace_micros)
-            .fetch_optional(&self.pool)
+        self.take_lease("renew_lease", queries::RENEW_LEASE, instance_id)
             .await
-            .map_err(db_error("renew_lease", "instance_id"))?;
-        match row {
-            Some(row) => Ok(LeaseOutcome::Held(rows::lease(&row)?)),
-            None => Ok(LeaseOutcome::Denied(self.live_lease().await?)),
-        }
     }
 
     #[tracing::instrument(skip_all, fields(instance_id = %instance_id))]

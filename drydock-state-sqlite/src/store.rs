@@ -238,6 +238,27 @@ impl SqliteStore {
         Ok(status.is_some())
     }
 
+    /// Runs a lease statement (`$1` the instance, `$2` the grace period) that returns the row
+    /// it took or kept, or nothing; nothing means denied, with the live lease as it stands.
+    async fn take_lease(
+        &self,
+        op: &'static str,
+        statement: &'static str,
+        instance_id: &str,
+    ) -> Result<LeaseOutcome> {
+        validate_instance_id("instance_id", instance_id)?;
+        let held: Option<LeaseRow> = sqlx::query_as(statement)
+            .bind(instance_id)
+            .bind(self.grace_micros)
+            .fetch_optional(&self.pool)
+            .await
+            .or_store(op)?;
+        match held {
+            Some(row) => Ok(LeaseOutcome::Held(row.into_lease()?)),
+            None => Ok(LeaseOutcome::Denied(self.current(op).await?)),
+        }
+    }
+
     async fn current(&self, op: &'static str) -> Result<Option<Lease>> {
         sqlx::query_as::<_, LeaseRow>(queries::CURRENT_LEASE)
             .fetch_optional(&self.pool)
@@ -791,34 +812,14 @@ impl BuildStore for SqliteStore {
 impl InstanceLock for SqliteStore {
     #[tracing::instrument(name = "sqlite.claim_lease", level = "debug", skip_all, fields(instance_id = %instance_id))]
     async fn claim_lease(&self, instance_id: &str) -> Result<LeaseOutcome> {
-        const OP: &str = "claim_lease";
-        validate_instance_id("instance_id", instance_id)?;
-        let held: Option<LeaseRow> = sqlx::query_as(queries::CLAIM_LEASE)
-            .bind(instance_id)
-            .bind(self.grace_micros)
-            .fetch_optional(&self.pool)
+        self.take_lease("claim_lease", queries::CLAIM_LEASE, instance_id)
             .await
-            .or_store(OP)?;
-        match held {
-            Some(row) => Ok(LeaseOutcome::Held(row.into_lease()?)),
-            None => Ok(LeaseOutcome::Denied(self.current(OP).await?)),
-        }
     }
 
     #[tracing::instrument(name = "sqlite.renew_lease", level = "debug", skip_all, fields(instance_id = %instance_id))]
     async fn renew_lease(&self, instance_id: &str) -> Result<LeaseOutcome> {
-        const OP: &str = "renew_lease";
-        validate_instance_id("instance_id", instance_id)?;
-        let held: Option<LeaseRow> = sqlx::query_as(queries::RENEW_LEASE)
-            .bind(instance_id)
-            .bind(self.grace_micros)
-            .fetch_optional(&self.pool)
+        self.take_lease("renew_lease", queries::RENEW_LEASE, instance_id)
             .await
-            .or_store(OP)?;
-        match held {
-            Some(row) => Ok(LeaseOutcome::Held(row.into_lease()?)),
-            None => Ok(LeaseOutcome::Denied(self.current(OP).await?)),
-        }
     }
 
     #[tracing::instrument(name = "sqlite.release_lease", level = "debug", skip_all, fields(instance_id = %instance_id))]
