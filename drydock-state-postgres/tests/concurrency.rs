@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use drydock_state_core::testkit::with_grace;
 use drydock_state_core::*;
+use drydock_state_testsupport::claims;
 use rand::Rng;
 
 fn config(grace: Duration, pool: u32) -> Config {
@@ -19,28 +20,9 @@ fn config(grace: Duration, pool: u32) -> Config {
     config
 }
 
+/// Queues `n` `deploy_nodes` tasks with 8 concurrent creators, oldest first by `created`.
 async fn queue(store: &Arc<drydock_state_postgres::PgStore>, n: usize) -> HashSet<TaskId> {
-    let base = now() - chrono::Duration::hours(1);
-    let mut creators = Vec::new();
-    for chunk in 0..8 {
-        let store = store.clone();
-        creators.push(tokio::spawn(async move {
-            let mut ids = Vec::new();
-            for i in (chunk..n).step_by(8) {
-                let mut t = Task::new("deploy_nodes").with_status(TaskStatus::Queued);
-                t.created = base + chrono::Duration::milliseconds(i as i64);
-                store.create_task(&t).await.expect("create_task");
-                ids.push(t.task_id);
-            }
-            ids
-        }));
-    }
-    let mut all = HashSet::new();
-    for c in creators {
-        all.extend(c.await.unwrap());
-    }
-    assert_eq!(all.len(), n);
-    all
+    claims::queue(store, "deploy_nodes", n, 8).await
 }
 
 /// 8 concurrent claimers draining 2,000 queued tasks claim each exactly once.
@@ -53,47 +35,13 @@ async fn eight_claimers_drain_2000_tasks_exactly_once() {
     let all = queue(&store, TASKS).await;
 
     let started = Instant::now();
-    let mut workers = Vec::new();
-    for w in 0..CLAIMERS {
-        let store = store.clone();
-        workers.push(tokio::spawn(async move {
-            let request = ClaimRequest::new(format!("claimer-{w}"));
-            let mut mine = Vec::new();
-            while let Some(task) = store.claim_next(&request).await.expect("claim_next") {
-                assert_eq!(task.status, TaskStatus::Running);
-                assert_eq!(
-                    task.claimed_by.as_deref(),
-                    Some(request.instance_id.as_str())
-                );
-                mine.push(task.task_id);
-            }
-            mine
-        }));
-    }
-    let mut claimed = Vec::new();
-    let mut per_worker = Vec::new();
-    for w in workers {
-        let mine = w.await.unwrap();
-        per_worker.push(mine.len());
-        claimed.extend(mine);
-    }
+    let per_claimer = claims::drain_concurrently(&store, "claimer", CLAIMERS).await;
     let elapsed = started.elapsed();
+    let per_worker: Vec<usize> = per_claimer.iter().map(Vec::len).collect();
+    let claimed: Vec<TaskId> = per_claimer.into_iter().flatten().collect();
 
-    let unique: HashSet<TaskId> = claimed.iter().copied().collect();
-    assert_eq!(claimed.len(), unique.len(), "a task was claimed twice");
-    assert_eq!(unique, all, "every task claimed, none left");
-    let still_queued = store
-        .list_tasks(&TaskFilter {
-            status: Some(TaskStatus::Queued),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert!(
-        still_queued.is_empty(),
-        "{} left queued",
-        still_queued.len()
-    );
+    claims::assert_each_once(&claimed, &all);
+    claims::assert_nothing_queued(&*store).await;
     let running = store
         .list_tasks(&TaskFilter {
             status: Some(TaskStatus::Running),

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use drydock_state_core::testkit::with_grace;
 use drydock_state_core::*;
 use drydock_state_postgres::PgStore;
+use drydock_state_testsupport::claims;
 
 /// How many tasks to queue and claim.
 const TASKS_VAR: &str = "DRYDOCK_LOAD_TASKS";
@@ -55,62 +56,29 @@ fn config() -> Config {
     config
 }
 
-/// Queues `n` tasks with 16 concurrent creators, oldest first by `created`.
-async fn queue(store: &PgStore, n: usize) -> HashSet<TaskId> {
-    const CREATORS: usize = 16;
-    let base = now() - chrono::Duration::hours(1);
-    let mut creators = Vec::new();
-    for chunk in 0..CREATORS {
-        let store = store.clone();
-        creators.push(tokio::spawn(async move {
-            let mut ids = Vec::new();
-            for i in (chunk..n).step_by(CREATORS) {
-                let mut t = Task::new("deploy_nodes").with_status(TaskStatus::Queued);
-                t.created = base + chrono::Duration::microseconds(i as i64);
-                store.create_task(&t).await.expect("create_task");
-                ids.push(t.task_id);
-            }
-            ids
-        }));
-    }
-    let mut all = HashSet::with_capacity(n);
-    for c in creators {
-        all.extend(c.await.unwrap());
-    }
-    assert_eq!(all.len(), n);
-    all
+/// Queues `n` `deploy_nodes` tasks with 16 concurrent creators, oldest first by `created`
+/// (1 µs apart).
+async fn queue(store: &Arc<PgStore>, n: usize) -> HashSet<TaskId> {
+    claims::queue_spaced(
+        store,
+        "deploy_nodes",
+        n,
+        16,
+        chrono::Duration::microseconds(1),
+    )
+    .await
 }
 
 /// `CLAIMERS_PER_PROCESS` claimers draining the queue; every claim is checked to be theirs.
-async fn drain(store: &PgStore, process: &str) -> Vec<Vec<TaskId>> {
-    let workers: Vec<_> = (0..CLAIMERS_PER_PROCESS)
-        .map(|w| {
-            let store = store.clone();
-            let me = format!("{process}-claimer-{w}");
-            tokio::spawn(async move {
-                let request = ClaimRequest::new(&me);
-                let mut mine = Vec::new();
-                while let Some(task) = store.claim_next(&request).await.expect("claim_next") {
-                    assert_eq!(task.status, TaskStatus::Running);
-                    assert_eq!(task.claimed_by.as_deref(), Some(me.as_str()));
-                    mine.push(task.task_id);
-                }
-                mine
-            })
-        })
-        .collect();
-    let mut out = Vec::new();
-    for w in workers {
-        out.push(w.await.unwrap());
-    }
-    out
+async fn drain(store: &Arc<PgStore>, process: &str) -> Vec<Vec<TaskId>> {
+    claims::drain_concurrently(store, &format!("{process}-claimer"), CLAIMERS_PER_PROCESS).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixteen_claimers_in_two_processes_claim_each_task_once() {
     let tasks = task_count();
     let db = common::fresh_database().await;
-    let store = PgStore::connect(&db.url, &config()).await.expect("connect");
+    let store = Arc::new(PgStore::connect(&db.url, &config()).await.expect("connect"));
     store.migrate().await.expect("migrate");
     let queued_at = Instant::now();
     let all = queue(&store, tasks).await;
@@ -167,22 +135,11 @@ async fn sixteen_claimers_in_two_processes_claim_each_task_once() {
     let mut claimed: Vec<TaskId> = parent.into_iter().flatten().collect();
     let parent_claims = claimed.len();
     claimed.extend(from_child.iter().copied());
-    let unique: HashSet<TaskId> = claimed.iter().copied().collect();
-    let duplicates = claimed.len() - unique.len();
-    assert_eq!(duplicates, 0, "{duplicates} tasks were claimed twice");
-    assert_eq!(unique, all, "every queued task claimed");
-    let left = store
-        .list_tasks(&TaskFilter {
-            status: Some(TaskStatus::Queued),
-            limit: Some(10),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert!(left.is_empty(), "tasks left queued");
+    claims::assert_each_once(&claimed, &all);
+    claims::assert_nothing_queued(&*store).await;
     println!(
         "postgres load: {} tasks queued in {:.1} s; {} claims by {} claimers in 2 processes \
-         (parent {parent_claims}, child {}) in {:.2} s = {:.0} claims/s; duplicates {duplicates}, \
+         (parent {parent_claims}, child {}) in {:.2} s = {:.0} claims/s; duplicates 0, \
          left 0 (parent's claimers: {per_parent_claimer:?})",
         tasks,
         queueing.as_secs_f64(),

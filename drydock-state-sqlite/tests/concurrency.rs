@@ -13,8 +13,11 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use drydock_state_core::{ClaimRequest, Config, Task, TaskFilter, TaskId, TaskStatus, TaskStore};
+use drydock_state_core::{Config, TaskFilter, TaskId, TaskStatus, TaskStore};
 use drydock_state_sqlite::SqliteStore;
+use drydock_state_testsupport::claims::{
+    assert_each_once, assert_nothing_queued, drain, drain_concurrently, queue,
+};
 
 /// The database file a child claims from.
 const CHILD_DB: &str = "DRYDOCK_SQLITE_TEST_CHILD_DB";
@@ -39,72 +42,20 @@ async fn open(path: &Path) -> Arc<SqliteStore> {
     Arc::new(store)
 }
 
-async fn queue(store: &SqliteStore, n: usize) -> HashSet<TaskId> {
-    let base = drydock_state_core::now() - chrono::Duration::hours(1);
-    let mut ids = HashSet::new();
-    for i in 0..n {
-        let mut t = Task::new("deploy_nodes").with_status(TaskStatus::Queued);
-        t.created = base + chrono::Duration::milliseconds(i as i64);
-        store.create_task(&t).await.expect("create_task");
-        ids.insert(t.task_id);
-    }
-    ids
-}
-
-/// Claims until nothing is queued, checking each claim is recorded as this instance's.
-async fn drain(store: &SqliteStore, instance: &str) -> Vec<TaskId> {
-    let request = ClaimRequest::new(instance);
-    let mut mine = Vec::new();
-    while let Some(task) = store.claim_next(&request).await.expect("claim_next") {
-        assert_eq!(task.status, TaskStatus::Running);
-        assert_eq!(task.claimed_by.as_deref(), Some(instance));
-        assert!(task.claimed_at.is_some());
-        mine.push(task.task_id);
-    }
-    mine
-}
-
-async fn assert_nothing_queued(store: &SqliteStore) {
-    let left = store
-        .list_tasks(&TaskFilter {
-            status: Some(TaskStatus::Queued),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert!(left.is_empty(), "{} tasks left queued", left.len());
-}
-
-fn assert_each_once(claimed: &[TaskId], all: &HashSet<TaskId>) {
-    let unique: HashSet<TaskId> = claimed.iter().copied().collect();
-    assert_eq!(claimed.len(), unique.len(), "a task was claimed twice");
-    assert_eq!(&unique, all, "every task claimed");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn eight_claimers_in_one_process_claim_1000_tasks_once_each() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir.path().join("state.db")).await;
-    let all = queue(&store, 1000).await;
+    let all = queue(&store, "deploy_nodes", 1000, 1).await;
 
     let started = Instant::now();
-    let workers: Vec<_> = (0..8)
-        .map(|w| {
-            let store = store.clone();
-            tokio::spawn(async move { drain(&store, &format!("worker-{w}")).await })
-        })
-        .collect();
-    let mut claimed = Vec::new();
-    let mut per_worker = Vec::new();
-    for w in workers {
-        let mine = w.await.unwrap();
-        per_worker.push(mine.len());
-        claimed.extend(mine);
-    }
+    let per_claimer = drain_concurrently(&store, "worker", 8).await;
     let elapsed = started.elapsed();
+    let per_worker: Vec<usize> = per_claimer.iter().map(Vec::len).collect();
+    let claimed: Vec<TaskId> = per_claimer.into_iter().flatten().collect();
 
     assert_each_once(&claimed, &all);
-    assert_nothing_queued(&store).await;
+    assert_nothing_queued(&*store).await;
     println!(
         "sqlite, 1 process x 8 claimers: {} claims in {:.3} s = {:.0} claims/s (per claimer: {:?})",
         claimed.len(),
@@ -123,7 +74,7 @@ async fn three_processes_and_the_parent_claim_600_tasks_once_each() {
     let db = dir.path().join("state.db");
     let go = dir.path().join("go");
     let store = open(&db).await;
-    let all = queue(&store, TASKS).await;
+    let all = queue(&store, "deploy_nodes", TASKS, 1).await;
 
     let exe = std::env::current_exe().expect("the test binary");
     let (ready_tx, ready_rx) = mpsc::channel::<usize>();
@@ -171,16 +122,9 @@ async fn three_processes_and_the_parent_claim_600_tasks_once_each() {
     // Everyone starts together: the children poll for this file.
     std::fs::write(&go, b"go").unwrap();
     let started = Instant::now();
-    let parents: Vec<_> = (0..PARENT_CLAIMERS)
-        .map(|w| {
-            let store = store.clone();
-            tokio::spawn(async move { drain(&store, &format!("parent-{w}")).await })
-        })
-        .collect();
     let mut claimed = Vec::new();
     let mut counts = Vec::new();
-    for p in parents {
-        let mine = p.await.unwrap();
+    for mine in drain_concurrently(&store, "parent", PARENT_CLAIMERS).await {
         counts.push(("parent", mine.len()));
         claimed.extend(mine);
     }
@@ -197,7 +141,7 @@ async fn three_processes_and_the_parent_claim_600_tasks_once_each() {
     let elapsed = started.elapsed();
 
     assert_each_once(&claimed, &all);
-    assert_nothing_queued(&store).await;
+    assert_nothing_queued(&*store).await;
     let stored = store.list_tasks(&TaskFilter::default()).await.unwrap();
     assert!(stored.iter().all(|t| t.status == TaskStatus::Running));
     println!(
@@ -227,7 +171,7 @@ async fn child_claimer() {
         assert!(Instant::now() < deadline, "the parent never said go");
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let mine = drain(&store, &instance).await;
+    let mine = drain(&*store, &instance).await;
     for id in &mine {
         println!("{CLAIMED}{id}");
     }
@@ -239,6 +183,6 @@ async fn child_claimer() {
         assert_eq!(t.claimed_by.as_deref(), Some(instance.as_str()));
     }
     // It stopped because the queue was empty, not for any other reason.
-    assert_nothing_queued(&store).await;
+    assert_nothing_queued(&*store).await;
     eprintln!("child {instance}: claimed {}", mine.len());
 }

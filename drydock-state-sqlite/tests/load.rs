@@ -19,8 +19,9 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use drydock_state_core::{ClaimRequest, Config, Task, TaskFilter, TaskId, TaskStatus, TaskStore};
+use drydock_state_core::{Config, TaskId};
 use drydock_state_sqlite::SqliteStore;
+use drydock_state_testsupport::claims;
 
 const TASKS_VAR: &str = "DRYDOCK_SQLITE_LOAD_TASKS";
 const DEFAULT_TASKS: usize = 2_000;
@@ -59,41 +60,21 @@ async fn open(path: &Path) -> Arc<SqliteStore> {
     Arc::new(store)
 }
 
-async fn queue(store: &SqliteStore, n: usize) -> HashSet<TaskId> {
-    let base = drydock_state_core::now() - chrono::Duration::hours(1);
-    let mut ids = HashSet::with_capacity(n);
-    for i in 0..n {
-        let mut t = Task::new("deploy_nodes").with_status(TaskStatus::Queued);
-        t.created = base + chrono::Duration::microseconds(i as i64);
-        store.create_task(&t).await.expect("create_task");
-        ids.insert(t.task_id);
-    }
-    ids
+/// `n` `deploy_nodes` tasks queued one after another, oldest first by `created` (1 µs apart).
+async fn queue(store: &Arc<SqliteStore>, n: usize) -> HashSet<TaskId> {
+    claims::queue_spaced(
+        store,
+        "deploy_nodes",
+        n,
+        1,
+        chrono::Duration::microseconds(1),
+    )
+    .await
 }
 
 /// This process's claimers draining the queue; each claim is checked to be theirs.
 async fn drain(store: &Arc<SqliteStore>, process: &str) -> Vec<Vec<TaskId>> {
-    let workers: Vec<_> = (0..CLAIMERS_PER_PROCESS)
-        .map(|w| {
-            let store = store.clone();
-            let me = format!("{process}-claimer-{w}");
-            tokio::spawn(async move {
-                let request = ClaimRequest::new(&me);
-                let mut mine = Vec::new();
-                while let Some(task) = store.claim_next(&request).await.expect("claim_next") {
-                    assert_eq!(task.status, TaskStatus::Running);
-                    assert_eq!(task.claimed_by.as_deref(), Some(me.as_str()));
-                    mine.push(task.task_id);
-                }
-                mine
-            })
-        })
-        .collect();
-    let mut out = Vec::new();
-    for w in workers {
-        out.push(w.await.unwrap());
-    }
-    out
+    claims::drain_concurrently(store, &format!("{process}-claimer"), CLAIMERS_PER_PROCESS).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -167,23 +148,12 @@ async fn four_processes_of_four_claimers_claim_each_task_once() {
     }
     let elapsed = started.elapsed();
 
-    let unique: HashSet<TaskId> = claimed.iter().copied().collect();
-    let duplicates = claimed.len() - unique.len();
-    assert_eq!(duplicates, 0, "{duplicates} tasks were claimed twice");
-    assert_eq!(unique, all, "every queued task claimed");
-    let left = store
-        .list_tasks(&TaskFilter {
-            status: Some(TaskStatus::Queued),
-            limit: Some(10),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert!(left.is_empty(), "tasks left queued");
+    claims::assert_each_once(&claimed, &all);
+    claims::assert_nothing_queued(&*store).await;
     println!(
         "sqlite load: {tasks} tasks queued in {:.1} s; {} claims by {} claimers in {PROCESSES} \
          processes on one file (per process {per_process:?}) in {:.2} s = {:.0} claims/s; \
-         duplicates {duplicates}, left 0",
+         duplicates 0, left 0",
         queueing.as_secs_f64(),
         claimed.len(),
         PROCESSES * CLAIMERS_PER_PROCESS,
