@@ -1,10 +1,12 @@
 //! The PostgreSQL test harness: finds (or starts) a PostgreSQL server and gives every test a fresh
 //! database of its own, dropped when the test is done.
 //!
-//! The server is `DATABASE_URL` when set, else `postgres://postgres@127.0.0.1:5432/postgres`.
-//! If that cannot be reached, a throwaway cluster is started with the machine's PostgreSQL
-//! binaries on a free port, and stopped when the test process exits. If neither works the
-//! tests fail, saying how to provide a server.
+//! The server is `DATABASE_URL` when it is set; if that cannot be reached the tests fail,
+//! saying so (a server that was asked for is never silently replaced). Without `DATABASE_URL`
+//! it is `postgres://postgres@127.0.0.1:5432/postgres`, and if that cannot be reached a
+//! throwaway cluster is started with the machine's PostgreSQL binaries on a free port, and
+//! stopped when the test process exits. If neither works the tests fail, saying how to provide
+//! a server.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,22 +20,32 @@ const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 static SERVER: OnceCell<String> = OnceCell::const_new();
 
-/// The admin URL of a reachable server (the `postgres` database on it).
+/// The admin URL of a reachable server (the `postgres` database on it); panics, saying how
+/// to provide one, when there is none (see the module documentation).
 pub async fn server_url() -> String {
     SERVER
         .get_or_init(|| async {
-            let wanted = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_string());
-            let Err(reason) = reachable(&wanted).await else {
+            if let Ok(wanted) = std::env::var("DATABASE_URL") {
+                if let Err(reason) = reachable(&wanted).await {
+                    panic!(
+                        "DATABASE_URL={} cannot be reached ({reason}). Point it at a running \
+                         PostgreSQL server where the user may create databases, or unset it to \
+                         use the local server or a throwaway cluster.",
+                        redact_uri(&wanted)
+                    );
+                }
                 return wanted;
+            }
+            let Err(reason) = reachable(DEFAULT_URL).await else {
+                return DEFAULT_URL.to_string();
             };
             match start_throwaway_cluster().await {
                 Ok(url) => url,
                 Err(why) => panic!(
-                    "no PostgreSQL for the tests: {} is unreachable ({reason}) and no throwaway \
-                     cluster could be started ({why}). Set DATABASE_URL to a server where the \
-                     user may create databases, or install PostgreSQL (initdb and pg_ctl under \
-                     /usr/lib/postgresql/*/bin).",
-                    redact_uri(&wanted)
+                    "no PostgreSQL for the tests: {DEFAULT_URL} is unreachable ({reason}) and no \
+                     throwaway cluster could be started ({why}). Set DATABASE_URL to a server \
+                     where the user may create databases, or install PostgreSQL (initdb and \
+                     pg_ctl under /usr/lib/postgresql/*/bin)."
                 ),
             }
         })
