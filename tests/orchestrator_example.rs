@@ -2,7 +2,9 @@
 //! default, with no server and from a directory that is not the project's.
 //!
 //! `cargo test` builds the examples before it runs the tests, so the example's binary sits
-//! beside this test's, in `target/<profile>/examples/`.
+//! beside this test's, in `target/<profile>/examples/`. Run alone (`--test
+//! orchestrator_example`), cargo does not rebuild the examples; the test then refuses a
+//! binary older than the example's source rather than run a stale one.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -19,6 +21,14 @@ fn example_binary() -> PathBuf {
         binary.is_file(),
         "{} is missing: run this test through `cargo test`, which builds the examples",
         binary.display()
+    );
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/orchestrator.rs");
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).unwrap();
+    assert!(
+        modified(&binary) >= modified(&source),
+        "{} is older than {}: rebuild it (`cargo test` or `cargo build --example orchestrator`)",
+        binary.display(),
+        source.display()
     );
     binary
 }

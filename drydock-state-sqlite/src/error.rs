@@ -21,32 +21,30 @@ pub(crate) fn classify(op: &'static str, e: sqlx::Error) -> Error {
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::Io(_) => Error::unavailable(message, e),
-        sqlx::Error::Database(db) => {
-            let primary = db
-                .code()
-                .and_then(|c| c.parse::<i64>().ok())
-                .map(|c| c & 0xff);
-            match (db.kind(), primary) {
-                (_, Some(SQLITE_BUSY | SQLITE_LOCKED | SQLITE_IOERR)) => {
-                    Error::unavailable(message, e)
-                }
-                (ErrorKind::UniqueViolation, _) => Error::Conflict(message),
-                (ErrorKind::ForeignKeyViolation, _) => Error::NotFound {
-                    entity: "referenced row",
-                    id: format!("(in {op})"),
-                },
-                _ => Error::backend(message, e),
-            }
-        }
+        sqlx::Error::Database(db) => match (db.kind(), primary_code(db.as_ref())) {
+            (_, Some(SQLITE_BUSY | SQLITE_LOCKED | SQLITE_IOERR)) => Error::unavailable(message, e),
+            (ErrorKind::UniqueViolation, _) => Error::Conflict(message),
+            (ErrorKind::ForeignKeyViolation, _) => Error::NotFound {
+                entity: "referenced row",
+                id: format!("(in {op})"),
+            },
+            _ => Error::backend(message, e),
+        },
         _ => Error::backend(message, e),
     }
+}
+
+/// The primary SQLite result code of a database error (the low byte of its extended code).
+fn primary_code(db: &dyn sqlx::error::DatabaseError) -> Option<i64> {
+    db.code()
+        .and_then(|c| c.parse::<i64>().ok())
+        .map(|c| c & 0xff)
 }
 
 /// Whether `e` is SQLite refusing a lock (`SQLITE_BUSY`, `SQLITE_LOCKED`).
 pub(crate) fn is_busy(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db)
-        if matches!(db.code().and_then(|c| c.parse::<i64>().ok()).map(|c| c & 0xff),
-                    Some(SQLITE_BUSY | SQLITE_LOCKED)))
+        if matches!(primary_code(db.as_ref()), Some(SQLITE_BUSY | SQLITE_LOCKED)))
 }
 
 /// Whether `e` is a foreign-key failure, which an operation reports as its own `NotFound`.

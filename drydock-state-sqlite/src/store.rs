@@ -82,8 +82,10 @@ impl SqliteStore {
     /// Opens the pool with its first connection. On a new file the first connections of
     /// several instances race to switch it to WAL, and SQLite refuses all but one with
     /// `SQLITE_BUSY` at once (deadlock avoidance: the busy timeout does not apply), so a busy
-    /// refusal is tried again, with a short growing pause, until `patience` has passed. Once
-    /// the file is in WAL mode the race is over for good.
+    /// refusal is tried again, with a short growing pause; no new attempt starts once
+    /// `patience` has passed (an attempt itself may wait up to the pool and busy timeouts).
+    /// Any other failure is returned at once. Once the file is in WAL mode the race is over
+    /// for good.
     async fn first_connection(target: &Target, patience: Duration) -> Result<SqlitePool> {
         let started = std::time::Instant::now();
         let mut pause = Duration::from_millis(5);
@@ -238,7 +240,7 @@ impl SqliteStore {
         Ok(status.is_some())
     }
 
-    /// Runs a lease statement (`$1` the instance, `$2` the grace period) that returns the row
+    /// Runs a lease statement (`?1` the instance, `?2` the grace period) that returns the row
     /// it took or kept, or nothing; nothing means denied, with the live lease as it stands.
     async fn take_lease(
         &self,

@@ -4,13 +4,15 @@
 //!
 //! PostgreSQL comes from the shared harness, `drydock_state_testsupport::postgres`.
 
-#![allow(dead_code, unused_imports)] // each test file uses a different part of the helpers
+#![allow(dead_code)] // each test file uses a different part of the helpers
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use drydock_state::*;
+#[allow(unused_imports)] // re-exported for the test files that use them
 pub use drydock_state_testsupport::http::{Reply, Request, TestPki, TestServer};
+#[allow(unused_imports)]
 pub use drydock_state_testsupport::postgres::{
     fresh_database, server_url as pg_server_url, TestDatabase,
 };
@@ -128,8 +130,9 @@ pub fn error_texts(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// An HTTP/1.1 server on 127.0.0.1 (the shared test server) answering every request with
-/// `reply(request text)` = (status, body), the text being the request line, headers and body as
-/// received; with an acceptor, it speaks TLS. Stops when dropped.
+/// `reply(request text)` = (status, body), the text being rebuilt from the parsed request: its
+/// method and path, its headers (`name: value`), a blank line and its body; with an acceptor,
+/// it speaks TLS. Stops when dropped.
 pub async fn text_server(
     tls: Option<tokio_rustls::TlsAcceptor>,
     reply: impl Fn(&str) -> (u16, String) + Send + Sync + 'static,
