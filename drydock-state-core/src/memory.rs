@@ -58,6 +58,16 @@ impl MemoryStore {
         }
     }
 
+    /// When a lease taken or renewed at `now` lapses; an error, not a panic, for a grace
+    /// period too long to add to the clock.
+    fn expiry(&self, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
+        now.checked_add_signed(self.grace_period).ok_or_else(|| Error::Config {
+            key: "leader.grace_period".into(),
+            origin: "the store's configuration".into(),
+            reason: "is too long to add to the current time".into(),
+        })
+    }
+
     fn wake_if_queued(&self, status: TaskStatus) {
         if status == TaskStatus::Queued {
             self.queued.notify_waiters();
@@ -113,15 +123,55 @@ impl Inner {
     }
 }
 
-fn illegal_change(id: TaskId, from: TaskStatus, to: TaskStatus) -> Error {
-    Error::Conflict(format!(
-        "task {id} is {from}, which is final; it cannot become {to}"
-    ))
+impl Inner {
+    /// Checks `guard` against the stored claim of `id` and, when it has a term, the live
+    /// lease: the rule of every guarded write.
+    fn check_guard(&self, id: TaskId, guard: Option<&Claim>, now: DateTime<Utc>) -> Result<()> {
+        let Some(guard) = guard else { return Ok(()) };
+        guard.validate()?;
+        let task = self
+            .tasks
+            .get(&id)
+            .ok_or_else(|| Error::not_found("task", id))?;
+        if !guard.matches(task.claimed_by.as_deref(), task.claim_term, task.attempt) {
+            return Err(guard.refused(id, task.claim().as_ref()));
+        }
+        if let Some(term) = guard.term {
+            if !self.holds(&guard.instance_id, term, now) {
+                return Err(lease_not_held(&guard.instance_id, term));
+            }
+        }
+        Ok(())
+    }
+
+    fn holds(&self, instance_id: &str, term: i64, now: DateTime<Utc>) -> bool {
+        self.live_lease(now)
+            .is_some_and(|l| l.instance_id == instance_id && l.term == term)
+    }
+
+    /// The task and every descendant by parent link, the task first.
+    fn subtree(&self, root: TaskId) -> Vec<TaskId> {
+        let mut ids = vec![root];
+        let mut i = 0;
+        while i < ids.len() {
+            let parent = ids[i];
+            let mut children: Vec<(DateTime<Utc>, TaskId)> = self
+                .tasks
+                .values()
+                .filter(|t| t.parent_task_id == Some(parent) && !ids.contains(&t.task_id))
+                .map(|t| (t.created, t.task_id))
+                .collect();
+            children.sort();
+            ids.extend(children.into_iter().map(|(_, id)| id));
+            i += 1;
+        }
+        ids
+    }
 }
 
 #[async_trait]
 impl TaskStore for MemoryStore {
-    async fn create_task(&self, task: &Task) -> Result<()> {
+    async fn create_task(&self, task: &NewTask) -> Result<Task> {
         task.validate()?;
         let mut inner = self.lock();
         if inner.tasks.contains_key(&task.task_id) {
@@ -135,13 +185,11 @@ impl TaskStore for MemoryStore {
                 return Err(Error::not_found("parent task", parent));
             }
         }
-        let mut stored = task.clone();
-        stored.subtask_id_list.clear();
-        stored.result.details = ResultDetails::default();
-        inner.tasks.insert(task.task_id, stored);
+        let stored = task.to_task();
+        inner.tasks.insert(task.task_id, stored.clone());
         drop(inner);
         self.wake_if_queued(task.status);
-        Ok(())
+        Ok(stored)
     }
 
     async fn get_task(&self, id: TaskId) -> Result<Option<Task>> {
@@ -149,40 +197,27 @@ impl TaskStore for MemoryStore {
         Ok(inner.tasks.get(&id).map(|t| inner.assembled(t)))
     }
 
-    async fn update_task(&self, task: &Task) -> Result<Task> {
-        task.validate()?;
+    async fn update_task(
+        &self,
+        id: TaskId,
+        update: &TaskUpdate,
+        guard: Option<&Claim>,
+    ) -> Result<Task> {
+        update.validate(id)?;
         let mut inner = self.lock();
-        let stored = inner.task_mut(task.task_id)?;
-        if claim_is_stale(task, stored.claimed_by.as_deref(), stored.claim_term) {
-            return Err(stale_claim(task));
+        let now = now();
+        let from = inner.task_mut(id)?.status;
+        inner.check_guard(id, guard, now)?;
+        update.check_transition(id, from)?;
+        if let Some(Some(parent)) = update.parent_task_id {
+            if !inner.tasks.contains_key(&parent) {
+                return Err(Error::not_found("parent task", parent));
+            }
         }
-        if !stored.status.can_become(task.status) {
-            return Err(illegal_change(task.task_id, stored.status, task.status));
-        }
-        let mut next = task.clone();
-        next.subtask_id_list = std::mem::take(&mut stored.subtask_id_list);
-        next.result.details = ResultDetails::default();
-        next.created = stored.created;
-        next.claimed_by = stored.claimed_by.take();
-        next.claim_term = stored.claim_term;
-        next.claimed_at = stored.claimed_at;
-        next.updated = Some(now());
-        *stored = next;
+        let stored = inner.task_mut(id)?;
+        update.apply(stored, now);
         let stored = stored.clone();
         self.wake_if_queued(stored.status);
-        Ok(inner.assembled(&stored))
-    }
-
-    async fn set_status(&self, id: TaskId, status: TaskStatus) -> Result<Task> {
-        let mut inner = self.lock();
-        let stored = inner.task_mut(id)?;
-        if !stored.status.can_become(status) {
-            return Err(illegal_change(id, stored.status, status));
-        }
-        stored.status = status;
-        stored.updated = Some(now());
-        let stored = stored.clone();
-        self.wake_if_queued(status);
         Ok(inner.assembled(&stored))
     }
 
@@ -198,6 +233,13 @@ impl TaskStore for MemoryStore {
             .filter(|t| filter.created_after.is_none_or(|c| t.created >= c))
             .filter(|t| filter.created_before.is_none_or(|c| t.created < c))
             .filter(|t| filter.after.is_none_or(|key| (t.created, t.task_id) > key))
+            .filter(|t| {
+                filter
+                    .claimed_by
+                    .as_ref()
+                    .is_none_or(|c| t.claimed_by.as_ref() == Some(c))
+            })
+            .filter(|t| filter.claim_term.is_none_or(|c| t.claim_term == Some(c)))
             .collect();
         tasks.sort_by_key(|t| (t.created, t.task_id));
         let limit = filter.limit.map_or(usize::MAX, |l| l as usize);
@@ -208,11 +250,20 @@ impl TaskStore for MemoryStore {
             .collect())
     }
 
-    async fn add_subtask(&self, parent: TaskId, child: TaskId) -> Result<()> {
+    async fn add_subtask(
+        &self,
+        parent: TaskId,
+        child: TaskId,
+        guard: Option<&Claim>,
+    ) -> Result<()> {
         let mut inner = self.lock();
-        let parent = inner.task_mut(parent)?;
-        if !parent.subtask_id_list.contains(&child) {
-            parent.subtask_id_list.push(child);
+        let now = now();
+        inner.task_mut(parent)?;
+        inner.check_guard(parent, guard, now)?;
+        let parent_task = inner.task_mut(parent)?;
+        refuse_new_work_under(parent_task)?;
+        if !parent_task.subtask_id_list.contains(&child) {
+            parent_task.subtask_id_list.push(child);
         }
         Ok(())
     }
@@ -241,21 +292,35 @@ impl TaskStore for MemoryStore {
         let mut inner = self.lock();
         let now = now();
         if let Some(term) = request.term {
-            let fenced_in = inner
-                .live_lease(now)
-                .is_some_and(|l| l.instance_id == request.instance_id && l.term == term);
-            if !fenced_in {
-                return Err(Error::LeaseLost(format!(
-                    "instance {} does not hold the lease with term {term}",
-                    request.instance_id
-                )));
+            if !inner.holds(&request.instance_id, term, now) {
+                return Err(lease_not_held(&request.instance_id, term));
             }
+        }
+        if let Some(claim_id) = request.claim_id {
+            if let Some(task) = inner.tasks.values().find(|t| t.claim_id == Some(claim_id)) {
+                if task.claimed_by.as_deref() != Some(request.instance_id.as_str()) {
+                    let by = task.claimed_by.clone().unwrap_or_default();
+                    return Err(request.claim_id_taken(task.task_id, &by));
+                }
+                return Ok(Some(inner.assembled(task)));
+            }
+        }
+        let allowed = |t: &Task| request.actions.is_empty() || request.actions.contains(&t.action);
+        let doomed: Vec<TaskId> = inner
+            .tasks
+            .values()
+            .filter(|t| t.status == TaskStatus::Queued && t.terminate && allowed(t))
+            .map(|t| t.task_id)
+            .collect();
+        for id in doomed {
+            let task = inner.task_mut(id)?;
+            task.status = TaskStatus::Terminated;
+            task.updated = Some(now);
         }
         let next = inner
             .tasks
             .values()
-            .filter(|t| t.status == TaskStatus::Queued)
-            .filter(|t| request.actions.is_empty() || request.actions.contains(&t.action))
+            .filter(|t| t.status == TaskStatus::Queued && allowed(t))
             .min_by_key(|t| (t.created, t.task_id))
             .map(|t| t.task_id);
         let Some(id) = next else { return Ok(None) };
@@ -263,7 +328,9 @@ impl TaskStore for MemoryStore {
         task.status = TaskStatus::Running;
         task.claimed_by = Some(request.instance_id.clone());
         task.claim_term = request.term;
+        task.claim_id = request.claim_id;
         task.claimed_at = Some(now);
+        task.attempt += 1;
         task.updated = Some(now);
         let task = task.clone();
         Ok(Some(inner.assembled(&task)))
@@ -279,54 +346,44 @@ impl TaskStore for MemoryStore {
         let mut orphans: Vec<(DateTime<Utc>, TaskId)> = inner
             .tasks
             .values()
-            .filter(|t| {
-                t.status == TaskStatus::Running && t.claim_term.is_some_and(|c| c < current_term)
-            })
+            .filter(|t| t.is_live() && t.claim_term.is_some_and(|c| c < current_term))
             .map(|t| (t.created, t.task_id))
             .collect();
         orphans.sort();
+        let mut requeued = false;
         for (_, id) in &orphans {
             let task = inner.task_mut(*id)?;
-            let text = orphan_message(task, current_term, policy);
-            match policy {
-                OrphanPolicy::Requeue => {
-                    task.status = TaskStatus::Queued;
-                    task.claimed_by = None;
-                    task.claim_term = None;
-                    task.claimed_at = None;
-                }
-                OrphanPolicy::Fail => {
-                    task.status = TaskStatus::Complete;
-                    task.result.status = ResultStatus::Failure;
-                    task.result.reason = Some("orphaned by a change of leader".into());
-                }
-            }
-            task.updated = Some(now);
+            let recovery = Recovery::of(task, policy);
+            let text = orphan_message(task, current_term, recovery);
+            recovery.apply(task, now);
+            requeued |= task.status == TaskStatus::Queued;
             let message = NewMessage {
-                error: policy == OrphanPolicy::Fail,
+                error: recovery == Recovery::Fail,
                 ..NewMessage::info(text)
             };
             inner.append(*id, &message, now);
         }
-        if policy == OrphanPolicy::Requeue && !orphans.is_empty() {
+        if requeued {
             self.queued.notify_waiters();
         }
         Ok(orphans.into_iter().map(|(_, id)| id).collect())
     }
 
-    async fn terminate_task(&self, id: TaskId, by: &str) -> Result<Task> {
+    async fn terminate_task(&self, id: TaskId, by: &str, guard: Option<&Claim>) -> Result<Task> {
         crate::model::no_nul("terminated_by", by)?;
         let mut inner = self.lock();
-        let task = inner.task_mut(id)?;
         let now = now();
-        task.terminate = true;
-        task.terminated = Some(now);
-        task.terminated_by = Some(by.to_string());
-        if !task.status.is_terminal() {
-            task.status = TaskStatus::Terminated;
+        inner.task_mut(id)?;
+        inner.check_guard(id, guard, now)?;
+        for member in inner.subtree(id) {
+            let task = inner.task_mut(member)?;
+            task.terminate = true;
+            task.terminated = Some(now);
+            task.terminated_by = Some(by.to_string());
+            task.status = terminated_status(task.status);
+            task.updated = Some(now);
         }
-        task.updated = Some(now);
-        let task = task.clone();
+        let task = inner.task_mut(id)?.clone();
         Ok(inner.assembled(&task))
     }
 
@@ -373,34 +430,106 @@ impl TaskStore for MemoryStore {
     }
 }
 
-/// Whether writing `written` must be refused because the claim it carries is no longer the
-/// stored one (`stored_by`, `stored_term`): the task was recovered or re-claimed since the
-/// writer read it. A task written without a claim is never refused for this.
-pub fn claim_is_stale(written: &Task, stored_by: Option<&str>, stored_term: Option<i64>) -> bool {
-    written.claimed_by.is_some()
-        && (written.claimed_by.as_deref() != stored_by || written.claim_term != stored_term)
+/// Refuses new work (a subtask) under `parent` when it is finished, being stopped or marked
+/// for termination.
+pub fn refuse_new_work_under(parent: &Task) -> Result<()> {
+    if parent.status.is_terminal() || parent.status == TaskStatus::Terminating || parent.terminate
+    {
+        return Err(Error::Conflict(format!(
+            "task {} is {}{}; it takes no new subtasks",
+            parent.task_id,
+            parent.status,
+            if parent.terminate && !parent.status.is_terminal() {
+                " and marked for termination"
+            } else {
+                ""
+            }
+        )));
+    }
+    Ok(())
 }
 
-/// The [`Error::LeaseLost`] for a write refused by [`claim_is_stale`].
-pub fn stale_claim(written: &Task) -> Error {
-    Error::LeaseLost(format!(
-        "task {} is no longer claimed by {} under term {}; it was recovered or claimed again, so this write is refused",
-        written.task_id,
-        written.claimed_by.as_deref().unwrap_or_default(),
-        written.claim_term.map_or_else(|| "none".to_string(), |t| t.to_string()),
-    ))
+/// The status [`TaskStore::terminate_task`] gives a task stored in `status`: a waiting task
+/// is terminated at once, a running one is left to its worker to wind down, a finished one
+/// stays as it is.
+pub fn terminated_status(status: TaskStatus) -> TaskStatus {
+    match status {
+        TaskStatus::Requested | TaskStatus::Queued => TaskStatus::Terminated,
+        TaskStatus::Running | TaskStatus::Terminating => TaskStatus::Terminating,
+        done => done,
+    }
 }
 
-/// The result message [`TaskStore::recover_orphans`] leaves on each task it recovers.
-pub fn orphan_message(task: &Task, current_term: i64, policy: OrphanPolicy) -> String {
-    let what = match policy {
-        OrphanPolicy::Requeue => "requeued",
-        OrphanPolicy::Fail => "failed",
+/// The reason recorded on a task failed by [`OrphanPolicy::Fail`].
+pub const ORPHAN_FAILURE_REASON: &str = "orphaned by a change of leader";
+
+/// What [`TaskStore::recover_orphans`] does to one orphaned task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recovery {
+    /// Back to the queue, claim ended.
+    Requeue,
+    /// Complete with result `failure`, claim ended.
+    Fail,
+    /// Terminated, claim ended: it was terminating, or marked for termination.
+    Terminate,
+}
+
+impl Recovery {
+    /// What happens to `task` (running or terminating, of an older term) under `policy`.
+    pub fn of(task: &Task, policy: OrphanPolicy) -> Self {
+        if task.status == TaskStatus::Terminating
+            || (task.terminate && policy == OrphanPolicy::Requeue)
+        {
+            return Recovery::Terminate;
+        }
+        match policy {
+            OrphanPolicy::Requeue => Recovery::Requeue,
+            OrphanPolicy::Fail => Recovery::Fail,
+        }
+    }
+
+    /// The status the task ends in.
+    pub fn status(self) -> TaskStatus {
+        match self {
+            Recovery::Requeue => TaskStatus::Queued,
+            Recovery::Fail => TaskStatus::Complete,
+            Recovery::Terminate => TaskStatus::Terminated,
+        }
+    }
+
+    /// The stored name of the status the task ends in.
+    pub fn as_str(self) -> &'static str {
+        self.status().as_str()
+    }
+
+    /// Applies the recovery to `task` as every backend does.
+    pub fn apply(self, task: &mut Task, now: DateTime<Utc>) {
+        task.status = self.status();
+        if self == Recovery::Fail {
+            task.result.status = ResultStatus::Failure;
+            task.result.reason = Some(ORPHAN_FAILURE_REASON.into());
+        }
+        task.claimed_by = None;
+        task.claim_term = None;
+        task.claimed_at = None;
+        task.claim_id = None;
+        task.updated = Some(now);
+    }
+}
+
+/// The result message [`TaskStore::recover_orphans`] leaves on each task it recovers: who
+/// held it, under which term and attempt, and what was done.
+pub fn orphan_message(task: &Task, current_term: i64, recovery: Recovery) -> String {
+    let what = match recovery {
+        Recovery::Requeue => "requeued",
+        Recovery::Fail => "failed",
+        Recovery::Terminate => "terminated",
     };
     format!(
-        "orphaned: claimed by {} under lease term {}, but leadership passed to term {current_term}; {what}",
+        "orphaned: claimed by {} under lease term {} (attempt {}), but leadership passed to term {current_term}; {what}",
         task.claimed_by.as_deref().unwrap_or("an unknown instance"),
         task.claim_term.unwrap_or_default(),
+        task.attempt,
     )
 }
 
@@ -421,22 +550,31 @@ pub fn purge_cutoff(older_than: Duration) -> Result<DateTime<Utc>> {
 
 #[async_trait]
 impl MessageStore for MemoryStore {
-    async fn append_message(&self, task: TaskId, message: &NewMessage) -> Result<ResultMessage> {
+    async fn append_message(
+        &self,
+        task: TaskId,
+        message: &NewMessage,
+        guard: Option<&Claim>,
+    ) -> Result<ResultMessage> {
         message.validate()?;
         let mut inner = self.lock();
+        let now = now();
         inner.task_mut(task)?;
-        Ok(inner.append(task, message, now()))
+        inner.check_guard(task, guard, now)?;
+        Ok(inner.append(task, message, now))
     }
 
     async fn append_messages(
         &self,
         task: TaskId,
         messages: &[NewMessage],
+        guard: Option<&Claim>,
     ) -> Result<Vec<ResultMessage>> {
         messages.iter().try_for_each(NewMessage::validate)?;
         let mut inner = self.lock();
-        inner.task_mut(task)?;
         let ts = now();
+        inner.task_mut(task)?;
+        inner.check_guard(task, guard, ts)?;
         Ok(messages.iter().map(|m| inner.append(task, m, ts)).collect())
     }
 
@@ -447,11 +585,14 @@ impl MessageStore for MemoryStore {
 
 #[async_trait]
 impl BuildStore for MemoryStore {
-    async fn record_build_data(&self, data: &BuildData) -> Result<()> {
+    async fn record_build_data(&self, data: &BuildData, guard: Option<&Claim>) -> Result<()> {
         data.validate()?;
+        let mut inner = self.lock();
+        let now = now();
+        inner.check_guard(data.task_id, guard, now)?;
         let mut stored = data.clone();
-        stored.collected_date.get_or_insert_with(now);
-        self.lock().build_data.push(stored);
+        stored.collected_date.get_or_insert(now);
+        inner.build_data.push(stored);
         Ok(())
     }
 
@@ -490,7 +631,7 @@ impl InstanceLock for MemoryStore {
         validate_instance_id("instance_id", instance_id)?;
         let mut inner = self.lock();
         let now = now();
-        let expires_at = now + self.grace_period;
+        let expires_at = self.expiry(now)?;
         if let Some(live) = inner.live_lease(now) {
             if live.instance_id != instance_id {
                 return Ok(LeaseOutcome::Denied(Some(live.clone())));
@@ -516,11 +657,12 @@ impl InstanceLock for MemoryStore {
         validate_instance_id("instance_id", instance_id)?;
         let mut inner = self.lock();
         let now = now();
+        let expires_at = self.expiry(now)?;
         match inner.live_lease(now).cloned() {
             Some(live) if live.instance_id == instance_id => {
                 let lease = inner.lease.as_mut().expect("a live lease exists");
                 lease.renewed_at = now;
-                lease.expires_at = now + self.grace_period;
+                lease.expires_at = expires_at;
                 Ok(LeaseOutcome::Held(lease.clone()))
             }
             other => Ok(LeaseOutcome::Denied(other)),
@@ -571,7 +713,7 @@ mod tests {
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
         store
-            .create_task(&Task::new("deploy_nodes").with_status(TaskStatus::Queued))
+            .create_task(&NewTask::new("deploy_nodes").with_status(TaskStatus::Queued))
             .await
             .unwrap();
         let waited = tokio::time::timeout(Duration::from_secs(30), waiter)

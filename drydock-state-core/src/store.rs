@@ -14,59 +14,91 @@ use crate::model::*;
 /// Tasks: the orchestrator's queue and history.
 #[async_trait]
 pub trait TaskStore: Send + Sync {
-    /// Stores a new task. Fails with `Conflict` if the id exists, `NotFound` if its parent does
-    /// not, `InvalidInput` if [`Task::validate`] refuses it. `subtask_id_list` and
-    /// `result.details` are not taken from the argument: a new task has neither.
-    async fn create_task(&self, task: &Task) -> Result<()>;
+    /// Stores a new task and returns it as stored. Fails with `Conflict` if the id exists,
+    /// `NotFound` if its parent does not, `InvalidInput` if [`NewTask::validate`] refuses it.
+    async fn create_task(&self, task: &NewTask) -> Result<Task>;
 
     /// Reads a task with its result messages assembled in sequence order and
     /// `result.details.errorCount` set. `Ok(None)` if there is no such task.
     async fn get_task(&self, id: TaskId) -> Result<Option<Task>>;
 
-    /// Writes every field of a stored task except `subtask_id_list` (see
-    /// [`TaskStore::add_subtask`]), `result.details` (see [`crate::MessageStore`]), `created`
-    /// and the claim fields. Sets `updated` to now and returns the stored task.
-    /// Fails with `NotFound` for an unknown id and `Conflict` when the stored status is
-    /// terminal and the new one differs: a finished task never runs again.
-    /// When the written task carries a claim (`claimed_by` is set, as on a task returned by
-    /// [`TaskStore::claim_next`]), the stored task must still carry that same claim (instance
-    /// and term); otherwise the write fails with `LeaseLost` and nothing is written, so a deposed
-    /// leader's late write cannot overwrite a task that was recovered or claimed again.
-    async fn update_task(&self, task: &Task) -> Result<Task>;
+    /// Writes the fields `update` sets (see [`TaskUpdate`]), sets `updated` to now and returns
+    /// the stored task. Refused, with nothing written:
+    /// * `NotFound` for an unknown task, or a parent that does not exist;
+    /// * with a `guard`, `LeaseLost` unless the task carries exactly that claim and, when the
+    ///   guard has a term, its instance holds the live lease with that term, checked in the
+    ///   same statement or transaction as the write;
+    /// * `Conflict` when the task is terminal (a finished task takes no write, guarded or
+    ///   not) or the update moves it into `running` or `terminating`
+    ///   ([`TaskUpdate::check_transition`]).
+    ///
+    /// A move back to `requested` or `queued` ends the task's claim.
+    async fn update_task(
+        &self,
+        id: TaskId,
+        update: &TaskUpdate,
+        guard: Option<&Claim>,
+    ) -> Result<Task>;
 
-    /// Moves a task to `status`, under the same rule as [`TaskStore::update_task`], and
-    /// returns it.
-    async fn set_status(&self, id: TaskId, status: TaskStatus) -> Result<Task>;
+    /// Moves a task to `status`: [`TaskStore::update_task`] with only the status set, under
+    /// the same rules.
+    async fn set_status(
+        &self,
+        id: TaskId,
+        status: TaskStatus,
+        guard: Option<&Claim>,
+    ) -> Result<Task> {
+        self.update_task(id, &TaskUpdate::new().status(status), guard)
+            .await
+    }
 
     /// Tasks matching `filter`, ordered by `(created, task_id)`, with their messages assembled.
     /// Costs a constant number of queries whatever the page size.
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>>;
 
     /// Appends `child` to `parent`'s `subtask_id_list`, atomically: concurrent appends are all
-    /// kept, and appending an id already present is a no-op. `NotFound` if `parent` does not exist.
-    async fn add_subtask(&self, parent: TaskId, child: TaskId) -> Result<()>;
+    /// kept, and appending an id already present is a no-op. `NotFound` if `parent` does not
+    /// exist; `Conflict` if it is terminal, terminating or marked for termination (no new work
+    /// under a task being stopped); with a `guard`, `LeaseLost` unless the parent carries that
+    /// claim (see [`TaskStore::update_task`]).
+    async fn add_subtask(&self, parent: TaskId, child: TaskId, guard: Option<&Claim>)
+        -> Result<()>;
 
     /// The tasks listed in `parent`'s `subtask_id_list`, in that order, restricted by `which`,
     /// with messages assembled. `NotFound` if `parent` does not exist.
     async fn subtasks(&self, parent: TaskId, which: SubtaskFilter) -> Result<Vec<Task>>;
 
     /// Atomically moves the oldest queued task (by `created`, then id) whose action is allowed
-    /// to `running`, records the claiming instance, term and time, and returns it. No task is
-    /// ever handed to two claimers. `Ok(None)` when nothing matching is queued. With a term,
-    /// fails with `LeaseLost` unless `instance_id` holds the live lease with that term.
+    /// to `running`, records the claim (instance, term, claim id, time) and raises its
+    /// `attempt` by one, and returns it. No task is ever handed to two claimers. `Ok(None)`
+    /// when nothing matching is queued. With a term, fails with `LeaseLost` unless
+    /// `instance_id` holds the live lease with that term.
+    ///
+    /// A queued task marked for termination is never handed out: it becomes `terminated`
+    /// instead (Drydock's orchestrator skipped such tasks the same way).
+    ///
+    /// With a claim id, a request re-sent after an error is answered with the task already
+    /// claimed under that id (if the first one took effect), not with another task; a claim
+    /// id carried by a task another instance claimed is a `Conflict`.
     async fn claim_next(&self, request: &ClaimRequest) -> Result<Option<Task>>;
 
-    /// After a change of leader: every `running` task claimed under a term lower than
-    /// `current_term` is requeued or failed, by `policy`, with a result message saying why.
-    /// Tasks claimed without a term are not touched. Returns the ids recovered; running it
-    /// again recovers nothing more.
+    /// After a change of leader: every `running` or `terminating` task claimed under a term
+    /// lower than `current_term` is recovered, with a result message saying who held it. A
+    /// running task is requeued (or, if marked for termination, terminated) or failed, by
+    /// `policy`; a terminating task becomes `terminated` whatever the policy. Either way the
+    /// claim ends, so no write guarded by it is accepted again. Tasks claimed without a term
+    /// are not touched. Returns the ids recovered, oldest first; running it again recovers
+    /// nothing more.
     async fn recover_orphans(&self, current_term: i64, policy: OrphanPolicy)
         -> Result<Vec<TaskId>>;
 
-    /// Marks a task for termination: sets `terminate`, `terminated` and `terminated_by`, and
-    /// moves a non-terminal task to `terminated`. Terminating a finished task only records the
-    /// request. Returns the stored task; `NotFound` for an unknown id.
-    async fn terminate_task(&self, id: TaskId, by: &str) -> Result<Task>;
+    /// Marks a task and its whole subtree (by parent link) for termination, as Drydock's
+    /// orchestrator did: each gets `terminate`, `terminated` and `terminated_by`; a
+    /// `requested` or `queued` one becomes `terminated`, a `running` one `terminating` (its
+    /// worker winds down and finishes it). A finished task only records the request. Returns
+    /// the task `id` as stored; `NotFound` for an unknown id; with a `guard`, `LeaseLost`
+    /// unless the task `id` carries that claim.
+    async fn terminate_task(&self, id: TaskId, by: &str, guard: Option<&Claim>) -> Result<Task>;
 
     /// Deletes every task tree whose root was created more than `older_than` ago (the store's
     /// clock), with all its subtasks and messages, in batches that never lock a table for long.
@@ -89,14 +121,23 @@ pub trait TaskStore: Send + Sync {
 pub trait MessageStore: Send + Sync {
     /// Appends one message to a task; returns it as stored, with its sequence number and the
     /// store's timestamp. The text is kept whole whatever its length. `NotFound` for an
-    /// unknown task.
-    async fn append_message(&self, task: TaskId, message: &NewMessage) -> Result<ResultMessage>;
+    /// unknown task; with a `guard` (a claimant reporting on the task it runs), `LeaseLost`
+    /// unless the task carries that claim (see [`TaskStore::update_task`]). Messages are
+    /// accepted on a finished task: they are its history.
+    async fn append_message(
+        &self,
+        task: TaskId,
+        message: &NewMessage,
+        guard: Option<&Claim>,
+    ) -> Result<ResultMessage>;
 
-    /// Appends many messages to a task in one operation, all or none, in the order given.
+    /// Appends many messages to a task in one operation, all or none, in the order given,
+    /// under the rules of [`MessageStore::append_message`].
     async fn append_messages(
         &self,
         task: TaskId,
         messages: &[NewMessage],
+        guard: Option<&Claim>,
     ) -> Result<Vec<ResultMessage>>;
 
     /// A task's messages in sequence order (empty for a task with none or an unknown task).
@@ -107,7 +148,10 @@ pub trait MessageStore: Send + Sync {
 #[async_trait]
 pub trait BuildStore: Send + Sync {
     /// Records one build-data element; a `None` collected date becomes the store's now.
-    async fn record_build_data(&self, data: &BuildData) -> Result<()>;
+    /// With a `guard`, `LeaseLost` unless the element's task carries that claim (see
+    /// [`crate::TaskStore::update_task`]); without one, the task need not exist (build history
+    /// outlives purged tasks).
+    async fn record_build_data(&self, data: &BuildData, guard: Option<&Claim>) -> Result<()>;
 
     /// Build data matching `query` (node AND task when both are given), newest first. With
     /// `latest`, one row per node and generator: the newest. With [`Verbosity::Brief`] the

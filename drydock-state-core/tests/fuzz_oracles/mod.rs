@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use drydock_state_core::config::{self, parse_duration};
-use drydock_state_core::{redact_uri, Config, DesignRef, Task};
+use drydock_state_core::{redact_uri, Config, DesignRef, NewTask, Task};
 use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 
@@ -242,13 +242,15 @@ pub fn check_redact_uri(text: &str) {
 // ---------------------------------------------------------------------------------------------
 // task_json
 
-/// Fuzz target `task_json`: a task that decodes validates without panicking, and encoding it
-/// and decoding that gives the same task and the same bytes again.
+/// Fuzz target `task_json`: a new task that decodes validates without panicking; a task that
+/// decodes encodes, and decoding that gives the same task and the same bytes again.
 pub fn task_json(data: &[u8]) {
+    if let Ok(new) = serde_json::from_slice::<NewTask>(data) {
+        let _ = new.validate();
+    }
     let Ok(task) = serde_json::from_slice::<Task>(data) else {
         return;
     };
-    let _ = task.validate();
     let json = serde_json::to_vec(&task).expect("a decoded task encodes");
     let back: Task = serde_json::from_slice(&json).unwrap_or_else(|e| {
         panic!(

@@ -12,6 +12,12 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 
+mod claim;
+mod write;
+
+pub use claim::*;
+pub use write::*;
+
 /// The current time, truncated to the microsecond precision every backend stores.
 pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
@@ -125,10 +131,14 @@ impl TaskStatus {
         matches!(self, TaskStatus::Complete | TaskStatus::Terminated)
     }
 
-    /// Whether a task in `self` may be put into `next`. Staying put is always allowed; a
-    /// terminal status is final.
-    pub fn can_become(self, next: TaskStatus) -> bool {
-        self == next || !self.is_terminal()
+    /// `true` for `running` and `terminating`: a claimant is working the task.
+    pub fn is_live(self) -> bool {
+        matches!(self, TaskStatus::Running | TaskStatus::Terminating)
+    }
+
+    /// `true` for `requested` and `queued`: nobody works the task and it carries no claim.
+    pub fn is_waiting(self) -> bool {
+        matches!(self, TaskStatus::Requested | TaskStatus::Queued)
     }
 }
 
@@ -277,7 +287,9 @@ pub struct Task {
     /// The API request context the task was created in.
     #[serde(default)]
     pub request_context: Option<serde_json::Value>,
-    /// The orchestrator instance that claimed it, if claimed with [`crate::TaskStore::claim_next`].
+    /// The orchestrator instance whose claim the task carries, if it was claimed with
+    /// [`crate::TaskStore::claim_next`] and the claim has not ended (recovery and a return to
+    /// the queue end it; completion keeps it as the record of who ran the task).
     #[serde(default)]
     pub claimed_by: Option<String>,
     /// The lease term under which it was claimed, if the claim was fenced.
@@ -286,6 +298,15 @@ pub struct Task {
     /// When it was claimed.
     #[serde(default)]
     pub claimed_at: Option<DateTime<Utc>>,
+    /// How many times the task has been claimed: one more on every claim, never lowered. With
+    /// the instance and the term it makes the task's [`Claim`], so a write from an earlier run
+    /// of the same instance under the same term is told apart from the current run's.
+    #[serde(default)]
+    pub attempt: i64,
+    /// The caller-chosen id of the claim the task carries ([`ClaimRequest::claim_id`]), if
+    /// any: re-sending that claim returns this task instead of claiming another.
+    #[serde(default)]
+    pub claim_id: Option<Uuid>,
 }
 
 impl fmt::Debug for Task {
@@ -313,6 +334,8 @@ impl fmt::Debug for Task {
             .field("claimed_by", &self.claimed_by)
             .field("claim_term", &self.claim_term)
             .field("claimed_at", &self.claimed_at)
+            .field("attempt", &self.attempt)
+            .field("claim_id", &self.claim_id)
             .finish_non_exhaustive()
     }
 }
@@ -329,120 +352,18 @@ fn api_v1() -> String {
 pub const MAX_ACTION_LEN: usize = 128;
 
 impl Task {
-    /// A new task in status `requested`, created now.
-    pub fn new(action: impl Into<String>) -> Self {
-        Task {
-            kind: kind_task(),
-            api_version: api_v1(),
-            task_id: TaskId::new(),
-            action: action.into(),
-            parent_task_id: None,
-            design_ref: None,
-            status: TaskStatus::Requested,
-            result: TaskResult::default(),
-            node_filter: None,
-            subtask_id_list: Vec::new(),
-            created: now(),
-            created_by: None,
-            updated: None,
-            retry: 0,
-            terminated: None,
-            terminated_by: None,
-            terminate: false,
-            request_context: None,
-            claimed_by: None,
-            claim_term: None,
-            claimed_at: None,
-        }
+    /// The claim the task carries, if any: what a claimant passes as the guard of its writes.
+    pub fn claim(&self) -> Option<Claim> {
+        self.claimed_by.as_ref().map(|instance_id| Claim {
+            instance_id: instance_id.clone(),
+            term: self.claim_term,
+            attempt: self.attempt,
+        })
     }
 
-    /// Sets the status (builder style).
-    pub fn with_status(mut self, status: TaskStatus) -> Self {
-        self.status = status;
-        self
-    }
-
-    /// Sets the design reference (builder style).
-    pub fn with_design_ref(mut self, design_ref: impl Into<String>) -> Self {
-        self.design_ref = Some(design_ref.into());
-        self
-    }
-
-    /// Sets the parent (builder style).
-    pub fn with_parent(mut self, parent: TaskId) -> Self {
-        self.parent_task_id = Some(parent);
-        self
-    }
-
-    /// Sets the node filter (builder style).
-    pub fn with_node_filter(mut self, filter: NodeFilter) -> Self {
-        self.node_filter = Some(filter);
-        self
-    }
-
-    /// Checks what every backend requires of a task before storing it: a non-empty action of
-    /// at most [`MAX_ACTION_LEN`] visible characters, no NUL byte in any text field, and a
-    /// design reference that is a URI.
-    pub fn validate(&self) -> Result<()> {
-        if self.action.is_empty() {
-            return Err(Error::invalid("task.action", "must not be empty"));
-        }
-        if self.action.chars().count() > MAX_ACTION_LEN {
-            return Err(Error::invalid(
-                "task.action",
-                format!("longer than {MAX_ACTION_LEN} characters"),
-            ));
-        }
-        if self
-            .action
-            .chars()
-            .any(|c| c.is_control() || c.is_whitespace())
-        {
-            return Err(Error::invalid(
-                "task.action",
-                "must not contain whitespace or control characters",
-            ));
-        }
-        if let Some(parent) = self.parent_task_id {
-            if parent == self.task_id {
-                return Err(Error::invalid(
-                    "task.parent_task_id",
-                    "a task cannot be its own parent",
-                ));
-            }
-        }
-        if let Some(design_ref) = &self.design_ref {
-            crate::design::DesignRef::parse(design_ref)?;
-        }
-        let texts: [(&str, Option<&str>); 6] = [
-            ("task.created_by", self.created_by.as_deref()),
-            ("task.terminated_by", self.terminated_by.as_deref()),
-            ("task.result.message", self.result.message.as_deref()),
-            ("task.result.reason", self.result.reason.as_deref()),
-            ("task.claimed_by", self.claimed_by.as_deref()),
-            ("task.design_ref", self.design_ref.as_deref()),
-        ];
-        for (field, text) in texts {
-            if let Some(text) = text {
-                no_nul(field, text)?;
-            }
-        }
-        for s in self.result.successes.iter().chain(&self.result.failures) {
-            no_nul("task.result.successes", s)?;
-        }
-        for l in &self.result.links {
-            no_nul("task.result.links", &l.rel)?;
-            no_nul("task.result.links", &l.href)?;
-        }
-        for (field, json) in [
-            ("task.node_filter", &self.node_filter),
-            ("task.request_context", &self.request_context),
-        ] {
-            if let Some(json) = json {
-                json_no_nul(field, json)?;
-            }
-        }
-        Ok(())
+    /// Whether the task is being worked under a claim: `running` or `terminating`.
+    pub fn is_live(&self) -> bool {
+        self.status.is_live()
     }
 }
 
@@ -454,7 +375,7 @@ pub fn no_nul(field: &str, text: &str) -> Result<()> {
     Ok(())
 }
 
-fn json_no_nul(field: &str, value: &serde_json::Value) -> Result<()> {
+pub(crate) fn json_no_nul(field: &str, value: &serde_json::Value) -> Result<()> {
     match value {
         serde_json::Value::String(s) => no_nul(field, s),
         serde_json::Value::Array(a) => a.iter().try_for_each(|v| json_no_nul(field, v)),
@@ -653,41 +574,6 @@ impl LeaseOutcome {
     }
 }
 
-/// A request to claim the next queued task.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClaimRequest {
-    /// Claim only tasks with one of these actions; empty means any.
-    pub actions: Vec<String>,
-    /// The claiming instance, recorded on the task.
-    pub instance_id: String,
-    /// The caller's lease term. When given, the claim is refused with
-    /// [`Error::LeaseLost`] unless the caller holds the live lease with this term.
-    pub term: Option<i64>,
-}
-
-impl ClaimRequest {
-    /// A claim of any action by `instance_id`, unfenced.
-    pub fn new(instance_id: impl Into<String>) -> Self {
-        ClaimRequest {
-            actions: Vec::new(),
-            instance_id: instance_id.into(),
-            term: None,
-        }
-    }
-
-    /// Restricts the claim to these actions (builder style).
-    pub fn actions<I: IntoIterator<Item = S>, S: Into<String>>(mut self, actions: I) -> Self {
-        self.actions = actions.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// Fences the claim with the caller's lease term (builder style).
-    pub fn fenced(mut self, term: i64) -> Self {
-        self.term = Some(term);
-        self
-    }
-}
-
 /// What [`crate::TaskStore::recover_orphans`] does with a running task claimed under an older term.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -715,17 +601,26 @@ pub struct TaskFilter {
     /// Keyset pagination: only tasks after this one in `(created, task_id)` order. Pass the
     /// last task of the previous page.
     pub after: Option<(DateTime<Utc>, TaskId)>,
+    /// Only tasks whose claim is this instance's.
+    pub claimed_by: Option<String>,
+    /// Only tasks claimed under this lease term. With [`TaskFilter::claimed_by`] and status
+    /// `running`, the tasks an instance holds under its term: what it reconciles after a
+    /// restart or a lost reply.
+    pub claim_term: Option<i64>,
     /// At most this many tasks; `None` means all.
     pub limit: Option<u32>,
 }
 
 impl TaskFilter {
-    /// Refuses a filter no backend can match: a NUL byte in the action.
+    /// Refuses a filter no backend can match: a NUL byte in the action or the instance.
     pub fn validate(&self) -> Result<()> {
-        match &self.action {
-            Some(action) => no_nul("filter.action", action),
-            None => Ok(()),
+        if let Some(action) = &self.action {
+            no_nul("filter.action", action)?;
         }
+        if let Some(instance) = &self.claimed_by {
+            validate_instance_id("filter.claimed_by", instance)?;
+        }
+        Ok(())
     }
 }
 
@@ -736,16 +631,6 @@ impl BuildDataQuery {
             Some(node) => no_nul("build_data.node_name", node),
             None => Ok(()),
         }
-    }
-}
-
-impl ClaimRequest {
-    /// Refuses a claim with a NUL byte in the instance id or an action.
-    pub fn validate(&self) -> Result<()> {
-        validate_instance_id("claim.instance_id", &self.instance_id)?;
-        self.actions
-            .iter()
-            .try_for_each(|a| no_nul("claim.actions", a))
     }
 }
 
@@ -769,7 +654,9 @@ mod tests {
 
     #[test]
     fn task_json_has_drydock_shape() {
-        let mut t = Task::new("deploy_nodes").with_design_ref("file:///site.yaml");
+        let mut t = NewTask::new("deploy_nodes")
+            .with_design_ref("file:///site.yaml")
+            .to_task();
         t.result.details.error_count = 1;
         let v = serde_json::to_value(&t).unwrap();
         assert_eq!(v["kind"], "Task");
@@ -781,45 +668,33 @@ mod tests {
         assert!(v["result"]["details"]["messageList"].is_array());
         assert!(v["subtask_id_list"].is_array());
         assert_eq!(v["task_id"], t.task_id.to_string());
+        assert_eq!(v["attempt"], 0);
         let back: Task = serde_json::from_value(v).unwrap();
         assert_eq!(back, t);
     }
 
     #[test]
     fn debug_hides_the_design_password() {
-        let t = Task::new("x").with_design_ref("https://u:hunter2@designs/site.yaml");
-        let shown = format!("{t:?}");
-        assert!(
-            !shown.contains("hunter2") && shown.contains("designs/site.yaml"),
-            "{shown}"
-        );
+        let new = NewTask::new("x").with_design_ref("https://u:hunter2@designs/site.yaml");
+        for shown in [format!("{new:?}"), format!("{:?}", new.to_task())] {
+            assert!(
+                !shown.contains("hunter2") && shown.contains("designs/site.yaml"),
+                "{shown}"
+            );
+        }
     }
 
     #[test]
-    fn terminal_status_is_final() {
-        assert!(TaskStatus::Running.can_become(TaskStatus::Complete));
-        assert!(TaskStatus::Complete.can_become(TaskStatus::Complete));
-        assert!(!TaskStatus::Complete.can_become(TaskStatus::Running));
-        assert!(!TaskStatus::Terminated.can_become(TaskStatus::Queued));
+    fn live_and_waiting_statuses() {
+        assert!(TaskStatus::Running.is_live() && TaskStatus::Terminating.is_live());
+        assert!(!TaskStatus::Queued.is_live() && !TaskStatus::Complete.is_live());
+        assert!(TaskStatus::Queued.is_waiting() && TaskStatus::Requested.is_waiting());
+        assert!(!TaskStatus::Running.is_waiting());
     }
 
     #[test]
     fn unknown_status_names_field() {
         let e = "runnin".parse::<TaskStatus>().unwrap_err();
         assert!(e.to_string().contains("task.status"), "{e}");
-    }
-
-    #[test]
-    fn validate_refuses_nul_and_bad_action() {
-        assert!(Task::new("").validate().is_err());
-        assert!(Task::new("deploy nodes").validate().is_err());
-        let mut t = Task::new("x");
-        t.created_by = Some("a\0b".into());
-        let e = t.validate().unwrap_err();
-        assert!(e.to_string().contains("task.created_by"));
-        assert!(Task::new("x")
-            .with_design_ref("relative/path")
-            .validate()
-            .is_err());
     }
 }

@@ -1,0 +1,197 @@
+//! Claims: how a task is handed to one worker, and the guard every write of that worker carries.
+//!
+//! A claim is named by the claiming instance, the lease term it claimed under (if fenced) and
+//! the task's attempt number, which rises by one on every claim. A write made with a guard is
+//! refused with [`Error::LeaseLost`], and nothing is written, unless the stored task carries
+//! exactly that claim and, when the guard has a term, the instance still holds the live lease
+//! with that term. Backends check both in the same statement or transaction as the write.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{no_nul, validate_instance_id, TaskId};
+use crate::error::{Error, Result};
+
+/// The claim a task carries, and the guard of a claimant's writes.
+///
+/// Take it from the claimed task ([`super::Task::claim`]) and pass it to every write you make
+/// while working the task; a write from a claim that has ended (the task was recovered,
+/// requeued, or claimed again) is refused.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Claim {
+    /// The claiming instance.
+    pub instance_id: String,
+    /// The lease term the claim was made under; `None` for an unfenced claim.
+    pub term: Option<i64>,
+    /// The task's attempt number when claimed.
+    pub attempt: i64,
+}
+
+impl Claim {
+    /// A guard for `instance_id`'s claim number `attempt`, made under `term`.
+    pub fn new(instance_id: impl Into<String>, term: Option<i64>, attempt: i64) -> Self {
+        Claim {
+            instance_id: instance_id.into(),
+            term,
+            attempt,
+        }
+    }
+
+    /// Refuses a guard no backend can match: a NUL byte in the instance id.
+    pub fn validate(&self) -> Result<()> {
+        validate_instance_id("guard.instance_id", &self.instance_id)
+    }
+
+    /// Whether a task storing this claim (`claimed_by`, `claim_term`, `attempt`) carries
+    /// exactly this claim.
+    pub fn matches(&self, claimed_by: Option<&str>, claim_term: Option<i64>, attempt: i64) -> bool {
+        claimed_by == Some(self.instance_id.as_str())
+            && claim_term == self.term
+            && attempt == self.attempt
+    }
+
+    /// The [`Error::LeaseLost`] for a write by this guard to `task`, whose stored claim is
+    /// `stored` (`None` when it carries none). Names the stored claim, so the refused writer
+    /// learns who holds the task now.
+    pub fn refused(&self, task: TaskId, stored: Option<&Claim>) -> Error {
+        match stored {
+            Some(stored) => Error::LeaseLost(format!(
+                "task {task} is claimed by {stored}, not by {self}; the write is refused"
+            )),
+            None => Error::LeaseLost(format!(
+                "task {task} carries no claim (it was recovered, requeued or never claimed), \
+                 not one by {self}; the write is refused"
+            )),
+        }
+    }
+
+    /// The stored claim of a task, from its columns: `None` when `claimed_by` is.
+    pub fn stored(claimed_by: Option<String>, claim_term: Option<i64>, attempt: i64) -> Option<Self> {
+        claimed_by.map(|instance_id| Claim {
+            instance_id,
+            term: claim_term,
+            attempt,
+        })
+    }
+}
+
+impl fmt::Display for Claim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.term {
+            Some(term) => write!(
+                f,
+                "{} under term {term} (attempt {})",
+                self.instance_id, self.attempt
+            ),
+            None => write!(
+                f,
+                "{} without a term (attempt {})",
+                self.instance_id, self.attempt
+            ),
+        }
+    }
+}
+
+/// The [`Error::LeaseLost`] for a fenced operation by `instance_id` whose lease with `term`
+/// is not live: it was taken over, released or has lapsed.
+pub fn lease_not_held(instance_id: &str, term: i64) -> Error {
+    Error::LeaseLost(format!(
+        "instance {instance_id} does not hold the lease with term {term}"
+    ))
+}
+
+/// A request to claim the next queued task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimRequest {
+    /// Claim only tasks with one of these actions; empty means any.
+    pub actions: Vec<String>,
+    /// The claiming instance, recorded on the task.
+    pub instance_id: String,
+    /// The caller's lease term. When given, the claim is refused with
+    /// [`Error::LeaseLost`] unless the caller holds the live lease with this term.
+    pub term: Option<i64>,
+    /// A caller-chosen id for this claim. Re-sending the same request with the same id (after
+    /// an error that left the caller unsure whether the claim was made) returns the task
+    /// already claimed under it instead of claiming another. Use a new id for every claim.
+    pub claim_id: Option<Uuid>,
+}
+
+impl ClaimRequest {
+    /// A claim of any action by `instance_id`, unfenced, without a claim id.
+    pub fn new(instance_id: impl Into<String>) -> Self {
+        ClaimRequest {
+            actions: Vec::new(),
+            instance_id: instance_id.into(),
+            term: None,
+            claim_id: None,
+        }
+    }
+
+    /// Restricts the claim to these actions (builder style).
+    pub fn actions<I: IntoIterator<Item = S>, S: Into<String>>(mut self, actions: I) -> Self {
+        self.actions = actions.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Fences the claim with the caller's lease term (builder style).
+    pub fn fenced(mut self, term: i64) -> Self {
+        self.term = Some(term);
+        self
+    }
+
+    /// Names the claim, so that re-sending it is safe (builder style).
+    pub fn with_claim_id(mut self, claim_id: Uuid) -> Self {
+        self.claim_id = Some(claim_id);
+        self
+    }
+
+    /// Refuses a claim with a NUL byte in the instance id or an action.
+    pub fn validate(&self) -> Result<()> {
+        validate_instance_id("claim.instance_id", &self.instance_id)?;
+        self.actions
+            .iter()
+            .try_for_each(|a| no_nul("claim.actions", a))
+    }
+
+    /// The [`Error::Conflict`] for a claim id already carried by a task another instance
+    /// claimed: claim ids are meant to be new for every claim.
+    pub fn claim_id_taken(&self, task: TaskId, by: &str) -> Error {
+        Error::Conflict(format!(
+            "claim id {} already names the claim of task {task} by {by}, not by {}",
+            self.claim_id.unwrap_or_default(),
+            self.instance_id
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_guard_matches_only_its_own_claim() {
+        let g = Claim::new("a", Some(1), 2);
+        assert!(g.matches(Some("a"), Some(1), 2));
+        assert!(!g.matches(Some("a"), Some(1), 3), "a later run (ABA)");
+        assert!(!g.matches(Some("a"), Some(2), 2), "another term");
+        assert!(!g.matches(Some("b"), Some(1), 2), "another instance");
+        assert!(!g.matches(None, None, 2), "no claim");
+        let unfenced = Claim::new("a", None, 1);
+        assert!(!unfenced.matches(Some("a"), Some(1), 1));
+        assert!(unfenced.matches(Some("a"), None, 1));
+    }
+
+    #[test]
+    fn a_refusal_names_the_stored_claim() {
+        let g = Claim::new("a", Some(1), 1);
+        let e = g
+            .refused(TaskId::new(), Some(&Claim::new("b", Some(2), 2)))
+            .to_string();
+        assert!(e.contains("claimed by b under term 2 (attempt 2)"), "{e}");
+        assert!(e.contains("not by a under term 1 (attempt 1)"), "{e}");
+        let e = g.refused(TaskId::new(), None).to_string();
+        assert!(e.contains("carries no claim"), "{e}");
+    }
+}
