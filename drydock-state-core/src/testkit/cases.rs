@@ -12,54 +12,6 @@ use crate::error::Error;
 use crate::model::*;
 use crate::store::StateStore;
 
-/// Every case, in the order the macro runs them.
-pub const ALL: &[&str] = &[
-    "task_create_and_get",
-    "task_create_duplicate_is_conflict",
-    "task_create_with_unknown_parent_is_not_found",
-    "task_get_unknown_is_none",
-    "task_node_filter_round_trip",
-    "task_update_writes_what_it_sets",
-    "task_update_unknown_is_not_found",
-    "task_terminal_status_is_final",
-    "task_running_only_by_a_claim",
-    "task_invalid_input_is_refused_and_nothing_stored",
-    "task_sql_metacharacters_stored_verbatim",
-    "task_list_filters",
-    "task_list_keyset_pagination",
-    "task_list_assembles_messages",
-    "task_json_shape_from_store",
-    "subtask_append_is_atomic",
-    "subtasks_active_vs_complete",
-    "subtask_of_unknown_parent_is_not_found",
-    "terminate_task_records_who_and_when",
-    "purge_removes_old_trees_keeps_young",
-    "purge_zero_retention_is_invalid",
-    "messages_error_count",
-    "message_5000_chars_stored_whole",
-    "messages_in_sequence_order",
-    "message_to_unknown_task_is_not_found",
-    "message_batch_is_all_or_nothing",
-    "build_data_with_and_without_collected_date",
-    "build_data_by_node_task_and_both",
-    "build_data_latest_per_generator",
-    "build_data_latest_without_node_filter",
-    "build_data_brief_omits_element",
-    "lease_claim_and_deny",
-    "lease_usurp_after_grace",
-    "lease_renew_keeps_term_and_denies_others",
-    "lease_release_lets_another_claim_with_higher_term",
-    "claim_oldest_queued_first",
-    "claim_respects_actions",
-    "claim_nothing_queued_is_none",
-    "claim_fenced_with_stale_term_is_refused",
-    "claim_concurrent_exactly_once",
-    "recover_orphans_requeues_with_message",
-    "recover_orphans_fail_policy",
-    "stalled_leader_is_fenced_out_and_recovered_once",
-    "late_write_with_a_stale_claim_is_refused",
-];
-
 async fn store(factory: &dyn StoreFactory) -> Arc<dyn StateStore> {
     factory.open(kit_config()).await
 }
