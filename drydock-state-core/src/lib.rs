@@ -20,7 +20,7 @@ pub use design::{
 pub use error::{redact_uri, Error, Result};
 pub use memory::MemoryStore;
 pub use model::*;
-pub use store::{BuildStore, InstanceLock, MessageStore, StateStore, TaskStore};
+pub use store::{BootActionStore, BuildStore, InstanceLock, MessageStore, StateStore, TaskStore};
 
 #[doc(hidden)]
 pub use inventory as __inventory;

@@ -45,6 +45,8 @@ struct Inner {
     build_data: Vec<BuildData>,
     lease: Option<Lease>,
     last_term: i64,
+    boot_contexts: HashMap<String, BootActionContext>,
+    boot_actions: HashMap<BootActionId, BootAction>,
 }
 
 impl MemoryStore {
@@ -61,11 +63,12 @@ impl MemoryStore {
     /// When a lease taken or renewed at `now` lapses; an error, not a panic, for a grace
     /// period too long to add to the clock.
     fn expiry(&self, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
-        now.checked_add_signed(self.grace_period).ok_or_else(|| Error::Config {
-            key: "leader.grace_period".into(),
-            origin: "the store's configuration".into(),
-            reason: "is too long to add to the current time".into(),
-        })
+        now.checked_add_signed(self.grace_period)
+            .ok_or_else(|| Error::Config {
+                key: "leader.grace_period".into(),
+                origin: "the store's configuration".into(),
+                reason: "is too long to add to the current time".into(),
+            })
     }
 
     fn wake_if_queued(&self, status: TaskStatus) {
@@ -433,8 +436,7 @@ impl TaskStore for MemoryStore {
 /// Refuses new work (a subtask) under `parent` when it is finished, being stopped or marked
 /// for termination.
 pub fn refuse_new_work_under(parent: &Task) -> Result<()> {
-    if parent.status.is_terminal() || parent.status == TaskStatus::Terminating || parent.terminate
-    {
+    if parent.status.is_terminal() || parent.status == TaskStatus::Terminating || parent.terminate {
         return Err(Error::Conflict(format!(
             "task {} is {}{}; it takes no new subtasks",
             parent.task_id,
@@ -687,9 +689,102 @@ impl InstanceLock for MemoryStore {
     }
 }
 
+#[async_trait]
+impl BootActionStore for MemoryStore {
+    async fn set_boot_action_context(&self, context: &BootActionContext) -> Result<()> {
+        context.validate()?;
+        let mut inner = self.lock();
+        if !inner.tasks.contains_key(&context.task_id) {
+            return Err(Error::not_found("task", context.task_id));
+        }
+        inner
+            .boot_contexts
+            .insert(context.node_name.clone(), context.clone());
+        Ok(())
+    }
+
+    async fn boot_action_context(&self, node_name: &str) -> Result<Option<BootActionContext>> {
+        no_nul("boot_action.node_name", node_name)?;
+        Ok(self.lock().boot_contexts.get(node_name).cloned())
+    }
+
+    async fn add_boot_action(&self, action: &BootAction) -> Result<()> {
+        action.validate()?;
+        let mut inner = self.lock();
+        if inner.boot_actions.contains_key(&action.action_id) {
+            return Err(Error::Conflict(format!(
+                "boot action {} already exists",
+                action.action_id
+            )));
+        }
+        if !inner.tasks.contains_key(&action.task_id) {
+            return Err(Error::not_found("task", action.task_id));
+        }
+        inner.boot_actions.insert(action.action_id, action.clone());
+        Ok(())
+    }
+
+    async fn set_boot_action_status(
+        &self,
+        id: BootActionId,
+        status: BootActionStatus,
+        details: &[NewMessage],
+    ) -> Result<BootAction> {
+        details.iter().try_for_each(NewMessage::validate)?;
+        let mut inner = self.lock();
+        let action = inner
+            .boot_actions
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::not_found("boot action", id))?;
+        if action.action_status.is_final() {
+            return Err(action.finalized(status));
+        }
+        let note = action.status_message(status);
+        if inner.tasks.contains_key(&action.task_id) {
+            let ts = now();
+            inner.append(action.task_id, &note, ts);
+            for detail in details {
+                inner.append(action.task_id, detail, ts);
+            }
+        }
+        let stored = inner.boot_actions.get_mut(&id).expect("read above");
+        stored.action_status = status;
+        Ok(stored.clone())
+    }
+
+    async fn boot_actions_for_node(
+        &self,
+        node_name: &str,
+    ) -> Result<std::collections::BTreeMap<String, BootAction>> {
+        no_nul("boot_action.node_name", node_name)?;
+        let inner = self.lock();
+        let mut actions: Vec<&BootAction> = inner
+            .boot_actions
+            .values()
+            .filter(|a| a.node_name == node_name)
+            .collect();
+        // Oldest first, so the newest of a name is inserted last and kept.
+        actions.sort_by_key(|a| a.action_id);
+        Ok(actions
+            .into_iter()
+            .map(|a| (a.action_name.clone(), a.clone()))
+            .collect())
+    }
+
+    async fn boot_action(&self, id: BootActionId) -> Result<Option<BootAction>> {
+        Ok(self.lock().boot_actions.get(&id).cloned())
+    }
+}
+
+#[async_trait]
 impl StateStore for MemoryStore {
     fn backend_name(&self) -> &'static str {
         "memory"
+    }
+
+    async fn ping(&self) -> Result<DateTime<Utc>> {
+        Ok(now())
     }
 }
 

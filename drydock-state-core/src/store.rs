@@ -1,12 +1,14 @@
 //! The store traits every backend implements, and the guarantee of each method.
 //!
-//! A backend is one value implementing all four; [`StateStore`] names the combination and
+//! A backend is one value implementing all five; [`StateStore`] names the combination and
 //! applications hold it as `Arc<dyn StateStore>`. The conformance kit
 //! ([`crate::testkit`], feature `testkit`) checks every guarantee stated here.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use crate::error::Result;
 use crate::model::*;
@@ -182,8 +184,52 @@ pub trait InstanceLock: Send + Sync {
     async fn current_lease(&self) -> Result<Option<Lease>>;
 }
 
-/// A complete backend: all four stores in one value.
-pub trait StateStore: TaskStore + MessageStore + BuildStore + InstanceLock {
+/// Boot actions: what nodes run on first boot and what they report (Drydock's `boot_action`
+/// and `boot_action_status` tables). Ids, keys and names are kept byte for byte.
+#[async_trait]
+pub trait BootActionStore: Send + Sync {
+    /// Sets a node's boot-action context, replacing the one it had. `NotFound` if the task
+    /// does not exist.
+    async fn set_boot_action_context(&self, context: &BootActionContext) -> Result<()>;
+
+    /// A node's boot-action context, if it has one.
+    async fn boot_action_context(&self, node_name: &str) -> Result<Option<BootActionContext>>;
+
+    /// Records a boot action. `Conflict` if its id exists, `NotFound` if its task does not.
+    async fn add_boot_action(&self, action: &BootAction) -> Result<()>;
+
+    /// Sets a boot action's status, as a node reports it, and returns the action as stored.
+    /// In the same transaction it appends to the action's task a result message saying so
+    /// ([`BootAction::status_message`]) and then the node's `details`, in order (when the
+    /// task has been purged meanwhile, the status is still recorded, without messages).
+    /// `NotFound` for an unknown id (Drydock silently said yes); `Conflict` when the stored
+    /// status is final (`success`, `failure`; Drydock's API answered 409), and nothing is
+    /// written.
+    async fn set_boot_action_status(
+        &self,
+        id: BootActionId,
+        status: BootActionStatus,
+        details: &[NewMessage],
+    ) -> Result<BootAction>;
+
+    /// A node's boot actions keyed by action name; of several with one name (a redeployed
+    /// node), the newest id.
+    async fn boot_actions_for_node(&self, node_name: &str) -> Result<BTreeMap<String, BootAction>>;
+
+    /// One boot action by id.
+    async fn boot_action(&self, id: BootActionId) -> Result<Option<BootAction>>;
+}
+
+/// A complete backend: all five stores in one value.
+#[async_trait]
+pub trait StateStore:
+    TaskStore + MessageStore + BuildStore + InstanceLock + BootActionStore
+{
     /// The backend's name (`postgres`, `sqlite`, `memory`), for logs and summaries.
     fn backend_name(&self) -> &'static str;
+
+    /// The store's clock (the database's `now()` for SQL backends): a round trip that proves
+    /// the store answers, as Drydock's health check did with `get_now`. `Unavailable` when it
+    /// cannot be reached.
+    async fn ping(&self) -> Result<DateTime<Utc>>;
 }

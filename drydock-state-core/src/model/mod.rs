@@ -107,6 +107,9 @@ macro_rules! string_enum {
     };
 }
 
+mod boot_action;
+pub use boot_action::*;
+
 string_enum!(
     /// Where a task is in its life. `Complete` and `Terminated` are terminal.
     TaskStatus, "task.status" {

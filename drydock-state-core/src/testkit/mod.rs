@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::store::StateStore;
 
 pub mod cases;
+pub mod cases_boot;
 pub mod cases_fencing;
 
 /// Opens an empty store for one case.
@@ -118,6 +119,13 @@ macro_rules! __kit_cases {
             cases_fencing::update_parent_must_exist,
             cases_fencing::json_is_returned_as_given,
             cases_fencing::keyset_pages_with_ties_across_boundaries,
+            cases_boot::boot_action_context_is_one_per_node,
+            cases_boot::boot_action_post_put_get,
+            cases_boot::boot_action_final_status_never_changes,
+            cases_boot::boot_action_unknown_id_is_not_found,
+            cases_boot::boot_actions_of_a_node_keyed_by_name,
+            cases_boot::boot_action_status_details_go_to_the_task,
+            cases_boot::ping_returns_the_store_clock,
         }
     };
 }
@@ -165,6 +173,7 @@ mod tests {
         let sources = [
             include_str!("cases.rs"),
             include_str!("cases_fencing.rs"),
+            include_str!("cases_boot.rs"),
         ];
         let mut written: Vec<&str> = sources
             .iter()
@@ -178,6 +187,9 @@ mod tests {
         written.sort_unstable();
         let mut listed: Vec<&str> = super::ALL.to_vec();
         listed.sort_unstable();
-        assert_eq!(written, listed, "cases written vs cases listed in __kit_cases");
+        assert_eq!(
+            written, listed,
+            "cases written vs cases listed in __kit_cases"
+        );
     }
 }
