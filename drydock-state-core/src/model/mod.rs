@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::error::{Error, Result};
 
 mod claim;
+mod drydock_json;
 mod write;
 
 pub use claim::*;
@@ -32,6 +33,12 @@ impl TaskId {
     /// A new, time-ordered id.
     pub fn new() -> Self {
         TaskId(Uuid::now_v7())
+    }
+
+    /// The all-zero id: what a message read from Drydock's JSON without a `task_id` carries
+    /// until the task it is read with fills it in.
+    pub const fn nil() -> Self {
+        TaskId(Uuid::nil())
     }
 }
 
@@ -186,15 +193,22 @@ pub struct Link {
 #[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
 pub struct ResultDetails {
     /// How many of `message_list` are errors.
-    #[serde(rename = "errorCount")]
+    #[serde(rename = "errorCount", default)]
     pub error_count: u64,
     /// The task's result messages, in sequence order.
-    #[serde(rename = "messageList")]
+    #[serde(
+        rename = "messageList",
+        default,
+        deserialize_with = "drydock_json::null_as_empty"
+    )]
     pub message_list: Vec<ResultMessage>,
 }
 
 /// The outcome of a task: its status, a summary and the per-target successes and failures.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+///
+/// Serialized as Drydock's API shows it, a `kind: Status` document (`apiVersion: v1.0`,
+/// `metadata: {}`); read leniently (`null` lists, links as `{rel: [href]}`).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct TaskResult {
     /// How it went.
     pub status: ResultStatus,
@@ -203,18 +217,51 @@ pub struct TaskResult {
     /// Why, when it did not succeed.
     pub reason: Option<String>,
     /// Targets (usually node names) that succeeded.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "drydock_json::null_as_empty")]
     pub successes: Vec<String>,
     /// Targets that failed.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "drydock_json::null_as_empty")]
     pub failures: Vec<String>,
     /// Related links.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "drydock_json::links")]
     pub links: Vec<Link>,
     /// Messages and error count; assembled from the message store when a task is read,
     /// ignored when a task is written.
     #[serde(default)]
     pub details: ResultDetails,
+}
+
+impl Serialize for TaskResult {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        /// The document Drydock's `TaskStatus.to_dict` produced.
+        #[derive(Serialize)]
+        struct Status<'a> {
+            kind: &'static str,
+            #[serde(rename = "apiVersion")]
+            api_version: &'static str,
+            metadata: serde_json::Map<String, serde_json::Value>,
+            message: &'a Option<String>,
+            reason: &'a Option<String>,
+            status: ResultStatus,
+            successes: &'a [String],
+            failures: &'a [String],
+            links: &'a [Link],
+            details: &'a ResultDetails,
+        }
+        Status {
+            kind: "Status",
+            api_version: "v1.0",
+            metadata: serde_json::Map::new(),
+            message: &self.message,
+            reason: &self.reason,
+            status: self.status,
+            successes: &self.successes,
+            failures: &self.failures,
+            links: &self.links,
+            details: &self.details,
+        }
+        .serialize(s)
+    }
 }
 
 impl Default for TaskResult {
@@ -236,8 +283,11 @@ impl Default for TaskResult {
 pub type NodeFilter = serde_json::Value;
 
 /// A task, as stored and as Drydock's API clients read it. Its `Debug` shows the design
-/// reference with the password removed.
+/// reference with the password removed; its JSON leaves out the request context (see
+/// [`Task::to_json`]) and reads Drydock's own JSON (zoneless dates, `null` lists, links as a
+/// map, messages without a sequence).
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "TaskJson")]
 pub struct Task {
     /// Always `Task`.
     #[serde(default = "kind_task")]
@@ -287,8 +337,9 @@ pub struct Task {
     /// Whether termination was requested.
     #[serde(default)]
     pub terminate: bool,
-    /// The API request context the task was created in.
-    #[serde(default)]
+    /// The API request context the task was created in (user, roles, project): stored, but
+    /// not in the JSON a client is shown unless asked for ([`Task::to_json`]).
+    #[serde(default, skip_serializing)]
     pub request_context: Option<serde_json::Value>,
     /// The orchestrator instance whose claim the task carries, if it was claimed with
     /// [`crate::TaskStore::claim_next`] and the claim has not ended (recovery and a return to
@@ -310,6 +361,94 @@ pub struct Task {
     /// any: re-sending that claim returns this task instead of claiming another.
     #[serde(default)]
     pub claim_id: Option<Uuid>,
+}
+
+/// How a task is read from JSON: [`Task`]'s fields, with Drydock's looser forms accepted.
+#[derive(Deserialize)]
+struct TaskJson {
+    #[serde(default = "kind_task")]
+    kind: String,
+    #[serde(rename = "apiVersion", default = "api_v1")]
+    api_version: String,
+    task_id: TaskId,
+    action: String,
+    #[serde(default)]
+    parent_task_id: Option<TaskId>,
+    #[serde(default)]
+    design_ref: Option<String>,
+    status: TaskStatus,
+    #[serde(default)]
+    result: TaskResult,
+    #[serde(default)]
+    node_filter: Option<NodeFilter>,
+    #[serde(default, deserialize_with = "drydock_json::null_as_empty")]
+    subtask_id_list: Vec<TaskId>,
+    #[serde(deserialize_with = "drydock_json::time")]
+    created: DateTime<Utc>,
+    #[serde(default)]
+    created_by: Option<String>,
+    #[serde(default, deserialize_with = "drydock_json::opt_time")]
+    updated: Option<DateTime<Utc>>,
+    #[serde(default)]
+    retry: i32,
+    #[serde(default, deserialize_with = "drydock_json::opt_time")]
+    terminated: Option<DateTime<Utc>>,
+    #[serde(default)]
+    terminated_by: Option<String>,
+    #[serde(default, deserialize_with = "null_as_false")]
+    terminate: bool,
+    #[serde(default)]
+    request_context: Option<serde_json::Value>,
+    #[serde(default)]
+    claimed_by: Option<String>,
+    #[serde(default)]
+    claim_term: Option<i64>,
+    #[serde(default, deserialize_with = "drydock_json::opt_time")]
+    claimed_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    attempt: i64,
+    #[serde(default)]
+    claim_id: Option<Uuid>,
+}
+
+fn null_as_false<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
+    Ok(Option::<bool>::deserialize(d)?.unwrap_or_default())
+}
+
+impl From<TaskJson> for Task {
+    fn from(t: TaskJson) -> Self {
+        let mut result = t.result;
+        for m in &mut result.details.message_list {
+            if m.task_id == TaskId::nil() {
+                m.task_id = t.task_id;
+            }
+        }
+        Task {
+            result,
+            kind: t.kind,
+            api_version: t.api_version,
+            task_id: t.task_id,
+            action: t.action,
+            parent_task_id: t.parent_task_id,
+            design_ref: t.design_ref,
+            status: t.status,
+            node_filter: t.node_filter,
+            subtask_id_list: t.subtask_id_list,
+            created: t.created,
+            created_by: t.created_by,
+            updated: t.updated,
+            retry: t.retry,
+            terminated: t.terminated,
+            terminated_by: t.terminated_by,
+            terminate: t.terminate,
+            request_context: t.request_context,
+            claimed_by: t.claimed_by,
+            claim_term: t.claim_term,
+            claimed_at: t.claimed_at,
+            attempt: t.attempt,
+            claim_id: t.claim_id,
+        }
+    }
 }
 
 impl fmt::Debug for Task {
@@ -355,6 +494,20 @@ fn api_v1() -> String {
 pub const MAX_ACTION_LEN: usize = 128;
 
 impl Task {
+    /// The task's JSON as Drydock's API shows it, with the request context when asked for.
+    pub fn to_json(&self, include_request_context: bool) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        if include_request_context {
+            if let serde_json::Value::Object(map) = &mut value {
+                map.insert(
+                    "request_context".into(),
+                    self.request_context.clone().unwrap_or_default(),
+                );
+            }
+        }
+        value
+    }
+
     /// The claim the task carries, if any: what a claimant passes as the guard of its writes.
     pub fn claim(&self) -> Option<Claim> {
         self.claimed_by.as_ref().map(|instance_id| Claim {
@@ -459,9 +612,12 @@ impl NewMessage {
 /// A stored result message.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ResultMessage {
-    /// Its place in the store's order; increases with every append.
+    /// Its place in the store's order; increases with every append. Drydock's JSON has
+    /// none: such messages read as 0, in the order given.
+    #[serde(default)]
     pub sequence: i64,
-    /// The task it belongs to.
+    /// The task it belongs to (filled in from the task when Drydock's JSON leaves it out).
+    #[serde(default = "TaskId::nil")]
     pub task_id: TaskId,
     /// The text.
     pub message: String,
@@ -472,6 +628,7 @@ pub struct ResultMessage {
     /// Which one.
     pub context: String,
     /// When it was stored (the database's clock).
+    #[serde(deserialize_with = "drydock_json::time")]
     pub ts: DateTime<Utc>,
     /// Free-form structured detail.
     #[serde(default)]
@@ -674,6 +831,62 @@ mod tests {
         assert_eq!(v["attempt"], 0);
         let back: Task = serde_json::from_value(v).unwrap();
         assert_eq!(back, t);
+    }
+
+    #[test]
+    fn result_is_a_drydock_status_document_and_request_context_is_hidden() {
+        let mut t = NewTask::new("deploy_nodes").to_task();
+        t.request_context = Some(serde_json::json!({"user": "shipyard"}));
+        let v = serde_json::to_value(&t).unwrap();
+        assert_eq!(v["result"]["kind"], "Status");
+        assert_eq!(v["result"]["apiVersion"], "v1.0");
+        assert_eq!(v["result"]["metadata"], serde_json::json!({}));
+        assert!(v.get("request_context").is_none(), "{v}");
+        let asked = t.to_json(true);
+        assert_eq!(asked["request_context"]["user"], "shipyard");
+        let back: Task = serde_json::from_value(asked).unwrap();
+        assert_eq!(back, t);
+    }
+
+    #[test]
+    fn json_written_by_drydock_reads_back() {
+        // The shape of Drydock's Task.to_dict(), as its API returned it.
+        let text = r#"{
+            "kind": "Task", "apiVersion": "v1",
+            "task_id": "11111111-1111-1111-1111-111111111113",
+            "action": "deploy_nodes", "parent_task_id": null,
+            "design_ref": "deckhand+http://deckhand-int.ucp:9000/api/v1.0/revisions/1/rendered-documents",
+            "status": "complete",
+            "result": {
+                "kind": "Status", "apiVersion": "v1.0", "metadata": {},
+                "message": null, "reason": null, "status": "partial_success",
+                "successes": null, "failures": ["n2"],
+                "links": {"detail_logs": ["http://logs/1", "http://logs/2"]},
+                "details": {"errorCount": 1, "messageList": [
+                    {"message": "boom", "error": true, "context_type": "node",
+                     "context": "n2", "ts": "2017-11-09 14:03:37.000001", "extra": {}}
+                ]}
+            },
+            "node_filter": null, "subtask_id_list": ["11111111-1111-1111-1111-111111111114"],
+            "created": "2017-11-09 14:03:36.951263", "created_by": "shipyard",
+            "updated": "2017-11-09 14:10:00+00:00", "terminated": null,
+            "terminated_by": null, "terminate": null, "retry": 0
+        }"#;
+        let t: Task = serde_json::from_str(text).unwrap();
+        assert_eq!(t.status, TaskStatus::Complete);
+        assert_eq!(
+            t.created,
+            DateTime::parse_from_rfc3339("2017-11-09T14:03:36.951263Z").unwrap()
+        );
+        assert!(t.updated.is_some());
+        assert!(t.result.successes.is_empty());
+        assert_eq!(t.result.links.len(), 2);
+        assert_eq!(t.result.links[1].href, "http://logs/2");
+        assert_eq!(t.result.links[0].rel, "detail_logs");
+        assert!(!t.terminate);
+        let m = &t.result.details.message_list[0];
+        assert_eq!((m.sequence, m.task_id), (0, t.task_id));
+        assert_eq!(t.subtask_id_list.len(), 1);
     }
 
     #[test]
