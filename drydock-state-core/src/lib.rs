@@ -11,6 +11,7 @@ pub mod registry;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod views;
 
 pub use backend::{BackendRegistration, BackendRegistry};
 pub use config::{Config, DatabaseConfig, DesignConfig, LeaderConfig};
@@ -21,6 +22,7 @@ pub use error::{redact_uri, Error, Result};
 pub use memory::MemoryStore;
 pub use model::*;
 pub use store::{BootActionStore, BuildStore, InstanceLock, MessageStore, StateStore, TaskStore};
+pub use views::{task_view, TaskViewOptions};
 
 #[doc(hidden)]
 pub use inventory as __inventory;

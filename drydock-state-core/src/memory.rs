@@ -271,6 +271,38 @@ impl TaskStore for MemoryStore {
         Ok(())
     }
 
+    async fn task_tree(&self, root: TaskId, depth: Option<u32>) -> Result<Vec<TreeNode>> {
+        let inner = self.lock();
+        let Some(first) = inner.tasks.get(&root) else {
+            return Ok(Vec::new());
+        };
+        let mut seen = std::collections::HashSet::from([root]);
+        let mut tree = vec![TreeNode {
+            depth: 0,
+            task_id: root,
+            task: Some(inner.assembled(first)),
+        }];
+        let mut i = 0;
+        while i < tree.len() {
+            let level = tree[i].depth;
+            let listed = match &tree[i].task {
+                Some(t) if depth.is_none_or(|d| level < d) => t.subtask_id_list.clone(),
+                _ => Vec::new(),
+            };
+            for id in listed {
+                if seen.insert(id) {
+                    tree.push(TreeNode {
+                        depth: level + 1,
+                        task_id: id,
+                        task: inner.tasks.get(&id).map(|t| inner.assembled(t)),
+                    });
+                }
+            }
+            i += 1;
+        }
+        Ok(tree)
+    }
+
     async fn subtasks(&self, parent: TaskId, which: SubtaskFilter) -> Result<Vec<Task>> {
         let inner = self.lock();
         let parent = inner
@@ -596,6 +628,27 @@ impl BuildStore for MemoryStore {
         stored.collected_date.get_or_insert(now);
         inner.build_data.push(stored);
         Ok(())
+    }
+
+    async fn build_data_of_tasks(
+        &self,
+        tasks: &[TaskId],
+        verbosity: Verbosity,
+    ) -> Result<Vec<BuildData>> {
+        let mut rows = Vec::new();
+        for task in tasks.iter().collect::<std::collections::BTreeSet<_>>() {
+            rows.extend(
+                self.build_data(&BuildDataQuery {
+                    task_id: Some(*task),
+                    verbosity,
+                    ..Default::default()
+                })
+                .await?,
+            );
+        }
+        // Newest first across tasks; the sort is stable, so equal dates keep each task's order.
+        rows.sort_by_key(|b| std::cmp::Reverse(b.collected_date));
+        Ok(rows)
     }
 
     async fn build_data(&self, query: &BuildDataQuery) -> Result<Vec<BuildData>> {

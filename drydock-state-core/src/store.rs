@@ -66,6 +66,15 @@ pub trait TaskStore: Send + Sync {
     async fn add_subtask(&self, parent: TaskId, child: TaskId, guard: Option<&Claim>)
         -> Result<()>;
 
+    /// The task `root` and its subtasks down `depth` levels below it (`None`: all), found by
+    /// following each task's `subtask_id_list` in order, breadth first: the root at depth 0,
+    /// then its listed subtasks, then theirs. Each id comes once, the first time it is reached
+    /// (a list naming an id twice, or a cycle, does not repeat it); an id listed but not stored
+    /// comes with `task: None` and is not followed. Empty when `root` does not exist. Tasks
+    /// come with their messages assembled, in a constant number of statements whatever the
+    /// tree's size (a recursive query, not one per task).
+    async fn task_tree(&self, root: TaskId, depth: Option<u32>) -> Result<Vec<TreeNode>>;
+
     /// The tasks listed in `parent`'s `subtask_id_list`, in that order, restricted by `which`,
     /// with messages assembled. `NotFound` if `parent` does not exist.
     async fn subtasks(&self, parent: TaskId, which: SubtaskFilter) -> Result<Vec<Task>>;
@@ -154,6 +163,13 @@ pub trait BuildStore: Send + Sync {
     /// [`crate::TaskStore::update_task`]); without one, the task need not exist (build history
     /// outlives purged tasks).
     async fn record_build_data(&self, data: &BuildData, guard: Option<&Claim>) -> Result<()>;
+
+    /// The build data of any of `tasks`, newest first, in one statement (for task views).
+    async fn build_data_of_tasks(
+        &self,
+        tasks: &[TaskId],
+        verbosity: Verbosity,
+    ) -> Result<Vec<BuildData>>;
 
     /// Build data matching `query` (node AND task when both are given), newest first. With
     /// `latest`, one row per node and generator: the newest. With [`Verbosity::Brief`] the

@@ -168,6 +168,17 @@ string_enum!(
     }
 );
 
+/// One task of a tree read by [`crate::TaskStore::task_tree`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct TreeNode {
+    /// Levels below the root (the root is 0).
+    pub depth: u32,
+    /// The id as listed by its parent.
+    pub task_id: TaskId,
+    /// The task, or `None` when the id is listed but no such task is stored.
+    pub task: Option<Task>,
+}
+
 /// Which subtasks [`crate::TaskStore::subtasks`] returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum SubtaskFilter {

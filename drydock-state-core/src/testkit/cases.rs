@@ -341,7 +341,7 @@ pub async fn task_invalid_input_is_refused_and_nothing_stored(factory: &dyn Stor
             "task.result.message",
         ),
         (
-            TaskUpdate::new().successes(["n\01"]),
+            TaskUpdate::new().successes(["n\u{0}1"]),
             "task.result.successes",
         ),
         (TaskUpdate::new().retry(-2), "task.retry"),

@@ -23,6 +23,7 @@ use crate::store::StateStore;
 pub mod cases;
 pub mod cases_boot;
 pub mod cases_fencing;
+pub mod cases_views;
 
 /// Opens an empty store for one case.
 pub trait StoreFactory: Send + Sync {
@@ -126,6 +127,9 @@ macro_rules! __kit_cases {
             cases_boot::boot_actions_of_a_node_keyed_by_name,
             cases_boot::boot_action_status_details_go_to_the_task,
             cases_boot::ping_returns_the_store_clock,
+            cases_views::task_tree_follows_subtask_lists,
+            cases_views::task_view_of_one_task,
+            cases_views::task_view_layers,
         }
     };
 }
@@ -174,6 +178,7 @@ mod tests {
             include_str!("cases.rs"),
             include_str!("cases_fencing.rs"),
             include_str!("cases_boot.rs"),
+            include_str!("cases_views.rs"),
         ];
         let mut written: Vec<&str> = sources
             .iter()
