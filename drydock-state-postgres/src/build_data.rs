@@ -1,28 +1,59 @@
 //! [`BuildStore`] on PostgreSQL: node build history, newest first.
 
 use async_trait::async_trait;
-use drydock_state_core::{BuildData, BuildDataQuery, BuildStore, Result, Verbosity};
+use drydock_state_core::{BuildData, BuildDataQuery, BuildStore, Claim, Result, Verbosity};
 
 use crate::error::db_error;
+use crate::guard;
 use crate::store::PgStore;
 use crate::{queries, rows};
 
 #[async_trait]
 impl BuildStore for PgStore {
-    #[tracing::instrument(skip_all, fields(task_id = %data.task_id, generator = %data.generator))]
-    async fn record_build_data(&self, data: &BuildData) -> Result<()> {
+    #[tracing::instrument(skip_all, fields(task_id = %data.task_id, generator = %data.generator, guarded = guard.is_some()))]
+    async fn record_build_data(&self, data: &BuildData, guard: Option<&Claim>) -> Result<()> {
         data.validate()?;
-        sqlx::query(queries::RECORD_BUILD_DATA)
-            .bind(&data.node_name)
-            .bind(data.task_id.0)
-            .bind(data.collected_date)
-            .bind(&data.generator)
-            .bind(&data.data_format)
-            .bind(&data.data_element)
-            .execute(&self.pool)
-            .await
-            .map_err(db_error("record_build_data", "build_data.data_element"))?;
-        Ok(())
+        guard::validate(guard)?;
+        let op = db_error("record_build_data", "build_data.data_element");
+        let Some(claim) = guard else {
+            sqlx::query(queries::RECORD_BUILD_DATA)
+                .bind(&data.node_name)
+                .bind(data.task_id.0)
+                .bind(data.collected_date)
+                .bind(&data.generator)
+                .bind(&data.data_format)
+                .bind(&data.data_element)
+                .execute(&self.pool)
+                .await
+                .map_err(op)?;
+            return Ok(());
+        };
+        let (by, term, attempt) = guard::binds(guard);
+        for _ in 0..guard::ATTEMPTS {
+            let done = sqlx::query(queries::RECORD_BUILD_DATA_GUARDED)
+                .bind(&data.node_name)
+                .bind(data.task_id.0)
+                .bind(data.collected_date)
+                .bind(&data.generator)
+                .bind(&data.data_format)
+                .bind(&data.data_element)
+                .bind(by)
+                .bind(term)
+                .bind(attempt)
+                .execute(&self.pool)
+                .await
+                .map_err(&op)?;
+            if done.rows_affected() == 1 {
+                return Ok(());
+            }
+            let stored = self
+                .refused_write("record_build_data", data.task_id, guard, None)
+                .await?;
+            if let Some(refused) = stored.guard_error(Some(claim)) {
+                return Err(refused);
+            }
+        }
+        Err(guard::kept_changing("record_build_data", data.task_id))
     }
 
     #[tracing::instrument(skip_all, fields(task_id = ?query.task_id, latest = query.latest))]

@@ -3,6 +3,7 @@
 
 mod build_data;
 mod error;
+mod guard;
 mod lease;
 mod messages;
 pub mod migrate;

@@ -1,11 +1,12 @@
 //! [`MessageStore`] on PostgreSQL: result messages, sequenced by a `bigserial`.
 
 use async_trait::async_trait;
-use drydock_state_core::{Error, MessageStore, NewMessage, Result, ResultMessage, TaskId};
-use sqlx::PgConnection;
+use drydock_state_core::{Claim, Error, MessageStore, NewMessage, Result, ResultMessage, TaskId};
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::error::{db_error, missing};
+use crate::guard;
 use crate::store::PgStore;
 use crate::{queries, rows};
 
@@ -53,55 +54,144 @@ impl MessageBatch {
             .fetch_all(conn)
             .await
             .map_err(db_error("append_messages", "message.message"))?;
-        let mut stored = rows.iter().map(rows::message).collect::<Result<Vec<_>>>()?;
-        stored.sort_by_key(|m| m.sequence);
-        Ok(stored)
+        sorted(&rows)
+    }
+
+    /// Inserts them all for `task` in one statement guarded by `guard`, in the order pushed;
+    /// `None` (nothing inserted) when the task is missing or the guard does not hold.
+    pub(crate) async fn append_guarded(
+        &self,
+        pool: &PgPool,
+        task: TaskId,
+        guard: &Claim,
+    ) -> Result<Option<Vec<ResultMessage>>> {
+        let (by, term, attempt) = guard::binds(Some(guard));
+        let rows = sqlx::query(queries::APPEND_MESSAGES_GUARDED)
+            .bind(&self.task_ids)
+            .bind(&self.texts)
+            .bind(&self.errors)
+            .bind(&self.context_types)
+            .bind(&self.contexts)
+            .bind(&self.extras)
+            .bind(task.0)
+            .bind(by)
+            .bind(term)
+            .bind(attempt)
+            .fetch_all(pool)
+            .await
+            .map_err(db_error("append_messages", "message.message"))?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        sorted(&rows).map(Some)
+    }
+}
+
+/// Inserted message rows in sequence order.
+fn sorted(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<ResultMessage>> {
+    let mut stored = rows.iter().map(rows::message).collect::<Result<Vec<_>>>()?;
+    stored.sort_by_key(|m| m.sequence);
+    Ok(stored)
+}
+
+impl PgStore {
+    /// Why a guarded append changed nothing: `NotFound`, another claim or a lost lease; `Ok`
+    /// when the guard holds now (the task changed in between, so the append is tried again).
+    async fn refused_append(&self, task: TaskId, guard: &Claim) -> Result<()> {
+        let stored = self
+            .refused_write("append_messages", task, Some(guard), None)
+            .await?;
+        stored.guard_error(Some(guard)).map_or(Ok(()), Err)
     }
 }
 
 #[async_trait]
 impl MessageStore for PgStore {
-    #[tracing::instrument(skip_all, fields(task_id = %task))]
-    async fn append_message(&self, task: TaskId, message: &NewMessage) -> Result<ResultMessage> {
+    #[tracing::instrument(skip_all, fields(task_id = %task, guarded = guard.is_some()))]
+    async fn append_message(
+        &self,
+        task: TaskId,
+        message: &NewMessage,
+        guard: Option<&Claim>,
+    ) -> Result<ResultMessage> {
         message.validate()?;
-        let row = sqlx::query(queries::APPEND_MESSAGE)
-            .bind(task.0)
-            .bind(&message.message)
-            .bind(message.error)
-            .bind(&message.context_type)
-            .bind(&message.context)
-            .bind(&message.extra)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_error("append_message", "message.message"))
-            .map_err(missing("task", task))?;
-        rows::message(&row)
+        guard::validate(guard)?;
+        let Some(guard) = guard else {
+            let row = sqlx::query(queries::APPEND_MESSAGE)
+                .bind(task.0)
+                .bind(&message.message)
+                .bind(message.error)
+                .bind(&message.context_type)
+                .bind(&message.context)
+                .bind(&message.extra)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_error("append_message", "message.message"))
+                .map_err(missing("task", task))?;
+            return rows::message(&row);
+        };
+        let (by, term, attempt) = guard::binds(Some(guard));
+        for _ in 0..guard::ATTEMPTS {
+            let row = sqlx::query(queries::APPEND_MESSAGE_GUARDED)
+                .bind(task.0)
+                .bind(&message.message)
+                .bind(message.error)
+                .bind(&message.context_type)
+                .bind(&message.context)
+                .bind(&message.extra)
+                .bind(by)
+                .bind(term)
+                .bind(attempt)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error("append_message", "message.message"))?;
+            if let Some(row) = row {
+                return rows::message(&row);
+            }
+            self.refused_append(task, guard).await?;
+        }
+        Err(guard::kept_changing("append_message", task))
     }
 
-    #[tracing::instrument(skip_all, fields(task_id = %task, count = messages.len()))]
+    #[tracing::instrument(skip_all, fields(task_id = %task, count = messages.len(), guarded = guard.is_some()))]
     async fn append_messages(
         &self,
         task: TaskId,
         messages: &[NewMessage],
+        guard: Option<&Claim>,
     ) -> Result<Vec<ResultMessage>> {
         messages.iter().try_for_each(NewMessage::validate)?;
+        guard::validate(guard)?;
         if messages.is_empty() {
-            // Nothing to insert, but an unknown task is still an error, as for a non-empty batch.
-            return match self.task_exists(task).await? {
-                true => Ok(Vec::new()),
-                false => Err(Error::not_found("task", task)),
+            // Nothing to insert, but an unknown task or a refused guard is still an error,
+            // as for a non-empty batch.
+            return match guard {
+                Some(guard) => self.refused_append(task, guard).await.map(|()| Vec::new()),
+                None => match self.task_exists(task).await? {
+                    true => Ok(Vec::new()),
+                    false => Err(Error::not_found("task", task)),
+                },
             };
         }
         let mut batch = MessageBatch::default();
         for m in messages {
             batch.push_message(task, m);
         }
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(db_error("append_messages", "message.message"))?;
-        batch.append(&mut conn).await.map_err(missing("task", task))
+        let Some(guard) = guard else {
+            let mut conn = self
+                .pool
+                .acquire()
+                .await
+                .map_err(db_error("append_messages", "message.message"))?;
+            return batch.append(&mut conn).await.map_err(missing("task", task));
+        };
+        for _ in 0..guard::ATTEMPTS {
+            if let Some(stored) = batch.append_guarded(&self.pool, task, guard).await? {
+                return Ok(stored);
+            }
+            self.refused_append(task, guard).await?;
+        }
+        Err(guard::kept_changing("append_messages", task))
     }
 
     #[tracing::instrument(skip_all, fields(task_id = %task))]

@@ -4,6 +4,15 @@
 //! qualified with the `drydock` schema, so they work whatever the session's `search_path`.
 //! Every time comes from the database's clock (`now()`), never the caller's, and every column
 //! is `timestamptz`, so the session's `TimeZone` does not matter.
+//!
+//! A write that takes a claim guard checks it in its own statement: the `*_GUARDED`
+//! statements and [`UPDATE_TASK`], [`ADD_SUBTASK`] and [`TERMINATE_TASK`] take the guard's
+//! instance (NULL = unguarded), term and attempt, require the task's stored claim to be
+//! exactly that one and, when the guard has a term, share-lock the live lease row of that
+//! instance and term (as [`CLAIM_NEXT`] does), so no change of holder commits between the
+//! check and the write. A guarded insert also share-locks the task row, so a recovery or a new
+//! claim of the task commits either before the check (and is seen) or after the insert. Such
+//! a statement changes no row when a check fails; [`WRITE_REFUSED`] then says why.
 
 /// The messages of the task row `t`, as parallel arrays in sequence order (all NULL when it
 /// has none): joined to every statement that returns tasks, so a task comes back with its
@@ -36,18 +45,80 @@ pub const MIGRATION_CREATE_SCHEMA: &str = "CREATE SCHEMA IF NOT EXISTS drydock";
 /// Points the migration connection at our schema, so sqlx keeps its history table there.
 pub const MIGRATION_SEARCH_PATH: &str = "SET search_path TO drydock";
 
+/// The fence of a guarded write whose guard names instance `$by` and term `$term`: the live
+/// lease row of that instance and term, share-locked, so that no change of holder can commit
+/// between the check and the write (a takeover waits for the write, or the write waits for the
+/// takeover and then finds the lease gone). Empty when the guard has no term.
+macro_rules! fence {
+    ($by:literal, $term:literal) => {
+        concat!(
+            "fence AS MATERIALIZED (
+    SELECT 1 FROM drydock.active_instance
+    WHERE $",
+            $by,
+            "::text IS NOT NULL AND $",
+            $term,
+            "::bigint IS NOT NULL
+      AND instance_id = $",
+            $by,
+            " AND term = $",
+            $term,
+            " AND expires_at > now()
+    FOR SHARE)"
+        )
+    };
+}
+
+/// The guard condition on the task row `t`: no guard (`$by` NULL), or the stored claim is
+/// exactly the guard's (instance, term, attempt) and, when the guard has a term, the
+/// `fence!` found that instance's live lease with that term.
+macro_rules! guard {
+    ($by:literal, $term:literal, $attempt:literal) => {
+        concat!(
+            "($",
+            $by,
+            "::text IS NULL OR (t.claimed_by = $",
+            $by,
+            " AND t.claim_term IS NOT DISTINCT FROM $",
+            $term,
+            "::bigint",
+            " AND t.attempt = $",
+            $attempt,
+            "::bigint",
+            " AND ($",
+            $term,
+            "::bigint IS NULL OR EXISTS (SELECT 1 FROM fence))))"
+        )
+    };
+}
+
+/// The task row a guarded insert (a message, build data) belongs to, share-locked when the
+/// guard holds: a recovery or a new claim of the task commits before the check (and is seen)
+/// or after the insert. `$task` is the task, the guard as in `guard!`.
+macro_rules! holder {
+    ($task:literal, $by:literal, $term:literal, $attempt:literal) => {
+        concat!(
+            "holder AS MATERIALIZED (
+    SELECT 1 FROM drydock.tasks AS t
+    WHERE t.task_id = $",
+            $task,
+            " AND ",
+            guard!($by, $term, $attempt),
+            "
+    FOR SHARE)"
+        )
+    };
+}
+
 // ---- tasks ------------------------------------------------------------------------------
 
-/// `create_task`: a new task with an empty subtask list.
+/// `create_task`: a new task, no claim, no subtasks, result incomplete; returns the row.
 pub const CREATE_TASK: &str = "
 INSERT INTO drydock.tasks (
-    task_id, parent_task_id, action, design_ref, status,
-    result_status, result_message, result_reason, result_successes, result_failures,
-    result_links, node_filter, created, created_by, updated,
-    retry, terminated, terminated_by, terminate, request_context,
-    claimed_by, claim_term, claimed_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-        $16, $17, $18, $19, $20, $21, $22, $23)";
+    task_id, parent_task_id, action, design_ref, status, result_status,
+    node_filter, created, created_by, retry, request_context)
+VALUES ($1, $2, $3, $4, $5, 'incomplete', $6, $7, $8, $9, $10)
+RETURNING *";
 
 /// `get_task`: one task with its messages, in one round trip.
 pub const GET_TASK: &str = concat!(
@@ -59,37 +130,51 @@ pub const GET_TASK: &str = concat!(
 /// Whether a task exists; only asked to tell "not found" from "nothing to do".
 pub const TASK_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM drydock.tasks WHERE task_id = $1)";
 
-/// A task's stored status; only asked to explain a refused update.
-pub const TASK_STATUS: &str = "SELECT status FROM drydock.tasks WHERE task_id = $1";
+/// Why a guarded write changed nothing, asked only then: the task as stored (no row: it does
+/// not exist), whether the guard's instance `$2` holds the live lease with term `$3`, and
+/// whether `$4` (a subtask being added) is already listed.
+pub const WRITE_REFUSED: &str = "
+SELECT t.*,
+       EXISTS (SELECT 1 FROM drydock.active_instance
+               WHERE instance_id = $2 AND term = $3 AND expires_at > now()) AS lease_held,
+       COALESCE($4::uuid = ANY (t.subtask_id_list), false) AS listed
+FROM drydock.tasks AS t
+WHERE t.task_id = $1";
 
-/// `update_task`: a whole put of the writable fields, refused (no row) when the stored status
-/// is terminal and the new one differs, or when the written claim (`$19`, `$20`) is not the
-/// stored one; returns the task with its messages.
+/// `update_task`, in one statement: writes the fields set (`NULL` keeps a plain field; a
+/// `true` flag writes the value beside it, NULL included), ends the claim (not the attempt)
+/// on a move back to `requested` or `queued`, and returns the task with its messages. No row
+/// when the task is terminal, the move is into `running` or `terminating` from elsewhere, or
+/// the guard (`$18` instance, `$19` term, `$20` attempt; `guard!`) does not hold. A
+/// parent (`$17`) that does not exist fails the foreign key.
 pub const UPDATE_TASK: &str = concat!(
-    "WITH t AS (
-UPDATE drydock.tasks SET
-    parent_task_id = $2, action = $3, design_ref = $4, status = $5,
-    result_status = $6, result_message = $7, result_reason = $8,
-    result_successes = $9, result_failures = $10, result_links = $11,
-    node_filter = $12, created_by = $13, retry = $14, terminated = $15,
-    terminated_by = $16, terminate = $17, request_context = $18, updated = now()
-WHERE task_id = $1 AND (status = $5 OR status NOT IN ('complete', 'terminated'))
-  AND ($19::text IS NULL OR (claimed_by IS NOT DISTINCT FROM $19 AND claim_term IS NOT DISTINCT FROM $20::bigint))
-RETURNING *)
-SELECT t.*, msgs.* FROM t",
-    with_messages!()
-);
-
-/// Why `update_task` changed nothing: the stored status and claim.
-pub const TASK_STATUS_AND_CLAIM: &str =
-    "SELECT status, claimed_by, claim_term FROM drydock.tasks WHERE task_id = $1";
-
-/// `set_status`: under the same rule as [`UPDATE_TASK`]; returns the task with its messages.
-pub const SET_STATUS: &str = concat!(
-    "WITH t AS (
-UPDATE drydock.tasks SET status = $2, updated = now()
-WHERE task_id = $1 AND (status = $2 OR status NOT IN ('complete', 'terminated'))
-RETURNING *)
+    "WITH ",
+    fence!(18, 19),
+    ", t AS (
+UPDATE drydock.tasks AS t SET
+    status = COALESCE($2::text, t.status),
+    result_status = COALESCE($3::text, t.result_status),
+    result_message = CASE WHEN $4::boolean THEN $5::text ELSE t.result_message END,
+    result_reason = CASE WHEN $6::boolean THEN $7::text ELSE t.result_reason END,
+    result_successes = COALESCE($8::text[], t.result_successes),
+    result_failures = COALESCE($9::text[], t.result_failures),
+    result_links = COALESCE($10, t.result_links),
+    retry = COALESCE($11::integer, t.retry),
+    node_filter = CASE WHEN $12::boolean THEN $13 ELSE t.node_filter END,
+    design_ref = CASE WHEN $14::boolean THEN $15::text ELSE t.design_ref END,
+    parent_task_id = CASE WHEN $16::boolean THEN $17::uuid ELSE t.parent_task_id END,
+    claimed_by = CASE WHEN $2 IN ('requested', 'queued') THEN NULL ELSE t.claimed_by END,
+    claim_term = CASE WHEN $2 IN ('requested', 'queued') THEN NULL ELSE t.claim_term END,
+    claimed_at = CASE WHEN $2 IN ('requested', 'queued') THEN NULL ELSE t.claimed_at END,
+    claim_id = CASE WHEN $2 IN ('requested', 'queued') THEN NULL ELSE t.claim_id END,
+    updated = now()
+WHERE t.task_id = $1
+  AND t.status NOT IN ('complete', 'terminated')
+  AND ($2 IS NULL OR $2 = t.status OR $2 NOT IN ('running', 'terminating'))
+  AND ",
+    guard!(18, 19, 20),
+    "
+RETURNING t.*)
 SELECT t.*, msgs.* FROM t",
     with_messages!()
 );
@@ -105,6 +190,8 @@ pub const LIST_TASKS: &str = concat!(
       AND ($4::timestamptz IS NULL OR created >= $4)
       AND ($5::timestamptz IS NULL OR created < $5)
       AND ($6::timestamptz IS NULL OR (created, task_id) > ($6, $7::uuid))
+      AND ($9::text IS NULL OR claimed_by = $9)
+      AND ($10::bigint IS NULL OR claim_term = $10)
     ORDER BY created, task_id
     LIMIT $8) AS t",
     with_messages!(),
@@ -112,10 +199,19 @@ pub const LIST_TASKS: &str = concat!(
 );
 
 /// `add_subtask`: appends in one statement; the row lock makes concurrent appends queue up
-/// and re-check, so all are kept and a repeated id is a no-op (no row).
-pub const ADD_SUBTASK: &str = "
-UPDATE drydock.tasks SET subtask_id_list = array_append(subtask_id_list, $2)
-WHERE task_id = $1 AND NOT ($2 = ANY (subtask_id_list))";
+/// and re-check, so all are kept. No row when the id is already listed (a no-op), the parent
+/// is finished, terminating or marked for termination, or the guard (`$3` instance, `$4`
+/// term, `$5` attempt; `guard!`) does not hold.
+pub const ADD_SUBTASK: &str = concat!(
+    "WITH ",
+    fence!(3, 4),
+    "
+UPDATE drydock.tasks AS t SET subtask_id_list = array_append(t.subtask_id_list, $2)
+WHERE t.task_id = $1 AND NOT ($2 = ANY (t.subtask_id_list))
+  AND t.status NOT IN ('complete', 'terminated', 'terminating') AND NOT t.terminate
+  AND ",
+    guard!(3, 4, 5)
+);
 
 /// `subtasks`: the parent's listed subtasks in list order; `$2` NULL = all, true = finished
 /// ones, false = unfinished ones.
@@ -129,30 +225,51 @@ JOIN drydock.tasks AS t ON t.task_id = s.task_id",
 ORDER BY s.ord"
 );
 
-/// `claim_next`, in one statement: the fence (`$3` NULL = unfenced) share-locks the lease row
-/// so no change of holder can commit between the check and the claim; the oldest queued task
-/// of the allowed actions (`$1` empty = any) is locked, skipping those other claimers hold,
-/// and moved to running with the claim recorded on the database's clock. The claimed task
-/// comes back with its messages.
+/// `claim_next`, in one statement. The fence (`$3` NULL = unfenced) share-locks the lease row
+/// so no change of holder can commit between the check and the claim; nothing happens
+/// unless it holds. A claim id (`$4`) already carried by a task returns that task as it is
+/// (the caller tells its own re-sent claim from another instance's id) and claims nothing.
+/// Otherwise the queued tasks of the allowed actions (`$1` empty = any) that are marked for
+/// termination become `terminated`, never handed out, and the oldest unmarked one is locked,
+/// skipping those other claimers hold, and moved to running with the claim recorded (one
+/// more attempt) on the database's clock. The task comes back with its messages.
 pub const CLAIM_NEXT: &str = concat!(
     "WITH fence AS MATERIALIZED (
     SELECT 1 FROM drydock.active_instance
     WHERE $3::bigint IS NOT NULL AND instance_id = $2 AND term = $3 AND expires_at > now()
     FOR SHARE
+), go AS MATERIALIZED (
+    SELECT ($3::bigint IS NULL OR EXISTS (SELECT 1 FROM fence)) AS fenced,
+           EXISTS (SELECT 1 FROM drydock.tasks
+                   WHERE $4::uuid IS NOT NULL AND claim_id = $4) AS resent
+), doomed AS (
+    UPDATE drydock.tasks AS d SET status = 'terminated', updated = now()
+    WHERE d.task_id IN (
+        SELECT task_id FROM drydock.tasks
+        WHERE status = 'queued' AND terminate
+          AND (cardinality($1::text[]) = 0 OR action = ANY ($1::text[]))
+          AND (SELECT fenced AND NOT resent FROM go)
+        FOR UPDATE SKIP LOCKED)
 ), next AS MATERIALIZED (
     SELECT task_id FROM drydock.tasks
-    WHERE status = 'queued'
+    WHERE status = 'queued' AND NOT terminate
       AND (cardinality($1::text[]) = 0 OR action = ANY ($1::text[]))
-      AND ($3::bigint IS NULL OR EXISTS (SELECT 1 FROM fence))
+      AND (SELECT fenced AND NOT resent FROM go)
     ORDER BY created, task_id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
-), t AS (
+), claimed AS (
     UPDATE drydock.tasks AS c
-    SET status = 'running', claimed_by = $2, claim_term = $3, claimed_at = now(), updated = now()
+    SET status = 'running', claimed_by = $2, claim_term = $3, claim_id = $4,
+        claimed_at = now(), attempt = c.attempt + 1, updated = now()
     FROM next
     WHERE c.task_id = next.task_id
     RETURNING c.*
+), t AS (
+    SELECT * FROM claimed
+    UNION ALL
+    SELECT * FROM drydock.tasks
+    WHERE $4::uuid IS NOT NULL AND claim_id = $4 AND (SELECT fenced FROM go)
 )
 SELECT t.*, msgs.* FROM t",
     with_messages!()
@@ -165,36 +282,58 @@ SELECT EXISTS (
     SELECT 1 FROM drydock.active_instance
     WHERE instance_id = $1 AND term = $2 AND expires_at > now())";
 
-/// `recover_orphans`: the running tasks claimed under a term older than `$1`, locked.
+/// `recover_orphans`: the running and terminating tasks claimed under a term older than
+/// `$1`, locked (a concurrent recovery waits, then finds them recovered).
 pub const RECOVER_ORPHANS_LOCK: &str = "
 SELECT * FROM drydock.tasks
-WHERE status = 'running' AND claim_term < $1
+WHERE status IN ('running', 'terminating') AND claim_term < $1
 ORDER BY created, task_id
 FOR UPDATE";
 
-/// `recover_orphans` with the requeue policy.
-pub const RECOVER_ORPHANS_REQUEUE: &str = "
-UPDATE drydock.tasks
-SET status = 'queued', claimed_by = NULL, claim_term = NULL, claimed_at = NULL, updated = now()
-WHERE task_id = ANY ($1)";
+/// `recover_orphans`: moves each locked orphan (`$1`) to its recovery's status (`$2`), failing
+/// those whose flag (`$3`) says so with the reason `$4`, and ends every claim (the attempt
+/// count stays).
+pub const RECOVER_ORPHANS_APPLY: &str = "
+UPDATE drydock.tasks AS t SET
+    status = r.status,
+    result_status = CASE WHEN r.fail THEN 'failure' ELSE t.result_status END,
+    result_reason = CASE WHEN r.fail THEN $4 ELSE t.result_reason END,
+    claimed_by = NULL, claim_term = NULL, claimed_at = NULL, claim_id = NULL,
+    updated = now()
+FROM unnest($1::uuid[], $2::text[], $3::boolean[]) AS r(task_id, status, fail)
+WHERE t.task_id = r.task_id";
 
-/// `recover_orphans` with the fail policy; `$2` is the reason.
-pub const RECOVER_ORPHANS_FAIL: &str = "
-UPDATE drydock.tasks
-SET status = 'complete', result_status = 'failure', result_reason = $2, updated = now()
-WHERE task_id = ANY ($1)";
-
-/// `terminate_task`: records the request; a non-terminal task becomes terminated. Returns the
-/// task with its messages.
+/// `terminate_task`, in one statement: the task `$1`, if the guard (`$3` instance, `$4` term,
+/// `$5` attempt; `guard!`) holds, locked, and its whole subtree by parent link are marked
+/// (`terminate`, `terminated`, `terminated_by` = `$2`); waiting tasks become terminated,
+/// running ones terminating, finished ones keep their status. Returns the task `$1` with its
+/// messages; no row when it does not exist or the guard does not hold. `UNION` so that a
+/// parent cycle made by an update still terminates.
 pub const TERMINATE_TASK: &str = concat!(
-    "WITH t AS (
-UPDATE drydock.tasks SET
-    terminate = true, terminated = now(), terminated_by = $2, updated = now(),
-    status = CASE WHEN status IN ('complete', 'terminated') THEN status ELSE 'terminated' END
-WHERE task_id = $1
-RETURNING *)
+    "WITH RECURSIVE ",
+    fence!(3, 4),
+    ", root AS MATERIALIZED (
+    SELECT t.task_id FROM drydock.tasks AS t
+    WHERE t.task_id = $1 AND ",
+    guard!(3, 4, 5),
+    "
+    FOR UPDATE
+), tree(task_id) AS (
+    SELECT task_id FROM root
+    UNION
+    SELECT c.task_id FROM drydock.tasks AS c JOIN tree ON c.parent_task_id = tree.task_id
+), t AS (
+    UPDATE drydock.tasks AS m SET
+        terminate = true, terminated = now(), terminated_by = $2, updated = now(),
+        status = CASE WHEN m.status IN ('requested', 'queued') THEN 'terminated'
+                      WHEN m.status IN ('running', 'terminating') THEN 'terminating'
+                      ELSE m.status END
+    WHERE m.task_id IN (SELECT task_id FROM tree)
+    RETURNING m.*
+)
 SELECT t.*, msgs.* FROM t",
-    with_messages!()
+    with_messages!(),
+    " WHERE t.task_id = $1"
 );
 
 /// `purge`: the cutoff, `$1` microseconds before the database's now.
@@ -242,6 +381,37 @@ FROM unnest($1::uuid[], $2::text[], $3::boolean[], $4::text[], $5::text[], $6::j
 ORDER BY m.ord
 RETURNING *";
 
+/// `append_message` with a guard (`$7` instance, `$8` term, `$9` attempt; `holder!`):
+/// inserted only if the task carries that claim; no row otherwise.
+pub const APPEND_MESSAGE_GUARDED: &str = concat!(
+    "WITH ",
+    fence!(7, 8),
+    ", ",
+    holder!(1, 7, 8, 9),
+    "
+INSERT INTO drydock.result_message (task_id, message, error, context_type, context, extra)
+SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM holder)
+RETURNING *"
+);
+
+/// `append_messages` with a guard: the messages of [`APPEND_MESSAGES`], all for task `$7`,
+/// inserted only if it carries the claim (`$8` instance, `$9` term, `$10` attempt); no rows
+/// otherwise.
+pub const APPEND_MESSAGES_GUARDED: &str = concat!(
+    "WITH ",
+    fence!(8, 9),
+    ", ",
+    holder!(7, 8, 9, 10),
+    "
+INSERT INTO drydock.result_message (task_id, message, error, context_type, context, extra)
+SELECT m.task_id, m.message, m.error, m.context_type, m.context, m.extra
+FROM unnest($1::uuid[], $2::text[], $3::boolean[], $4::text[], $5::text[], $6::jsonb[])
+     WITH ORDINALITY AS m(task_id, message, error, context_type, context, extra, ord)
+WHERE EXISTS (SELECT 1 FROM holder)
+ORDER BY m.ord
+RETURNING *"
+);
+
 /// `messages`: one task's messages in sequence order.
 pub const MESSAGES_OF_TASK: &str =
     "SELECT * FROM drydock.result_message WHERE task_id = $1 ORDER BY sequence";
@@ -253,6 +423,19 @@ pub const RECORD_BUILD_DATA: &str = "
 INSERT INTO drydock.build_data
     (node_name, task_id, collected_date, generator, data_format, data_element)
 VALUES ($1, $2, COALESCE($3, now()), $4, $5, $6)";
+
+/// `record_build_data` with a guard (`$7` instance, `$8` term, `$9` attempt; `holder!`):
+/// inserted only if the task `$2` carries that claim; no row otherwise.
+pub const RECORD_BUILD_DATA_GUARDED: &str = concat!(
+    "WITH ",
+    fence!(7, 8),
+    ", ",
+    holder!(2, 7, 8, 9),
+    "
+INSERT INTO drydock.build_data
+    (node_name, task_id, collected_date, generator, data_format, data_element)
+SELECT $1, $2, COALESCE($3, now()), $4, $5, $6 WHERE EXISTS (SELECT 1 FROM holder)"
+);
 
 /// `build_data` by node (and task, when `$2` is not NULL), newest first. With `$3` false the
 /// element is not read.

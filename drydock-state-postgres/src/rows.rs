@@ -58,6 +58,18 @@ pub(crate) fn task(row: &PgRow) -> Result<Task> {
         claimed_by: col(row, "claimed_by")?,
         claim_term: col(row, "claim_term")?,
         claimed_at: col(row, "claimed_at")?,
+        attempt: col(row, "attempt")?,
+        claim_id: col(row, "claim_id")?,
+    })
+}
+
+/// A row of [`crate::queries::WRITE_REFUSED`]: the task as stored, whether the guard's lease
+/// is live and whether the subtask being added is already listed.
+pub(crate) fn refusal(row: &PgRow) -> Result<crate::guard::Stored> {
+    Ok(crate::guard::Stored {
+        task: task(row)?,
+        lease_held: col(row, "lease_held")?,
+        listed: col(row, "listed")?,
     })
 }
 

@@ -1,20 +1,21 @@
-//! [`TaskStore`] on PostgreSQL: the queue, claims under the lease, orphan recovery and purge.
+//! [`TaskStore`] on PostgreSQL: the queue, claims under the lease, guarded writes, orphan
+//! recovery and purge.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use drydock_state_core::memory::{claim_is_stale, orphan_message, purge_cutoff, stale_claim};
-use drydock_state_core::{
-    ClaimRequest, Error, OrphanPolicy, PurgeReport, Result, SubtaskFilter, Task, TaskFilter,
-    TaskId, TaskStatus, TaskStore,
+use drydock_state_core::memory::{
+    orphan_message, purge_cutoff, refuse_new_work_under, Recovery, ORPHAN_FAILURE_REASON,
 };
-use sqlx::postgres::PgArguments;
-use sqlx::query::Query;
-use sqlx::Postgres;
+use drydock_state_core::{
+    Claim, ClaimRequest, Error, NewTask, OrphanPolicy, PurgeReport, Result, SubtaskFilter, Task,
+    TaskFilter, TaskId, TaskStore, TaskUpdate,
+};
 use uuid::Uuid;
 
 use crate::error::{db_error, duplicate, missing};
+use crate::guard;
 use crate::messages::MessageBatch;
 use crate::store::PgStore;
 use crate::{queries, rows};
@@ -23,93 +24,36 @@ use crate::{queries, rows};
 /// locks for long, large enough that a big purge takes few round trips.
 pub const PURGE_BATCH_ROOTS: i64 = 500;
 
-/// The reason recorded on a task failed by [`OrphanPolicy::Fail`], as in the memory store.
-const ORPHAN_FAILURE_REASON: &str = "orphaned by a change of leader";
-
-fn links_json(task: &Task) -> Result<serde_json::Value> {
-    serde_json::to_value(&task.result.links)
-        .map_err(|e| Error::invalid("task.result.links", e.to_string()))
+/// The result links as the JSON stored in `result_links`.
+fn links_json(links: &[drydock_state_core::Link]) -> Result<serde_json::Value> {
+    serde_json::to_value(links).map_err(|e| Error::invalid("task.result.links", e.to_string()))
 }
 
-fn illegal_change(id: TaskId, from: &str, to: TaskStatus) -> Error {
-    Error::Conflict(format!(
-        "task {id} is {from}, which is final; it cannot become {to}"
-    ))
-}
-
-impl PgStore {
-    /// Explains why a guarded update touched no row: the task is gone, or it is finished.
-    /// Why an `update_task` changed nothing: the task is gone, its claim is stale, or its
-    /// status is final.
-    async fn refused_put(&self, task: &Task) -> Error {
-        let stored: Option<(String, Option<String>, Option<i64>)> =
-            match sqlx::query_as(queries::TASK_STATUS_AND_CLAIM)
-                .bind(task.task_id.0)
-                .fetch_optional(&self.pool)
-                .await
-            {
-                Ok(stored) => stored,
-                Err(e) => return db_error("update_task", "task")(e),
-            };
-        match stored {
-            None => Error::not_found("task", task.task_id),
-            Some((_, by, term)) if claim_is_stale(task, by.as_deref(), term) => stale_claim(task),
-            Some((from, _, _)) => illegal_change(task.task_id, &from, task.status),
-        }
+/// A patch field that may be cleared: whether to write it, and the value (NULL clears).
+fn set<T: Clone>(field: &Option<Option<T>>) -> (bool, Option<T>) {
+    match field {
+        Some(value) => (true, value.clone()),
+        None => (false, None),
     }
-
-    async fn refused_update(&self, id: TaskId, to: TaskStatus) -> Error {
-        match sqlx::query_scalar::<_, String>(queries::TASK_STATUS)
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await
-        {
-            Ok(None) => Error::not_found("task", id),
-            Ok(Some(from)) => illegal_change(id, &from, to),
-            Err(e) => db_error("update_task", "task")(e),
-        }
-    }
-}
-
-fn bind_writable<'q>(
-    query: Query<'q, Postgres, PgArguments>,
-    task: &'q Task,
-    links: serde_json::Value,
-) -> Query<'q, Postgres, PgArguments> {
-    query
-        .bind(task.parent_task_id.map(|p| p.0))
-        .bind(&task.action)
-        .bind(&task.design_ref)
-        .bind(task.status.as_str())
-        .bind(task.result.status.as_str())
-        .bind(&task.result.message)
-        .bind(&task.result.reason)
-        .bind(&task.result.successes)
-        .bind(&task.result.failures)
-        .bind(links)
-        .bind(&task.node_filter)
 }
 
 #[async_trait]
 impl TaskStore for PgStore {
     #[tracing::instrument(skip_all, fields(task_id = %task.task_id))]
-    async fn create_task(&self, task: &Task) -> Result<()> {
+    async fn create_task(&self, task: &NewTask) -> Result<Task> {
         task.validate()?;
-        let links = links_json(task)?;
-        let query = sqlx::query(queries::CREATE_TASK).bind(task.task_id.0);
-        bind_writable(query, task, links)
+        let row = sqlx::query(queries::CREATE_TASK)
+            .bind(task.task_id.0)
+            .bind(task.parent_task_id.map(|p| p.0))
+            .bind(&task.action)
+            .bind(&task.design_ref)
+            .bind(task.status.as_str())
+            .bind(&task.node_filter)
             .bind(task.created)
             .bind(&task.created_by)
-            .bind(task.updated)
             .bind(task.retry)
-            .bind(task.terminated)
-            .bind(&task.terminated_by)
-            .bind(task.terminate)
             .bind(&task.request_context)
-            .bind(&task.claimed_by)
-            .bind(task.claim_term)
-            .bind(task.claimed_at)
-            .execute(&self.pool)
+            .fetch_one(&self.pool)
             .await
             .map_err(db_error("create_task", "task"))
             .map_err(duplicate("task", task.task_id))
@@ -119,7 +63,7 @@ impl TaskStore for PgStore {
                     .map(|p| p.to_string())
                     .unwrap_or_default(),
             ))?;
-        Ok(())
+        rows::task(&row)
     }
 
     #[tracing::instrument(skip_all, fields(task_id = %id))]
@@ -135,47 +79,61 @@ impl TaskStore for PgStore {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(task_id = %task.task_id))]
-    async fn update_task(&self, task: &Task) -> Result<Task> {
-        task.validate()?;
-        let links = links_json(task)?;
-        let query = sqlx::query(queries::UPDATE_TASK).bind(task.task_id.0);
-        let row = bind_writable(query, task, links)
-            .bind(&task.created_by)
-            .bind(task.retry)
-            .bind(task.terminated)
-            .bind(&task.terminated_by)
-            .bind(task.terminate)
-            .bind(&task.request_context)
-            .bind(&task.claimed_by)
-            .bind(task.claim_term)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error("update_task", "task"))
-            .map_err(missing(
-                "parent task",
-                task.parent_task_id
-                    .map(|p| p.to_string())
-                    .unwrap_or_default(),
-            ))?;
-        match row {
-            Some(row) => rows::assembled(&row),
-            None => Err(self.refused_put(task).await),
+    #[tracing::instrument(skip_all, fields(task_id = %id, status = ?update.status, guarded = guard.is_some()))]
+    async fn update_task(
+        &self,
+        id: TaskId,
+        update: &TaskUpdate,
+        guard: Option<&Claim>,
+    ) -> Result<Task> {
+        update.validate(id)?;
+        guard::validate(guard)?;
+        let links = update.links.as_deref().map(links_json).transpose()?;
+        let (set_message, message) = set(&update.result_message);
+        let (set_reason, reason) = set(&update.result_reason);
+        let (set_filter, filter) = set(&update.node_filter);
+        let (set_design, design) = set(&update.design_ref);
+        let (set_parent, parent) = set(&update.parent_task_id);
+        let (by, term, attempt) = guard::binds(guard);
+        for _ in 0..guard::ATTEMPTS {
+            let row = sqlx::query(queries::UPDATE_TASK)
+                .bind(id.0)
+                .bind(update.status.map(|s| s.as_str()))
+                .bind(update.result_status.map(|s| s.as_str()))
+                .bind(set_message)
+                .bind(&message)
+                .bind(set_reason)
+                .bind(&reason)
+                .bind(&update.successes)
+                .bind(&update.failures)
+                .bind(&links)
+                .bind(update.retry)
+                .bind(set_filter)
+                .bind(&filter)
+                .bind(set_design)
+                .bind(&design)
+                .bind(set_parent)
+                .bind(parent.map(|p| p.0))
+                .bind(by)
+                .bind(term)
+                .bind(attempt)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error("update_task", "task"))
+                .map_err(missing(
+                    "parent task",
+                    parent.map(|p| p.to_string()).unwrap_or_default(),
+                ))?;
+            if let Some(row) = row {
+                return rows::assembled(&row);
+            }
+            let stored = self.refused_write("update_task", id, guard, None).await?;
+            if let Some(refused) = stored.guard_error(guard) {
+                return Err(refused);
+            }
+            update.check_transition(id, stored.task.status)?;
         }
-    }
-
-    #[tracing::instrument(skip_all, fields(task_id = %id, status = %status))]
-    async fn set_status(&self, id: TaskId, status: TaskStatus) -> Result<Task> {
-        let row = sqlx::query(queries::SET_STATUS)
-            .bind(id.0)
-            .bind(status.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error("set_status", "task.status"))?;
-        match row {
-            Some(row) => rows::assembled(&row),
-            None => Err(self.refused_update(id, status).await),
-        }
+        Err(guard::kept_changing("update_task", id))
     }
 
     #[tracing::instrument(skip_all, fields(limit = ?filter.limit))]
@@ -190,25 +148,50 @@ impl TaskStore for PgStore {
             .bind(filter.after.map(|(created, _)| created))
             .bind(filter.after.map(|(_, id)| id.0))
             .bind(filter.limit.map(i64::from))
+            .bind(&filter.claimed_by)
+            .bind(filter.claim_term)
             .fetch_all(&self.pool)
             .await
             .map_err(db_error("list_tasks", "filter"))?;
         rows.iter().map(rows::assembled).collect()
     }
 
-    #[tracing::instrument(skip_all, fields(parent = %parent, child = %child))]
-    async fn add_subtask(&self, parent: TaskId, child: TaskId) -> Result<()> {
-        let done = sqlx::query(queries::ADD_SUBTASK)
-            .bind(parent.0)
-            .bind(child.0)
-            .execute(&self.pool)
-            .await
-            .map_err(db_error("add_subtask", "subtask_id_list"))?;
-        // No row: either the child is already listed (a no-op) or there is no parent.
-        if done.rows_affected() == 0 && !self.task_exists(parent).await? {
-            return Err(Error::not_found("task", parent));
+    #[tracing::instrument(skip_all, fields(parent = %parent, child = %child, guarded = guard.is_some()))]
+    async fn add_subtask(
+        &self,
+        parent: TaskId,
+        child: TaskId,
+        guard: Option<&Claim>,
+    ) -> Result<()> {
+        guard::validate(guard)?;
+        let (by, term, attempt) = guard::binds(guard);
+        for _ in 0..guard::ATTEMPTS {
+            let done = sqlx::query(queries::ADD_SUBTASK)
+                .bind(parent.0)
+                .bind(child.0)
+                .bind(by)
+                .bind(term)
+                .bind(attempt)
+                .execute(&self.pool)
+                .await
+                .map_err(db_error("add_subtask", "subtask_id_list"))?;
+            if done.rows_affected() == 1 {
+                return Ok(());
+            }
+            // No row: no parent, a refused guard, a parent taking no new work, or the child
+            // already listed (a no-op).
+            let stored = self
+                .refused_write("add_subtask", parent, guard, Some(child))
+                .await?;
+            if let Some(refused) = stored.guard_error(guard) {
+                return Err(refused);
+            }
+            refuse_new_work_under(&stored.task)?;
+            if stored.listed {
+                return Ok(());
+            }
         }
-        Ok(())
+        Err(guard::kept_changing("add_subtask", parent))
     }
 
     #[tracing::instrument(skip_all, fields(parent = %parent))]
@@ -230,18 +213,36 @@ impl TaskStore for PgStore {
         rows.iter().map(rows::assembled).collect()
     }
 
-    #[tracing::instrument(skip_all, fields(instance_id = %request.instance_id, term = ?request.term))]
+    #[tracing::instrument(skip_all, fields(instance_id = %request.instance_id, term = ?request.term, claim_id = ?request.claim_id))]
     async fn claim_next(&self, request: &ClaimRequest) -> Result<Option<Task>> {
         request.validate()?;
-        let row = sqlx::query(queries::CLAIM_NEXT)
-            .bind(&request.actions)
-            .bind(&request.instance_id)
-            .bind(request.term)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error("claim_next", "claim"))?;
+        // Two claims sent at once with one new claim id both find it unused; the second then
+        // fails on the claim id's unique index and, sent again, finds the first one's task.
+        let mut tries = 2;
+        let row = loop {
+            tries -= 1;
+            let sent = sqlx::query(queries::CLAIM_NEXT)
+                .bind(&request.actions)
+                .bind(&request.instance_id)
+                .bind(request.term)
+                .bind(request.claim_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error("claim_next", "claim"));
+            match sent {
+                Err(Error::Conflict(_)) if tries > 0 && request.claim_id.is_some() => continue,
+                other => break other?,
+            }
+        };
         if let Some(row) = row {
-            return rows::assembled(&row).map(Some);
+            let task = rows::assembled(&row)?;
+            if request.claim_id.is_some() && task.claim_id == request.claim_id {
+                let by = task.claimed_by.as_deref().unwrap_or_default();
+                if by != request.instance_id {
+                    return Err(request.claim_id_taken(task.task_id, by));
+                }
+            }
+            return Ok(Some(task));
         }
         let Some(term) = request.term else {
             return Ok(None);
@@ -256,10 +257,10 @@ impl TaskStore for PgStore {
         if holds {
             Ok(None)
         } else {
-            Err(Error::LeaseLost(format!(
-                "instance {} does not hold the lease with term {term}",
-                request.instance_id
-            )))
+            Err(drydock_state_core::lease_not_held(
+                &request.instance_id,
+                term,
+            ))
         }
     }
 
@@ -280,41 +281,61 @@ impl TaskStore for PgStore {
         if orphans.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<Uuid> = orphans.iter().map(|t| t.task_id.0).collect();
-        let update = match policy {
-            OrphanPolicy::Requeue => sqlx::query(queries::RECOVER_ORPHANS_REQUEUE).bind(&ids),
-            OrphanPolicy::Fail => sqlx::query(queries::RECOVER_ORPHANS_FAIL)
-                .bind(&ids)
-                .bind(ORPHAN_FAILURE_REASON),
-        };
-        update.execute(&mut *tx).await.map_err(&op)?;
+        let mut ids: Vec<Uuid> = Vec::with_capacity(orphans.len());
+        let mut statuses: Vec<&'static str> = Vec::with_capacity(orphans.len());
+        let mut fails: Vec<bool> = Vec::with_capacity(orphans.len());
         let mut notes = MessageBatch::default();
         for task in &orphans {
+            let recovery = Recovery::of(task, policy);
+            ids.push(task.task_id.0);
+            statuses.push(recovery.as_str());
+            fails.push(recovery == Recovery::Fail);
             notes.push(
                 task.task_id,
-                orphan_message(task, current_term, policy),
-                policy == OrphanPolicy::Fail,
+                orphan_message(task, current_term, recovery),
+                recovery == Recovery::Fail,
             );
         }
+        sqlx::query(queries::RECOVER_ORPHANS_APPLY)
+            .bind(&ids)
+            .bind(&statuses)
+            .bind(&fails)
+            .bind(ORPHAN_FAILURE_REASON)
+            .execute(&mut *tx)
+            .await
+            .map_err(&op)?;
         notes.append(&mut tx).await?;
         tx.commit().await.map_err(&op)?;
         tracing::info!(recovered = ids.len(), "recovered orphaned tasks");
         Ok(orphans.into_iter().map(|t| t.task_id).collect())
     }
 
-    #[tracing::instrument(skip_all, fields(task_id = %id))]
-    async fn terminate_task(&self, id: TaskId, by: &str) -> Result<Task> {
+    #[tracing::instrument(skip_all, fields(task_id = %id, guarded = guard.is_some()))]
+    async fn terminate_task(&self, id: TaskId, by: &str, guard: Option<&Claim>) -> Result<Task> {
         drydock_state_core::model::no_nul("terminated_by", by)?;
-        let row = sqlx::query(queries::TERMINATE_TASK)
-            .bind(id.0)
-            .bind(by)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error("terminate_task", "terminated_by"))?;
-        match row {
-            Some(row) => rows::assembled(&row),
-            None => Err(Error::not_found("task", id)),
+        guard::validate(guard)?;
+        let (g_by, g_term, g_attempt) = guard::binds(guard);
+        for _ in 0..guard::ATTEMPTS {
+            let row = sqlx::query(queries::TERMINATE_TASK)
+                .bind(id.0)
+                .bind(by)
+                .bind(g_by)
+                .bind(g_term)
+                .bind(g_attempt)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error("terminate_task", "terminated_by"))?;
+            if let Some(row) = row {
+                return rows::assembled(&row);
+            }
+            let stored = self
+                .refused_write("terminate_task", id, guard, None)
+                .await?;
+            if let Some(refused) = stored.guard_error(guard) {
+                return Err(refused);
+            }
         }
+        Err(guard::kept_changing("terminate_task", id))
     }
 
     /// Returns when a task is queued anywhere (the `tasks_notify_queued` trigger's `NOTIFY`,

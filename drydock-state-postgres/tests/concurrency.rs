@@ -262,70 +262,224 @@ async fn stale_term_claim_is_refused_and_claims_nothing() {
     );
 }
 
-/// A leader claiming under its term while its lease lapses and another takes over: every task
-/// it got was claimed before its lease expired (by the database's clock), and it is then
-/// refused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn fenced_claims_stop_when_the_lease_lapses() {
-    let grace = Duration::from_millis(300);
-    let (store, _db) = common::fresh_store(&config(grace, 6)).await;
-    let store = Arc::new(store);
-    queue(&store, 400).await;
-    let a = store.claim_lease("instance-a").await.unwrap();
-    let a = a.held().unwrap().clone();
+/// The guarded writes of a fenced claimant, each run by [`takeover_during_a_guarded_write`].
+#[derive(Clone, Copy, Debug)]
+enum GuardedWrite {
+    UpdateTask,
+    SetStatus,
+    AppendMessage,
+    AppendMessages,
+    AddSubtask,
+    RecordBuildData,
+    TerminateTask,
+    ClaimNext,
+}
 
-    let leader = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            let request = ClaimRequest::new("instance-a").fenced(a.term);
-            let mut claimed = 0usize;
-            loop {
-                match store.claim_next(&request).await {
-                    Ok(Some(_)) => claimed += 1,
-                    Ok(None) => panic!("the queue ran dry before the lease lapsed"),
-                    Err(Error::LeaseLost(_)) => return claimed,
-                    Err(e) => panic!("claim_next: {e}"),
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
+impl GuardedWrite {
+    const ALL: [GuardedWrite; 8] = [
+        GuardedWrite::UpdateTask,
+        GuardedWrite::SetStatus,
+        GuardedWrite::AppendMessage,
+        GuardedWrite::AppendMessages,
+        GuardedWrite::AddSubtask,
+        GuardedWrite::RecordBuildData,
+        GuardedWrite::TerminateTask,
+        GuardedWrite::ClaimNext,
+    ];
+
+    /// Makes the write to `task` as `guard`'s claimant would (a claim: the next task, under
+    /// the guard's term); `Ok` when the store accepted it.
+    async fn run(
+        self,
+        store: &drydock_state_postgres::PgStore,
+        task: TaskId,
+        guard: &Claim,
+    ) -> Result<()> {
+        let g = Some(guard);
+        match self {
+            GuardedWrite::UpdateTask => store
+                .update_task(
+                    task,
+                    &TaskUpdate::new()
+                        .status(TaskStatus::Complete)
+                        .result_status(ResultStatus::Success),
+                    g,
+                )
+                .await
+                .map(drop),
+            GuardedWrite::SetStatus => store
+                .set_status(task, TaskStatus::Complete, g)
+                .await
+                .map(drop),
+            GuardedWrite::AppendMessage => store
+                .append_message(task, &NewMessage::info("late"), g)
+                .await
+                .map(drop),
+            GuardedWrite::AppendMessages => store
+                .append_messages(task, &[NewMessage::info("a"), NewMessage::error("b")], g)
+                .await
+                .map(drop),
+            GuardedWrite::AddSubtask => store.add_subtask(task, TaskId::new(), g).await,
+            GuardedWrite::RecordBuildData => {
+                let data = BuildData {
+                    node_name: "n1".into(),
+                    task_id: task,
+                    collected_date: None,
+                    generator: "lshw".into(),
+                    data_format: "text/plain".into(),
+                    data_element: Some("x".into()),
+                };
+                store.record_build_data(&data, g).await
             }
-        })
-    };
-    let usurper = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            loop {
-                if let LeaseOutcome::Held(lease) = store.claim_lease("instance-b").await.unwrap() {
-                    return lease;
+            GuardedWrite::TerminateTask => store.terminate_task(task, "late", g).await.map(drop),
+            GuardedWrite::ClaimNext => {
+                let request = ClaimRequest::new(guard.instance_id.clone())
+                    .fenced(guard.term.expect("a fenced guard"));
+                match store.claim_next(&request).await? {
+                    Some(_) => Ok(()),
+                    None => panic!("{self:?}: a task was queued for the claim"),
                 }
-                tokio::time::sleep(Duration::from_millis(5)).await;
             }
-        })
+        }
+    }
+}
+
+/// Everything a write could change: every task with its messages, and all build data.
+async fn everything(store: &drydock_state_postgres::PgStore) -> (Vec<Task>, Vec<BuildData>) {
+    (
+        store.list_tasks(&TaskFilter::default()).await.unwrap(),
+        store.build_data(&BuildDataQuery::default()).await.unwrap(),
+    )
+}
+
+/// Whether a session other than `holder` waits for a lock `holder` holds.
+async fn blocked_by(pool: &sqlx::PgPool, holder: i32) -> bool {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+                        WHERE wait_event_type = 'Lock' AND $1 = ANY (pg_blocking_pids(pid)))",
+    )
+    .bind(holder)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// One deterministic interleaving of a guarded write with a change of leader, in two
+/// sessions. The takeover session locks the lease row (a takeover in progress); the
+/// claimant's guarded write starts and is seen waiting on that lock; the takeover then hands
+/// the lease to `instance-b` with a higher term and commits (`commit`), or gives up (rolls
+/// back). Returns the write's outcome and whether the store changed.
+async fn takeover_during_a_guarded_write(
+    store: &Arc<drydock_state_postgres::PgStore>,
+    url: &str,
+    write: GuardedWrite,
+    commit: bool,
+) -> (Result<()>, bool) {
+    use sqlx::Connection;
+    let term = match store.claim_lease("instance-a").await.unwrap() {
+        LeaseOutcome::Held(lease) => lease.term,
+        denied => panic!("instance-a takes the free lease: {denied:?}"),
     };
-    let claimed = leader.await.unwrap();
-    let b = usurper.await.unwrap();
-    assert!(b.term > a.term);
-    assert!(claimed > 0, "the leader claimed while it held the lease");
-    let under_a = store
-        .list_tasks(&TaskFilter {
-            status: Some(TaskStatus::Running),
-            ..Default::default()
-        })
+    store
+        .create_task(&NewTask::new("deploy_nodes").with_status(TaskStatus::Queued))
         .await
         .unwrap();
-    assert_eq!(under_a.len(), claimed);
-    for t in &under_a {
-        assert_eq!(t.claim_term, Some(a.term));
-        let at = t.claimed_at.unwrap();
+    let claimed = store
+        .claim_next(&ClaimRequest::new("instance-a").fenced(term))
+        .await
+        .unwrap()
+        .expect("the task just queued");
+    let guard = claimed.claim().expect("a claimed task carries its claim");
+    // Work for a claim to take, had it gone through.
+    store
+        .create_task(&NewTask::new("deploy_nodes").with_status(TaskStatus::Queued))
+        .await
+        .unwrap();
+    let before = everything(store).await;
+
+    let mut takeover = sqlx::PgConnection::connect(url).await.unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut takeover)
+        .await
+        .unwrap();
+    let mut tx = takeover.begin().await.unwrap();
+    sqlx::query("SELECT term FROM drydock.active_instance FOR UPDATE")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+
+    let writer = {
+        let store = store.clone();
+        let task = claimed.task_id;
+        tokio::spawn(async move { write.run(&store, task, &guard).await })
+    };
+    let waited = Instant::now();
+    while !blocked_by(store.pool(), pid).await {
         assert!(
-            at < a.expires_at,
-            "claimed at {at}, after the lease expired at {}",
-            a.expires_at
+            !writer.is_finished(),
+            "{write:?} finished without waiting for the lease row a takeover holds: \
+             its fence is not checked under the lease's lock"
         );
+        assert!(
+            waited.elapsed() < Duration::from_secs(20),
+            "{write:?} never waited for the lease row"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    if commit {
+        sqlx::query(
+            "UPDATE drydock.active_instance SET instance_id = 'instance-b', term = term + 1,
+                 acquired_at = now(), renewed_at = now(), expires_at = now() + interval '1 hour'",
+        )
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    } else {
+        tx.rollback().await.unwrap();
+    }
+    let outcome = tokio::time::timeout(Duration::from_secs(20), writer)
+        .await
+        .expect("the write finishes once the takeover does")
+        .unwrap();
+    let changed = everything(store).await != before;
+    // Hand the lease back to nobody, for the next round.
+    store.release_lease("instance-a").await.unwrap();
+    store.release_lease("instance-b").await.unwrap();
+    (outcome, changed)
+}
+
+/// A change of leader that commits while a fenced claimant's write waits for the lease row
+/// refuses the write (`LeaseLost`) and leaves everything as it was, for every kind of guarded
+/// write; the same interleaving with a takeover that gives up lets the write through. Two
+/// sessions in a fixed order (the write is seen waiting on the lock before the takeover
+/// commits), so nothing depends on timing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_takeover_committed_during_a_guarded_write_refuses_it() {
+    let (store, db) = common::fresh_store(&config(Duration::from_secs(3600), 4)).await;
+    let store = Arc::new(store);
+    for write in GuardedWrite::ALL {
+        let (outcome, changed) =
+            takeover_during_a_guarded_write(&store, &db.url, write, true).await;
+        match outcome {
+            Err(Error::LeaseLost(why)) => assert!(
+                why.contains("does not hold the lease"),
+                "{write:?}: the refusal says the lease is gone: {why}"
+            ),
+            other => panic!("{write:?} after a takeover: expected LeaseLost, got {other:?}"),
+        }
+        assert!(!changed, "{write:?}: a refused write changed nothing");
+
+        let (outcome, changed) =
+            takeover_during_a_guarded_write(&store, &db.url, write, false).await;
+        outcome.unwrap_or_else(|e| panic!("{write:?} after an abandoned takeover: {e}"));
+        assert!(changed, "{write:?}: an accepted write is stored");
     }
     println!(
-        "fencing under takeover: {claimed} tasks claimed under term {} before it lapsed; \
-         term {} took over; no claim after expiry",
-        a.term, b.term
+        "fencing under takeover: {} kinds of guarded write, each refused when a takeover \
+         commits while it waits for the lease row, accepted when the takeover gives up",
+        GuardedWrite::ALL.len()
     );
 }
 
@@ -359,7 +513,7 @@ async fn an_idle_claimer_wakes_when_another_instance_queues() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let queued_at = Instant::now();
         other
-            .create_task(&Task::new("deploy_nodes").with_status(TaskStatus::Queued))
+            .create_task(&NewTask::new("deploy_nodes").with_status(TaskStatus::Queued))
             .await
             .unwrap();
         let woke_at = tokio::time::timeout(Duration::from_secs(10), waiting)

@@ -7,7 +7,7 @@ use std::error::Error as _;
 use std::time::Duration;
 
 use drydock_state_core::testkit::kit_config;
-use drydock_state_core::{Config, Error, Task, TaskStore};
+use drydock_state_core::{Config, Error, NewTask, TaskStore};
 use drydock_state_postgres::PgStore;
 
 /// Display, Debug and every source of an error, as one string.
@@ -83,7 +83,7 @@ async fn killed_connection_is_unavailable_then_recovers() {
     config.database.pool_size = 1;
     config.database.pool_overflow = 0;
     let (store, db) = common::fresh_store(&config).await;
-    let task = Task::new("deploy_nodes");
+    let task = NewTask::new("deploy_nodes");
     store.create_task(&task).await.unwrap();
 
     let admin = sqlx::PgPool::connect(&common::server_url().await)

@@ -6,16 +6,25 @@
 //! * the server itself is stopped and started again: a throwaway cluster of this test's own
 //!   (never the shared server).
 //!
-//! Afterwards: every write that was acknowledged is stored; every failed call failed with a
-//! retryable error, within the pool timeout plus a margin; the pool and the listener recover in
-//! the same process (new calls succeed, an idle claimer is woken by a queued task long before
-//! its 60 s poll); and the lease holders' views agree with the database (no two holders, and a
-//! holder that believes it holds term T is the holder of term T). Run with `--nocapture` for
-//! the figures.
+//! The workload re-sends what failed the way an application would: a claim with the same
+//! claim id (which answers with the task the lost reply had claimed), a message or batch only
+//! after reading the task's messages shows it did not land, a task creation with the same id.
+//! The leading instance claims fenced work under its term with claim ids, stalls once so the
+//! other takes over, and every new leader recovers the orphans of the old one.
+//!
+//! Afterwards: every write that was acknowledged is stored, once, and no re-send stored a
+//! second copy; each writer's messages are stored in the order it wrote them; no claim is left
+//! in doubt (a claim whose reply was lost is answered by its re-send, or, fenced, recovered by
+//! the next leader); no task is handed out twice under one attempt and every fenced claim was
+//! made under a term its claimant held; every failed call failed with a retryable error,
+//! within the pool timeout plus a margin; the pool and the listener recover in the same process
+//! (new calls succeed, an idle claimer is woken by a queued task long before its 60 s poll);
+//! and the lease holders' views agree with the database (no two holders, and a holder that
+//! believes it holds term T is the holder of term T). Run with `--nocapture` for the figures.
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,6 +35,7 @@ use drydock_state_core::testkit::with_grace;
 use drydock_state_core::*;
 use drydock_state_postgres::PgStore;
 use sqlx::{Connection, PgConnection};
+use uuid::Uuid;
 
 /// Kills every session of database `$1` but the caller's; returns how many were signalled.
 const KILL_DATABASE_SESSIONS: &str = "
@@ -67,22 +77,47 @@ struct Failure {
     error: String,
 }
 
-/// What the workload was told: acknowledged writes, writes whose outcome is unknown, failures.
+/// One acknowledged claim: the task, who claimed it, under which term, its claim id and the
+/// attempt it made.
+#[derive(Clone, Debug)]
+struct Claimed {
+    task: TaskId,
+    by: String,
+    term: Option<i64>,
+    claim_id: Uuid,
+    attempt: i64,
+}
+
+/// What the workload was told: acknowledged writes, re-sends, writes left in doubt, failures.
 #[derive(Default)]
 struct Ledger {
-    /// Claims acknowledged: task, claimer.
-    claims: Vec<(TaskId, String)>,
-    /// Messages acknowledged: task, text (texts are unique).
+    /// Claims acknowledged (a re-sent claim id's answer included).
+    claims: Vec<Claimed>,
+    /// Claims re-sent with their claim id after a retryable error.
+    resent_claims: usize,
+    /// Fenced claims whose re-send was refused with `LeaseLost`: the lost reply may have
+    /// claimed a task, which the next leader must recover.
+    fenced_in_doubt: usize,
+    /// Fenced claims refused with `LeaseLost` (a deposed leader's late claims).
+    fenced_out: usize,
+    /// Recoveries run by new leaders: term, tasks recovered.
+    recoveries: Vec<(i64, Vec<TaskId>)>,
+    /// Messages stored: task, text (texts are unique). Acknowledged ones, and those whose
+    /// append failed but a read showed stored.
     messages: Vec<(TaskId, String)>,
-    /// Messages whose append failed: they may or may not be stored (the commit's outcome is
-    /// unknown when the connection dies after the server committed).
-    doubtful_messages: Vec<(TaskId, String)>,
-    /// Batches acknowledged, and batches whose append failed: all or none must be stored.
+    /// Batches stored, the same way: all or none must be stored.
     batches: Vec<(TaskId, Vec<String>)>,
+    /// Appends that failed yet were found stored by the read after the error (not re-sent).
+    landed_despite_error: usize,
+    /// Appends re-sent after an error and a read that showed them missing.
+    resent_appends: usize,
+    /// Writes whose outcome is still unknown (the re-sends gave up): messages, batches.
+    doubtful_messages: Vec<(TaskId, String)>,
     doubtful_batches: Vec<(TaskId, Vec<String>)>,
-    /// Tasks whose creation was acknowledged, and those whose creation failed.
+    /// Tasks whose creation was acknowledged (a re-send's `Conflict` included: it landed).
     created: Vec<TaskId>,
-    doubtful_created: Vec<TaskId>,
+    /// Creations re-sent after an error, and those found stored by the re-send's `Conflict`.
+    resent_creates: usize,
     /// Each lease call: who, when, what it said (`None` for an error).
     lease_calls: Vec<(String, Instant, Option<LeaseOutcome>)>,
     /// When the idle claimer woke.
@@ -94,32 +129,179 @@ struct Ledger {
 
 type Shared = Arc<Mutex<Ledger>>;
 
-/// Runs one call, timing it and recording its success or failure.
+/// Runs one call, timing it and recording its success or failure (`LeaseLost` is an answer
+/// a fenced call may get, not a fault, and is not recorded as a failure).
 async fn call<T>(
     ledger: &Shared,
     op: &'static str,
     fut: impl Future<Output = Result<T>>,
-) -> Option<T> {
+) -> Result<T> {
     let started = Instant::now();
     let result = fut.await;
     let took = started.elapsed();
     let mut ledger = ledger.lock().unwrap();
-    match result {
-        Ok(value) => {
-            ledger.successes.push((op, Instant::now()));
-            Some(value)
+    match &result {
+        Ok(_) => ledger.successes.push((op, Instant::now())),
+        Err(Error::LeaseLost(_)) => {}
+        Err(e) => ledger.failures.push(Failure {
+            op,
+            at: Instant::now(),
+            took,
+            retryable: e.is_retryable(),
+            error: e.to_string(),
+        }),
+    }
+    result
+}
+
+/// How long a writer keeps re-sending one write after the workload was told to stop: a write
+/// still in doubt after this is reported as such.
+const RESEND_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Appends `texts` (one message, or a batch when `batch`) to `task` with `guard` until they
+/// are stored exactly once: after a retryable error the writer reads the task's messages and
+/// re-sends only if the first text is not there (the texts are unique, so the read tells).
+async fn append_once(
+    store: &PgStore,
+    ledger: &Shared,
+    task: TaskId,
+    texts: Vec<String>,
+    batch: bool,
+    guard: Option<&Claim>,
+) {
+    let deadline = Instant::now() + RESEND_DEADLINE;
+    let messages: Vec<NewMessage> = texts.iter().map(NewMessage::info).collect();
+    let mut resend = false;
+    loop {
+        if resend {
+            ledger.lock().unwrap().resent_appends += 1;
         }
-        Err(e) => {
-            ledger.failures.push(Failure {
-                op,
-                at: Instant::now(),
-                took,
-                retryable: e.is_retryable(),
-                error: e.to_string(),
-            });
-            None
+        let sent = if batch {
+            call(
+                ledger,
+                "append_messages",
+                store.append_messages(task, &messages, guard),
+            )
+            .await
+            .map(|stored| assert_eq!(stored.len(), messages.len()))
+        } else {
+            call(
+                ledger,
+                "append_message",
+                store.append_message(task, &messages[0], guard),
+            )
+            .await
+            .map(drop)
+        };
+        let stored = match sent {
+            Ok(()) => true,
+            Err(e) if !e.is_retryable() => panic!("append to {task}: {e}"),
+            Err(_) => {
+                // Did it land? Ask until the store answers (or give up: in doubt).
+                let mut found = None;
+                while found.is_none() && Instant::now() < deadline {
+                    match store.messages(task).await {
+                        Ok(stored) => found = Some(stored.iter().any(|m| m.message == texts[0])),
+                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    }
+                }
+                match found {
+                    Some(true) => {
+                        ledger.lock().unwrap().landed_despite_error += 1;
+                        true
+                    }
+                    Some(false) if Instant::now() < deadline => {
+                        resend = true;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                    _ => {
+                        let mut l = ledger.lock().unwrap();
+                        if batch {
+                            l.doubtful_batches.push((task, texts));
+                        } else {
+                            l.doubtful_messages.push((task, texts[0].clone()));
+                        }
+                        return;
+                    }
+                }
+            }
+        };
+        assert!(stored);
+        let mut l = ledger.lock().unwrap();
+        if batch {
+            l.batches.push((task, texts));
+        } else {
+            l.messages.push((task, texts[0].clone()));
+        }
+        return;
+    }
+}
+
+/// Claims with `request` (which carries a new claim id), re-sending it with the same id after
+/// a retryable error until it is answered: the answer is the task the first send claimed, if
+/// it did. `Err` only for `LeaseLost` (a fenced claim by an instance that no longer leads).
+async fn claim_once(
+    store: &PgStore,
+    ledger: &Shared,
+    request: &ClaimRequest,
+) -> Result<Option<Task>> {
+    let deadline = Instant::now() + RESEND_DEADLINE;
+    let mut resent = false;
+    loop {
+        match call(ledger, "claim_next", store.claim_next(request)).await {
+            Ok(Some(task)) => {
+                assert_eq!(
+                    task.claimed_by.as_deref(),
+                    Some(request.instance_id.as_str())
+                );
+                assert_eq!(task.claim_id, request.claim_id);
+                ledger.lock().unwrap().claims.push(Claimed {
+                    task: task.task_id,
+                    by: request.instance_id.clone(),
+                    term: request.term,
+                    claim_id: request.claim_id.expect("claims carry an id"),
+                    attempt: task.attempt,
+                });
+                return Ok(Some(task));
+            }
+            Ok(None) => return Ok(None),
+            Err(Error::LeaseLost(why)) => {
+                let mut l = ledger.lock().unwrap();
+                l.fenced_out += 1;
+                if resent {
+                    l.fenced_in_doubt += 1;
+                }
+                return Err(Error::LeaseLost(why));
+            }
+            Err(e) if e.is_retryable() && Instant::now() < deadline => {
+                resent = true;
+                ledger.lock().unwrap().resent_claims += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("claim_next: {e}"),
         }
     }
+}
+
+/// Creates `task`, re-sending after a retryable error: a re-send answered `Conflict` found
+/// the first one stored.
+async fn create_once(store: &PgStore, ledger: &Shared, task: &NewTask) {
+    let deadline = Instant::now() + RESEND_DEADLINE;
+    let mut resent = false;
+    loop {
+        match call(ledger, "create_task", store.create_task(task)).await {
+            Ok(_) => break,
+            Err(Error::Conflict(_)) if resent => break,
+            Err(e) if e.is_retryable() && Instant::now() < deadline => {
+                resent = true;
+                ledger.lock().unwrap().resent_creates += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("create_task: {e}"),
+        }
+    }
+    ledger.lock().unwrap().created.push(task.task_id);
 }
 
 /// Retries a call until it succeeds (for the reads after the workload, when a pooled
@@ -141,15 +323,16 @@ where
     }
 }
 
-async fn queue(store: &PgStore, n: usize) {
+async fn queue(store: &PgStore, action: &'static str, n: usize) {
     let base = now() - chrono::Duration::hours(1);
     let mut creators = Vec::new();
     for chunk in 0..4 {
         let store = store.clone();
         creators.push(tokio::spawn(async move {
             for i in (chunk..n).step_by(4) {
-                let mut t = Task::new("deploy_nodes").with_status(TaskStatus::Queued);
-                t.created = base + chrono::Duration::milliseconds(i as i64);
+                let t = NewTask::new(action)
+                    .with_status(TaskStatus::Queued)
+                    .with_created(base + chrono::Duration::milliseconds(i as i64));
                 store.create_task(&t).await.expect("create_task");
             }
         }));
@@ -159,54 +342,50 @@ async fn queue(store: &PgStore, n: usize) {
     }
 }
 
-/// The workload's actors, running until `stop` is set.
+/// The actions the plain claimers take, and the one the leader claims fenced.
+const PLAIN_ACTIONS: [&str; 2] = ["deploy_nodes", "prepare_nodes"];
+const FENCED_ACTION: &str = "fenced_work";
+
+/// The workload's actors, running until `stop` is set. `logs` are running tasks (with the
+/// claim their appenders write under) that collect the appenders' messages.
 fn start_workload(
     store: &PgStore,
     ledger: &Shared,
     stop: &Arc<AtomicBool>,
-    logs: &[TaskId],
+    logs: &[(TaskId, Claim)],
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut actors = Vec::new();
-    // Four claimers; each notes its claim on the task.
+    // Four claimers, unfenced, with a claim id per claim; each notes its claim on the task
+    // under the claim's guard.
     for w in 0..4 {
         let (store, ledger, stop) = (store.clone(), ledger.clone(), stop.clone());
         actors.push(tokio::spawn(async move {
             let me = format!("claimer-{w}");
-            let request = ClaimRequest::new(&me);
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
-                if let Some(Some(task)) =
-                    call(&ledger, "claim_next", store.claim_next(&request)).await
-                {
-                    assert_eq!(task.claimed_by.as_deref(), Some(me.as_str()));
-                    ledger
-                        .lock()
-                        .unwrap()
-                        .claims
-                        .push((task.task_id, me.clone()));
+                let request = ClaimRequest::new(&me)
+                    .actions(PLAIN_ACTIONS)
+                    .with_claim_id(Uuid::new_v4());
+                if let Ok(Some(task)) = claim_once(&store, &ledger, &request).await {
                     n += 1;
+                    let guard = task.claim();
                     let text = format!("{me} claimed it ({n})");
-                    let msg = NewMessage::info(&text);
-                    match call(
+                    append_once(
+                        &store,
                         &ledger,
-                        "append_message",
-                        store.append_message(task.task_id, &msg),
+                        task.task_id,
+                        vec![text],
+                        false,
+                        guard.as_ref(),
                     )
-                    .await
-                    {
-                        Some(_) => ledger.lock().unwrap().messages.push((task.task_id, text)),
-                        None => ledger
-                            .lock()
-                            .unwrap()
-                            .doubtful_messages
-                            .push((task.task_id, text)),
-                    }
+                    .await;
                 }
                 tokio::time::sleep(Duration::from_millis(15)).await;
             }
         }));
     }
-    // Two appenders writing to long-running tasks, one message or a batch of three at a time.
+    // Two appenders writing to long-running tasks under their claims, one message or a batch
+    // of three at a time, numbered so that each one's order can be checked.
     for a in 0..2 {
         let (store, ledger, stop) = (store.clone(), ledger.clone(), stop.clone());
         let logs = logs.to_vec();
@@ -214,37 +393,15 @@ fn start_workload(
             let mut n = 0usize;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
-                let task = logs[n % logs.len()];
+                let (task, guard) = &logs[n % logs.len()];
                 if n % 4 == 0 {
                     let texts: Vec<String> = (0..3)
                         .map(|k| format!("appender-{a} batch {n}.{k}"))
                         .collect();
-                    let batch: Vec<NewMessage> = texts.iter().map(NewMessage::info).collect();
-                    match call(
-                        &ledger,
-                        "append_messages",
-                        store.append_messages(task, &batch),
-                    )
-                    .await
-                    {
-                        Some(stored) => {
-                            assert_eq!(stored.len(), 3);
-                            ledger.lock().unwrap().batches.push((task, texts));
-                        }
-                        None => ledger.lock().unwrap().doubtful_batches.push((task, texts)),
-                    }
+                    append_once(&store, &ledger, *task, texts, true, Some(guard)).await;
                 } else {
                     let text = format!("appender-{a} message {n}");
-                    match call(
-                        &ledger,
-                        "append_message",
-                        store.append_message(task, &NewMessage::info(&text)),
-                    )
-                    .await
-                    {
-                        Some(_) => ledger.lock().unwrap().messages.push((task, text)),
-                        None => ledger.lock().unwrap().doubtful_messages.push((task, text)),
-                    }
+                    append_once(&store, &ledger, *task, vec![text], false, Some(guard)).await;
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
@@ -255,39 +412,89 @@ fn start_workload(
         let (store, ledger, stop) = (store.clone(), ledger.clone(), stop.clone());
         actors.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                let t = Task::new("prepare_nodes").with_status(TaskStatus::Queued);
-                match call(&ledger, "create_task", store.create_task(&t)).await {
-                    Some(()) => ledger.lock().unwrap().created.push(t.task_id),
-                    None => ledger.lock().unwrap().doubtful_created.push(t.task_id),
-                }
+                let t = NewTask::new("prepare_nodes").with_status(TaskStatus::Queued);
+                create_once(&store, &ledger, &t).await;
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }
         }));
     }
     // Two instances contending for the lease: renew while holding, claim otherwise. After an
     // error an instance does not know whether it holds the lease, so it renews (a renewal
-    // takes nothing it does not hold).
+    // takes nothing it does not hold). The leader recovers the orphans of older terms once
+    // per term, then claims fenced work under its term with a claim id. Each instance stalls
+    // once, past the grace period, after leading for a while: the other takes over and
+    // recovers its fenced claims, and its first claim on waking is a late one.
     for i in ["instance-a", "instance-b"] {
         let (store, ledger, stop) = (store.clone(), ledger.clone(), stop.clone());
         actors.push(tokio::spawn(async move {
             let mut holding = false;
+            let mut recovered_term = None;
+            let mut led_rounds = 0;
+            let mut stalled = false;
             while !stop.load(Ordering::Relaxed) {
                 let outcome = if holding {
                     call(&ledger, "renew_lease", store.renew_lease(i)).await
                 } else {
                     call(&ledger, "claim_lease", store.claim_lease(i)).await
-                };
+                }
+                .ok();
                 if let Some(o) = &outcome {
                     holding = o.held().is_some();
                     if let Some(lease) = o.held() {
                         assert_eq!(lease.instance_id, i);
                     }
                 }
-                ledger
-                    .lock()
-                    .unwrap()
-                    .lease_calls
-                    .push((i.to_string(), Instant::now(), outcome));
+                ledger.lock().unwrap().lease_calls.push((
+                    i.to_string(),
+                    Instant::now(),
+                    outcome.clone(),
+                ));
+                if let Some(LeaseOutcome::Held(lease)) = outcome {
+                    let term = lease.term;
+                    if recovered_term != Some(term) {
+                        let deadline = Instant::now() + RESEND_DEADLINE;
+                        loop {
+                            match call(
+                                &ledger,
+                                "recover_orphans",
+                                store.recover_orphans(term, OrphanPolicy::Requeue),
+                            )
+                            .await
+                            {
+                                Ok(ids) => {
+                                    ledger.lock().unwrap().recoveries.push((term, ids));
+                                    recovered_term = Some(term);
+                                    break;
+                                }
+                                Err(e) if e.is_retryable() && Instant::now() < deadline => {
+                                    tokio::time::sleep(Duration::from_millis(50)).await
+                                }
+                                Err(e) => panic!("recover_orphans: {e}"),
+                            }
+                        }
+                    }
+                    let request = ClaimRequest::new(i)
+                        .actions([FENCED_ACTION])
+                        .fenced(term)
+                        .with_claim_id(Uuid::new_v4());
+                    if claim_once(&store, &ledger, &request).await.is_err() {
+                        holding = false;
+                    }
+                    led_rounds += 1;
+                    if led_rounds >= 15 && !stalled {
+                        stalled = true;
+                        let until = Instant::now() + GRACE + Duration::from_millis(500);
+                        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        // The late claim of a leader that stalled: refused if another took over.
+                        let late = ClaimRequest::new(i)
+                            .actions([FENCED_ACTION])
+                            .fenced(term)
+                            .with_claim_id(Uuid::new_v4());
+                        let _ = claim_once(&store, &ledger, &late).await;
+                    }
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }));
@@ -312,6 +519,36 @@ fn start_workload(
     actors
 }
 
+/// Each writer's messages on one task, in stored (sequence) order, are in the order it wrote
+/// them: `appender-A message N` and `appender-A batch N.K` rise in `(N, K)`.
+fn assert_each_writers_order(label: &str, task: &Task) {
+    let mut last: HashMap<&str, (usize, usize)> = HashMap::new();
+    for m in &task.result.details.message_list {
+        let Some((writer, rest)) = m.message.split_once(' ') else {
+            continue;
+        };
+        if !writer.starts_with("appender-") {
+            continue;
+        }
+        let key = match rest.split_once(' ') {
+            Some(("message", n)) => (n.parse().unwrap(), 0),
+            Some(("batch", nk)) => {
+                let (n, k) = nk.split_once('.').unwrap();
+                (n.parse().unwrap(), k.parse().unwrap())
+            }
+            _ => panic!("{label}: unexpected message {:?}", m.message),
+        };
+        if let Some(before) = last.insert(writer, key) {
+            assert!(
+                before < key,
+                "{label}: {writer}'s messages on {} are stored out of the order written: \
+                 {before:?} before {key:?}",
+                task.task_id
+            );
+        }
+    }
+}
+
 /// One outage: from when the fault was injected to when the server was whole again.
 #[derive(Clone, Copy, Debug)]
 struct Outage {
@@ -326,12 +563,19 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Vec<Outage>>,
 {
-    queue(&store, 1500).await;
+    queue(&store, "deploy_nodes", 1500).await;
+    queue(&store, FENCED_ACTION, 600).await;
+    // The appenders' tasks: claimed (unfenced) before the workload starts, so they run.
     let mut logs = Vec::new();
     for _ in 0..8 {
-        let t = Task::new("deploy_nodes").with_status(TaskStatus::Running);
+        let t = NewTask::new("log_sink").with_status(TaskStatus::Queued);
         store.create_task(&t).await.unwrap();
-        logs.push(t.task_id);
+        let claimed = store
+            .claim_next(&ClaimRequest::new("appender").actions(["log_sink"]))
+            .await
+            .unwrap()
+            .expect("the log task just queued");
+        logs.push((claimed.task_id, claimed.claim().unwrap()));
     }
     // The listener is up before the faults begin.
     store
@@ -422,29 +666,104 @@ where
     let every = TaskFilter::default();
     let all = settled("list_tasks", || store.list_tasks(&every)).await;
     let by_id: HashMap<TaskId, &Task> = all.iter().map(|t| (t.task_id, t)).collect();
-    let mut claimed_by: HashMap<TaskId, &str> = HashMap::new();
-    for (id, who) in &ledger.claims {
-        let previous = claimed_by.insert(*id, who.as_str());
+    // The terms each instance was told it held.
+    let mut holder_of: HashMap<i64, &str> = HashMap::new();
+    for (i, _, o) in &ledger.lease_calls {
+        if let Some(LeaseOutcome::Held(l)) = o {
+            holder_of.insert(l.term, i.as_str());
+        }
+    }
+    let mut handed: HashMap<(TaskId, i64), &Claimed> = HashMap::new();
+    let acknowledged_ids: HashSet<Uuid> = ledger.claims.iter().map(|c| c.claim_id).collect();
+    for c in &ledger.claims {
+        let previous = handed.insert((c.task, c.attempt), c);
         assert!(
             previous.is_none(),
-            "{label}: task {id} was handed to {who} and to {previous:?}"
+            "{label}: task {} was handed out twice under attempt {}: {c:?} and {previous:?}",
+            c.task,
+            c.attempt
         );
         let t = by_id
-            .get(id)
-            .unwrap_or_else(|| panic!("{label}: claimed task {id} is gone"));
-        assert_eq!(t.status, TaskStatus::Running, "{label}: claimed task {id}");
-        assert_eq!(
-            t.claimed_by.as_deref(),
-            Some(who.as_str()),
-            "{label}: claimed task {id}"
-        );
+            .get(&c.task)
+            .unwrap_or_else(|| panic!("{label}: claimed task {} is gone", c.task));
+        match c.term {
+            None => {
+                // Unfenced claims are never recovered: the task still carries the claim.
+                assert_eq!(
+                    t.status,
+                    TaskStatus::Running,
+                    "{label}: claimed task {}",
+                    c.task
+                );
+                assert_eq!(
+                    (t.claimed_by.as_deref(), t.claim_id, t.attempt),
+                    (Some(c.by.as_str()), Some(c.claim_id), c.attempt),
+                    "{label}: claimed task {}",
+                    c.task
+                );
+            }
+            Some(term) => {
+                assert_eq!(
+                    holder_of.get(&term).copied(),
+                    Some(c.by.as_str()),
+                    "{label}: {} claimed {} under term {term}, which it was never told it held",
+                    c.by,
+                    c.task
+                );
+                assert!(
+                    t.attempt >= c.attempt,
+                    "{label}: the attempt never goes down"
+                );
+                if t.claim_id == Some(c.claim_id) {
+                    assert_eq!(
+                        (t.claimed_by.as_deref(), t.claim_term, t.attempt),
+                        (Some(c.by.as_str()), Some(term), c.attempt),
+                        "{label}: fenced claim of {}",
+                        c.task
+                    );
+                }
+            }
+        }
     }
-    // Claims whose acknowledgement was lost: running under a claimer that was not told. Each
-    // is still one claim of one task (never requeued, never handed to another).
-    let doubtful_claims = all
+    // Claims whose reply was lost and never answered by a re-send: an unfenced one is lost
+    // (stranded running), a fenced one waits for the next leader's recovery (checked below).
+    let unanswered = |t: &&Task| {
+        t.status.is_live()
+            && t.claimed_by.is_some()
+            && t.claim_id.is_some_and(|id| !acknowledged_ids.contains(&id))
+    };
+    let lost_claims: Vec<TaskId> = all
         .iter()
-        .filter(|t| t.claimed_by.is_some() && !claimed_by.contains_key(&t.task_id))
-        .count();
+        .filter(unanswered)
+        .filter(|t| t.claim_term.is_none())
+        .map(|t| t.task_id)
+        .collect();
+    assert!(
+        lost_claims.is_empty(),
+        "{label}: claims in doubt, never reconciled by their re-sent claim id: {lost_claims:?}"
+    );
+    let fenced_unanswered: Vec<TaskId> = all
+        .iter()
+        .filter(unanswered)
+        .filter(|t| t.claim_term.is_some())
+        .map(|t| t.task_id)
+        .collect();
+    // Each recovery left its message on every task it recovered.
+    let orphans_recovered: usize = ledger.recoveries.iter().map(|(_, ids)| ids.len()).sum();
+    for (term, ids) in &ledger.recoveries {
+        for id in ids {
+            let t = by_id[id];
+            let note = format!("leadership passed to term {term}; requeued");
+            assert!(
+                t.result
+                    .details
+                    .message_list
+                    .iter()
+                    .any(|m| m.message.contains(&note)),
+                "{label}: task {id} recovered under term {term} without its orphan message"
+            );
+        }
+    }
     let stored: HashMap<TaskId, Vec<&str>> = all
         .iter()
         .map(|t| {
@@ -500,21 +819,20 @@ where
             "{label}: acknowledged task {id} is missing"
         );
     }
-    // Sequence order survived: each task's messages are in rising sequence.
+    // Nothing stored twice: every text is unique, re-sends included.
+    let duplicated: usize = stored
+        .values()
+        .map(|texts| {
+            let mut seen = HashSet::new();
+            texts.iter().filter(|t| !seen.insert(**t)).count()
+        })
+        .sum();
+    assert_eq!(duplicated, 0, "{label}: {duplicated} messages stored twice");
+    // Each appender's messages are stored in the order it wrote them.
     for t in &all {
-        let seqs: Vec<i64> = t
-            .result
-            .details
-            .message_list
-            .iter()
-            .map(|m| m.sequence)
-            .collect();
-        assert!(
-            seqs.windows(2).all(|w| w[0] < w[1]),
-            "{label}: messages of {} out of order",
-            t.task_id
-        );
+        assert_each_writers_order(label, t);
     }
+    let fenced_claims = ledger.claims.iter().filter(|c| c.term.is_some()).count();
     let acknowledged = ledger.claims.len()
         + ledger.messages.len()
         + ledger.batches.len() * 3
@@ -522,6 +840,36 @@ where
 
     // ---- the lease: no two holders, and each holder's view agrees with the database ------
     let lease_summary = check_lease(label, &store, &ledger.lease_calls).await;
+
+    // ---- fenced claims in doubt: the next leader recovers them -------------------------
+    for i in ["instance-a", "instance-b"] {
+        settled("release_lease", || store.release_lease(i)).await;
+    }
+    let last = settled("claim_lease", || store.claim_lease("instance-z")).await;
+    let last = last.held().expect("the released lease is free").term;
+    let finally: HashSet<TaskId> = settled("recover_orphans", || {
+        store.recover_orphans(last, OrphanPolicy::Requeue)
+    })
+    .await
+    .into_iter()
+    .collect();
+    for id in &fenced_unanswered {
+        assert!(
+            finally.contains(id),
+            "{label}: fenced claim in doubt of {id} not recovered by the next leader"
+        );
+    }
+    let running_fenced = TaskFilter {
+        action: Some(FENCED_ACTION.into()),
+        status: Some(TaskStatus::Running),
+        ..Default::default()
+    };
+    let fenced_running = settled("list_tasks", || store.list_tasks(&running_fenced)).await;
+    assert!(
+        fenced_running.is_empty(),
+        "{label}: fenced work still running after the last recovery: {}",
+        fenced_running.len()
+    );
 
     // ---- LISTEN works again: an idle claimer is woken by a queued task -------------------
     let mut latencies = Vec::new();
@@ -535,7 +883,7 @@ where
         };
         tokio::time::sleep(Duration::from_millis(200)).await;
         let queued_at = Instant::now();
-        let t = Task::new("deploy_nodes").with_status(TaskStatus::Queued);
+        let t = NewTask::new("deploy_nodes").with_status(TaskStatus::Queued);
         settled("create_task", || store.create_task(&t)).await;
         let woke = tokio::time::timeout(Duration::from_secs(10), waiter)
             .await
@@ -547,23 +895,34 @@ where
     }
 
     let summary = format!(
-        "{label}: ran {:.1} s, outages {:?}; {} acknowledged writes ({} claims, {} messages, {} batches, {} tasks) all stored, \
-         0 lost, 0 duplicated; in doubt: {} claims (running, unacknowledged), {} of {} failed messages stored, {} failed batches \
-         (all-or-none), {} failed creates; {} failures, all retryable, slowest {:?} (bound {:?}), by op {:?}, last {:?} after \
-         the outage ended; first success after the outage ended: {:?}; idle claimer's first wake after: {:?}; LISTEN wake \
-         latency after: {:?}; lease: {}",
+        "{label}: ran {:.1} s, outages {:?}; {} acknowledged writes ({} claims of which {} fenced, {} messages, {} batches, \
+         {} tasks) all stored once; re-sent after a retryable error: {} claims (same claim id), {} appends (after a read \
+         showed them missing), {} creates; {} failed appends found stored and not re-sent; 0 duplicated; claims in doubt: \
+         0 unfenced left unreconciled, {} fenced ({} re-sends refused LeaseLost) recovered by the next leader; \
+         {} late fenced claims refused LeaseLost; {} recoveries by new leaders took {} tasks; still in doubt: {} messages \
+         ({} found stored), {} batches (all-or-none); {} failures, all retryable, slowest {:?} (bound {:?}), by op {:?}, \
+         last {:?} after the outage ended; first success after the outage ended: {:?}; idle claimer's first wake after: \
+         {:?}; LISTEN wake latency after: {:?}; lease: {}",
         ran.as_secs_f64(),
         outages.iter().map(|o| o.ended - o.began).collect::<Vec<_>>(),
         acknowledged,
         ledger.claims.len(),
+        fenced_claims,
         ledger.messages.len(),
         ledger.batches.len(),
         ledger.created.len(),
-        doubtful_claims,
-        doubtful_stored,
+        ledger.resent_claims,
+        ledger.resent_appends,
+        ledger.resent_creates,
+        ledger.landed_despite_error,
+        fenced_unanswered.len(),
+        ledger.fenced_in_doubt,
+        ledger.fenced_out,
+        ledger.recoveries.len(),
+        orphans_recovered,
         ledger.doubtful_messages.len(),
+        doubtful_stored,
         ledger.doubtful_batches.len(),
-        ledger.doubtful_created.len(),
         ledger.failures.len(),
         max_failure,
         POOL_TIMEOUT + HANG_MARGIN,
@@ -786,7 +1145,7 @@ async fn a_restarted_server_loses_no_acknowledged_write_and_recovers() {
         tokio::spawn(async move { late.wait_for_queued(POLL_INTERVAL).await })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let t = Task::new("deploy_nodes").with_status(TaskStatus::Queued);
+    let t = NewTask::new("deploy_nodes").with_status(TaskStatus::Queued);
     settled("create_task", || late.create_task(&t)).await;
     tokio::time::timeout(Duration::from_secs(10), waiter)
         .await

@@ -130,9 +130,9 @@ async fn application_migrations_in_public_are_untouched() {
 /// A store over a database migrated by an application first works normally.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_works_after_migrating_beside_an_application() {
-    use drydock_state_core::{Task, TaskStore};
+    use drydock_state_core::{NewTask, TaskStore};
     let (store, _db) = common::fresh_store(&kit_config()).await;
-    let task = Task::new("deploy_nodes");
+    let task = NewTask::new("deploy_nodes");
     store.create_task(&task).await.unwrap();
     assert!(store.get_task(task.task_id).await.unwrap().is_some());
     store

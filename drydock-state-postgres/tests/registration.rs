@@ -4,7 +4,7 @@
 mod common;
 
 use drydock_state_core::testkit::kit_config;
-use drydock_state_core::{BackendRegistry, Task};
+use drydock_state_core::{BackendRegistry, NewTask};
 
 #[test]
 fn registered_through_inventory_under_both_schemes() {
@@ -31,7 +31,7 @@ async fn open_by_url_connects_and_migrates() {
     ] {
         let store = registry.open(&url, &kit_config()).await.unwrap();
         assert_eq!(store.backend_name(), "postgres");
-        let task = Task::new("deploy_nodes");
+        let task = NewTask::new("deploy_nodes");
         store.create_task(&task).await.unwrap();
         assert!(store.get_task(task.task_id).await.unwrap().is_some());
     }

@@ -56,10 +56,8 @@ async fn lease_tasks_and_purge_are_right_in_a_far_time_zone() {
         .is_none());
 
     // Instants round-trip unchanged.
-    let mut old = Task::new("deploy_nodes");
-    old.created = now() - chrono::Duration::hours(2);
-    let mut young = Task::new("deploy_nodes");
-    young.created = now() - chrono::Duration::minutes(30);
+    let old = NewTask::new("deploy_nodes").with_created(now() - chrono::Duration::hours(2));
+    let young = NewTask::new("deploy_nodes").with_created(now() - chrono::Duration::minutes(30));
     store.create_task(&old).await.unwrap();
     store.create_task(&young).await.unwrap();
     assert_eq!(

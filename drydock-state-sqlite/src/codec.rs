@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use drydock_state_core::{
-    BuildData, Error, Lease, Link, Result, ResultMessage, ResultStatus, Task, TaskId, TaskResult,
-    TaskStatus,
+    BuildData, Error, Lease, Link, NewTask, Result, ResultMessage, ResultStatus, Task, TaskId,
+    TaskResult, TaskStatus, TaskUpdate,
 };
 
 /// Microseconds since the Unix epoch, the stored form of every timestamp.
@@ -21,7 +21,12 @@ fn from_micros_opt(column: &str, micros: Option<i64>) -> Result<Option<DateTime<
 
 /// The stored form of an id: canonical lowercase hyphenated text.
 pub(crate) fn id_text(id: TaskId) -> String {
-    id.0.hyphenated().to_string()
+    uuid_text(id.0)
+}
+
+/// The stored form of any UUID (a claim id): canonical lowercase hyphenated text, as ids.
+pub(crate) fn uuid_text(id: uuid::Uuid) -> String {
+    id.hyphenated().to_string()
 }
 
 pub(crate) fn parse_id(column: &str, text: &str) -> Result<TaskId> {
@@ -87,6 +92,8 @@ pub(crate) struct TaskRow {
     claimed_by: Option<String>,
     claim_term: Option<i64>,
     claimed_at: Option<i64>,
+    attempt: i64,
+    claim_id: Option<String>,
 }
 
 impl TaskRow {
@@ -139,40 +146,57 @@ impl TaskRow {
             claimed_by: self.claimed_by,
             claim_term: self.claim_term,
             claimed_at: from_micros_opt("tasks.claimed_at", self.claimed_at)?,
+            attempt: self.attempt,
+            claim_id: self
+                .claim_id
+                .as_deref()
+                .map(|c| {
+                    uuid::Uuid::parse_str(c).map_err(|_| corrupt("tasks.claim_id", "not a UUID"))
+                })
+                .transpose()?,
         })
     }
 }
 
-/// The bind values of a task's writable fields, in the order the statements use them.
-pub(crate) struct TaskParams {
+/// What a guarded write checks of the stored task, read in the write's own `BEGIN IMMEDIATE`
+/// transaction: its status, termination mark and claim, and whether the guard's instance
+/// holds the live lease with the guard's term (by the database's clock).
+#[derive(sqlx::FromRow)]
+pub(crate) struct FenceRow {
+    pub status: String,
+    pub terminate: bool,
+    pub claimed_by: Option<String>,
+    pub claim_term: Option<i64>,
+    pub attempt: i64,
+    pub lease_held: bool,
+}
+
+impl FenceRow {
+    /// The stored status.
+    pub(crate) fn status(&self) -> Result<TaskStatus> {
+        self.status
+            .parse::<TaskStatus>()
+            .map_err(|_| corrupt("tasks.status", "unknown status"))
+    }
+}
+
+/// The bind values of a new task, in the order [`crate::queries::CREATE_TASK`] uses them.
+pub(crate) struct NewTaskParams {
     pub task_id: String,
     pub parent_task_id: Option<String>,
     pub action: String,
     pub design_ref: Option<String>,
     pub status: &'static str,
-    pub result_status: &'static str,
-    pub result_message: Option<String>,
-    pub result_reason: Option<String>,
-    pub result_successes: String,
-    pub result_failures: String,
-    pub result_links: String,
     pub node_filter: Option<String>,
     pub created: i64,
     pub created_by: Option<String>,
-    pub updated: Option<i64>,
     pub retry: i64,
-    pub terminated: Option<i64>,
-    pub terminated_by: Option<String>,
-    pub terminate: bool,
     pub request_context: Option<String>,
-    pub claimed_by: Option<String>,
-    pub claim_term: Option<i64>,
-    pub claimed_at: Option<i64>,
 }
 
-impl TaskParams {
+impl NewTaskParams {
     /// Validates `task` and prepares its bind values.
-    pub(crate) fn of(task: &Task) -> Result<Self> {
+    pub(crate) fn of(task: &NewTask) -> Result<Self> {
         task.validate()?;
         let node_filter = task
             .node_filter
@@ -187,35 +211,99 @@ impl TaskParams {
         for (field, text) in [
             ("task.node_filter", node_filter.as_deref()),
             ("task.request_context", request_context.as_deref()),
-            ("task.result.message", task.result.message.as_deref()),
-            ("task.result.reason", task.result.reason.as_deref()),
+            ("task.design_ref", task.design_ref.as_deref()),
+            ("task.created_by", task.created_by.as_deref()),
         ] {
             fits(field, text.unwrap_or_default())?;
         }
-        Ok(TaskParams {
+        Ok(NewTaskParams {
             task_id: id_text(task.task_id),
             parent_task_id: task.parent_task_id.map(id_text),
             action: task.action.clone(),
             design_ref: task.design_ref.clone(),
             status: task.status.as_str(),
-            result_status: task.result.status.as_str(),
-            result_message: task.result.message.clone(),
-            result_reason: task.result.reason.clone(),
-            result_successes: to_json("task.result.successes", &task.result.successes)?,
-            result_failures: to_json("task.result.failures", &task.result.failures)?,
-            result_links: to_json("task.result.links", &task.result.links)?,
             node_filter,
             created: to_micros(task.created),
             created_by: task.created_by.clone(),
-            updated: task.updated.map(to_micros),
             retry: i64::from(task.retry),
-            terminated: task.terminated.map(to_micros),
-            terminated_by: task.terminated_by.clone(),
-            terminate: task.terminate,
             request_context,
-            claimed_by: task.claimed_by.clone(),
-            claim_term: task.claim_term,
-            claimed_at: task.claimed_at.map(to_micros),
+        })
+    }
+}
+
+/// The bind values of a [`TaskUpdate`], in the order [`crate::queries::UPDATE_TASK`] uses
+/// them: `None` keeps the stored value; for the nullable fields a `set_` flag says whether
+/// the value (which may be NULL) is written.
+pub(crate) struct UpdateParams {
+    pub status: Option<&'static str>,
+    pub result_status: Option<&'static str>,
+    pub set_result_message: bool,
+    pub result_message: Option<String>,
+    pub set_result_reason: bool,
+    pub result_reason: Option<String>,
+    pub result_successes: Option<String>,
+    pub result_failures: Option<String>,
+    pub result_links: Option<String>,
+    pub retry: Option<i64>,
+    pub set_node_filter: bool,
+    pub node_filter: Option<String>,
+    pub set_design_ref: bool,
+    pub design_ref: Option<String>,
+    pub set_parent: bool,
+    pub parent_task_id: Option<String>,
+    pub ends_claim: bool,
+}
+
+impl UpdateParams {
+    /// Validates `update` of task `id` and prepares its bind values.
+    pub(crate) fn of(id: TaskId, update: &TaskUpdate) -> Result<Self> {
+        update.validate(id)?;
+        let node_filter = match &update.node_filter {
+            Some(Some(v)) => Some(to_json("task.node_filter", v)?),
+            _ => None,
+        };
+        let json = |field: &str, v: Option<&Vec<_>>| -> Result<Option<String>> {
+            v.map(|v| to_json(field, v)).transpose()
+        };
+        let result_successes = json("task.result.successes", update.successes.as_ref())?;
+        let result_failures = json("task.result.failures", update.failures.as_ref())?;
+        let result_links = update
+            .links
+            .as_ref()
+            .map(|l| to_json("task.result.links", l))
+            .transpose()?;
+        let result_message = update.result_message.clone().flatten();
+        let result_reason = update.result_reason.clone().flatten();
+        let design_ref = update.design_ref.clone().flatten();
+        for (field, text) in [
+            ("task.node_filter", node_filter.as_deref()),
+            ("task.result.message", result_message.as_deref()),
+            ("task.result.reason", result_reason.as_deref()),
+            ("task.design_ref", design_ref.as_deref()),
+            ("task.result.successes", result_successes.as_deref()),
+            ("task.result.failures", result_failures.as_deref()),
+            ("task.result.links", result_links.as_deref()),
+        ] {
+            fits(field, text.unwrap_or_default())?;
+        }
+        Ok(UpdateParams {
+            status: update.status.map(TaskStatus::as_str),
+            result_status: update.result_status.map(ResultStatus::as_str),
+            set_result_message: update.result_message.is_some(),
+            result_message,
+            set_result_reason: update.result_reason.is_some(),
+            result_reason,
+            result_successes,
+            result_failures,
+            result_links,
+            retry: update.retry.map(i64::from),
+            set_node_filter: update.node_filter.is_some(),
+            node_filter,
+            set_design_ref: update.design_ref.is_some(),
+            design_ref,
+            set_parent: update.parent_task_id.is_some(),
+            parent_task_id: update.parent_task_id.flatten().map(id_text),
+            ends_claim: update.ends_claim(),
         })
     }
 }

@@ -24,11 +24,26 @@ pub struct Migration {
 }
 
 /// Every migration of this backend, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "tasks, result messages, build data, leader lease",
-    sql: include_str!("../migrations/0001_initial.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "tasks, result messages, build data, leader lease",
+        sql: include_str!("../migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "claim attempt and claim id; queue, marked-queue and live-claim indexes",
+        sql: include_str!("../migrations/0002_claim_attempt.sql"),
+    },
+];
+
+impl Migration {
+    /// The fingerprint of its text recorded in the history when it is applied; a recorded
+    /// fingerprint that differs means the migration was edited after it was applied.
+    pub fn checksum(&self) -> String {
+        checksum(self.sql)
+    }
+}
 
 /// A stable fingerprint of a migration's text (64-bit FNV-1a), to notice a migration that was
 /// edited after it was applied. Not a security measure.

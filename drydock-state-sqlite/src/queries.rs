@@ -19,7 +19,23 @@ macro_rules! task_columns {
         "task_id, parent_task_id, action, design_ref, status, result_status, result_message, \
          result_reason, result_successes, result_failures, result_links, node_filter, \
          subtask_id_list, created, created_by, updated, retry, terminated, terminated_by, \
-         terminate, request_context, claimed_by, claim_term, claimed_at"
+         terminate, request_context, claimed_by, claim_term, claimed_at, attempt, claim_id"
+    };
+}
+
+/// Whether the instance bound at `$instance` holds the live lease with the term bound at
+/// `$term`, by the database's clock (false when either is NULL).
+macro_rules! lease_held {
+    ($instance:literal, $term:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM drydock_active_instance WHERE instance_id = ",
+            $instance,
+            " AND term = ",
+            $term,
+            " AND expires_at > ",
+            now_us!(),
+            ")"
+        )
     };
 }
 
@@ -66,15 +82,14 @@ pub const MIGRATIONS_RECORD: &str = concat!(
 // Tasks
 // ---------------------------------------------------------------------------------------------
 
-/// `create_task`: a new task with an empty subtask list.
-pub const CREATE_TASK: &str = "\
-INSERT INTO drydock_tasks (
-    task_id, parent_task_id, action, design_ref, status, result_status, result_message,
-    result_reason, result_successes, result_failures, result_links, node_filter,
-    subtask_id_list, created, created_by, updated, retry, terminated, terminated_by,
-    terminate, request_context, claimed_by, claim_term, claimed_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, '[]', ?13, ?14, ?15, ?16, ?17, ?18,
-        ?19, ?20, ?21, ?22, ?23)";
+/// `create_task`: a new task with an empty subtask list and no claim.
+pub const CREATE_TASK: &str = concat!(
+    "INSERT INTO drydock_tasks ( \
+        task_id, parent_task_id, action, design_ref, status, result_status, node_filter, \
+        created, created_by, retry, request_context) \
+     VALUES (?1, ?2, ?3, ?4, ?5, 'incomplete', ?6, ?7, ?8, ?9, ?10) RETURNING ",
+    task_columns!()
+);
 
 /// `get_task`: one task by id.
 pub const GET_TASK: &str = concat!(
@@ -83,35 +98,41 @@ pub const GET_TASK: &str = concat!(
     " FROM drydock_tasks WHERE task_id = ?1"
 );
 
-/// Whether a task exists, and its status (to tell `NotFound` from `Conflict`).
-pub const TASK_STATUS: &str = "SELECT status FROM drydock_tasks WHERE task_id = ?1";
-
-/// `update_task`: a whole put of the writable fields, refused (no row) when the stored status
-/// is terminal and the new one differs, or when the written claim (`?19`, `?20`) is not the
-/// stored one.
-pub const UPDATE_TASK: &str = concat!(
-    "UPDATE drydock_tasks SET \
-        parent_task_id = ?2, action = ?3, design_ref = ?4, status = ?5, result_status = ?6, \
-        result_message = ?7, result_reason = ?8, result_successes = ?9, result_failures = ?10, \
-        result_links = ?11, node_filter = ?12, created_by = ?13, retry = ?14, terminated = ?15, \
-        terminated_by = ?16, terminate = ?17, request_context = ?18, updated = ",
-    now_us!(),
-    " WHERE task_id = ?1 AND (status = ?5 OR status NOT IN ('complete', 'terminated')) \
-       AND (?19 IS NULL OR (claimed_by IS ?19 AND claim_term IS ?20)) \
-     RETURNING ",
-    task_columns!()
+/// Every guarded write, first statement of its `BEGIN IMMEDIATE` transaction: what the guard
+/// and the operation's rules check of task `?1` (no row: no such task), and whether the
+/// guard's instance `?2` holds the live lease with its term `?3`. SQLite lets one writer at a
+/// time hold the write lock, taken when the transaction began, so neither the task nor the
+/// lease can change between this check and the write that follows it.
+pub const FENCE: &str = concat!(
+    "SELECT status, terminate, claimed_by, claim_term, attempt, ",
+    lease_held!("?2", "?3"),
+    " AS lease_held FROM drydock_tasks WHERE task_id = ?1"
 );
 
-/// Why `update_task` changed nothing: the stored status and claim.
-pub const TASK_STATUS_AND_CLAIM: &str =
-    "SELECT status, claimed_by, claim_term FROM drydock_tasks WHERE task_id = ?1";
-
-/// `set_status`: moves a task to a status under the same rule as `update_task`.
-pub const SET_STATUS: &str = concat!(
-    "UPDATE drydock_tasks SET status = ?2, updated = ",
+/// `update_task`, after [`FENCE`] and the status rule: writes the fields the update sets. A
+/// NULL keeps the stored value; for nullable fields a flag says whether the value (possibly
+/// NULL) is written. `?17` ends the claim (a move back to requested or queued); the attempt
+/// is kept. An unknown parent fails the foreign key.
+pub const UPDATE_TASK: &str = concat!(
+    "UPDATE drydock_tasks SET \
+        status = COALESCE(?2, status), \
+        result_status = COALESCE(?3, result_status), \
+        result_message = CASE WHEN ?4 THEN ?5 ELSE result_message END, \
+        result_reason = CASE WHEN ?6 THEN ?7 ELSE result_reason END, \
+        result_successes = COALESCE(?8, result_successes), \
+        result_failures = COALESCE(?9, result_failures), \
+        result_links = COALESCE(?10, result_links), \
+        retry = COALESCE(?11, retry), \
+        node_filter = CASE WHEN ?12 THEN ?13 ELSE node_filter END, \
+        design_ref = CASE WHEN ?14 THEN ?15 ELSE design_ref END, \
+        parent_task_id = CASE WHEN ?16 THEN ?18 ELSE parent_task_id END, \
+        claimed_by = CASE WHEN ?17 THEN NULL ELSE claimed_by END, \
+        claim_term = CASE WHEN ?17 THEN NULL ELSE claim_term END, \
+        claimed_at = CASE WHEN ?17 THEN NULL ELSE claimed_at END, \
+        claim_id = CASE WHEN ?17 THEN NULL ELSE claim_id END, \
+        updated = ",
     now_us!(),
-    " WHERE task_id = ?1 AND (status = ?2 OR status NOT IN ('complete', 'terminated')) \
-     RETURNING ",
+    " WHERE task_id = ?1 RETURNING ",
     task_columns!()
 );
 
@@ -127,12 +148,14 @@ pub const LIST_TASKS: &str = concat!(
        AND (?4 IS NULL OR created >= ?4) \
        AND (?5 IS NULL OR created < ?5) \
        AND (?6 IS NULL OR (created, task_id) > (?6, ?7)) \
+       AND (?9 IS NULL OR claimed_by = ?9) \
+       AND (?10 IS NULL OR claim_term = ?10) \
      ORDER BY created, task_id \
      LIMIT ?8"
 );
 
-/// `add_subtask`: appends the child id unless it is already listed, in one statement, so
-/// concurrent appends are serialized by SQLite's write lock and all kept.
+/// `add_subtask`, after [`FENCE`] and the no-new-work rule: appends the child id unless it is
+/// already listed.
 pub const ADD_SUBTASK: &str = "\
 UPDATE drydock_tasks SET subtask_id_list = json_insert(subtask_id_list, '$[#]', ?2)
 WHERE task_id = ?1
@@ -153,71 +176,86 @@ pub const SUBTASKS: &str = concat!(
      ORDER BY listed.key"
 );
 
-/// `claim_next`: moves the oldest queued task of the allowed actions (`?3`, a JSON array, or
-/// NULL for any) to running in one statement. With a term (`?2`), the same statement requires
-/// the claimer to hold the live lease with that term, so a deposed leader takes nothing.
+/// Whether `?1` holds the live lease with term `?2`: a fenced claim's check, first statement
+/// of its `BEGIN IMMEDIATE` transaction.
+pub const HOLDS_LEASE: &str = concat!("SELECT ", lease_held!("?1", "?2"));
+
+/// `claim_next` with a claim id: the task already carrying claim id `?1`, if any.
+pub const CLAIMED_UNDER_ID: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    " FROM drydock_tasks WHERE claim_id = ?1"
+);
+
+/// `claim_next`: queued tasks of the allowed actions (`?1`, a JSON array, or NULL for any)
+/// that are marked for termination become terminated instead of being handed out.
+pub const TERMINATE_MARKED_QUEUED: &str = concat!(
+    "UPDATE drydock_tasks SET status = 'terminated', updated = ",
+    now_us!(),
+    " WHERE status = 'queued' AND terminate = 1 \
+       AND (?1 IS NULL OR action IN (SELECT value FROM json_each(?1)))"
+);
+
+/// `claim_next`: moves the oldest unmarked queued task of the allowed actions (`?3`, a JSON
+/// array, or NULL for any) to running, recording the claim (instance `?1`, term `?2`, claim
+/// id `?4`) and raising its attempt by one. Runs in the claim's `BEGIN IMMEDIATE`
+/// transaction, after the lease check.
 pub const CLAIM_NEXT: &str = concat!(
     "UPDATE drydock_tasks SET status = 'running', claimed_by = ?1, claim_term = ?2, \
-        claimed_at = ",
+        claim_id = ?4, attempt = attempt + 1, claimed_at = ",
     now_us!(),
     ", updated = ",
     now_us!(),
-    " WHERE status = 'queued' \
-       AND task_id = ( \
+    " WHERE task_id = ( \
            SELECT task_id FROM drydock_tasks \
-           WHERE status = 'queued' \
+           WHERE status = 'queued' AND terminate = 0 \
              AND (?3 IS NULL OR action IN (SELECT value FROM json_each(?3))) \
            ORDER BY created, task_id LIMIT 1) \
-       AND (?2 IS NULL OR EXISTS ( \
-           SELECT 1 FROM drydock_active_instance \
-           WHERE instance_id = ?1 AND term = ?2 AND expires_at > ",
-    now_us!(),
-    ")) RETURNING ",
+     RETURNING ",
     task_columns!()
 );
 
-/// Whether `?1` holds the live lease with term `?2` (why a fenced claim took nothing).
-pub const HOLDS_LEASE: &str = concat!(
-    "SELECT EXISTS (SELECT 1 FROM drydock_active_instance \
-     WHERE instance_id = ?1 AND term = ?2 AND expires_at > ",
-    now_us!(),
-    ")"
-);
-
-/// `recover_orphans`, step one: running tasks claimed under an older term, oldest first.
+/// `recover_orphans`, step one: running and terminating tasks claimed under an older term,
+/// oldest first. The unary `+` keeps SQLite from walking the whole history in creation order
+/// to avoid a sort: the few live tasks come from the partial index `drydock_tasks_live` and
+/// are sorted.
 pub const ORPHANS: &str = concat!(
     "SELECT ",
     task_columns!(),
-    " FROM drydock_tasks WHERE status = 'running' AND claim_term < ?1 \
-     ORDER BY created, task_id"
+    " FROM drydock_tasks WHERE status IN ('running', 'terminating') AND claim_term < ?1 \
+     ORDER BY +created, +task_id"
 );
 
-/// `recover_orphans` under the requeue policy: back to the queue, claim cleared.
-pub const REQUEUE_ORPHANS: &str = concat!(
-    "UPDATE drydock_tasks SET status = 'queued', claimed_by = NULL, claim_term = NULL, \
-        claimed_at = NULL, updated = ",
+/// `recover_orphans`, once per kind of recovery: the tasks in `?1` (a JSON array of ids) move
+/// to status `?2`; with `?3`, finished as a failure with reason `?4`. Their claim ends (the
+/// attempt is kept).
+pub const RECOVER_ORPHANS: &str = concat!(
+    "UPDATE drydock_tasks SET status = ?2, \
+        result_status = CASE WHEN ?3 THEN 'failure' ELSE result_status END, \
+        result_reason = CASE WHEN ?3 THEN ?4 ELSE result_reason END, \
+        claimed_by = NULL, claim_term = NULL, claimed_at = NULL, claim_id = NULL, updated = ",
     now_us!(),
-    " WHERE status = 'running' AND claim_term < ?1"
+    " WHERE task_id IN (SELECT value FROM json_each(?1))"
 );
 
-/// `recover_orphans` under the fail policy: finished as a failure, claim kept for the record.
-pub const FAIL_ORPHANS: &str = concat!(
-    "UPDATE drydock_tasks SET status = 'complete', result_status = 'failure', \
-        result_reason = 'orphaned by a change of leader', updated = ",
-    now_us!(),
-    " WHERE status = 'running' AND claim_term < ?1"
-);
-
-/// `terminate_task`: records who and when; a task not yet finished becomes terminated.
-pub const TERMINATE_TASK: &str = concat!(
-    "UPDATE drydock_tasks SET terminate = 1, terminated_by = ?2, terminated = ",
+/// `terminate_task`, after [`FENCE`] on the root: marks task `?1` and its whole subtree (by
+/// parent link; `UNION` ends the walk should links form a cycle) with who (`?2`) and when.
+/// Each member's new status is bound per stored status (`?3` requested, `?4` queued, `?5`
+/// running, `?6` terminating, `?7` terminated, `?8` complete), as core's rule gives it.
+pub const TERMINATE_SUBTREE: &str = concat!(
+    "WITH RECURSIVE tree (task_id) AS ( \
+         SELECT ?1 \
+         UNION \
+         SELECT child.task_id FROM drydock_tasks AS child \
+         JOIN tree ON child.parent_task_id = tree.task_id) \
+     UPDATE drydock_tasks SET terminate = 1, terminated_by = ?2, terminated = ",
     now_us!(),
     ", updated = ",
     now_us!(),
-    ", status = CASE WHEN status IN ('complete', 'terminated') THEN status \
-                     ELSE 'terminated' END \
-     WHERE task_id = ?1 RETURNING ",
-    task_columns!()
+    ", status = CASE status WHEN 'requested' THEN ?3 WHEN 'queued' THEN ?4 \
+                     WHEN 'running' THEN ?5 WHEN 'terminating' THEN ?6 \
+                     WHEN 'terminated' THEN ?7 WHEN 'complete' THEN ?8 END \
+     WHERE task_id IN (SELECT task_id FROM tree)"
 );
 
 /// `purge`, one batch: up to `?2` roots created before `?1`.

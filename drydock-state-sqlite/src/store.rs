@@ -4,6 +4,13 @@
 //! SQLite's write lock up front (waiting up to the busy timeout) instead of upgrading a read
 //! snapshot later, which SQLite refuses with `SQLITE_BUSY` without waiting. Reads of a task
 //! with its messages run in one deferred transaction, so both queries see the same snapshot.
+//!
+//! Fencing: every guarded write (and every write with a status rule) is one `BEGIN IMMEDIATE`
+//! transaction whose first statement, [`queries::FENCE`], reads the task's status and claim
+//! and whether the guard's lease is live; the checks are made here, in the memory store's
+//! order, and only then is the write made. SQLite has one writer at a time, holding the write
+//! lock from `BEGIN IMMEDIATE` to commit, so no change of leader, recovery or second claim can
+//! commit between the check and the write.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -12,19 +19,22 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use drydock_state_core::memory::{claim_is_stale, orphan_message, purge_cutoff, stale_claim};
+use drydock_state_core::memory::{
+    orphan_message, purge_cutoff, refuse_new_work_under, terminated_status, Recovery,
+    ORPHAN_FAILURE_REASON,
+};
 use drydock_state_core::{
-    no_nul, validate_instance_id, BuildData, BuildDataQuery, BuildStore, ClaimRequest, Config,
-    Error, InstanceLock, Lease, LeaseOutcome, MessageStore, NewMessage, OrphanPolicy, PurgeReport,
-    Result, ResultDetails, ResultMessage, StateStore, SubtaskFilter, Task, TaskFilter, TaskId,
-    TaskStatus, TaskStore, Verbosity,
+    lease_not_held, no_nul, validate_instance_id, BuildData, BuildDataQuery, BuildStore, Claim,
+    ClaimRequest, Config, Error, InstanceLock, Lease, LeaseOutcome, MessageStore, NewMessage,
+    NewTask, OrphanPolicy, PurgeReport, Result, ResultDetails, ResultMessage, StateStore,
+    SubtaskFilter, Task, TaskFilter, TaskId, TaskStatus, TaskStore, TaskUpdate, Verbosity,
 };
 use sqlx::sqlite::{SqliteArguments, SqliteConnection};
 use sqlx::{Sqlite, SqlitePool};
 
 use crate::codec::{
-    fits, id_array, id_text, to_json, to_micros, BuildDataRow, LeaseRow, MessageRow, TaskParams,
-    TaskRow, MAX_VALUE_BYTES,
+    fits, id_array, id_text, to_json, to_micros, uuid_text, BuildDataRow, FenceRow, LeaseRow,
+    MessageRow, NewTaskParams, TaskRow, UpdateParams, MAX_VALUE_BYTES,
 };
 use crate::config::{period_micros, Target};
 use crate::error::{is_busy, is_foreign_key_violation, is_unique_violation, OrStore};
@@ -177,67 +187,54 @@ impl SqliteStore {
         Ok(tasks.pop().expect("one row in, one task out"))
     }
 
-    /// After a guarded update changed nothing: `NotFound` if the task is gone, otherwise the
-    /// status change was illegal.
-    async fn refused_change(
-        conn: &mut SqliteConnection,
-        id: TaskId,
-        next: TaskStatus,
-        op: &'static str,
-    ) -> Error {
-        let stored: Option<String> = match sqlx::query_scalar(queries::TASK_STATUS)
-            .bind(id_text(id))
-            .fetch_optional(&mut *conn)
-            .await
-            .or_store(op)
-        {
-            Ok(s) => s,
-            Err(e) => return e,
-        };
-        match stored {
-            None => Error::not_found("task", id),
-            Some(from) => Error::Conflict(format!(
-                "task {id} is {from}, which is final; it cannot become {next}"
-            )),
-        }
-    }
-
-    /// Why an `update_task` changed nothing: the task is gone, its claim is stale, or its
-    /// status is final.
-    async fn refused_put(conn: &mut SqliteConnection, task: &Task, op: &'static str) -> Error {
-        let stored: Option<(String, Option<String>, Option<i64>)> =
-            match sqlx::query_as(queries::TASK_STATUS_AND_CLAIM)
-                .bind(id_text(task.task_id))
-                .fetch_optional(&mut *conn)
-                .await
-                .or_store(op)
-            {
-                Ok(s) => s,
-                Err(e) => return e,
-            };
-        match stored {
-            None => Error::not_found("task", task.task_id),
-            Some((_, by, term)) if claim_is_stale(task, by.as_deref(), term) => stale_claim(task),
-            Some((from, _, _)) => Error::Conflict(format!(
-                "task {} is {from}, which is final; it cannot become {}",
-                task.task_id, task.status
-            )),
-        }
-    }
-
     fn wake_if_queued(&self, status: TaskStatus) {
         if status == TaskStatus::Queued {
             self.queued.notify_waiters();
         }
     }
 
-    async fn task_exists(&self, id: TaskId, op: &'static str) -> Result<bool> {
-        let status: Option<String> = sqlx::query_scalar(queries::TASK_STATUS)
+    /// The first statement of a guarded write's `BEGIN IMMEDIATE` transaction: reads task
+    /// `id`'s status and claim and checks `guard` against them, as the memory store does:
+    /// `NotFound` for an unknown task, then [`Claim::refused`] naming the stored claim unless
+    /// it is exactly the guard's, then [`lease_not_held`] unless, for a guard with a term, its
+    /// instance holds the live lease with that term by the database's clock. Without a guard
+    /// it only checks that the task exists. Returns what it read, for the operation's own
+    /// rules.
+    async fn fence(
+        conn: &mut SqliteConnection,
+        id: TaskId,
+        guard: Option<&Claim>,
+        op: &'static str,
+    ) -> Result<FenceRow> {
+        let stored: FenceRow = sqlx::query_as(queries::FENCE)
             .bind(id_text(id))
-            .fetch_optional(&self.pool)
+            .bind(guard.map(|g| g.instance_id.as_str()))
+            .bind(guard.and_then(|g| g.term))
+            .fetch_optional(&mut *conn)
             .await
-            .or_store(op)?;
-        Ok(status.is_some())
+            .or_store(op)?
+            .ok_or_else(|| Error::not_found("task", id))?;
+        let Some(guard) = guard else {
+            return Ok(stored);
+        };
+        if !guard.matches(
+            stored.claimed_by.as_deref(),
+            stored.claim_term,
+            stored.attempt,
+        ) {
+            let claim = Claim::stored(stored.claimed_by, stored.claim_term, stored.attempt);
+            return Err(guard.refused(id, claim.as_ref()));
+        }
+        match guard.term {
+            Some(term) if !stored.lease_held => Err(lease_not_held(&guard.instance_id, term)),
+            _ => Ok(stored),
+        }
+    }
+
+    /// Starts a write transaction: SQLite's write lock taken now, waiting up to the busy
+    /// timeout for it.
+    async fn begin_write(&self, op: &'static str) -> Result<sqlx::Transaction<'static, Sqlite>> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.or_store(op)
     }
 
     /// Runs a lease statement (`?1` the instance, `?2` the grace period) that returns the row
@@ -312,6 +309,30 @@ fn batch_json(messages: &[NewMessage]) -> Result<String> {
     to_json("messages", &items)
 }
 
+/// The stored statuses in the order [`queries::TERMINATE_SUBTREE`] binds their new status.
+const SUBTREE_STATUS_ORDER: [TaskStatus; 6] = [
+    TaskStatus::Requested,
+    TaskStatus::Queued,
+    TaskStatus::Running,
+    TaskStatus::Terminating,
+    TaskStatus::Terminated,
+    TaskStatus::Complete,
+];
+
+/// Refuses a guard no stored claim can match, before anything is read.
+fn validate_guard(guard: Option<&Claim>) -> Result<()> {
+    guard.map_or(Ok(()), Claim::validate)
+}
+
+/// A failed message insert: the foreign key means the task does not exist.
+fn not_found_or(op: &'static str, task: TaskId, e: sqlx::Error) -> Error {
+    if is_foreign_key_violation(&e) {
+        Error::not_found("task", task)
+    } else {
+        crate::error::classify(op, e)
+    }
+}
+
 fn subtask_filter_code(which: SubtaskFilter) -> i64 {
     match which {
         SubtaskFilter::All => 0,
@@ -323,38 +344,26 @@ fn subtask_filter_code(which: SubtaskFilter) -> i64 {
 #[async_trait]
 impl TaskStore for SqliteStore {
     #[tracing::instrument(name = "sqlite.create_task", level = "debug", skip_all, fields(task_id = %task.task_id))]
-    async fn create_task(&self, task: &Task) -> Result<()> {
-        let p = TaskParams::of(task)?;
-        let result = sqlx::query(queries::CREATE_TASK)
+    async fn create_task(&self, task: &NewTask) -> Result<Task> {
+        let p = NewTaskParams::of(task)?;
+        let result = sqlx::query_as::<_, TaskRow>(queries::CREATE_TASK)
             .bind(p.task_id)
             .bind(p.parent_task_id)
             .bind(p.action)
             .bind(p.design_ref)
             .bind(p.status)
-            .bind(p.result_status)
-            .bind(p.result_message)
-            .bind(p.result_reason)
-            .bind(p.result_successes)
-            .bind(p.result_failures)
-            .bind(p.result_links)
             .bind(p.node_filter)
             .bind(p.created)
             .bind(p.created_by)
-            .bind(p.updated)
             .bind(p.retry)
-            .bind(p.terminated)
-            .bind(p.terminated_by)
-            .bind(p.terminate)
             .bind(p.request_context)
-            .bind(p.claimed_by)
-            .bind(p.claim_term)
-            .bind(p.claimed_at)
-            .execute(&self.pool)
+            .fetch_one(&self.pool)
             .await;
         match result {
-            Ok(_) => {
-                self.wake_if_queued(task.status);
-                Ok(())
+            Ok(row) => {
+                let stored = row.into_task()?;
+                self.wake_if_queued(stored.status);
+                Ok(stored)
             }
             Err(e) if is_unique_violation(&e) => Err(Error::Conflict(format!(
                 "task {} already exists",
@@ -386,67 +395,56 @@ impl TaskStore for SqliteStore {
         Ok(task)
     }
 
-    #[tracing::instrument(name = "sqlite.update_task", level = "debug", skip_all, fields(task_id = %task.task_id))]
-    async fn update_task(&self, task: &Task) -> Result<Task> {
+    /// One `BEGIN IMMEDIATE` transaction: `FENCE` (unknown task, guard, lease), the
+    /// status rule ([`TaskUpdate::check_transition`]), then `UPDATE_TASK`, whose
+    /// foreign key refuses an unknown parent, and the task's messages.
+    #[tracing::instrument(name = "sqlite.update_task", level = "debug", skip_all, fields(task_id = %id))]
+    async fn update_task(
+        &self,
+        id: TaskId,
+        update: &TaskUpdate,
+        guard: Option<&Claim>,
+    ) -> Result<Task> {
         const OP: &str = "update_task";
-        let p = TaskParams::of(task)?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.or_store(OP)?;
-        let row: Option<TaskRow> = sqlx::query_as(queries::UPDATE_TASK)
-            .bind(p.task_id)
-            .bind(p.parent_task_id)
-            .bind(p.action)
-            .bind(p.design_ref)
+        let p = UpdateParams::of(id, update)?;
+        validate_guard(guard)?;
+        let mut tx = self.begin_write(OP).await?;
+        let stored = Self::fence(&mut tx, id, guard, OP).await?;
+        update.check_transition(id, stored.status()?)?;
+        let row: TaskRow = sqlx::query_as(queries::UPDATE_TASK)
+            .bind(id_text(id))
             .bind(p.status)
             .bind(p.result_status)
+            .bind(p.set_result_message)
             .bind(p.result_message)
+            .bind(p.set_result_reason)
             .bind(p.result_reason)
             .bind(p.result_successes)
             .bind(p.result_failures)
             .bind(p.result_links)
-            .bind(p.node_filter)
-            .bind(p.created_by)
             .bind(p.retry)
-            .bind(p.terminated)
-            .bind(p.terminated_by)
-            .bind(p.terminate)
-            .bind(p.request_context)
-            .bind(task.claimed_by.as_deref())
-            .bind(task.claim_term)
-            .fetch_optional(&mut *tx)
+            .bind(p.set_node_filter)
+            .bind(p.node_filter)
+            .bind(p.set_design_ref)
+            .bind(p.design_ref)
+            .bind(p.set_parent)
+            .bind(p.ends_claim)
+            .bind(p.parent_task_id)
+            .fetch_one(&mut *tx)
             .await
             .map_err(|e| {
                 if is_foreign_key_violation(&e) {
                     Error::not_found(
                         "parent task",
-                        task.parent_task_id
+                        update
+                            .parent_task_id
+                            .flatten()
                             .map_or_else(String::new, |p| p.to_string()),
                     )
                 } else {
                     crate::error::classify(OP, e)
                 }
             })?;
-        let Some(row) = row else {
-            return Err(Self::refused_put(&mut tx, task, OP).await);
-        };
-        let stored = Self::assemble_one(&mut tx, row, OP).await?;
-        tx.commit().await.or_store(OP)?;
-        self.wake_if_queued(stored.status);
-        Ok(stored)
-    }
-
-    #[tracing::instrument(name = "sqlite.set_status", level = "debug", skip_all, fields(task_id = %id, status = %status))]
-    async fn set_status(&self, id: TaskId, status: TaskStatus) -> Result<Task> {
-        const OP: &str = "set_status";
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.or_store(OP)?;
-        let row: Option<TaskRow> = sqlx::query_as(queries::SET_STATUS)
-            .bind(id_text(id))
-            .bind(status.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .or_store(OP)?;
-        let Some(row) = row else {
-            return Err(Self::refused_change(&mut tx, id, status, OP).await);
-        };
         let stored = Self::assemble_one(&mut tx, row, OP).await?;
         tx.commit().await.or_store(OP)?;
         self.wake_if_queued(stored.status);
@@ -467,6 +465,8 @@ impl TaskStore for SqliteStore {
             .bind(filter.after.map(|(created, _)| to_micros(created)))
             .bind(filter.after.map(|(_, id)| id_text(id)))
             .bind(filter.limit.map_or(-1, i64::from))
+            .bind(filter.claimed_by.as_deref())
+            .bind(filter.claim_term)
             .fetch_all(&mut *tx)
             .await
             .or_store(OP)?;
@@ -475,19 +475,36 @@ impl TaskStore for SqliteStore {
         Ok(tasks)
     }
 
+    /// One `BEGIN IMMEDIATE` transaction: `FENCE` on the parent, the no-new-work
+    /// rule ([`refuse_new_work_under`]), then `ADD_SUBTASK`.
     #[tracing::instrument(name = "sqlite.add_subtask", level = "debug", skip_all, fields(parent = %parent, child = %child))]
-    async fn add_subtask(&self, parent: TaskId, child: TaskId) -> Result<()> {
+    async fn add_subtask(
+        &self,
+        parent: TaskId,
+        child: TaskId,
+        guard: Option<&Claim>,
+    ) -> Result<()> {
         const OP: &str = "add_subtask";
-        let done = sqlx::query(queries::ADD_SUBTASK)
+        validate_guard(guard)?;
+        let mut tx = self.begin_write(OP).await?;
+        let stored = Self::fence(&mut tx, parent, guard, OP).await?;
+        let status = stored.status()?;
+        if status.is_terminal() || status == TaskStatus::Terminating || stored.terminate {
+            // Refused: core's rule says so, and how (the whole task is read only for that).
+            let row: TaskRow = sqlx::query_as(queries::GET_TASK)
+                .bind(id_text(parent))
+                .fetch_one(&mut *tx)
+                .await
+                .or_store(OP)?;
+            refuse_new_work_under(&row.into_task()?)?;
+        }
+        sqlx::query(queries::ADD_SUBTASK)
             .bind(id_text(parent))
             .bind(id_text(child))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .or_store(OP)?;
-        // No row changed: the child was already listed, or there is no such parent.
-        if done.rows_affected() == 0 && !self.task_exists(parent, OP).await? {
-            return Err(Error::not_found("task", parent));
-        }
+        tx.commit().await.or_store(OP)?;
         Ok(())
     }
 
@@ -514,6 +531,10 @@ impl TaskStore for SqliteStore {
         Ok(tasks)
     }
 
+    /// One `BEGIN IMMEDIATE` transaction: the lease check (`HOLDS_LEASE`) for a
+    /// fenced claim, the look-up of a re-sent claim id (`CLAIMED_UNDER_ID`), the
+    /// termination of marked queued tasks (`TERMINATE_MARKED_QUEUED`), then the
+    /// claim (`CLAIM_NEXT`) and the claimed task's messages.
     #[tracing::instrument(name = "sqlite.claim_next", level = "debug", skip_all, fields(instance_id = %request.instance_id, term = ?request.term))]
     async fn claim_next(&self, request: &ClaimRequest) -> Result<Option<Task>> {
         const OP: &str = "claim_next";
@@ -523,36 +544,59 @@ impl TaskStore for SqliteStore {
         } else {
             Some(to_json("claim.actions", &request.actions)?)
         };
-        let mut conn = self.pool.acquire().await.or_store(OP)?;
-        let row: Option<TaskRow> = sqlx::query_as(queries::CLAIM_NEXT)
-            .bind(request.instance_id.as_str())
-            .bind(request.term)
-            .bind(actions)
-            .fetch_optional(&mut *conn)
-            .await
-            .or_store(OP)?;
-        match (row, request.term) {
-            (Some(row), _) => Ok(Some(Self::assemble_one(&mut conn, row, OP).await?)),
-            (None, None) => Ok(None),
-            (None, Some(term)) => {
-                let holds: bool = sqlx::query_scalar(queries::HOLDS_LEASE)
-                    .bind(request.instance_id.as_str())
-                    .bind(term)
-                    .fetch_one(&mut *conn)
-                    .await
-                    .or_store(OP)?;
-                if holds {
-                    Ok(None)
-                } else {
-                    Err(Error::LeaseLost(format!(
-                        "instance {} does not hold the lease with term {term}",
-                        request.instance_id
-                    )))
-                }
+        let instance = request.instance_id.as_str();
+        let mut tx = self.begin_write(OP).await?;
+        if let Some(term) = request.term {
+            let holds: bool = sqlx::query_scalar(queries::HOLDS_LEASE)
+                .bind(instance)
+                .bind(term)
+                .fetch_one(&mut *tx)
+                .await
+                .or_store(OP)?;
+            if !holds {
+                return Err(lease_not_held(instance, term));
             }
         }
+        if let Some(claim_id) = request.claim_id {
+            let row: Option<TaskRow> = sqlx::query_as(queries::CLAIMED_UNDER_ID)
+                .bind(uuid_text(claim_id))
+                .fetch_optional(&mut *tx)
+                .await
+                .or_store(OP)?;
+            if let Some(row) = row {
+                let task = Self::assemble_one(&mut tx, row, OP).await?;
+                let by = task.claimed_by.as_deref().unwrap_or_default();
+                if by != instance {
+                    return Err(request.claim_id_taken(task.task_id, by));
+                }
+                tx.commit().await.or_store(OP)?;
+                return Ok(Some(task));
+            }
+        }
+        sqlx::query(queries::TERMINATE_MARKED_QUEUED)
+            .bind(actions.as_deref())
+            .execute(&mut *tx)
+            .await
+            .or_store(OP)?;
+        let row: Option<TaskRow> = sqlx::query_as(queries::CLAIM_NEXT)
+            .bind(instance)
+            .bind(request.term)
+            .bind(actions.as_deref())
+            .bind(request.claim_id.map(uuid_text))
+            .fetch_optional(&mut *tx)
+            .await
+            .or_store(OP)?;
+        let claimed = match row {
+            Some(row) => Some(Self::assemble_one(&mut tx, row, OP).await?),
+            None => None,
+        };
+        tx.commit().await.or_store(OP)?;
+        Ok(claimed)
     }
 
+    /// One `BEGIN IMMEDIATE` transaction: the orphans (`ORPHANS`), each recovered
+    /// as [`Recovery::of`] says (`RECOVER_ORPHANS`, one statement per kind of
+    /// recovery), and the orphan message of each.
     #[tracing::instrument(name = "sqlite.recover_orphans", level = "debug", skip_all, fields(current_term, policy = ?policy))]
     async fn recover_orphans(
         &self,
@@ -560,7 +604,7 @@ impl TaskStore for SqliteStore {
         policy: OrphanPolicy,
     ) -> Result<Vec<TaskId>> {
         const OP: &str = "recover_orphans";
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.or_store(OP)?;
+        let mut tx = self.begin_write(OP).await?;
         let orphans: Vec<TaskRow> = sqlx::query_as(queries::ORPHANS)
             .bind(current_term)
             .fetch_all(&mut *tx)
@@ -568,25 +612,37 @@ impl TaskStore for SqliteStore {
             .or_store(OP)?;
         let orphans = orphans
             .into_iter()
-            .map(TaskRow::into_task)
+            .map(|row| {
+                let task = row.into_task()?;
+                Ok((Recovery::of(&task, policy), task))
+            })
             .collect::<Result<Vec<_>>>()?;
         if orphans.is_empty() {
             tx.commit().await.or_store(OP)?;
             return Ok(Vec::new());
         }
-        let recover = match policy {
-            OrphanPolicy::Requeue => queries::REQUEUE_ORPHANS,
-            OrphanPolicy::Fail => queries::FAIL_ORPHANS,
-        };
-        sqlx::query(recover)
-            .bind(current_term)
-            .execute(&mut *tx)
-            .await
-            .or_store(OP)?;
-        for task in &orphans {
+        for kind in [Recovery::Requeue, Recovery::Fail, Recovery::Terminate] {
+            let ids: Vec<&TaskId> = orphans
+                .iter()
+                .filter(|(recovery, _)| *recovery == kind)
+                .map(|(_, task)| &task.task_id)
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            sqlx::query(queries::RECOVER_ORPHANS)
+                .bind(id_array(ids))
+                .bind(kind.as_str())
+                .bind(kind == Recovery::Fail)
+                .bind(ORPHAN_FAILURE_REASON)
+                .execute(&mut *tx)
+                .await
+                .or_store(OP)?;
+        }
+        for (recovery, task) in &orphans {
             let message = NewMessage {
-                error: policy == OrphanPolicy::Fail,
-                ..NewMessage::info(orphan_message(task, current_term, policy))
+                error: *recovery == Recovery::Fail,
+                ..NewMessage::info(orphan_message(task, current_term, *recovery))
             };
             append_query(task.task_id, &message)?
                 .execute(&mut *tx)
@@ -594,7 +650,7 @@ impl TaskStore for SqliteStore {
                 .or_store(OP)?;
         }
         tx.commit().await.or_store(OP)?;
-        if policy == OrphanPolicy::Requeue {
+        if orphans.iter().any(|(r, _)| *r == Recovery::Requeue) {
             self.queued.notify_waiters();
         }
         tracing::info!(
@@ -602,30 +658,38 @@ impl TaskStore for SqliteStore {
             current_term,
             "recovered orphaned tasks"
         );
-        Ok(orphans.into_iter().map(|t| t.task_id).collect())
+        Ok(orphans.into_iter().map(|(_, t)| t.task_id).collect())
     }
 
+    /// One `BEGIN IMMEDIATE` transaction: `FENCE` on the root, then
+    /// `TERMINATE_SUBTREE` over the root and its descendants, and the root as
+    /// stored.
     #[tracing::instrument(name = "sqlite.terminate_task", level = "debug", skip_all, fields(task_id = %id))]
-    async fn terminate_task(&self, id: TaskId, by: &str) -> Result<Task> {
+    async fn terminate_task(&self, id: TaskId, by: &str, guard: Option<&Claim>) -> Result<Task> {
         const OP: &str = "terminate_task";
         no_nul("terminated_by", by)?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.or_store(OP)?;
-        let row: Option<TaskRow> = sqlx::query_as(queries::TERMINATE_TASK)
+        fits("terminated_by", by)?;
+        validate_guard(guard)?;
+        let mut tx = self.begin_write(OP).await?;
+        Self::fence(&mut tx, id, guard, OP).await?;
+        let mut terminate = sqlx::query(queries::TERMINATE_SUBTREE)
             .bind(id_text(id))
-            .bind(by)
-            .fetch_optional(&mut *tx)
+            .bind(by);
+        // The new status of each member, per stored status, by core's rule.
+        for status in SUBTREE_STATUS_ORDER {
+            terminate = terminate.bind(terminated_status(status).as_str());
+        }
+        terminate.execute(&mut *tx).await.or_store(OP)?;
+        let row: TaskRow = sqlx::query_as(queries::GET_TASK)
+            .bind(id_text(id))
+            .fetch_one(&mut *tx)
             .await
             .or_store(OP)?;
-        let Some(row) = row else {
-            return Err(Error::not_found("task", id));
-        };
         let stored = Self::assemble_one(&mut tx, row, OP).await?;
         tx.commit().await.or_store(OP)?;
         Ok(stored)
     }
 
-    /// Returns when this store queues a task, or after `max_wait`. Tasks queued by other
-    /// processes on the same file are found by the caller's next poll.
     #[tracing::instrument(name = "sqlite.wait_for_queued", level = "trace", skip_all)]
     async fn wait_for_queued(&self, max_wait: Duration) -> Result<()> {
         let _ = tokio::time::timeout(max_wait, self.queued.notified()).await;
@@ -680,76 +744,100 @@ impl TaskStore for SqliteStore {
 
 #[async_trait]
 impl MessageStore for SqliteStore {
+    /// Unguarded: one `INSERT` (the foreign key refuses an unknown task). Guarded: the same
+    /// `INSERT` after `FENCE`, in one `BEGIN IMMEDIATE` transaction.
     #[tracing::instrument(name = "sqlite.append_message", level = "debug", skip_all, fields(task_id = %task))]
-    async fn append_message(&self, task: TaskId, message: &NewMessage) -> Result<ResultMessage> {
+    async fn append_message(
+        &self,
+        task: TaskId,
+        message: &NewMessage,
+        guard: Option<&Claim>,
+    ) -> Result<ResultMessage> {
+        const OP: &str = "append_message";
         message.validate()?;
-        let row: MessageRow = append_query(task, message)?
-            .try_map(|row| sqlx::FromRow::from_row(&row))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| {
-                if is_foreign_key_violation(&e) {
-                    Error::not_found("task", task)
-                } else {
-                    crate::error::classify("append_message", e)
-                }
-            })?;
+        validate_guard(guard)?;
+        let insert = append_query(task, message)?.try_map(|row| sqlx::FromRow::from_row(&row));
+        let row: MessageRow = if guard.is_none() {
+            insert
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| not_found_or(OP, task, e))?
+        } else {
+            let mut tx = self.begin_write(OP).await?;
+            Self::fence(&mut tx, task, guard, OP).await?;
+            let row = insert
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| not_found_or(OP, task, e))?;
+            tx.commit().await.or_store(OP)?;
+            row
+        };
         row.into_message()
     }
 
+    /// Unguarded, a batch that fits one SQLite value: one `INSERT … SELECT FROM json_each`.
+    /// Otherwise one `BEGIN IMMEDIATE` transaction: `FENCE`, then the batch (or,
+    /// for a batch too long for one value, one insert per message).
     #[tracing::instrument(name = "sqlite.append_messages", level = "debug", skip_all, fields(task_id = %task, count = messages.len()))]
     async fn append_messages(
         &self,
         task: TaskId,
         messages: &[NewMessage],
+        guard: Option<&Claim>,
     ) -> Result<Vec<ResultMessage>> {
         const OP: &str = "append_messages";
         messages.iter().try_for_each(NewMessage::validate)?;
-        if messages.is_empty() {
-            return if self.task_exists(task, OP).await? {
-                Ok(Vec::new())
-            } else {
-                Err(Error::not_found("task", task))
-            };
-        }
-        let batch = batch_json(messages)?;
-        let not_found_or = |e: sqlx::Error| {
-            if is_foreign_key_violation(&e) {
-                Error::not_found("task", task)
-            } else {
-                crate::error::classify(OP, e)
-            }
-        };
-        let mut stored = if batch.len() <= MAX_VALUE_BYTES {
-            // The common case: one statement, whatever the batch's length.
-            let rows: Vec<MessageRow> = sqlx::query_as(queries::APPEND_MESSAGES)
-                .bind(id_text(task))
-                .bind(batch)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(not_found_or)?;
-            rows.into_iter()
-                .map(MessageRow::into_message)
-                .collect::<Result<Vec<_>>>()?
+        validate_guard(guard)?;
+        let batch = if messages.is_empty() {
+            None
         } else {
-            // A batch too long for one SQLite value: one insert per message, in one
-            // transaction.
-            let queries = messages
-                .iter()
-                .map(|m| append_query(task, m))
-                .collect::<Result<Vec<_>>>()?;
-            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.or_store(OP)?;
-            let mut stored = Vec::with_capacity(queries.len());
-            for query in queries {
-                let row: MessageRow = query
-                    .try_map(|row| sqlx::FromRow::from_row(&row))
-                    .fetch_one(&mut *tx)
+            Some(batch_json(messages)?)
+        };
+        let mut stored = match batch {
+            // The common case: one statement, whatever the batch's length.
+            Some(batch) if guard.is_none() && batch.len() <= MAX_VALUE_BYTES => {
+                let rows: Vec<MessageRow> = sqlx::query_as(queries::APPEND_MESSAGES)
+                    .bind(id_text(task))
+                    .bind(batch)
+                    .fetch_all(&self.pool)
                     .await
-                    .map_err(not_found_or)?;
-                stored.push(row.into_message()?);
+                    .map_err(|e| not_found_or(OP, task, e))?;
+                rows.into_iter()
+                    .map(MessageRow::into_message)
+                    .collect::<Result<Vec<_>>>()?
             }
-            tx.commit().await.or_store(OP)?;
-            stored
+            batch => {
+                let mut tx = self.begin_write(OP).await?;
+                Self::fence(&mut tx, task, guard, OP).await?;
+                let mut stored = Vec::with_capacity(messages.len());
+                match batch {
+                    None => {}
+                    Some(batch) if batch.len() <= MAX_VALUE_BYTES => {
+                        let rows: Vec<MessageRow> = sqlx::query_as(queries::APPEND_MESSAGES)
+                            .bind(id_text(task))
+                            .bind(batch)
+                            .fetch_all(&mut *tx)
+                            .await
+                            .map_err(|e| not_found_or(OP, task, e))?;
+                        for row in rows {
+                            stored.push(row.into_message()?);
+                        }
+                    }
+                    // A batch too long for one SQLite value: one insert per message.
+                    Some(_) => {
+                        for m in messages {
+                            let row: MessageRow = append_query(task, m)?
+                                .try_map(|row| sqlx::FromRow::from_row(&row))
+                                .fetch_one(&mut *tx)
+                                .await
+                                .map_err(|e| not_found_or(OP, task, e))?;
+                            stored.push(row.into_message()?);
+                        }
+                    }
+                }
+                tx.commit().await.or_store(OP)?;
+                stored
+            }
         };
         // SQLite does not promise RETURNING's order.
         stored.sort_by_key(|m| m.sequence);
@@ -771,21 +859,30 @@ impl MessageStore for SqliteStore {
 
 #[async_trait]
 impl BuildStore for SqliteStore {
+    /// Unguarded: one `INSERT` (the task need not exist). Guarded: the same `INSERT` after
+    /// `FENCE` on the element's task, in one `BEGIN IMMEDIATE` transaction.
     #[tracing::instrument(name = "sqlite.record_build_data", level = "debug", skip_all, fields(task_id = %data.task_id, node = %data.node_name))]
-    async fn record_build_data(&self, data: &BuildData) -> Result<()> {
+    async fn record_build_data(&self, data: &BuildData, guard: Option<&Claim>) -> Result<()> {
+        const OP: &str = "record_build_data";
         data.validate()?;
+        validate_guard(guard)?;
         let element = data.data_element.as_deref().unwrap_or_default();
         fits("build_data.data_element", element)?;
-        sqlx::query(queries::RECORD_BUILD_DATA)
+        let insert = sqlx::query(queries::RECORD_BUILD_DATA)
             .bind(data.node_name.as_str())
             .bind(id_text(data.task_id))
             .bind(data.collected_date.map(to_micros))
             .bind(data.generator.as_str())
             .bind(data.data_format.as_str())
-            .bind(element)
-            .execute(&self.pool)
-            .await
-            .or_store("record_build_data")?;
+            .bind(element);
+        if guard.is_none() {
+            insert.execute(&self.pool).await.or_store(OP)?;
+            return Ok(());
+        }
+        let mut tx = self.begin_write(OP).await?;
+        Self::fence(&mut tx, data.task_id, guard, OP).await?;
+        insert.execute(&mut *tx).await.or_store(OP)?;
+        tx.commit().await.or_store(OP)?;
         Ok(())
     }
 

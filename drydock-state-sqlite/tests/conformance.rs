@@ -5,13 +5,18 @@
 use std::sync::Arc;
 
 use drydock_state_core::{Config, StateStore};
+use drydock_state_sqlite::migrate::MIGRATIONS;
 use drydock_state_sqlite::SqliteStore;
 
 async fn fresh_file_store(config: Config) -> Arc<dyn StateStore> {
     let dir = tempfile::tempdir().expect("temporary directory");
     let url = format!("sqlite://{}", dir.path().join("state.db").display());
     let store = SqliteStore::open(&url, &config).await.expect("open");
-    assert_eq!(store.migrate().await.expect("migrate"), 1, "a fresh file");
+    assert_eq!(
+        store.migrate().await.expect("migrate"),
+        MIGRATIONS.len(),
+        "a fresh file"
+    );
     Arc::new(store.keep_alive(dir))
 }
 
@@ -26,7 +31,7 @@ mod in_memory {
             .expect("open");
         assert_eq!(
             store.migrate().await.expect("migrate"),
-            1,
+            MIGRATIONS.len(),
             "a fresh database"
         );
         Arc::new(store)

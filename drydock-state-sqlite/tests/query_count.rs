@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use drydock_state_core::{
-    Config, MessageStore, NewMessage, SubtaskFilter, Task, TaskFilter, TaskId, TaskStore,
+    Config, MessageStore, NewMessage, NewTask, SubtaskFilter, TaskFilter, TaskId, TaskStore,
 };
 use drydock_state_sqlite::SqliteStore;
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
@@ -23,19 +23,20 @@ impl<S: tracing::Subscriber> Layer<S> for CountStatements {
 }
 
 async fn tree(store: &SqliteStore, children: usize) -> TaskId {
-    let root = Task::new("deploy_nodes");
+    let root = NewTask::new("deploy_nodes");
     store.create_task(&root).await.unwrap();
     for i in 0..children {
-        let child = Task::new("deploy_node").with_parent(root.task_id);
+        let child = NewTask::new("deploy_node").with_parent(root.task_id);
         store.create_task(&child).await.unwrap();
         store
-            .add_subtask(root.task_id, child.task_id)
+            .add_subtask(root.task_id, child.task_id, None)
             .await
             .unwrap();
         store
             .append_messages(
                 child.task_id,
                 &[NewMessage::info(format!("m{i}")), NewMessage::error("e")],
+                None,
             )
             .await
             .unwrap();

@@ -35,23 +35,30 @@ pub struct TestStore {
 
 #[async_trait]
 impl TaskStore for TestStore {
-    async fn create_task(&self, task: &Task) -> Result<()> {
+    async fn create_task(&self, task: &NewTask) -> Result<Task> {
         self.store.create_task(task).await
     }
     async fn get_task(&self, id: TaskId) -> Result<Option<Task>> {
         self.store.get_task(id).await
     }
-    async fn update_task(&self, task: &Task) -> Result<Task> {
-        self.store.update_task(task).await
-    }
-    async fn set_status(&self, id: TaskId, status: TaskStatus) -> Result<Task> {
-        self.store.set_status(id, status).await
+    async fn update_task(
+        &self,
+        id: TaskId,
+        update: &TaskUpdate,
+        guard: Option<&Claim>,
+    ) -> Result<Task> {
+        self.store.update_task(id, update, guard).await
     }
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>> {
         self.store.list_tasks(filter).await
     }
-    async fn add_subtask(&self, parent: TaskId, child: TaskId) -> Result<()> {
-        self.store.add_subtask(parent, child).await
+    async fn add_subtask(
+        &self,
+        parent: TaskId,
+        child: TaskId,
+        guard: Option<&Claim>,
+    ) -> Result<()> {
+        self.store.add_subtask(parent, child, guard).await
     }
     async fn subtasks(&self, parent: TaskId, which: SubtaskFilter) -> Result<Vec<Task>> {
         self.store.subtasks(parent, which).await
@@ -66,8 +73,8 @@ impl TaskStore for TestStore {
     ) -> Result<Vec<TaskId>> {
         self.store.recover_orphans(current_term, policy).await
     }
-    async fn terminate_task(&self, id: TaskId, by: &str) -> Result<Task> {
-        self.store.terminate_task(id, by).await
+    async fn terminate_task(&self, id: TaskId, by: &str, guard: Option<&Claim>) -> Result<Task> {
+        self.store.terminate_task(id, by, guard).await
     }
     async fn purge(&self, older_than: Duration) -> Result<PurgeReport> {
         self.store.purge(older_than).await
@@ -79,15 +86,21 @@ impl TaskStore for TestStore {
 
 #[async_trait]
 impl MessageStore for TestStore {
-    async fn append_message(&self, task: TaskId, message: &NewMessage) -> Result<ResultMessage> {
-        self.store.append_message(task, message).await
+    async fn append_message(
+        &self,
+        task: TaskId,
+        message: &NewMessage,
+        guard: Option<&Claim>,
+    ) -> Result<ResultMessage> {
+        self.store.append_message(task, message, guard).await
     }
     async fn append_messages(
         &self,
         task: TaskId,
         messages: &[NewMessage],
+        guard: Option<&Claim>,
     ) -> Result<Vec<ResultMessage>> {
-        self.store.append_messages(task, messages).await
+        self.store.append_messages(task, messages, guard).await
     }
     async fn messages(&self, task: TaskId) -> Result<Vec<ResultMessage>> {
         self.store.messages(task).await
@@ -96,8 +109,8 @@ impl MessageStore for TestStore {
 
 #[async_trait]
 impl BuildStore for TestStore {
-    async fn record_build_data(&self, data: &BuildData) -> Result<()> {
-        self.store.record_build_data(data).await
+    async fn record_build_data(&self, data: &BuildData, guard: Option<&Claim>) -> Result<()> {
+        self.store.record_build_data(data, guard).await
     }
     async fn build_data(&self, query: &BuildDataQuery) -> Result<Vec<BuildData>> {
         self.store.build_data(query).await
