@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use drydock_state::{
     BackendRegistry, BuildData, BuildDataQuery, ClaimRequest, Config, DesignConfig, DesignResolver,
-    NewMessage, StateStore, Task, TaskFilter, TaskId, TaskStatus, Verbosity,
+    NewMessage, NewTask, StateStore, TaskFilter, TaskId, TaskStatus, Verbosity,
 };
 use serde_json::{json, Value};
 use sqlx::{Executor, PgPool, SqlitePool};
@@ -539,9 +539,9 @@ async fn create_many(
 ) -> Vec<TaskId> {
     let mut ids = Vec::with_capacity(n);
     for _ in 0..n {
-        let t = Task::new(action).with_status(status);
-        store.create_task(&t).await.expect("create");
-        ids.push(t.task_id);
+        let t = NewTask::new(action).with_status(status);
+        let stored = store.create_task(&t).await.expect("create");
+        ids.push(stored.task_id);
     }
     ids
 }
@@ -557,7 +557,7 @@ struct Drained {
 }
 
 /// Drains the `n` queued tasks of `action` with `claimers` concurrent claimers, each claiming
-/// then marking complete.
+/// then marking complete under its claim (the guarded write a worker makes).
 async fn drain(
     store: Arc<dyn StateStore>,
     n: usize,
@@ -578,8 +578,9 @@ async fn drain(
                     break;
                 };
                 let claimed = Instant::now();
+                let guard = t.claim().expect("a claimed task carries its claim");
                 store
-                    .set_status(t.task_id, TaskStatus::Complete)
+                    .set_status(t.task_id, TaskStatus::Complete, Some(&guard))
                     .await
                     .expect("complete");
                 claiming += claimed - at;
@@ -846,14 +847,14 @@ async fn run(args: Args) -> Result<Report, Box<dyn std::error::Error>> {
     let w1 = rate(n, started.elapsed());
 
     eprintln!("W2 append...");
-    let tasks = create_many(&store, 200 / s.min(2), "bench_w2", TaskStatus::Running).await;
+    let tasks = create_many(&store, 200 / s.min(2), "bench_w2", TaskStatus::Requested).await;
     let n = 20_000 / s;
     let per = n / tasks.len();
     let started = Instant::now();
     for t in &tasks {
         for j in 0..per {
             store
-                .append_message(*t, &NewMessage::info(format!("message {j}")))
+                .append_message(*t, &NewMessage::info(format!("message {j}")), None)
                 .await?;
         }
     }
@@ -863,16 +864,16 @@ async fn run(args: Args) -> Result<Report, Box<dyn std::error::Error>> {
         .collect();
     let started = Instant::now();
     for t in &tasks {
-        store.append_messages(*t, &batch).await?;
+        store.append_messages(*t, &batch, None).await?;
     }
     let w2_batch = rate(per * tasks.len(), started.elapsed());
     let w2_calls = tasks.len();
 
     eprintln!("W3 get...");
-    let tasks = create_many(&store, 200 / s.min(2), "bench_w3", TaskStatus::Running).await;
+    let tasks = create_many(&store, 200 / s.min(2), "bench_w3", TaskStatus::Requested).await;
     let fifty: Vec<NewMessage> = (0..50).map(|j| NewMessage::info(format!("m{j}"))).collect();
     for t in &tasks {
-        store.append_messages(*t, &fifty).await?;
+        store.append_messages(*t, &fifty, None).await?;
     }
     let started = Instant::now();
     for t in &tasks {
@@ -886,7 +887,7 @@ async fn run(args: Args) -> Result<Report, Box<dyn std::error::Error>> {
     let tasks = create_many(&store, n, "bench_w4", TaskStatus::Complete).await;
     let ten: Vec<NewMessage> = (0..10).map(|j| NewMessage::info(format!("m{j}"))).collect();
     for t in &tasks {
-        store.append_messages(*t, &ten).await?;
+        store.append_messages(*t, &ten, None).await?;
     }
     let filter = TaskFilter {
         action: Some("bench_w4".into()),
@@ -964,7 +965,7 @@ async fn run(args: Args) -> Result<Report, Box<dyn std::error::Error>> {
             data_format: "text/plain".into(),
             data_element: Some(element.clone()),
         };
-        store.record_build_data(&data).await?;
+        store.record_build_data(&data, None).await?;
     }
     let w7_record = rate(nodes * generators, started.elapsed());
     let started = Instant::now();
@@ -1039,7 +1040,7 @@ async fn run(args: Args) -> Result<Report, Box<dyn std::error::Error>> {
     for _ in 0..rounds {
         // Enqueue only once the claimer is waiting, as an idle orchestrator is.
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let t = Task::new("bench_latency").with_status(TaskStatus::Queued);
+        let t = NewTask::new("bench_latency").with_status(TaskStatus::Queued);
         let enqueued = Instant::now();
         store.create_task(&t).await?;
         let (id, at) = rx.recv().await.expect("claimed");

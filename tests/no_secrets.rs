@@ -177,19 +177,36 @@ async fn a_working_store_logs_no_password() {
         let store = drydock_state::open(store_url, &config)
             .await
             .unwrap_or_else(|e| panic!("open {}: {e}", redact_uri(store_url)));
-        let task = Task::new("deploy_nodes")
+        let task = NewTask::new("deploy_nodes")
             .with_status(TaskStatus::Queued)
             .with_design_ref("https://designer:Pw-Design-4722@design.example/site.yaml");
         store.create_task(&task).await.unwrap();
         store.get_task(task.task_id).await.unwrap();
         store.list_tasks(&TaskFilter::default()).await.unwrap();
-        store
+        let claimed = store
             .claim_next(&ClaimRequest::new("orch-a"))
+            .await
+            .unwrap()
+            .expect("the queued task is claimed");
+        let guard = claimed.claim();
+        let update = TaskUpdate::new().design_ref(Some(
+            "https://designer:Pw-Design-4722@design.example/v2.yaml",
+        ));
+        store
+            .update_task(task.task_id, &update, guard.as_ref())
             .await
             .unwrap();
         let e = store.create_task(&task).await.unwrap_err();
         assert_error_clean(&e, "Pw-Works-4721", &user, "a duplicate create");
         assert_error_clean(&e, "Pw-Design-4722", "designer", "a duplicate create");
+        let stale = Claim::new("orch-b", None, 1);
+        let e = store
+            .update_task(task.task_id, &update, Some(&stale))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::LeaseLost(_)), "{e}");
+        assert_error_clean(&e, "Pw-Works-4721", &user, "a refused guarded write");
+        assert_error_clean(&e, "Pw-Design-4722", "designer", "a refused guarded write");
     }
     settle().await;
     let log = log_text();

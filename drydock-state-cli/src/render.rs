@@ -43,8 +43,9 @@ pub fn task_detail(t: &Task) -> String {
     if let Some(by) = &t.claimed_by {
         let _ = writeln!(
             out,
-            "claimed by: {by} (term {})",
-            t.claim_term.map_or("-".into(), |t| t.to_string())
+            "claimed by: {by} (term {}, attempt {})",
+            t.claim_term.map_or("-".into(), |t| t.to_string()),
+            t.attempt
         );
     }
     if !t.subtask_id_list.is_empty() {

@@ -61,11 +61,12 @@ impl MemoryStore {
     /// When a lease taken or renewed at `now` lapses; an error, not a panic, for a grace
     /// period too long to add to the clock.
     fn expiry(&self, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
-        now.checked_add_signed(self.grace_period).ok_or_else(|| Error::Config {
-            key: "leader.grace_period".into(),
-            origin: "the store's configuration".into(),
-            reason: "is too long to add to the current time".into(),
-        })
+        now.checked_add_signed(self.grace_period)
+            .ok_or_else(|| Error::Config {
+                key: "leader.grace_period".into(),
+                origin: "the store's configuration".into(),
+                reason: "is too long to add to the current time".into(),
+            })
     }
 
     fn wake_if_queued(&self, status: TaskStatus) {
@@ -128,7 +129,6 @@ impl Inner {
     /// lease: the rule of every guarded write.
     fn check_guard(&self, id: TaskId, guard: Option<&Claim>, now: DateTime<Utc>) -> Result<()> {
         let Some(guard) = guard else { return Ok(()) };
-        guard.validate()?;
         let task = self
             .tasks
             .get(&id)
@@ -204,6 +204,7 @@ impl TaskStore for MemoryStore {
         guard: Option<&Claim>,
     ) -> Result<Task> {
         update.validate(id)?;
+        guard.map(Claim::validate).transpose()?;
         let mut inner = self.lock();
         let now = now();
         let from = inner.task_mut(id)?.status;
@@ -256,6 +257,7 @@ impl TaskStore for MemoryStore {
         child: TaskId,
         guard: Option<&Claim>,
     ) -> Result<()> {
+        guard.map(Claim::validate).transpose()?;
         let mut inner = self.lock();
         let now = now();
         inner.task_mut(parent)?;
@@ -371,6 +373,7 @@ impl TaskStore for MemoryStore {
 
     async fn terminate_task(&self, id: TaskId, by: &str, guard: Option<&Claim>) -> Result<Task> {
         crate::model::no_nul("terminated_by", by)?;
+        guard.map(Claim::validate).transpose()?;
         let mut inner = self.lock();
         let now = now();
         inner.task_mut(id)?;
@@ -433,8 +436,7 @@ impl TaskStore for MemoryStore {
 /// Refuses new work (a subtask) under `parent` when it is finished, being stopped or marked
 /// for termination.
 pub fn refuse_new_work_under(parent: &Task) -> Result<()> {
-    if parent.status.is_terminal() || parent.status == TaskStatus::Terminating || parent.terminate
-    {
+    if parent.status.is_terminal() || parent.status == TaskStatus::Terminating || parent.terminate {
         return Err(Error::Conflict(format!(
             "task {} is {}{}; it takes no new subtasks",
             parent.task_id,
@@ -557,6 +559,7 @@ impl MessageStore for MemoryStore {
         guard: Option<&Claim>,
     ) -> Result<ResultMessage> {
         message.validate()?;
+        guard.map(Claim::validate).transpose()?;
         let mut inner = self.lock();
         let now = now();
         inner.task_mut(task)?;
@@ -571,6 +574,7 @@ impl MessageStore for MemoryStore {
         guard: Option<&Claim>,
     ) -> Result<Vec<ResultMessage>> {
         messages.iter().try_for_each(NewMessage::validate)?;
+        guard.map(Claim::validate).transpose()?;
         let mut inner = self.lock();
         let ts = now();
         inner.task_mut(task)?;
@@ -587,6 +591,7 @@ impl MessageStore for MemoryStore {
 impl BuildStore for MemoryStore {
     async fn record_build_data(&self, data: &BuildData, guard: Option<&Claim>) -> Result<()> {
         data.validate()?;
+        guard.map(Claim::validate).transpose()?;
         let mut inner = self.lock();
         let now = now();
         inner.check_guard(data.task_id, guard, now)?;

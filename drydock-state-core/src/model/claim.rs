@@ -68,7 +68,11 @@ impl Claim {
     }
 
     /// The stored claim of a task, from its columns: `None` when `claimed_by` is.
-    pub fn stored(claimed_by: Option<String>, claim_term: Option<i64>, attempt: i64) -> Option<Self> {
+    pub fn stored(
+        claimed_by: Option<String>,
+        claim_term: Option<i64>,
+        attempt: i64,
+    ) -> Option<Self> {
         claimed_by.map(|instance_id| Claim {
             instance_id,
             term: claim_term,

@@ -234,7 +234,9 @@ pub async fn task_update_unknown_is_not_found(factory: &dyn StoreFactory) {
         |e| matches!(e, Error::NotFound { .. }),
     );
     assert_kind(
-        store.set_status(ghost.task_id, TaskStatus::Queued, None).await,
+        store
+            .set_status(ghost.task_id, TaskStatus::Queued, None)
+            .await,
         "set_status unknown",
         |e| matches!(e, Error::NotFound { .. }),
     );
@@ -248,7 +250,10 @@ pub async fn task_terminal_status_is_final(factory: &dyn StoreFactory) {
     for terminal in [TaskStatus::Complete, TaskStatus::Terminated] {
         let task = NewTask::new("deploy_nodes").with_status(TaskStatus::Queued);
         create(&*store, &task).await;
-        store.set_status(task.task_id, terminal, None).await.unwrap();
+        store
+            .set_status(task.task_id, terminal, None)
+            .await
+            .unwrap();
         for next in [
             TaskStatus::Running,
             TaskStatus::Queued,
@@ -335,9 +340,15 @@ pub async fn task_invalid_input_is_refused_and_nothing_stored(factory: &dyn Stor
             TaskUpdate::new().result_message(Some("nul\0inside")),
             "task.result.message",
         ),
-        (TaskUpdate::new().successes(["n\01"]), "task.result.successes"),
+        (
+            TaskUpdate::new().successes(["n\u{0}1"]),
+            "task.result.successes",
+        ),
         (TaskUpdate::new().retry(-2), "task.retry"),
-        (TaskUpdate::new().parent(Some(good.task_id)), "task.parent_task_id"),
+        (
+            TaskUpdate::new().parent(Some(good.task_id)),
+            "task.parent_task_id",
+        ),
         (
             TaskUpdate::new().design_ref(Some("relative/site.yaml")),
             "design_ref",
@@ -683,7 +694,11 @@ pub async fn terminate_task_records_who_and_when(factory: &dyn StoreFactory) {
     assert!(stored.terminate);
     assert_eq!(stored.terminated_by.as_deref(), Some("operator"));
     assert!(stored.terminated.is_some());
-    assert_eq!(stored.claim(), running.claim(), "the worker keeps its claim");
+    assert_eq!(
+        stored.claim(),
+        running.claim(),
+        "the worker keeps its claim"
+    );
     let t = store
         .terminate_task(waiting.task_id, "operator", None)
         .await
@@ -847,7 +862,10 @@ pub async fn messages_in_sequence_order(factory: &dyn StoreFactory) {
             let batch: Vec<NewMessage> = (0..5)
                 .map(|j| NewMessage::info(format!("a{i}-batch{j}")))
                 .collect();
-            let stored = store.append_messages(a.task_id, &batch, None).await.unwrap();
+            let stored = store
+                .append_messages(a.task_id, &batch, None)
+                .await
+                .unwrap();
             assert_eq!(stored.len(), 5);
             assert!(stored.windows(2).all(|w| w[0].sequence < w[1].sequence));
             expected.extend(batch.into_iter().map(|m| m.message));
@@ -871,12 +889,16 @@ pub async fn message_to_unknown_task_is_not_found(factory: &dyn StoreFactory) {
     let store = store(factory).await;
     let ghost = TaskId::new();
     assert_kind(
-        store.append_message(ghost, &NewMessage::info("x"), None).await,
+        store
+            .append_message(ghost, &NewMessage::info("x"), None)
+            .await,
         "append",
         |e| matches!(e, Error::NotFound { .. }),
     );
     assert_kind(
-        store.append_messages(ghost, &[NewMessage::info("x")], None).await,
+        store
+            .append_messages(ghost, &[NewMessage::info("x")], None)
+            .await,
         "append batch",
         |e| matches!(e, Error::NotFound { .. }),
     );
@@ -965,9 +987,11 @@ pub async fn build_data_with_and_without_collected_date(factory: &dyn StoreFacto
     assert_eq!(rows[0].data_element.as_deref(), Some(big.as_str()));
     let mut missing = element("n3", task, "lshw", None, "");
     missing.data_element = None;
-    assert_kind(store.record_build_data(&missing, None).await, "no element", |e| {
-        matches!(e, Error::InvalidInput { .. })
-    });
+    assert_kind(
+        store.record_build_data(&missing, None).await,
+        "no element",
+        |e| matches!(e, Error::InvalidInput { .. }),
+    );
 }
 
 /// Build data can be selected by node, by task, and by node AND task.
@@ -1007,13 +1031,10 @@ pub async fn build_data_latest_per_generator(factory: &dyn StoreFactory) {
     {
         let collected = secs_ago(1000 - i as i64 * 10);
         store
-            .record_build_data(&element(
-                "n1",
-                task,
-                generator,
-                Some(collected),
-                &format!("v{i}"),
-            ), None)
+            .record_build_data(
+                &element("n1", task, generator, Some(collected), &format!("v{i}")),
+                None,
+            )
             .await
             .unwrap();
     }
@@ -1053,13 +1074,16 @@ pub async fn build_data_latest_without_node_filter(factory: &dyn StoreFactory) {
         for (i, generator) in ["lshw", "lldp", "lshw"].iter().enumerate() {
             let collected = secs_ago(500 - i as i64);
             store
-                .record_build_data(&element(
-                    node,
-                    task,
-                    generator,
-                    Some(collected),
-                    &format!("{node}-{i}"),
-                ), None)
+                .record_build_data(
+                    &element(
+                        node,
+                        task,
+                        generator,
+                        Some(collected),
+                        &format!("{node}-{i}"),
+                    ),
+                    None,
+                )
                 .await
                 .unwrap();
         }

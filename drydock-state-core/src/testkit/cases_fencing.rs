@@ -173,11 +173,12 @@ async fn every_write_accepted(store: &dyn StateStore, id: TaskId, guard: &Claim)
     assert_eq!(done.status, TaskStatus::Complete);
     assert_eq!(done.retry, 1);
     assert_eq!(done.subtask_id_list, vec![child.task_id]);
+    assert_eq!(done.result.details.message_list.len(), messages_before + 3);
     assert_eq!(
-        done.result.details.message_list.len(),
-        messages_before + 3
+        done.claim().as_ref(),
+        Some(guard),
+        "completion keeps the record"
     );
-    assert_eq!(done.claim().as_ref(), Some(guard), "completion keeps the record");
 }
 
 /// The fail policy ends the claim: the deposed leader's late writes, every kind of them, are
@@ -191,10 +192,7 @@ pub async fn late_writes_after_fail_recovery_are_refused(factory: &dyn StoreFact
     assert_eq!(guard, Claim::new("instance-a", Some(ta), 1));
     let tb = hand_over(&*store, "instance-a", "instance-b").await;
     assert_eq!(
-        store
-            .recover_orphans(tb, OrphanPolicy::Fail)
-            .await
-            .unwrap(),
+        store.recover_orphans(tb, OrphanPolicy::Fail).await.unwrap(),
         vec![t.task_id]
     );
     let failed = get(&*store, t.task_id).await;
@@ -264,11 +262,7 @@ pub async fn second_run_under_the_same_term_fences_out_the_first(factory: &dyn S
         assert_eq!(second.task_id, t.task_id);
         let second = second.claim().unwrap();
         assert_eq!(
-            (
-                second.instance_id.as_str(),
-                second.term,
-                second.attempt
-            ),
+            (second.instance_id.as_str(), second.term, second.attempt),
             ("instance-a", request.term, 2)
         );
         every_write_refused(&*store, t.task_id, &first).await;
@@ -350,7 +344,9 @@ pub async fn resent_claim_id_returns_the_same_task(factory: &dyn StoreFactory) {
     let first = new_queued(&*store, "deploy_nodes").await;
     let second = new_queued(&*store, "deploy_nodes").await;
     let id = Uuid::new_v4();
-    let request = ClaimRequest::new("instance-a").fenced(term).with_claim_id(id);
+    let request = ClaimRequest::new("instance-a")
+        .fenced(term)
+        .with_claim_id(id);
     let claimed = claim_one(&*store, &request).await;
     assert_eq!(claimed.task_id, first.task_id);
     assert_eq!(claimed.claim_id, Some(id));
@@ -360,7 +356,10 @@ pub async fn resent_claim_id_returns_the_same_task(factory: &dyn StoreFactory) {
         assert_eq!(again.attempt, 1, "not claimed a second time");
         assert_eq!(again.claim(), claimed.claim());
     }
-    assert_eq!(get(&*store, second.task_id).await.status, TaskStatus::Queued);
+    assert_eq!(
+        get(&*store, second.task_id).await.status,
+        TaskStatus::Queued
+    );
     match store
         .claim_next(&ClaimRequest::new("instance-b").with_claim_id(id))
         .await
@@ -368,7 +367,10 @@ pub async fn resent_claim_id_returns_the_same_task(factory: &dyn StoreFactory) {
         Err(Error::Conflict(_)) => {}
         other => panic!("another instance's claim id is a conflict, got {other:?}"),
     }
-    assert_eq!(get(&*store, second.task_id).await.status, TaskStatus::Queued);
+    assert_eq!(
+        get(&*store, second.task_id).await.status,
+        TaskStatus::Queued
+    );
     let next = claim_one(
         &*store,
         &ClaimRequest::new("instance-a")
@@ -409,7 +411,10 @@ pub async fn list_by_claimant_and_term(factory: &dyn StoreFactory) {
     };
     let ids = |tasks: Vec<Task>| tasks.into_iter().map(|t| t.task_id).collect::<Vec<_>>();
     assert_eq!(
-        ids(store.list_tasks(&list("instance-a", Some(ta))).await.unwrap()),
+        ids(store
+            .list_tasks(&list("instance-a", Some(ta)))
+            .await
+            .unwrap()),
         mine
     );
     assert!(store
@@ -621,9 +626,13 @@ pub async fn json_is_returned_as_given(factory: &dyn StoreFactory) {
         extra: Some(value.clone()),
         ..NewMessage::info("with extra")
     };
-    store.append_message(t.task_id, &message, None).await.unwrap();
+    store
+        .append_message(t.task_id, &message, None)
+        .await
+        .unwrap();
     let stored = get(&*store, t.task_id).await;
-    let text_of = |v: &Option<serde_json::Value>| serde_json::to_string(v.as_ref().unwrap()).unwrap();
+    let text_of =
+        |v: &Option<serde_json::Value>| serde_json::to_string(v.as_ref().unwrap()).unwrap();
     assert_eq!(text_of(&stored.node_filter), text);
     assert_eq!(text_of(&stored.request_context), text);
     assert_eq!(text_of(&stored.result.details.message_list[0].extra), text);

@@ -162,10 +162,7 @@ mod tests {
     /// [`__kit_cases`], so none is silently left out of every backend's run.
     #[test]
     fn every_written_case_is_listed() {
-        let sources = [
-            include_str!("cases.rs"),
-            include_str!("cases_fencing.rs"),
-        ];
+        let sources = [include_str!("cases.rs"), include_str!("cases_fencing.rs")];
         let mut written: Vec<&str> = sources
             .iter()
             .flat_map(|src| src.split("pub async fn ").skip(1))
@@ -178,6 +175,9 @@ mod tests {
         written.sort_unstable();
         let mut listed: Vec<&str> = super::ALL.to_vec();
         listed.sort_unstable();
-        assert_eq!(written, listed, "cases written vs cases listed in __kit_cases");
+        assert_eq!(
+            written, listed,
+            "cases written vs cases listed in __kit_cases"
+        );
     }
 }
