@@ -200,28 +200,38 @@ SELECT t.*, msgs.* FROM t",
 /// `purge`: the cutoff, `$1` microseconds before the database's now.
 pub const PURGE_CUTOFF: &str = "SELECT now() - $1::bigint * interval '1 microsecond'";
 
-/// `purge`: locks one batch of trees, the oldest `$2` roots created before `$1` with all their
-/// descendants. The locks keep new subtasks and messages out of the trees until they are gone.
-/// `UNION` rather than `UNION ALL` so that a parent cycle made by an update still terminates;
-/// `= ANY (ARRAY(...))` so the rows are fetched by primary key, never by a scan of the table.
-pub const PURGE_LOCK_TREES: &str = "
-WITH RECURSIVE tree(task_id) AS (
-    (SELECT task_id FROM drydock.tasks
-     WHERE parent_task_id IS NULL AND created < $1
-     ORDER BY created, task_id
-     LIMIT $2)
-    UNION
-    SELECT c.task_id FROM drydock.tasks AS c JOIN tree ON c.parent_task_id = tree.task_id
-)
-SELECT task_id FROM drydock.tasks
-WHERE task_id = ANY (ARRAY(SELECT task_id FROM tree))
+/// `purge`, one batch: locks the oldest `$2` roots created before `$1`, after the keyset
+/// `($3, $4)` (NULL for the first batch), with their status. The root and age conditions are
+/// in this locking statement's own `WHERE`, so PostgreSQL re-checks them on the newest row
+/// version once a lock it waited for is granted: a root that got a parent meanwhile is
+/// passed over. The keyset moves past trees kept for their live work.
+pub const PURGE_LOCK_ROOTS: &str = "
+SELECT task_id, created, status FROM drydock.tasks
+WHERE parent_task_id IS NULL AND created < $1
+  AND (created, task_id) > (COALESCE($3::timestamptz, '-infinity'),
+                            COALESCE($4::uuid, '00000000-0000-0000-0000-000000000000'))
+ORDER BY created, task_id
+LIMIT $2
 FOR UPDATE";
 
-/// `purge`: the messages a batch takes with it, counted before the delete.
-pub const PURGE_COUNT_MESSAGES: &str =
-    "SELECT count(*) FROM drydock.result_message WHERE task_id = ANY ($1)";
+/// `purge`, one level of the locked trees: locks the children of the tasks in `$1` (the
+/// level above, already locked), with their parent and status. `parent_task_id = ANY ($1)` is
+/// re-checked on the newest row version after a wait, so a task moved out of the tree while
+/// the purge waited is not taken; and since every task of the tree is locked before the next
+/// level is read, no task can be moved or inserted under it (that needs a key-share lock on
+/// the parent), so the levels read are the whole tree.
+pub const PURGE_LOCK_LEVEL: &str = "
+SELECT task_id, parent_task_id, status FROM drydock.tasks
+WHERE parent_task_id = ANY ($1)
+FOR UPDATE";
 
-/// `purge`: deletes a locked batch; messages go by `ON DELETE CASCADE`.
+/// `purge`: deletes the messages of the locked tasks in `$1`; the rows deleted are the
+/// report's count.
+pub const PURGE_DELETE_MESSAGES: &str =
+    "DELETE FROM drydock.result_message WHERE task_id = ANY ($1)";
+
+/// `purge`: deletes the locked tasks in `$1`, whole trees; the rows deleted are the report's
+/// count (every descendant is in `$1`, so the cascade finds nothing more).
 pub const PURGE_DELETE_TASKS: &str = "DELETE FROM drydock.tasks WHERE task_id = ANY ($1)";
 
 // ---- messages ---------------------------------------------------------------------------

@@ -1,10 +1,13 @@
 //! [`TaskStore`] on PostgreSQL: the queue, claims under the lease, orphan recovery and purge.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use drydock_state_core::memory::{claim_is_stale, orphan_message, purge_cutoff, stale_claim};
+use drydock_state_core::memory::{
+    claim_is_stale, orphan_message, purge_cutoff, purge_keeps, stale_claim,
+};
 use drydock_state_core::{
     ClaimRequest, Error, OrphanPolicy, PurgeReport, Result, SubtaskFilter, Task, TaskFilter,
     TaskId, TaskStatus, TaskStore,
@@ -19,8 +22,8 @@ use crate::messages::MessageBatch;
 use crate::store::PgStore;
 use crate::{queries, rows};
 
-/// How many root trees one purge statement deletes: small enough that no batch holds its
-/// locks for long, large enough that a big purge takes few round trips.
+/// How many root trees one purge transaction locks and deletes: small enough that no batch
+/// holds its locks for long, large enough that a big purge takes few round trips.
 pub const PURGE_BATCH_ROOTS: i64 = 500;
 
 /// The reason recorded on a task failed by [`OrphanPolicy::Fail`], as in the memory store.
@@ -344,31 +347,41 @@ impl TaskStore for PgStore {
                 _ => op(e),
             })?;
         let mut report = PurgeReport::default();
+        let mut after: Option<(DateTime<Utc>, Uuid)> = None;
         loop {
-            // One short transaction per batch: lock the trees, count, delete, commit.
+            // One short transaction per batch: lock the roots, then their trees level by
+            // level, delete the trees without live work, commit.
             let mut tx = self.pool.begin().await.map_err(&op)?;
-            let tree: Vec<Uuid> = sqlx::query_scalar(queries::PURGE_LOCK_TREES)
-                .bind(cutoff)
-                .bind(PURGE_BATCH_ROOTS)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(&op)?;
-            if tree.is_empty() {
+            let roots: Vec<(Uuid, DateTime<Utc>, String)> =
+                sqlx::query_as(queries::PURGE_LOCK_ROOTS)
+                    .bind(cutoff)
+                    .bind(PURGE_BATCH_ROOTS)
+                    .bind(after.map(|(created, _)| created))
+                    .bind(after.map(|(_, id)| id))
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(&op)?;
+            // Rows locked after a wait may come out of order: the keyset is the largest.
+            let Some(last) = roots.iter().map(|(id, created, _)| (*created, *id)).max() else {
                 break;
+            };
+            after = Some(last);
+            let batch = lock_trees(&mut tx, &roots, &op).await?;
+            if !batch.is_empty() {
+                let messages = sqlx::query(queries::PURGE_DELETE_MESSAGES)
+                    .bind(&batch)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(&op)?;
+                let tasks = sqlx::query(queries::PURGE_DELETE_TASKS)
+                    .bind(&batch)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(&op)?;
+                report.tasks += tasks.rows_affected();
+                report.messages += messages.rows_affected();
             }
-            let messages: i64 = sqlx::query_scalar(queries::PURGE_COUNT_MESSAGES)
-                .bind(&tree)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(&op)?;
-            let deleted = sqlx::query(queries::PURGE_DELETE_TASKS)
-                .bind(&tree)
-                .execute(&mut *tx)
-                .await
-                .map_err(&op)?;
             tx.commit().await.map_err(&op)?;
-            report.tasks += deleted.rows_affected();
-            report.messages += u64::try_from(messages).unwrap_or_default();
         }
         tracing::info!(
             tasks = report.tasks,
@@ -377,4 +390,65 @@ impl TaskStore for PgStore {
         );
         Ok(report)
     }
+}
+
+/// Locks the trees of the locked `roots` (id, created, status) one level at a time, from the
+/// roots down, and returns the tasks of the trees to delete: every tree with no task that
+/// [`purge_keeps`] (such a tree is kept whole, and its lower levels are not even locked).
+/// Statuses are those of the locked rows, so they cannot change before the batch commits.
+async fn lock_trees(
+    tx: &mut sqlx::PgConnection,
+    roots: &[(Uuid, DateTime<Utc>, String)],
+    op: &impl Fn(sqlx::Error) -> Error,
+) -> Result<Vec<Uuid>> {
+    let keeps = |status: &str| -> Result<bool> {
+        let status: TaskStatus = status
+            .parse()
+            .map_err(|e| crate::error::corrupt("task status", e))?;
+        Ok(purge_keeps(status))
+    };
+    // Each locked task's root, and the roots whose trees are kept.
+    let mut root_of: HashMap<Uuid, Uuid> = HashMap::new();
+    let mut kept: HashSet<Uuid> = HashSet::new();
+    for (id, _, status) in roots {
+        root_of.insert(*id, *id);
+        if keeps(status)? {
+            kept.insert(*id);
+        }
+    }
+    let mut level: Vec<Uuid> = roots
+        .iter()
+        .map(|(id, _, _)| *id)
+        .filter(|id| !kept.contains(id))
+        .collect();
+    while !level.is_empty() {
+        let rows: Vec<(Uuid, Uuid, String)> = sqlx::query_as(queries::PURGE_LOCK_LEVEL)
+            .bind(&level)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(op)?;
+        let mut next = Vec::with_capacity(rows.len());
+        for (id, parent, status) in rows {
+            // The lock re-checked that the parent is in this level.
+            let Some(&root) = root_of.get(&parent) else {
+                continue;
+            };
+            // A task already seen (a parent cycle) is not walked again.
+            if root_of.contains_key(&id) {
+                continue;
+            }
+            root_of.insert(id, root);
+            if keeps(&status)? {
+                kept.insert(root);
+            }
+            next.push(id);
+        }
+        next.retain(|id| !kept.contains(&root_of[id]));
+        level = next;
+    }
+    Ok(root_of
+        .into_iter()
+        .filter(|(_, root)| !kept.contains(root))
+        .map(|(id, _)| id)
+        .collect())
 }

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use drydock_state_core::memory::{claim_is_stale, orphan_message, purge_cutoff, stale_claim};
+use drydock_state_core::memory::{
+    claim_is_stale, orphan_message, purge_cutoff, purge_keeps, stale_claim,
+};
 use drydock_state_core::{
     no_nul, validate_instance_id, BuildData, BuildDataQuery, BuildStore, ClaimRequest, Config,
     Error, InstanceLock, Lease, LeaseOutcome, MessageStore, NewMessage, OrphanPolicy, PurgeReport,
@@ -637,35 +639,50 @@ impl TaskStore for SqliteStore {
         const OP: &str = "purge";
         let cutoff = to_micros(purge_cutoff(older_than)?);
         let mut report = PurgeReport::default();
+        // Keyset over (created, task_id): a tree kept (live work) or skipped (its delete
+        // failed) is passed over by the next batch instead of being found first again.
+        let mut after: (i64, String) = (i64::MIN, String::new());
         loop {
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.or_store(OP)?;
-            let roots: Vec<String> = sqlx::query_scalar(queries::PURGE_ROOTS)
+            let roots: Vec<(i64, String)> = sqlx::query_as(queries::PURGE_ROOTS)
                 .bind(cutoff)
                 .bind(PURGE_BATCH)
+                .bind(after.0)
+                .bind(after.1.as_str())
                 .fetch_all(&mut *tx)
                 .await
                 .or_store(OP)?;
-            if roots.is_empty() {
+            let Some(last) = roots.last().cloned() else {
                 tx.commit().await.or_store(OP)?;
                 break;
+            };
+            for (_, root) in &roots {
+                // Each tree under a savepoint of its own: one that cannot be deleted is
+                // rolled back alone and reported, and the others still go.
+                let mut tree_tx = sqlx::Connection::begin(&mut *tx).await.or_store(OP)?;
+                match purge_tree(&mut tree_tx, root).await {
+                    Ok(Some(purged)) => {
+                        tree_tx.commit().await.or_store(OP)?;
+                        report.tasks += purged.tasks;
+                        report.messages += purged.messages;
+                    }
+                    Ok(None) => tree_tx.commit().await.or_store(OP)?,
+                    Err(e) if e.is_retryable() => return Err(e),
+                    Err(e) => {
+                        tree_tx.rollback().await.or_store(OP)?;
+                        tracing::warn!(
+                            root = %root,
+                            error = %e,
+                            "could not purge this task tree; skipped it and went on"
+                        );
+                    }
+                }
             }
-            let roots_json = serde_json::Value::from(roots.clone()).to_string();
-            let (tasks, messages): (i64, i64) = sqlx::query_as(queries::PURGE_COUNT_TREES)
-                .bind(roots_json.as_str())
-                .fetch_one(&mut *tx)
-                .await
-                .or_store(OP)?;
-            sqlx::query(queries::PURGE_DELETE_ROOTS)
-                .bind(roots_json.as_str())
-                .execute(&mut *tx)
-                .await
-                .or_store(OP)?;
             tx.commit().await.or_store(OP)?;
-            report.tasks += u64::try_from(tasks).unwrap_or_default();
-            report.messages += u64::try_from(messages).unwrap_or_default();
             if (roots.len() as i64) < PURGE_BATCH {
                 break;
             }
+            after = last;
             // Let waiting writers take the lock between batches.
             tokio::task::yield_now().await;
         }
@@ -676,6 +693,47 @@ impl TaskStore for SqliteStore {
         );
         Ok(report)
     }
+}
+
+/// Deletes the tree rooted at `root` bottom-up, deepest level first, so that no delete
+/// cascades (a cascade nests a trigger level per tree level, and SQLite refuses more than
+/// `SQLITE_MAX_TRIGGER_DEPTH`). Returns what it deleted, or `None` when the tree has a task
+/// that keeps it ([`purge_keeps`]) and nothing was deleted. Runs in the caller's transaction,
+/// which holds the write lock, so the tree cannot change in between.
+async fn purge_tree(conn: &mut SqliteConnection, root: &str) -> Result<Option<PurgeReport>> {
+    const OP: &str = "purge";
+    let tree: Vec<(String, i64, String)> = sqlx::query_as(queries::PURGE_TREE)
+        .bind(root)
+        .fetch_all(&mut *conn)
+        .await
+        .or_store(OP)?;
+    for (_, _, status) in &tree {
+        let status: TaskStatus = status
+            .parse()
+            .map_err(|_| crate::codec::corrupt("tasks.status", "unknown status"))?;
+        if purge_keeps(status) {
+            return Ok(None);
+        }
+    }
+    let all: Vec<&str> = tree.iter().map(|(id, _, _)| id.as_str()).collect();
+    let messages = sqlx::query(queries::PURGE_DELETE_MESSAGES)
+        .bind(serde_json::Value::from(all).to_string())
+        .execute(&mut *conn)
+        .await
+        .or_store(OP)?
+        .rows_affected();
+    let mut tasks = 0;
+    // `tree` is deepest first: delete it one level at a time.
+    for level in tree.chunk_by(|a, b| a.1 == b.1) {
+        let ids: Vec<&str> = level.iter().map(|(id, _, _)| id.as_str()).collect();
+        tasks += sqlx::query(queries::PURGE_DELETE_TASKS)
+            .bind(serde_json::Value::from(ids).to_string())
+            .execute(&mut *conn)
+            .await
+            .or_store(OP)?
+            .rows_affected();
+    }
+    Ok(Some(PurgeReport { tasks, messages }))
 }
 
 #[async_trait]

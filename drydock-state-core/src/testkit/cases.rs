@@ -57,6 +57,7 @@ pub const ALL: &[&str] = &[
     "recover_orphans_fail_policy",
     "stalled_leader_is_fenced_out_and_recovered_once",
     "late_write_with_a_stale_claim_is_refused",
+    "purge_keeps_trees_with_live_tasks",
 ];
 
 async fn store(factory: &dyn StoreFactory) -> Arc<dyn StateStore> {
@@ -1642,3 +1643,6 @@ pub async fn late_write_with_a_stale_claim_is_refused(factory: &dyn StoreFactory
     store.update_task(&unclaimed).await.unwrap();
     assert_eq!(get(&*store, other.task_id).await.retry, 3);
 }
+
+// The cases of `cases_purge`, run by the macro from this module like the others.
+pub use super::cases_purge::purge_keeps_trees_with_live_tasks;

@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::store::StateStore;
 
 pub mod cases;
+pub mod cases_purge;
 
 /// Opens an empty store for one case.
 pub trait StoreFactory: Send + Sync {
@@ -101,6 +102,7 @@ macro_rules! conformance_tests {
             recover_orphans_fail_policy,
             stalled_leader_is_fenced_out_and_recovered_once,
             late_write_with_a_stale_claim_is_refused,
+            purge_keeps_trees_with_live_tasks,
         );
     };
 }
