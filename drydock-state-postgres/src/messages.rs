@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use crate::error::{db_error, missing};
 use crate::store::PgStore;
+use crate::tasks::json_text;
 use crate::{queries, rows};
 
 /// Messages for one or more tasks, written with one `UNNEST` insert.
@@ -17,7 +18,8 @@ pub(crate) struct MessageBatch {
     errors: Vec<bool>,
     context_types: Vec<String>,
     contexts: Vec<String>,
-    extras: Vec<Option<serde_json::Value>>,
+    /// Each extra's JSON text, cast to `json` in the statement so it is stored as given.
+    extras: Vec<Option<String>>,
 }
 
 impl MessageBatch {
@@ -38,7 +40,7 @@ impl MessageBatch {
         self.errors.push(m.error);
         self.context_types.push(m.context_type.clone());
         self.contexts.push(m.context.clone());
-        self.extras.push(m.extra.clone());
+        self.extras.push(json_text(&m.extra));
     }
 
     /// Inserts them all in one statement, in the order pushed, and returns them as stored.
@@ -70,7 +72,7 @@ impl MessageStore for PgStore {
             .bind(message.error)
             .bind(&message.context_type)
             .bind(&message.context)
-            .bind(&message.extra)
+            .bind(json_text(&message.extra))
             .fetch_one(&self.pool)
             .await
             .map_err(db_error("append_message", "message.message"))

@@ -3,7 +3,9 @@
 //! All statements are static and take their values as bind parameters. Table names are
 //! qualified with the `drydock` schema, so they work whatever the session's `search_path`.
 //! Every time comes from the database's clock (`now()`), never the caller's, and every column
-//! is `timestamptz`, so the session's `TimeZone` does not matter.
+//! is `timestamptz`, so the session's `TimeZone` does not matter. JSON a caller gives
+//! (`node_filter`, `request_context`, message `extra`) is bound as text and cast
+//! `::text::json` into `json` columns, and read back as text, so its key order is kept.
 
 /// The messages of the task row `t`, as parallel arrays in sequence order (all NULL when it
 /// has none): joined to every statement that returns tasks, so a task comes back with its
@@ -15,7 +17,7 @@ macro_rules! with_messages {
     SELECT array_agg(m.sequence) AS msg_sequence, array_agg(m.message) AS msg_message,
            array_agg(m.error) AS msg_error, array_agg(m.context_type) AS msg_context_type,
            array_agg(m.context) AS msg_context, array_agg(m.ts) AS msg_ts,
-           array_agg(m.extra) AS msg_extra
+           array_agg(m.extra::text) AS msg_extra
     FROM (SELECT * FROM drydock.result_message AS r
           WHERE r.task_id = t.task_id ORDER BY r.sequence) AS m
 ) AS msgs ON true"
@@ -46,8 +48,8 @@ INSERT INTO drydock.tasks (
     result_links, node_filter, created, created_by, updated,
     retry, terminated, terminated_by, terminate, request_context,
     claimed_by, claim_term, claimed_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-        $16, $17, $18, $19, $20, $21, $22, $23)";
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::text::json, $13, $14, $15,
+        $16, $17, $18, $19, $20::text::json, $21, $22, $23)";
 
 /// `get_task`: one task with its messages, in one round trip.
 pub const GET_TASK: &str = concat!(
@@ -71,8 +73,8 @@ UPDATE drydock.tasks SET
     parent_task_id = $2, action = $3, design_ref = $4, status = $5,
     result_status = $6, result_message = $7, result_reason = $8,
     result_successes = $9, result_failures = $10, result_links = $11,
-    node_filter = $12, created_by = $13, retry = $14, terminated = $15,
-    terminated_by = $16, terminate = $17, request_context = $18, updated = now()
+    node_filter = $12::text::json, created_by = $13, retry = $14, terminated = $15,
+    terminated_by = $16, terminate = $17, request_context = $18::text::json, updated = now()
 WHERE task_id = $1 AND (status = $5 OR status NOT IN ('complete', 'terminated'))
   AND ($19::text IS NULL OR (claimed_by IS NOT DISTINCT FROM $19 AND claim_term IS NOT DISTINCT FROM $20::bigint))
 RETURNING *)
@@ -239,15 +241,15 @@ pub const PURGE_DELETE_TASKS: &str = "DELETE FROM drydock.tasks WHERE task_id = 
 /// `append_message`: one message, stamped and sequenced by the database.
 pub const APPEND_MESSAGE: &str = "
 INSERT INTO drydock.result_message (task_id, message, error, context_type, context, extra)
-VALUES ($1, $2, $3, $4, $5, $6)
+VALUES ($1, $2, $3, $4, $5, $6::text::json)
 RETURNING *";
 
 /// `append_messages` (and `recover_orphans`): many messages in one statement, sequenced in
 /// array order (the ordered subquery is evaluated before the `bigserial` default).
 pub const APPEND_MESSAGES: &str = "
 INSERT INTO drydock.result_message (task_id, message, error, context_type, context, extra)
-SELECT m.task_id, m.message, m.error, m.context_type, m.context, m.extra
-FROM unnest($1::uuid[], $2::text[], $3::boolean[], $4::text[], $5::text[], $6::jsonb[])
+SELECT m.task_id, m.message, m.error, m.context_type, m.context, m.extra::json
+FROM unnest($1::uuid[], $2::text[], $3::boolean[], $4::text[], $5::text[], $6::text[])
      WITH ORDINALITY AS m(task_id, message, error, context_type, context, extra, ord)
 ORDER BY m.ord
 RETURNING *";

@@ -34,6 +34,13 @@ fn links_json(task: &Task) -> Result<serde_json::Value> {
         .map_err(|e| Error::invalid("task.result.links", e.to_string()))
 }
 
+/// A caller's JSON value as the text bound to a `json` column (cast `$n::text::json` in the
+/// statement): serialised in the value's own key order, which PostgreSQL's `json` keeps.
+/// Binding a `serde_json::Value` directly would send `jsonb`, which reorders keys.
+pub(crate) fn json_text(value: &Option<serde_json::Value>) -> Option<String> {
+    value.as_ref().map(ToString::to_string)
+}
+
 fn illegal_change(id: TaskId, from: &str, to: TaskStatus) -> Error {
     Error::Conflict(format!(
         "task {id} is {from}, which is final; it cannot become {to}"
@@ -90,7 +97,7 @@ fn bind_writable<'q>(
         .bind(&task.result.successes)
         .bind(&task.result.failures)
         .bind(links)
-        .bind(&task.node_filter)
+        .bind(json_text(&task.node_filter))
 }
 
 #[async_trait]
@@ -108,7 +115,7 @@ impl TaskStore for PgStore {
             .bind(task.terminated)
             .bind(&task.terminated_by)
             .bind(task.terminate)
-            .bind(&task.request_context)
+            .bind(json_text(&task.request_context))
             .bind(&task.claimed_by)
             .bind(task.claim_term)
             .bind(task.claimed_at)
@@ -149,7 +156,7 @@ impl TaskStore for PgStore {
             .bind(task.terminated)
             .bind(&task.terminated_by)
             .bind(task.terminate)
-            .bind(&task.request_context)
+            .bind(json_text(&task.request_context))
             .bind(&task.claimed_by)
             .bind(task.claim_term)
             .fetch_optional(&self.pool)

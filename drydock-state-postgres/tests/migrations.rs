@@ -141,3 +141,31 @@ async fn store_works_after_migrating_beside_an_application() {
         .expect("migrating a migrated database is a no-op");
     assert!(store.get_task(task.task_id).await.unwrap().is_some());
 }
+
+/// After migration 4 the JSON columns a caller writes are `json` (text kept as given), and
+/// `result_links`, which the store writes from its own structs, is still `jsonb`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_json_columns_are_json() {
+    let (store, _db) = common::fresh_store(&kit_config()).await;
+    let types: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT table_name::text, column_name::text, data_type::text
+         FROM information_schema.columns
+         WHERE table_schema = 'drydock'
+           AND column_name IN ('node_filter', 'request_context', 'extra', 'result_links')
+         ORDER BY table_name, column_name",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let expected = [
+        ("result_message", "extra", "json"),
+        ("tasks", "node_filter", "json"),
+        ("tasks", "request_context", "json"),
+        ("tasks", "result_links", "jsonb"),
+    ];
+    let expected: Vec<(String, String, String)> = expected
+        .iter()
+        .map(|(t, c, d)| (t.to_string(), c.to_string(), d.to_string()))
+        .collect();
+    assert_eq!(types, expected);
+}

@@ -58,6 +58,7 @@ pub const ALL: &[&str] = &[
     "stalled_leader_is_fenced_out_and_recovered_once",
     "late_write_with_a_stale_claim_is_refused",
     "purge_keeps_trees_with_live_tasks",
+    "json_text_kept_as_given",
 ];
 
 async fn store(factory: &dyn StoreFactory) -> Arc<dyn StateStore> {
@@ -1645,4 +1646,4 @@ pub async fn late_write_with_a_stale_claim_is_refused(factory: &dyn StoreFactory
 }
 
 // The cases of `cases_purge`, run by the macro from this module like the others.
-pub use super::cases_purge::purge_keeps_trees_with_live_tasks;
+pub use super::cases_purge::{json_text_kept_as_given, purge_keeps_trees_with_live_tasks};

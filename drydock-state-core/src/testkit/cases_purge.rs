@@ -1,4 +1,4 @@
-//! Conformance cases for purge's live-work rule, run by every
+//! Conformance cases for purge's live-work rule and for JSON kept as given, run by every
 //! backend through [`crate::conformance_tests!`] (re-exported by [`super::cases`]).
 
 use std::time::Duration;
@@ -97,5 +97,83 @@ pub async fn purge_keeps_trees_with_live_tasks(factory: &dyn StoreFactory) {
             .await
             .unwrap(),
         PurgeReport::default()
+    );
+}
+
+/// `node_filter`, `request_context` and a message's `extra` come back as the caller gave
+/// them, key order included (compared as text: `serde_json::Value` equality ignores order).
+pub async fn json_text_kept_as_given(factory: &dyn StoreFactory) {
+    const UNSORTED: &str = r#"{"zeta":1,"alpha":{"b":2,"a":1},"mid":[{"y":true,"x":null}]}"#;
+    const OTHER: &str =
+        r#"{"user":"shipyard","request_id":"r-1","external_ctx":{"z":"1","a":"2"}}"#;
+    let store = factory.open(kit_config()).await;
+    let unsorted: serde_json::Value = serde_json::from_str(UNSORTED).unwrap();
+    let other: serde_json::Value = serde_json::from_str(OTHER).unwrap();
+    assert_eq!(serde_json::to_string(&unsorted).unwrap(), UNSORTED);
+
+    let mut task = Task::new("deploy_nodes").with_node_filter(unsorted.clone());
+    task.request_context = Some(other.clone());
+    store.create_task(&task).await.expect("create_task");
+    let one = NewMessage {
+        extra: Some(unsorted.clone()),
+        ..NewMessage::info("one")
+    };
+    let batch = [
+        NewMessage {
+            extra: Some(other.clone()),
+            ..NewMessage::info("two")
+        },
+        NewMessage {
+            extra: Some(unsorted.clone()),
+            ..NewMessage::error("three")
+        },
+    ];
+    let appended = store.append_message(task.task_id, &one).await.unwrap();
+    let appended_batch = store.append_messages(task.task_id, &batch).await.unwrap();
+
+    let text = |v: &Option<serde_json::Value>| {
+        serde_json::to_string(v.as_ref().expect("a value")).unwrap()
+    };
+    let expected_extras = [UNSORTED, OTHER, UNSORTED];
+    let returned: Vec<String> = std::iter::once(&appended)
+        .chain(&appended_batch)
+        .map(|m| text(&m.extra))
+        .collect();
+    assert_eq!(returned, expected_extras, "extras as appended");
+
+    let stored = store.get_task(task.task_id).await.unwrap().expect("stored");
+    assert_eq!(text(&stored.node_filter), UNSORTED, "get_task node_filter");
+    assert_eq!(
+        text(&stored.request_context),
+        OTHER,
+        "get_task request_context"
+    );
+    let listed: Vec<String> = stored
+        .result
+        .details
+        .message_list
+        .iter()
+        .map(|m| text(&m.extra))
+        .collect();
+    assert_eq!(listed, expected_extras, "get_task messages' extra");
+    let read: Vec<String> = store
+        .messages(task.task_id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| text(&m.extra))
+        .collect();
+    assert_eq!(read, expected_extras, "messages() extra");
+    let page = store.list_tasks(&TaskFilter::default()).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(
+        text(&page[0].node_filter),
+        UNSORTED,
+        "list_tasks node_filter"
+    );
+    assert_eq!(
+        text(&page[0].request_context),
+        OTHER,
+        "list_tasks request_context"
     );
 }

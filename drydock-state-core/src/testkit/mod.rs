@@ -103,6 +103,7 @@ macro_rules! conformance_tests {
             stalled_leader_is_fenced_out_and_recovered_once,
             late_write_with_a_stale_claim_is_refused,
             purge_keeps_trees_with_live_tasks,
+            json_text_kept_as_given,
         );
     };
 }
