@@ -196,6 +196,13 @@ async fn raised_detail_never_shows_the_design_refs_password() {
     assert!(chain.contains("P0001"), "the SQLSTATE is kept: {chain}");
 }
 
+/// `ALTER DATABASE <the test database> SET <setting>`, for the sessions started afterwards.
+fn alter_database(db: &common::TestDatabase, setting: &str) -> String {
+    // sql-hygiene: allow (ALTER DATABASE takes no bind parameters; the name is the harness's
+    // generated drydock_test_<hex>, the setting a literal of this file)
+    format!("ALTER DATABASE \"{}\" SET {setting}", db.name)
+}
+
 /// A store whose new connections get the database's current settings (ALTER DATABASE ... SET
 /// applies to sessions started afterwards).
 async fn reconnect(db: &common::TestDatabase) -> PgStore {
@@ -215,10 +222,7 @@ async fn statement_timeout_is_retryable_unavailable() {
              BEGIN PERFORM pg_sleep(5); RETURN NEW; END $$",
             "CREATE TRIGGER slow_tasks BEFORE INSERT ON drydock.tasks \
              FOR EACH ROW EXECUTE FUNCTION drydock.slow_tasks()",
-            &format!(
-                "ALTER DATABASE \"{}\" SET statement_timeout = '200ms'",
-                db.name
-            ),
+            &alter_database(&db, "statement_timeout = '200ms'"),
         ],
     )
     .await;
@@ -236,14 +240,7 @@ async fn statement_timeout_is_retryable_unavailable() {
 #[tokio::test]
 async fn lock_timeout_is_retryable_unavailable() {
     let (_store, db) = common::fresh_store(&kit_config()).await;
-    admin_sql(
-        &db.url,
-        &[&format!(
-            "ALTER DATABASE \"{}\" SET lock_timeout = '200ms'",
-            db.name
-        )],
-    )
-    .await;
+    admin_sql(&db.url, &[&alter_database(&db, "lock_timeout = '200ms'")]).await;
     let store = reconnect(&db).await;
     let holder = sqlx::PgPool::connect(&db.url).await.unwrap();
     let mut tx = holder.begin().await.unwrap();
@@ -273,10 +270,7 @@ async fn read_only_transaction_is_retryable_unavailable() {
     let (_store, db) = common::fresh_store(&kit_config()).await;
     admin_sql(
         &db.url,
-        &[&format!(
-            "ALTER DATABASE \"{}\" SET default_transaction_read_only = on",
-            db.name
-        )],
+        &[&alter_database(&db, "default_transaction_read_only = on")],
     )
     .await;
     let store = reconnect(&db).await;
