@@ -16,7 +16,7 @@
 //! under a session-level advisory lock of our own, [`MIGRATION_LOCK_KEY`]. sqlx's own lock
 //! (keyed by database name) is kept too; it only serialises us with other sqlx migrators.
 
-use drydock_state_core::{Error, Result};
+use drydock_state_core::Result;
 use sqlx::migrate::Migrator;
 use sqlx::{Connection, PgPool};
 
@@ -58,10 +58,10 @@ async fn migrate_on(conn: &mut sqlx::PgConnection) -> Result<()> {
         .execute(&mut *conn)
         .await
         .map_err(db_error("migrate: search_path", "database"))?;
-    MIGRATOR.run_direct(&mut *conn).await.map_err(|e| match e {
-        sqlx::migrate::MigrateError::Execute(inner) => db_error("migrate", "database")(inner),
-        other => Error::backend("migrate", other),
-    })?;
+    MIGRATOR
+        .run_direct(&mut *conn)
+        .await
+        .map_err(crate::error::migrate_error)?;
     sqlx::query(queries::MIGRATION_UNLOCK)
         .bind(MIGRATION_LOCK_KEY)
         .execute(&mut *conn)

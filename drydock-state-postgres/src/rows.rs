@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use drydock_state_core::{
-    BuildData, Error, Lease, Link, Result, ResultDetails, ResultMessage, Task, TaskId, TaskResult,
+    BuildData, Lease, Link, Result, ResultDetails, ResultMessage, Task, TaskId, TaskResult,
 };
 use sqlx::postgres::PgRow;
 use sqlx::Row;
@@ -13,7 +13,7 @@ where
     T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
 {
     row.try_get(name)
-        .map_err(|e| Error::backend(format!("reading column {name}"), e))
+        .map_err(|e| crate::error::decode_error(name, &e))
 }
 
 /// A `drydock.tasks` row as a task, without its messages.
