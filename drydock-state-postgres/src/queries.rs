@@ -5,6 +5,9 @@
 //! Every time comes from the database's clock (`now()`), never the caller's, and every column
 //! is `timestamptz`, so the session's `TimeZone` does not matter.
 
+// The statements below run only through these `&'static str` helpers (see `crate::sql`).
+pub(crate) use crate::sql::{query, query_as, query_scalar};
+
 /// The messages of the task row `t`, as parallel arrays in sequence order (all NULL when it
 /// has none): joined to every statement that returns tasks, so a task comes back with its
 /// messages in the same round trip. The ordered subquery walks `result_message_task_idx`, so
