@@ -361,7 +361,10 @@ async fn reconnects_with_a_changed_password_never_show_it() {
     let task = Task::new("deploy_nodes").with_status(TaskStatus::Queued);
     store.create_task(&task).await.unwrap();
     // Starts the listener (its first connection is waited for within this).
-    store.wait_for_queued(Duration::from_millis(300)).await;
+    store
+        .wait_for_queued(Duration::from_millis(300))
+        .await
+        .unwrap();
 
     for statement in [
         "ALTER ROLE no_secrets_role PASSWORD 'Pw-Changed-4752'",

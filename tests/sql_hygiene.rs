@@ -326,7 +326,10 @@ fn looks_like_sql(text: &str) -> bool {
             || (any(i, &["and", "or"])
                 && word(i + 1)
                 && any(i + 2, &["=", "<", ">", "!"])
-                && (any(i + 3, &["$", "?", "'", "("]) || number(i + 3) || any(i + 4, &["$", "?"])))
+                && (any(i + 3, &["$", "?", "'", "("])
+                    || number(i + 3)
+                    || any(i + 4, &["$", "?"])
+                    || i + 3 == w.len()))
             || (any(i, &["create", "drop", "alter"])
                 && (any(i + 1, OBJECTS)
                     || (any(i + 1, &["unique", "temp", "temporary", "or"])
@@ -1084,6 +1087,7 @@ fn the_detector_catches_every_evasion() {
         ("fetch_one(&q)", "let q = format!(\"{x}\");\nconn.fetch_one(&q[..]).await?;"),
         // `QueryBuilder::push`.
         ("QueryBuilder::push", r#"let mut b = QueryBuilder::new(queries::LIST_TASKS); b.push(" WHERE x = ");"#),
+        ("a pushed fragment", r#"b.push(" AND task_id = ");"#),
         ("sqlx::QueryBuilder", r#"let mut b = sqlx::QueryBuilder::<Postgres>::new("SELECT 1");"#),
         ("a pushed constant", r#"parts.push(queries::LIST_TASKS);"#),
         // Other entry points that take text.

@@ -13,7 +13,7 @@ use sqlx::query::{Query, QueryAs, QueryScalar};
 use sqlx::sqlite::SqliteQueryResult;
 use sqlx::{Database, FromRow};
 
-/// [`sqlx::query`] for a static statement.
+/// [`sqlx::query()`] for a static statement.
 #[allow(clippy::disallowed_methods)] // the sanctioned wrapper: the statement is `&'static str`
 pub(crate) fn query<'q, DB: Database>(
     sql: &'static str,
@@ -21,7 +21,7 @@ pub(crate) fn query<'q, DB: Database>(
     sqlx::query(sql)
 }
 
-/// [`sqlx::query_as`] for a static statement.
+/// [`sqlx::query_as()`] for a static statement.
 #[allow(clippy::disallowed_methods)] // the sanctioned wrapper: the statement is `&'static str`
 pub(crate) fn query_as<'q, DB, O>(
     sql: &'static str,
@@ -33,7 +33,7 @@ where
     sqlx::query_as(sql)
 }
 
-/// [`sqlx::query_scalar`] for a static statement.
+/// [`sqlx::query_scalar()`] for a static statement.
 #[allow(clippy::disallowed_methods)] // the sanctioned wrapper: the statement is `&'static str`
 pub(crate) fn query_scalar<'q, DB, O>(
     sql: &'static str,

@@ -11,7 +11,7 @@ use sqlx::postgres::{PgConnection, PgCopyIn};
 use sqlx::query::{Query, QueryAs, QueryScalar};
 use sqlx::{Database, FromRow};
 
-/// [`sqlx::query`] for a static statement.
+/// [`sqlx::query()`] for a static statement.
 #[allow(clippy::disallowed_methods)] // the sanctioned wrapper: the statement is `&'static str`
 pub fn query<'q, DB: Database>(
     sql: &'static str,
@@ -19,7 +19,7 @@ pub fn query<'q, DB: Database>(
     sqlx::query(sql)
 }
 
-/// [`sqlx::query_as`] for a static statement.
+/// [`sqlx::query_as()`] for a static statement.
 #[allow(clippy::disallowed_methods)] // the sanctioned wrapper: the statement is `&'static str`
 pub fn query_as<'q, DB, O>(sql: &'static str) -> QueryAs<'q, DB, O, <DB as Database>::Arguments<'q>>
 where
@@ -29,7 +29,7 @@ where
     sqlx::query_as(sql)
 }
 
-/// [`sqlx::query_scalar`] for a static statement.
+/// [`sqlx::query_scalar()`] for a static statement.
 #[allow(clippy::disallowed_methods)] // the sanctioned wrapper: the statement is `&'static str`
 pub fn query_scalar<'q, DB, O>(
     sql: &'static str,
