@@ -12,7 +12,7 @@ impl BuildStore for PgStore {
     #[tracing::instrument(skip_all, fields(task_id = %data.task_id, generator = %data.generator))]
     async fn record_build_data(&self, data: &BuildData) -> Result<()> {
         data.validate()?;
-        sqlx::query(queries::RECORD_BUILD_DATA)
+        queries::query(queries::RECORD_BUILD_DATA)
             .bind(&data.node_name)
             .bind(data.task_id.0)
             .bind(data.collected_date)
@@ -38,7 +38,7 @@ impl BuildStore for PgStore {
                 } else {
                     queries::BUILD_DATA_BY_NODE
                 };
-                sqlx::query(sql).bind(node).bind(task).bind(full)
+                queries::query(sql).bind(node).bind(task).bind(full)
             }
             (None, Some(task)) => {
                 let sql = if query.latest {
@@ -46,7 +46,7 @@ impl BuildStore for PgStore {
                 } else {
                     queries::BUILD_DATA_BY_TASK
                 };
-                sqlx::query(sql).bind(task).bind(full)
+                queries::query(sql).bind(task).bind(full)
             }
             (None, None) => {
                 let sql = if query.latest {
@@ -54,7 +54,7 @@ impl BuildStore for PgStore {
                 } else {
                     queries::BUILD_DATA_ALL
                 };
-                sqlx::query(sql).bind(full)
+                queries::query(sql).bind(full)
             }
         };
         let rows = statement

@@ -45,7 +45,7 @@ impl MessageBatch {
 
     /// Inserts them all in one statement, in the order pushed, and returns them as stored.
     pub(crate) async fn append(self, conn: &mut PgConnection) -> Result<Vec<ResultMessage>> {
-        let rows = sqlx::query(queries::APPEND_MESSAGES)
+        let rows = queries::query(queries::APPEND_MESSAGES)
             .bind(&self.task_ids)
             .bind(&self.texts)
             .bind(&self.errors)
@@ -66,7 +66,7 @@ impl MessageStore for PgStore {
     #[tracing::instrument(skip_all, fields(task_id = %task))]
     async fn append_message(&self, task: TaskId, message: &NewMessage) -> Result<ResultMessage> {
         message.validate()?;
-        let row = sqlx::query(queries::APPEND_MESSAGE)
+        let row = queries::query(queries::APPEND_MESSAGE)
             .bind(task.0)
             .bind(&message.message)
             .bind(message.error)
@@ -108,7 +108,7 @@ impl MessageStore for PgStore {
 
     #[tracing::instrument(skip_all, fields(task_id = %task))]
     async fn messages(&self, task: TaskId) -> Result<Vec<ResultMessage>> {
-        let rows = sqlx::query(queries::MESSAGES_OF_TASK)
+        let rows = queries::query(queries::MESSAGES_OF_TASK)
             .bind(task.0)
             .fetch_all(&self.pool)
             .await

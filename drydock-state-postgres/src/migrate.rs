@@ -45,16 +45,16 @@ pub(crate) async fn run(pool: &PgPool) -> Result<()> {
 }
 
 async fn migrate_on(conn: &mut sqlx::PgConnection) -> Result<()> {
-    sqlx::query(queries::MIGRATION_LOCK)
+    queries::query(queries::MIGRATION_LOCK)
         .bind(MIGRATION_LOCK_KEY)
         .execute(&mut *conn)
         .await
         .map_err(db_error("migrate: lock", "database"))?;
-    sqlx::query(queries::MIGRATION_CREATE_SCHEMA)
+    queries::query(queries::MIGRATION_CREATE_SCHEMA)
         .execute(&mut *conn)
         .await
         .map_err(db_error("migrate: create schema", "database"))?;
-    sqlx::query(queries::MIGRATION_SEARCH_PATH)
+    queries::query(queries::MIGRATION_SEARCH_PATH)
         .execute(&mut *conn)
         .await
         .map_err(db_error("migrate: search_path", "database"))?;
@@ -62,7 +62,7 @@ async fn migrate_on(conn: &mut sqlx::PgConnection) -> Result<()> {
         .run_direct(&mut *conn)
         .await
         .map_err(crate::error::migrate_error)?;
-    sqlx::query(queries::MIGRATION_UNLOCK)
+    queries::query(queries::MIGRATION_UNLOCK)
         .bind(MIGRATION_LOCK_KEY)
         .execute(&mut *conn)
         .await

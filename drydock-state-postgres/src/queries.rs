@@ -7,6 +7,9 @@
 //! (`node_filter`, `request_context`, message `extra`) is bound as text and cast
 //! `::text::json` into `json` columns, and read back as text, so its key order is kept.
 
+// The statements below run only through these `&'static str` helpers (see `crate::sql`).
+pub(crate) use crate::sql::{query, query_as, query_scalar};
+
 /// The messages of the task row `t`, as parallel arrays in sequence order (all NULL when it
 /// has none): joined to every statement that returns tasks, so a task comes back with its
 /// messages in the same round trip. The ordered subquery walks `result_message_task_idx`, so

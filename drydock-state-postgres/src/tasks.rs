@@ -53,7 +53,7 @@ impl PgStore {
     /// status is final.
     async fn refused_put(&self, task: &Task) -> Error {
         let stored: Option<(String, Option<String>, Option<i64>)> =
-            match sqlx::query_as(queries::TASK_STATUS_AND_CLAIM)
+            match queries::query_as(queries::TASK_STATUS_AND_CLAIM)
                 .bind(task.task_id.0)
                 .fetch_optional(&self.pool)
                 .await
@@ -69,7 +69,7 @@ impl PgStore {
     }
 
     async fn refused_update(&self, id: TaskId, to: TaskStatus) -> Error {
-        match sqlx::query_scalar::<_, String>(queries::TASK_STATUS)
+        match queries::query_scalar::<_, String>(queries::TASK_STATUS)
             .bind(id.0)
             .fetch_optional(&self.pool)
             .await
@@ -106,7 +106,7 @@ impl TaskStore for PgStore {
     async fn create_task(&self, task: &Task) -> Result<()> {
         task.validate()?;
         let links = links_json(task)?;
-        let query = sqlx::query(queries::CREATE_TASK).bind(task.task_id.0);
+        let query = queries::query(queries::CREATE_TASK).bind(task.task_id.0);
         bind_writable(query, task, links)
             .bind(task.created)
             .bind(&task.created_by)
@@ -134,7 +134,7 @@ impl TaskStore for PgStore {
 
     #[tracing::instrument(skip_all, fields(task_id = %id))]
     async fn get_task(&self, id: TaskId) -> Result<Option<Task>> {
-        let row = sqlx::query(queries::GET_TASK)
+        let row = queries::query(queries::GET_TASK)
             .bind(id.0)
             .fetch_optional(&self.pool)
             .await
@@ -149,7 +149,7 @@ impl TaskStore for PgStore {
     async fn update_task(&self, task: &Task) -> Result<Task> {
         task.validate()?;
         let links = links_json(task)?;
-        let query = sqlx::query(queries::UPDATE_TASK).bind(task.task_id.0);
+        let query = queries::query(queries::UPDATE_TASK).bind(task.task_id.0);
         let row = bind_writable(query, task, links)
             .bind(&task.created_by)
             .bind(task.retry)
@@ -176,7 +176,7 @@ impl TaskStore for PgStore {
 
     #[tracing::instrument(skip_all, fields(task_id = %id, status = %status))]
     async fn set_status(&self, id: TaskId, status: TaskStatus) -> Result<Task> {
-        let row = sqlx::query(queries::SET_STATUS)
+        let row = queries::query(queries::SET_STATUS)
             .bind(id.0)
             .bind(status.as_str())
             .fetch_optional(&self.pool)
@@ -191,7 +191,7 @@ impl TaskStore for PgStore {
     #[tracing::instrument(skip_all, fields(limit = ?filter.limit))]
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>> {
         filter.validate()?;
-        let rows = sqlx::query(queries::LIST_TASKS)
+        let rows = queries::query(queries::LIST_TASKS)
             .bind(filter.status.map(|s| s.as_str()))
             .bind(&filter.action)
             .bind(filter.parent.map(|p| p.0))
@@ -208,7 +208,7 @@ impl TaskStore for PgStore {
 
     #[tracing::instrument(skip_all, fields(parent = %parent, child = %child))]
     async fn add_subtask(&self, parent: TaskId, child: TaskId) -> Result<()> {
-        let done = sqlx::query(queries::ADD_SUBTASK)
+        let done = queries::query(queries::ADD_SUBTASK)
             .bind(parent.0)
             .bind(child.0)
             .execute(&self.pool)
@@ -228,7 +228,7 @@ impl TaskStore for PgStore {
             SubtaskFilter::Active => Some(false),
             SubtaskFilter::Complete => Some(true),
         };
-        let rows = sqlx::query(queries::SUBTASKS)
+        let rows = queries::query(queries::SUBTASKS)
             .bind(parent.0)
             .bind(finished)
             .fetch_all(&self.pool)
@@ -243,7 +243,7 @@ impl TaskStore for PgStore {
     #[tracing::instrument(skip_all, fields(instance_id = %request.instance_id, term = ?request.term))]
     async fn claim_next(&self, request: &ClaimRequest) -> Result<Option<Task>> {
         request.validate()?;
-        let row = sqlx::query(queries::CLAIM_NEXT)
+        let row = queries::query(queries::CLAIM_NEXT)
             .bind(&request.actions)
             .bind(&request.instance_id)
             .bind(request.term)
@@ -257,7 +257,7 @@ impl TaskStore for PgStore {
             return Ok(None);
         };
         // Nothing claimed: nothing queued, or fenced out. Only this case pays a second query.
-        let holds: bool = sqlx::query_scalar(queries::LEASE_HELD_WITH_TERM)
+        let holds: bool = queries::query_scalar(queries::LEASE_HELD_WITH_TERM)
             .bind(&request.instance_id)
             .bind(term)
             .fetch_one(&self.pool)
@@ -281,7 +281,7 @@ impl TaskStore for PgStore {
     ) -> Result<Vec<TaskId>> {
         let op = db_error("recover_orphans", "task");
         let mut tx = self.pool.begin().await.map_err(&op)?;
-        let rows = sqlx::query(queries::RECOVER_ORPHANS_LOCK)
+        let rows = queries::query(queries::RECOVER_ORPHANS_LOCK)
             .bind(current_term)
             .fetch_all(&mut *tx)
             .await
@@ -292,8 +292,8 @@ impl TaskStore for PgStore {
         }
         let ids: Vec<Uuid> = orphans.iter().map(|t| t.task_id.0).collect();
         let update = match policy {
-            OrphanPolicy::Requeue => sqlx::query(queries::RECOVER_ORPHANS_REQUEUE).bind(&ids),
-            OrphanPolicy::Fail => sqlx::query(queries::RECOVER_ORPHANS_FAIL)
+            OrphanPolicy::Requeue => queries::query(queries::RECOVER_ORPHANS_REQUEUE).bind(&ids),
+            OrphanPolicy::Fail => queries::query(queries::RECOVER_ORPHANS_FAIL)
                 .bind(&ids)
                 .bind(ORPHAN_FAILURE_REASON),
         };
@@ -315,7 +315,7 @@ impl TaskStore for PgStore {
     #[tracing::instrument(skip_all, fields(task_id = %id))]
     async fn terminate_task(&self, id: TaskId, by: &str) -> Result<Task> {
         drydock_state_core::model::no_nul("terminated_by", by)?;
-        let row = sqlx::query(queries::TERMINATE_TASK)
+        let row = queries::query(queries::TERMINATE_TASK)
             .bind(id.0)
             .bind(by)
             .fetch_optional(&self.pool)
@@ -342,7 +342,7 @@ impl TaskStore for PgStore {
         let micros = i64::try_from(older_than.as_micros())
             .map_err(|_| Error::invalid("purge.older_than", "is too large"))?;
         let op = db_error("purge", "purge.older_than");
-        let cutoff: DateTime<Utc> = sqlx::query_scalar(queries::PURGE_CUTOFF)
+        let cutoff: DateTime<Utc> = queries::query_scalar(queries::PURGE_CUTOFF)
             .bind(micros)
             .fetch_one(&self.pool)
             .await
@@ -360,7 +360,7 @@ impl TaskStore for PgStore {
             // level, delete the trees without live work, commit.
             let mut tx = self.pool.begin().await.map_err(&op)?;
             let roots: Vec<(Uuid, DateTime<Utc>, String)> =
-                sqlx::query_as(queries::PURGE_LOCK_ROOTS)
+                queries::query_as(queries::PURGE_LOCK_ROOTS)
                     .bind(cutoff)
                     .bind(PURGE_BATCH_ROOTS)
                     .bind(after.map(|(created, _)| created))
@@ -375,12 +375,12 @@ impl TaskStore for PgStore {
             after = Some(last);
             let batch = lock_trees(&mut tx, &roots, &op).await?;
             if !batch.is_empty() {
-                let messages = sqlx::query(queries::PURGE_DELETE_MESSAGES)
+                let messages = queries::query(queries::PURGE_DELETE_MESSAGES)
                     .bind(&batch)
                     .execute(&mut *tx)
                     .await
                     .map_err(&op)?;
-                let tasks = sqlx::query(queries::PURGE_DELETE_TASKS)
+                let tasks = queries::query(queries::PURGE_DELETE_TASKS)
                     .bind(&batch)
                     .execute(&mut *tx)
                     .await
@@ -429,7 +429,7 @@ async fn lock_trees(
         .filter(|id| !kept.contains(id))
         .collect();
     while !level.is_empty() {
-        let rows: Vec<(Uuid, Uuid, String)> = sqlx::query_as(queries::PURGE_LOCK_LEVEL)
+        let rows: Vec<(Uuid, Uuid, String)> = queries::query_as(queries::PURGE_LOCK_LEVEL)
             .bind(&level)
             .fetch_all(&mut *tx)
             .await

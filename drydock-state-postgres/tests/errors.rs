@@ -9,6 +9,7 @@ use std::time::Duration;
 use drydock_state_core::testkit::kit_config;
 use drydock_state_core::{Config, Error, Task, TaskStore};
 use drydock_state_postgres::PgStore;
+use drydock_state_testsupport::sql;
 
 /// Display, Debug and every source of an error, as one string.
 fn whole_chain(e: &Error) -> String {
@@ -89,7 +90,7 @@ async fn killed_connection_is_unavailable_then_recovers() {
     let admin = sqlx::PgPool::connect(&common::server_url().await)
         .await
         .unwrap();
-    let killed: i64 = sqlx::query_scalar(
+    let killed: i64 = sql::query_scalar(
         "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
          WHERE datname = $1 AND pid <> pg_backend_pid()) AS k",
     )

@@ -7,7 +7,7 @@
 //! serialize on the write lock, and the second finds everything applied.
 
 use drydock_state_core::{Error, Result};
-use sqlx::{Executor, SqlitePool};
+use sqlx::SqlitePool;
 
 use crate::error::OrStore;
 use crate::queries;
@@ -43,15 +43,12 @@ fn checksum(sql: &str) -> String {
 
 /// Applies the migrations `pool`'s database lacks; returns how many were applied.
 pub(crate) async fn run(pool: &SqlitePool) -> Result<usize> {
-    let mut tx = pool
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .or_store("migrate")?;
-    sqlx::query(queries::MIGRATIONS_CREATE_HISTORY)
+    let mut tx = queries::begin_immediate(pool).await.or_store("migrate")?;
+    queries::query(queries::MIGRATIONS_CREATE_HISTORY)
         .execute(&mut *tx)
         .await
         .or_store("migrate")?;
-    let applied: Vec<(i64, String)> = sqlx::query_as(queries::MIGRATIONS_APPLIED)
+    let applied: Vec<(i64, String)> = queries::query_as(queries::MIGRATIONS_APPLIED)
         .fetch_all(&mut *tx)
         .await
         .or_store("migrate")?;
@@ -87,13 +84,11 @@ pub(crate) async fn run(pool: &SqlitePool) -> Result<usize> {
             description = m.description,
             "applying migration"
         );
-        // Through `Executor::execute`: `RawSql::execute`'s own future is not provably `Send`
-        // across the executor's lifetime, which a boxed backend `open` requires.
-        (&mut *tx)
-            .execute(sqlx::raw_sql(m.sql))
+        // Through `Executor::execute`, whose future is `Send` (see `execute_script`).
+        queries::execute_script(&mut *tx, m.sql)
             .await
             .or_store("migrate")?;
-        sqlx::query(queries::MIGRATIONS_RECORD)
+        queries::query(queries::MIGRATIONS_RECORD)
             .bind(m.version)
             .bind(m.description)
             .bind(checksum(m.sql))
@@ -164,7 +159,7 @@ mod tests {
         assert_eq!(run(&pool).await.unwrap(), MIGRATIONS.len());
         assert_eq!(run(&pool).await.unwrap(), 0, "a second run applies nothing");
 
-        sqlx::query("UPDATE drydock_schema_migrations SET checksum = ?1 WHERE version = 1")
+        crate::queries::query("UPDATE drydock_schema_migrations SET checksum = ?1 WHERE version = 1")
             .bind(checksum(&format!("{} ", MIGRATIONS[0].sql)))
             .execute(&pool)
             .await
@@ -175,12 +170,12 @@ mod tests {
         assert!(matches!(e, Error::Backend { .. }), "{e:?}");
         assert!(e.to_string().contains("migration 1 was changed"), "{e}");
 
-        sqlx::query("UPDATE drydock_schema_migrations SET checksum = ?1 WHERE version = 1")
+        crate::queries::query("UPDATE drydock_schema_migrations SET checksum = ?1 WHERE version = 1")
             .bind(checksum(MIGRATIONS[0].sql))
             .execute(&pool)
             .await
             .unwrap();
-        sqlx::query(
+        crate::queries::query(
             "INSERT INTO drydock_schema_migrations (version, description, checksum, applied_at) \
              VALUES (9999, 'future', '0', 0)",
         )

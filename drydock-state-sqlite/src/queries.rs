@@ -4,6 +4,9 @@
 //! compile time with `concat!`, never at run time. Lists (ids, actions) are bound as one JSON
 //! array and unpacked with `json_each`, so a statement's text never depends on a list's length.
 
+// The statements below run only through these `&'static str` helpers (see `crate::sql`).
+pub(crate) use crate::sql::{begin_immediate, execute_script, query, query_as, query_scalar};
+
 /// The store's clock in microseconds since the Unix epoch. SQLite's `now` has millisecond
 /// resolution; rounding to whole milliseconds keeps the float conversion exact. Every process
 /// on one file reads the same clock, and `now` is constant within one statement.

@@ -150,7 +150,7 @@ impl SqliteStore {
             return Ok(tasks);
         }
         let ids = id_array(tasks.iter().map(|t| &t.task_id));
-        let rows: Vec<MessageRow> = sqlx::query_as(queries::MESSAGES_OF_TASKS)
+        let rows: Vec<MessageRow> = queries::query_as(queries::MESSAGES_OF_TASKS)
             .bind(ids)
             .fetch_all(&mut *conn)
             .await
@@ -187,7 +187,7 @@ impl SqliteStore {
         next: TaskStatus,
         op: &'static str,
     ) -> Error {
-        let stored: Option<String> = match sqlx::query_scalar(queries::TASK_STATUS)
+        let stored: Option<String> = match queries::query_scalar(queries::TASK_STATUS)
             .bind(id_text(id))
             .fetch_optional(&mut *conn)
             .await
@@ -208,7 +208,7 @@ impl SqliteStore {
     /// status is final.
     async fn refused_put(conn: &mut SqliteConnection, task: &Task, op: &'static str) -> Error {
         let stored: Option<(String, Option<String>, Option<i64>)> =
-            match sqlx::query_as(queries::TASK_STATUS_AND_CLAIM)
+            match queries::query_as(queries::TASK_STATUS_AND_CLAIM)
                 .bind(id_text(task.task_id))
                 .fetch_optional(&mut *conn)
                 .await
@@ -234,7 +234,7 @@ impl SqliteStore {
     }
 
     async fn task_exists(&self, id: TaskId, op: &'static str) -> Result<bool> {
-        let status: Option<String> = sqlx::query_scalar(queries::TASK_STATUS)
+        let status: Option<String> = queries::query_scalar(queries::TASK_STATUS)
             .bind(id_text(id))
             .fetch_optional(&self.pool)
             .await
@@ -251,7 +251,7 @@ impl SqliteStore {
         instance_id: &str,
     ) -> Result<LeaseOutcome> {
         validate_instance_id("instance_id", instance_id)?;
-        let held: Option<LeaseRow> = sqlx::query_as(statement)
+        let held: Option<LeaseRow> = queries::query_as(statement)
             .bind(instance_id)
             .bind(self.grace_micros)
             .fetch_optional(&self.pool)
@@ -264,7 +264,7 @@ impl SqliteStore {
     }
 
     async fn current(&self, op: &'static str) -> Result<Option<Lease>> {
-        sqlx::query_as::<_, LeaseRow>(queries::CURRENT_LEASE)
+        queries::query_as::<_, LeaseRow>(queries::CURRENT_LEASE)
             .fetch_optional(&self.pool)
             .await
             .or_store(op)?
@@ -282,7 +282,7 @@ fn append_query(task: TaskId, message: &NewMessage) -> Result<Query<'static>> {
         .map(|v| to_json("message.extra", v))
         .transpose()?;
     fits("message.extra", extra.as_deref().unwrap_or_default())?;
-    Ok(sqlx::query(queries::APPEND_MESSAGE)
+    Ok(queries::query(queries::APPEND_MESSAGE)
         .bind(id_text(task))
         .bind(message.message.clone())
         .bind(message.error)
@@ -327,7 +327,7 @@ impl TaskStore for SqliteStore {
     #[tracing::instrument(name = "sqlite.create_task", level = "debug", skip_all, fields(task_id = %task.task_id))]
     async fn create_task(&self, task: &Task) -> Result<()> {
         let p = TaskParams::of(task)?;
-        let result = sqlx::query(queries::CREATE_TASK)
+        let result = queries::query(queries::CREATE_TASK)
             .bind(p.task_id)
             .bind(p.parent_task_id)
             .bind(p.action)
@@ -375,7 +375,7 @@ impl TaskStore for SqliteStore {
     async fn get_task(&self, id: TaskId) -> Result<Option<Task>> {
         const OP: &str = "get_task";
         let mut tx = self.pool.begin().await.or_store(OP)?;
-        let row: Option<TaskRow> = sqlx::query_as(queries::GET_TASK)
+        let row: Option<TaskRow> = queries::query_as(queries::GET_TASK)
             .bind(id_text(id))
             .fetch_optional(&mut *tx)
             .await
@@ -392,8 +392,8 @@ impl TaskStore for SqliteStore {
     async fn update_task(&self, task: &Task) -> Result<Task> {
         const OP: &str = "update_task";
         let p = TaskParams::of(task)?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.or_store(OP)?;
-        let row: Option<TaskRow> = sqlx::query_as(queries::UPDATE_TASK)
+        let mut tx = queries::begin_immediate(&self.pool).await.or_store(OP)?;
+        let row: Option<TaskRow> = queries::query_as(queries::UPDATE_TASK)
             .bind(p.task_id)
             .bind(p.parent_task_id)
             .bind(p.action)
@@ -439,8 +439,8 @@ impl TaskStore for SqliteStore {
     #[tracing::instrument(name = "sqlite.set_status", level = "debug", skip_all, fields(task_id = %id, status = %status))]
     async fn set_status(&self, id: TaskId, status: TaskStatus) -> Result<Task> {
         const OP: &str = "set_status";
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.or_store(OP)?;
-        let row: Option<TaskRow> = sqlx::query_as(queries::SET_STATUS)
+        let mut tx = queries::begin_immediate(&self.pool).await.or_store(OP)?;
+        let row: Option<TaskRow> = queries::query_as(queries::SET_STATUS)
             .bind(id_text(id))
             .bind(status.as_str())
             .fetch_optional(&mut *tx)
@@ -460,7 +460,7 @@ impl TaskStore for SqliteStore {
         filter.validate()?;
         const OP: &str = "list_tasks";
         let mut tx = self.pool.begin().await.or_store(OP)?;
-        let rows: Vec<TaskRow> = sqlx::query_as(queries::LIST_TASKS)
+        let rows: Vec<TaskRow> = queries::query_as(queries::LIST_TASKS)
             .bind(filter.status.map(TaskStatus::as_str))
             .bind(filter.action.as_deref())
             .bind(filter.parent.map(id_text))
@@ -480,7 +480,7 @@ impl TaskStore for SqliteStore {
     #[tracing::instrument(name = "sqlite.add_subtask", level = "debug", skip_all, fields(parent = %parent, child = %child))]
     async fn add_subtask(&self, parent: TaskId, child: TaskId) -> Result<()> {
         const OP: &str = "add_subtask";
-        let done = sqlx::query(queries::ADD_SUBTASK)
+        let done = queries::query(queries::ADD_SUBTASK)
             .bind(id_text(parent))
             .bind(id_text(child))
             .execute(&self.pool)
@@ -497,7 +497,7 @@ impl TaskStore for SqliteStore {
     async fn subtasks(&self, parent: TaskId, which: SubtaskFilter) -> Result<Vec<Task>> {
         const OP: &str = "subtasks";
         let mut tx = self.pool.begin().await.or_store(OP)?;
-        let list: Option<String> = sqlx::query_scalar(queries::SUBTASK_LIST)
+        let list: Option<String> = queries::query_scalar(queries::SUBTASK_LIST)
             .bind(id_text(parent))
             .fetch_optional(&mut *tx)
             .await
@@ -505,7 +505,7 @@ impl TaskStore for SqliteStore {
         let Some(list) = list else {
             return Err(Error::not_found("task", parent));
         };
-        let rows: Vec<TaskRow> = sqlx::query_as(queries::SUBTASKS)
+        let rows: Vec<TaskRow> = queries::query_as(queries::SUBTASKS)
             .bind(list)
             .bind(subtask_filter_code(which))
             .fetch_all(&mut *tx)
@@ -526,7 +526,7 @@ impl TaskStore for SqliteStore {
             Some(to_json("claim.actions", &request.actions)?)
         };
         let mut conn = self.pool.acquire().await.or_store(OP)?;
-        let row: Option<TaskRow> = sqlx::query_as(queries::CLAIM_NEXT)
+        let row: Option<TaskRow> = queries::query_as(queries::CLAIM_NEXT)
             .bind(request.instance_id.as_str())
             .bind(request.term)
             .bind(actions)
@@ -537,7 +537,7 @@ impl TaskStore for SqliteStore {
             (Some(row), _) => Ok(Some(Self::assemble_one(&mut conn, row, OP).await?)),
             (None, None) => Ok(None),
             (None, Some(term)) => {
-                let holds: bool = sqlx::query_scalar(queries::HOLDS_LEASE)
+                let holds: bool = queries::query_scalar(queries::HOLDS_LEASE)
                     .bind(request.instance_id.as_str())
                     .bind(term)
                     .fetch_one(&mut *conn)
@@ -562,8 +562,8 @@ impl TaskStore for SqliteStore {
         policy: OrphanPolicy,
     ) -> Result<Vec<TaskId>> {
         const OP: &str = "recover_orphans";
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.or_store(OP)?;
-        let orphans: Vec<TaskRow> = sqlx::query_as(queries::ORPHANS)
+        let mut tx = queries::begin_immediate(&self.pool).await.or_store(OP)?;
+        let orphans: Vec<TaskRow> = queries::query_as(queries::ORPHANS)
             .bind(current_term)
             .fetch_all(&mut *tx)
             .await
@@ -580,7 +580,7 @@ impl TaskStore for SqliteStore {
             OrphanPolicy::Requeue => queries::REQUEUE_ORPHANS,
             OrphanPolicy::Fail => queries::FAIL_ORPHANS,
         };
-        sqlx::query(recover)
+        queries::query(recover)
             .bind(current_term)
             .execute(&mut *tx)
             .await
@@ -611,8 +611,8 @@ impl TaskStore for SqliteStore {
     async fn terminate_task(&self, id: TaskId, by: &str) -> Result<Task> {
         const OP: &str = "terminate_task";
         no_nul("terminated_by", by)?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.or_store(OP)?;
-        let row: Option<TaskRow> = sqlx::query_as(queries::TERMINATE_TASK)
+        let mut tx = queries::begin_immediate(&self.pool).await.or_store(OP)?;
+        let row: Option<TaskRow> = queries::query_as(queries::TERMINATE_TASK)
             .bind(id_text(id))
             .bind(by)
             .fetch_optional(&mut *tx)
@@ -643,8 +643,8 @@ impl TaskStore for SqliteStore {
         // failed) is passed over by the next batch instead of being found first again.
         let mut after: (i64, String) = (i64::MIN, String::new());
         loop {
-            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.or_store(OP)?;
-            let roots: Vec<(i64, String)> = sqlx::query_as(queries::PURGE_ROOTS)
+            let mut tx = queries::begin_immediate(&self.pool).await.or_store(OP)?;
+            let roots: Vec<(i64, String)> = queries::query_as(queries::PURGE_ROOTS)
                 .bind(cutoff)
                 .bind(PURGE_BATCH)
                 .bind(after.0)
@@ -702,7 +702,7 @@ impl TaskStore for SqliteStore {
 /// which holds the write lock, so the tree cannot change in between.
 async fn purge_tree(conn: &mut SqliteConnection, root: &str) -> Result<Option<PurgeReport>> {
     const OP: &str = "purge";
-    let tree: Vec<(String, i64, String)> = sqlx::query_as(queries::PURGE_TREE)
+    let tree: Vec<(String, i64, String)> = queries::query_as(queries::PURGE_TREE)
         .bind(root)
         .fetch_all(&mut *conn)
         .await
@@ -716,7 +716,7 @@ async fn purge_tree(conn: &mut SqliteConnection, root: &str) -> Result<Option<Pu
         }
     }
     let all: Vec<&str> = tree.iter().map(|(id, _, _)| id.as_str()).collect();
-    let messages = sqlx::query(queries::PURGE_DELETE_MESSAGES)
+    let messages = queries::query(queries::PURGE_DELETE_MESSAGES)
         .bind(serde_json::Value::from(all).to_string())
         .execute(&mut *conn)
         .await
@@ -726,7 +726,7 @@ async fn purge_tree(conn: &mut SqliteConnection, root: &str) -> Result<Option<Pu
     // `tree` is deepest first: delete it one level at a time.
     for level in tree.chunk_by(|a, b| a.1 == b.1) {
         let ids: Vec<&str> = level.iter().map(|(id, _, _)| id.as_str()).collect();
-        tasks += sqlx::query(queries::PURGE_DELETE_TASKS)
+        tasks += queries::query(queries::PURGE_DELETE_TASKS)
             .bind(serde_json::Value::from(ids).to_string())
             .execute(&mut *conn)
             .await
@@ -780,7 +780,7 @@ impl MessageStore for SqliteStore {
         };
         let mut stored = if batch.len() <= MAX_VALUE_BYTES {
             // The common case: one statement, whatever the batch's length.
-            let rows: Vec<MessageRow> = sqlx::query_as(queries::APPEND_MESSAGES)
+            let rows: Vec<MessageRow> = queries::query_as(queries::APPEND_MESSAGES)
                 .bind(id_text(task))
                 .bind(batch)
                 .fetch_all(&self.pool)
@@ -796,7 +796,7 @@ impl MessageStore for SqliteStore {
                 .iter()
                 .map(|m| append_query(task, m))
                 .collect::<Result<Vec<_>>>()?;
-            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.or_store(OP)?;
+            let mut tx = queries::begin_immediate(&self.pool).await.or_store(OP)?;
             let mut stored = Vec::with_capacity(queries.len());
             for query in queries {
                 let row: MessageRow = query
@@ -816,7 +816,7 @@ impl MessageStore for SqliteStore {
 
     #[tracing::instrument(name = "sqlite.messages", level = "debug", skip_all, fields(task_id = %task))]
     async fn messages(&self, task: TaskId) -> Result<Vec<ResultMessage>> {
-        sqlx::query_as::<_, MessageRow>(queries::MESSAGES)
+        queries::query_as::<_, MessageRow>(queries::MESSAGES)
             .bind(id_text(task))
             .fetch_all(&self.pool)
             .await
@@ -834,7 +834,7 @@ impl BuildStore for SqliteStore {
         data.validate()?;
         let element = data.data_element.as_deref().unwrap_or_default();
         fits("build_data.data_element", element)?;
-        sqlx::query(queries::RECORD_BUILD_DATA)
+        queries::query(queries::RECORD_BUILD_DATA)
             .bind(data.node_name.as_str())
             .bind(id_text(data.task_id))
             .bind(data.collected_date.map(to_micros))
@@ -856,7 +856,7 @@ impl BuildStore for SqliteStore {
             (true, Verbosity::Full) => queries::BUILD_DATA_LATEST_FULL,
             (true, Verbosity::Brief) => queries::BUILD_DATA_LATEST_BRIEF,
         };
-        sqlx::query_as::<_, BuildDataRow>(sql)
+        queries::query_as::<_, BuildDataRow>(sql)
             .bind(query.node_name.as_deref())
             .bind(query.task_id.map(id_text))
             .fetch_all(&self.pool)
@@ -885,7 +885,7 @@ impl InstanceLock for SqliteStore {
     #[tracing::instrument(name = "sqlite.release_lease", level = "debug", skip_all, fields(instance_id = %instance_id))]
     async fn release_lease(&self, instance_id: &str) -> Result<bool> {
         validate_instance_id("instance_id", instance_id)?;
-        let done = sqlx::query(queries::RELEASE_LEASE)
+        let done = queries::query(queries::RELEASE_LEASE)
             .bind(instance_id)
             .execute(&self.pool)
             .await

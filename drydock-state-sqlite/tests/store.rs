@@ -8,6 +8,7 @@ use drydock_state_core::{
     BackendRegistry, Config, Error, MessageStore, NewMessage, Task, TaskStatus, TaskStore,
 };
 use drydock_state_sqlite::SqliteStore;
+use drydock_state_testsupport::sql;
 use sqlx::Connection;
 
 fn url_of(path: &std::path::Path) -> String {
@@ -15,7 +16,7 @@ fn url_of(path: &std::path::Path) -> String {
 }
 
 async fn history(store: &SqliteStore) -> Vec<(i64, String)> {
-    sqlx::query_as("SELECT version, description FROM drydock_schema_migrations ORDER BY version")
+    sql::query_as("SELECT version, description FROM drydock_schema_migrations ORDER BY version")
         .fetch_all(store.pool())
         .await
         .unwrap()
@@ -122,22 +123,22 @@ async fn connections_get_the_pragmas() {
         .await
         .unwrap();
     let pool = store.pool();
-    let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+    let journal: String = sql::query_scalar("PRAGMA journal_mode")
         .fetch_one(pool)
         .await
         .unwrap();
     assert_eq!(journal, "wal");
-    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+    let synchronous: i64 = sql::query_scalar("PRAGMA synchronous")
         .fetch_one(pool)
         .await
         .unwrap();
     assert_eq!(synchronous, 1, "NORMAL");
-    let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+    let foreign_keys: i64 = sql::query_scalar("PRAGMA foreign_keys")
         .fetch_one(pool)
         .await
         .unwrap();
     assert_eq!(foreign_keys, 1);
-    let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+    let busy: i64 = sql::query_scalar("PRAGMA busy_timeout")
         .fetch_one(pool)
         .await
         .unwrap();
@@ -155,7 +156,7 @@ async fn a_write_locked_database_is_retryable_unavailable() {
 
     // Another connection (as if another process) holds the write lock.
     let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
+    sql::query("BEGIN IMMEDIATE")
         .execute(&mut other)
         .await
         .unwrap();
@@ -166,7 +167,7 @@ async fn a_write_locked_database_is_retryable_unavailable() {
         other => panic!("expected unavailable, got {other:?}"),
     }
     assert!(started.elapsed() >= Duration::from_millis(150), "it waited");
-    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    sql::query("ROLLBACK").execute(&mut other).await.unwrap();
     store.create_task(&task).await.expect("retry succeeds");
 }
 
