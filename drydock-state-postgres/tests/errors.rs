@@ -118,12 +118,29 @@ async fn killed_connection_is_unavailable_then_recovers() {
 const DETAIL_SECRET: &str = "Pw-Detail-9";
 
 /// Runs `statements` on the test database as its owner.
-async fn admin_sql(url: &str, statements: &[&str]) {
+async fn admin_sql(url: &str, statements: &[&'static str]) {
     let admin = sqlx::PgPool::connect(url).await.unwrap();
     for statement in statements {
-        sqlx::query(statement).execute(&admin).await.unwrap();
+        drydock_state_testsupport::sql::query::<sqlx::Postgres>(statement)
+            .execute(&admin)
+            .await
+            .unwrap();
     }
     admin.close().await;
+}
+
+/// Sets a session default on the test database (`ALTER DATABASE ... SET`), through the
+/// harness's one DDL exception.
+async fn alter_database(db: &common::TestDatabase, setting: &'static str) {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    drydock_state_testsupport::sql::database_ddl(
+        &mut admin,
+        drydock_state_testsupport::sql::DatabaseDdl::Set(setting),
+        &db.name,
+    )
+    .await
+    .unwrap();
 }
 
 /// Issue 10, item 9: a CHECK violation makes PostgreSQL send DETAIL "Failing row contains
@@ -197,13 +214,6 @@ async fn raised_detail_never_shows_the_design_refs_password() {
     assert!(chain.contains("P0001"), "the SQLSTATE is kept: {chain}");
 }
 
-/// `ALTER DATABASE <the test database> SET <setting>`, for the sessions started afterwards.
-fn alter_database(db: &common::TestDatabase, setting: &str) -> String {
-    // sql-hygiene: allow (ALTER DATABASE takes no bind parameters; the name is the harness's
-    // generated drydock_test_<hex>, the setting a literal of this file)
-    format!("ALTER DATABASE \"{}\" SET {setting}", db.name)
-}
-
 /// A store whose new connections get the database's current settings (ALTER DATABASE ... SET
 /// applies to sessions started afterwards).
 async fn reconnect(db: &common::TestDatabase) -> PgStore {
@@ -223,10 +233,10 @@ async fn statement_timeout_is_retryable_unavailable() {
              BEGIN PERFORM pg_sleep(5); RETURN NEW; END $$",
             "CREATE TRIGGER slow_tasks BEFORE INSERT ON drydock.tasks \
              FOR EACH ROW EXECUTE FUNCTION drydock.slow_tasks()",
-            &alter_database(&db, "statement_timeout = '200ms'"),
         ],
     )
     .await;
+    alter_database(&db, "statement_timeout = '200ms'").await;
     let store = reconnect(&db).await;
     let e = store
         .create_task(&Task::new("deploy_nodes"))
@@ -241,14 +251,16 @@ async fn statement_timeout_is_retryable_unavailable() {
 #[tokio::test]
 async fn lock_timeout_is_retryable_unavailable() {
     let (_store, db) = common::fresh_store(&kit_config()).await;
-    admin_sql(&db.url, &[&alter_database(&db, "lock_timeout = '200ms'")]).await;
+    alter_database(&db, "lock_timeout = '200ms'").await;
     let store = reconnect(&db).await;
     let holder = sqlx::PgPool::connect(&db.url).await.unwrap();
     let mut tx = holder.begin().await.unwrap();
-    sqlx::query("LOCK TABLE drydock.tasks IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    drydock_state_testsupport::sql::query::<sqlx::Postgres>(
+        "LOCK TABLE drydock.tasks IN ACCESS EXCLUSIVE MODE",
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap();
     let e = store
         .create_task(&Task::new("deploy_nodes"))
         .await
@@ -269,11 +281,7 @@ async fn lock_timeout_is_retryable_unavailable() {
 #[tokio::test]
 async fn read_only_transaction_is_retryable_unavailable() {
     let (_store, db) = common::fresh_store(&kit_config()).await;
-    admin_sql(
-        &db.url,
-        &[&alter_database(&db, "default_transaction_read_only = on")],
-    )
-    .await;
+    alter_database(&db, "default_transaction_read_only = on").await;
     let store = reconnect(&db).await;
     let e = store
         .create_task(&Task::new("deploy_nodes"))

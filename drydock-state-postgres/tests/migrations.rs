@@ -148,7 +148,7 @@ async fn store_works_after_migrating_beside_an_application() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caller_json_columns_are_json() {
     let (store, _db) = common::fresh_store(&kit_config()).await;
-    let types: Vec<(String, String, String)> = sqlx::query_as(
+    let types: Vec<(String, String, String)> = drydock_state_testsupport::sql::query_as(
         "SELECT table_name::text, column_name::text, data_type::text
          FROM information_schema.columns
          WHERE table_schema = 'drydock'

@@ -30,7 +30,10 @@ async fn task(store: &PgStore, parent: Option<TaskId>, status: TaskStatus, days:
 /// Session S: a connection of its own with an open transaction.
 async fn session(url: &str) -> PgConnection {
     let mut s = PgConnection::connect(url).await.unwrap();
-    sqlx::query("BEGIN").execute(&mut s).await.unwrap();
+    drydock_state_testsupport::sql::query::<sqlx::Postgres>("BEGIN")
+        .execute(&mut s)
+        .await
+        .unwrap();
     s
 }
 
@@ -39,10 +42,12 @@ async fn purge_blocked_on(
     store: &Arc<PgStore>,
     s: &mut PgConnection,
 ) -> tokio::task::JoinHandle<Result<PurgeReport>> {
-    let s_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(&mut *s)
-        .await
-        .unwrap();
+    let s_pid: i32 = drydock_state_testsupport::sql::query_scalar::<sqlx::Postgres, _>(
+        "SELECT pg_backend_pid()",
+    )
+    .fetch_one(&mut *s)
+    .await
+    .unwrap();
     let purging = {
         let store = Arc::clone(store);
         tokio::spawn(async move { store.purge(RETENTION).await })
@@ -50,7 +55,7 @@ async fn purge_blocked_on(
     let started = Instant::now();
     loop {
         // Asked on the store's pool (autocommit): a transaction would cache the statistics.
-        let waiting: i64 = sqlx::query_scalar(
+        let waiting: i64 = drydock_state_testsupport::sql::query_scalar::<sqlx::Postgres, _>(
             "SELECT count(*) FROM pg_stat_activity
              WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> $1",
         )
@@ -75,7 +80,10 @@ async fn purge_blocked_on(
 }
 
 async fn commit(mut s: PgConnection) {
-    sqlx::query("COMMIT").execute(&mut s).await.unwrap();
+    drydock_state_testsupport::sql::query::<sqlx::Postgres>("COMMIT")
+        .execute(&mut s)
+        .await
+        .unwrap();
     s.close().await.unwrap();
 }
 
@@ -100,12 +108,14 @@ async fn a_child_moved_into_a_young_tree_while_purge_waited_survives() {
     let y = task(&store, None, TaskStatus::Complete, 1).await;
 
     let mut s = session(&db.url).await;
-    sqlx::query("UPDATE drydock.tasks SET parent_task_id = $1 WHERE task_id = $2")
-        .bind(y.0)
-        .bind(x.0)
-        .execute(&mut s)
-        .await
-        .unwrap();
+    drydock_state_testsupport::sql::query::<sqlx::Postgres>(
+        "UPDATE drydock.tasks SET parent_task_id = $1 WHERE task_id = $2",
+    )
+    .bind(y.0)
+    .bind(x.0)
+    .execute(&mut s)
+    .await
+    .unwrap();
     let purging = purge_blocked_on(&store, &mut s).await;
     commit(s).await;
     let report = purging.await.unwrap().unwrap();
@@ -138,12 +148,14 @@ async fn an_old_root_that_got_a_parent_while_purge_waited_survives() {
     let y = task(&store, None, TaskStatus::Complete, 1).await;
 
     let mut s = session(&db.url).await;
-    sqlx::query("UPDATE drydock.tasks SET parent_task_id = $1 WHERE task_id = $2")
-        .bind(y.0)
-        .bind(r2.0)
-        .execute(&mut s)
-        .await
-        .unwrap();
+    drydock_state_testsupport::sql::query::<sqlx::Postgres>(
+        "UPDATE drydock.tasks SET parent_task_id = $1 WHERE task_id = $2",
+    )
+    .bind(y.0)
+    .bind(r2.0)
+    .execute(&mut s)
+    .await
+    .unwrap();
     let purging = purge_blocked_on(&store, &mut s).await;
     commit(s).await;
     let report = purging.await.unwrap().unwrap();
@@ -169,7 +181,7 @@ async fn a_child_inserted_while_purge_waited_is_counted() {
     let c = TaskId::new();
 
     let mut s = session(&db.url).await;
-    sqlx::query(
+    drydock_state_testsupport::sql::query::<sqlx::Postgres>(
         "INSERT INTO drydock.tasks (task_id, parent_task_id, action, status, result_status, created)
          VALUES ($1, $2, 'deploy_node', 'complete', 'success', now())",
     )
@@ -178,7 +190,7 @@ async fn a_child_inserted_while_purge_waited_is_counted() {
     .execute(&mut s)
     .await
     .unwrap();
-    sqlx::query(
+    drydock_state_testsupport::sql::query::<sqlx::Postgres>(
         "INSERT INTO drydock.result_message (task_id, message, context_type, context)
          VALUES ($1, 'c''s', 'task', '')",
     )
@@ -192,10 +204,12 @@ async fn a_child_inserted_while_purge_waited_is_counted() {
 
     assert!(store.get_task(r).await.unwrap().is_none());
     assert!(store.get_task(c).await.unwrap().is_none());
-    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM drydock.result_message")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    let left: i64 = drydock_state_testsupport::sql::query_scalar::<sqlx::Postgres, _>(
+        "SELECT count(*) FROM drydock.result_message",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
     assert_eq!(left, 0);
     assert_eq!(
         report,
@@ -216,11 +230,13 @@ async fn a_task_started_while_purge_waited_keeps_its_tree() {
     let q = task(&store, Some(r), TaskStatus::Queued, 40).await;
 
     let mut s = session(&db.url).await;
-    sqlx::query("UPDATE drydock.tasks SET status = 'running' WHERE task_id = $1")
-        .bind(q.0)
-        .execute(&mut s)
-        .await
-        .unwrap();
+    drydock_state_testsupport::sql::query::<sqlx::Postgres>(
+        "UPDATE drydock.tasks SET status = 'running' WHERE task_id = $1",
+    )
+    .bind(q.0)
+    .execute(&mut s)
+    .await
+    .unwrap();
     let purging = purge_blocked_on(&store, &mut s).await;
     commit(s).await;
     let report = purging.await.unwrap().unwrap();

@@ -159,22 +159,26 @@ mod tests {
         assert_eq!(run(&pool).await.unwrap(), MIGRATIONS.len());
         assert_eq!(run(&pool).await.unwrap(), 0, "a second run applies nothing");
 
-        crate::queries::query("UPDATE drydock_schema_migrations SET checksum = ?1 WHERE version = 1")
-            .bind(checksum(&format!("{} ", MIGRATIONS[0].sql)))
-            .execute(&pool)
-            .await
-            .unwrap();
+        crate::queries::query(
+            "UPDATE drydock_schema_migrations SET checksum = ?1 WHERE version = 1",
+        )
+        .bind(checksum(&format!("{} ", MIGRATIONS[0].sql)))
+        .execute(&pool)
+        .await
+        .unwrap();
         let e = run(&pool)
             .await
             .expect_err("an edited migration is refused");
         assert!(matches!(e, Error::Backend { .. }), "{e:?}");
         assert!(e.to_string().contains("migration 1 was changed"), "{e}");
 
-        crate::queries::query("UPDATE drydock_schema_migrations SET checksum = ?1 WHERE version = 1")
-            .bind(checksum(MIGRATIONS[0].sql))
-            .execute(&pool)
-            .await
-            .unwrap();
+        crate::queries::query(
+            "UPDATE drydock_schema_migrations SET checksum = ?1 WHERE version = 1",
+        )
+        .bind(checksum(MIGRATIONS[0].sql))
+        .execute(&pool)
+        .await
+        .unwrap();
         crate::queries::query(
             "INSERT INTO drydock_schema_migrations (version, description, checksum, applied_at) \
              VALUES (9999, 'future', '0', 0)",

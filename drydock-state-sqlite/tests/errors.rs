@@ -36,7 +36,7 @@ async fn fresh_store(config: &Config) -> (SqliteStore, String, tempfile::TempDir
 async fn a_refusal_keeps_the_code_and_message_only() {
     let (store, url, _dir) = fresh_store(&Config::default()).await;
     let mut admin = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query(
+    drydock_state_testsupport::sql::query::<sqlx::Sqlite>(
         "CREATE TRIGGER refuse_https BEFORE INSERT ON drydock_tasks \
          WHEN NEW.design_ref LIKE 'https://%' \
          BEGIN SELECT RAISE(ABORT, 'tasks are frozen'); END",
@@ -81,7 +81,7 @@ async fn busy_is_retryable_with_our_source() {
     config.database.pool_timeout = Duration::from_millis(200);
     let (store, url, _dir) = fresh_store(&config).await;
     let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
+    drydock_state_testsupport::sql::query::<sqlx::Sqlite>("BEGIN IMMEDIATE")
         .execute(&mut other)
         .await
         .unwrap();
@@ -89,7 +89,10 @@ async fn busy_is_retryable_with_our_source() {
         .create_task(&Task::new("deploy_nodes"))
         .await
         .expect_err("busy");
-    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    drydock_state_testsupport::sql::query::<sqlx::Sqlite>("ROLLBACK")
+        .execute(&mut other)
+        .await
+        .unwrap();
     assert!(
         matches!(e, Error::Unavailable { .. }) && e.is_retryable(),
         "{e:?}"

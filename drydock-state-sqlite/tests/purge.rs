@@ -93,16 +93,20 @@ async fn a_tree_that_cannot_be_deleted_does_not_block_the_others() {
     let after = normal_tree(&store, 40).await;
     // A stand-in for any failure confined to one tree; the statement is constant (no values
     // are spliced in), the id is compared through a table of the test's own.
-    sqlx::query("CREATE TABLE undeletable (task_id TEXT PRIMARY KEY)")
-        .execute(store.pool())
-        .await
-        .unwrap();
-    sqlx::query("INSERT INTO undeletable (task_id) VALUES (?1)")
-        .bind(stuck[2].to_string())
-        .execute(store.pool())
-        .await
-        .unwrap();
-    sqlx::query(
+    drydock_state_testsupport::sql::query::<sqlx::Sqlite>(
+        "CREATE TABLE undeletable (task_id TEXT PRIMARY KEY)",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    drydock_state_testsupport::sql::query::<sqlx::Sqlite>(
+        "INSERT INTO undeletable (task_id) VALUES (?1)",
+    )
+    .bind(stuck[2].to_string())
+    .execute(store.pool())
+    .await
+    .unwrap();
+    drydock_state_testsupport::sql::query::<sqlx::Sqlite>(
         "CREATE TRIGGER refuse_delete BEFORE DELETE ON drydock_tasks
          WHEN old.task_id IN (SELECT task_id FROM undeletable)
          BEGIN SELECT RAISE(ABORT, 'this tree cannot be deleted'); END",

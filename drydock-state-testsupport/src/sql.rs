@@ -59,6 +59,9 @@ pub enum DatabaseDdl {
     DropIfExists,
     /// `DROP DATABASE IF EXISTS "<name>" WITH (FORCE)`, disconnecting its sessions first.
     DropIfExistsForce,
+    /// `ALTER DATABASE "<name>" SET <setting>`: a session default for connections opened
+    /// afterwards, the setting a literal of the test (`statement_timeout = '200ms'`).
+    Set(&'static str),
 }
 
 /// Creates or drops the database `name` on `conn`'s server: the one statement of the workspace
@@ -72,9 +75,10 @@ pub async fn database_ddl(
 ) -> sqlx::Result<()> {
     check_name(name);
     let (verb, tail) = match ddl {
-        DatabaseDdl::Create => ("CREATE DATABASE", ""),
-        DatabaseDdl::DropIfExists => ("DROP DATABASE IF EXISTS", ""),
-        DatabaseDdl::DropIfExistsForce => ("DROP DATABASE IF EXISTS", " WITH (FORCE)"),
+        DatabaseDdl::Create => ("CREATE DATABASE", String::new()),
+        DatabaseDdl::DropIfExists => ("DROP DATABASE IF EXISTS", String::new()),
+        DatabaseDdl::DropIfExistsForce => ("DROP DATABASE IF EXISTS", " WITH (FORCE)".into()),
+        DatabaseDdl::Set(setting) => ("ALTER DATABASE", format!(" SET {setting}")),
     };
     // sql-hygiene: allow (the documented exception: DDL of a checked, generated database name)
     let text = format!("{verb} \"{name}\"{tail}");
