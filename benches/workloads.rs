@@ -26,8 +26,9 @@ use drydock_state::{
     BackendRegistry, BuildData, BuildDataQuery, ClaimRequest, Config, DesignConfig, DesignResolver,
     NewMessage, NewTask, StateStore, TaskFilter, TaskId, TaskStatus, Verbosity,
 };
+use drydock_state_testsupport::sql::{self, DatabaseDdl};
 use serde_json::{json, Value};
-use sqlx::{Executor, PgPool, SqlitePool};
+use sqlx::{Connection, PgPool, SqlitePool};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 // ---------------------------------------------------------------------------------------------
@@ -141,21 +142,18 @@ async fn prepare(url: &str, config: &Config) -> Result<Scratch, Box<dyn std::err
         "postgres" | "postgresql" => {
             let admin = PgPool::connect(url).await?;
             let name = format!("drydock_bench_{}", std::process::id());
-            // sql-hygiene: allow (a generated name; CREATE DATABASE takes no parameters)
-            admin
-                .execute(format!("DROP DATABASE IF EXISTS {name}").as_str())
-                .await?;
-            // sql-hygiene: allow (a generated name; CREATE DATABASE takes no parameters)
-            admin
-                .execute(format!("CREATE DATABASE {name}").as_str())
-                .await?;
+            let mut conn = admin.acquire().await?;
+            sql::database_ddl(&mut conn, DatabaseDdl::DropIfExists, &name).await?;
+            sql::database_ddl(&mut conn, DatabaseDdl::Create, &name).await?;
+            drop(conn);
             admin.close().await;
             let mut parsed = url::Url::parse(url)?;
             parsed.set_path(&name);
             let raw = pool_options::<sqlx::Postgres>(config)
                 .connect(parsed.as_str())
                 .await?;
-            raw.execute("CREATE TABLE raw_bench (id bigint PRIMARY KEY, v text NOT NULL)")
+            sql::query("CREATE TABLE raw_bench (id bigint PRIMARY KEY, v text NOT NULL)")
+                .execute(&raw)
                 .await?;
             let mut other = parsed.clone();
             // Fourteen hours east of UTC: the lease is judged by the database clock, so the
@@ -194,7 +192,8 @@ async fn prepare(url: &str, config: &Config) -> Result<Scratch, Box<dyn std::err
             let raw = pool_options::<sqlx::Sqlite>(config)
                 .connect_with(options)
                 .await?;
-            raw.execute("CREATE TABLE raw_bench (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+            sql::query("CREATE TABLE raw_bench (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+                .execute(&raw)
                 .await?;
             Ok(Scratch {
                 other_instance_url: store_url.clone(),
@@ -222,11 +221,9 @@ impl Scratch {
             Raw::None => {}
         }
         if let Some((admin_url, name)) = self.cleanup {
-            if let Ok(admin) = PgPool::connect(&admin_url).await {
-                // sql-hygiene: allow (a generated name; DROP DATABASE takes no parameters)
-                let _ = admin
-                    .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-                    .await;
+            if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
+                let _ = sql::database_ddl(&mut admin, DatabaseDdl::DropIfExistsForce, &name).await;
+                let _ = admin.close().await;
             }
         }
         if let Some(file) = self.file {
@@ -241,7 +238,7 @@ impl Scratch {
         let Raw::Pg(pool) = &self.raw else {
             return match &self.raw {
                 Raw::Sqlite(pool) => {
-                    let version: Option<String> = sqlx::query_scalar("SELECT sqlite_version()")
+                    let version: Option<String> = sql::query_scalar("SELECT sqlite_version()")
                         .fetch_one(pool)
                         .await
                         .ok();
@@ -263,7 +260,7 @@ impl Scratch {
             "full_page_writes",
         ] {
             let value: Option<String> =
-                sqlx::query_scalar("SELECT current_setting(name) FROM pg_settings WHERE name = $1")
+                sql::query_scalar("SELECT current_setting(name) FROM pg_settings WHERE name = $1")
                     .bind(name)
                     .fetch_optional(pool)
                     .await
@@ -322,38 +319,38 @@ enum Op {
 async fn raw_statement(raw: &Raw, op: Op, id: i64) {
     match raw {
         Raw::Pg(pool) => match op {
-            Op::Insert => sqlx::query("INSERT INTO raw_bench (id, v) VALUES ($1, $2)")
+            Op::Insert => sql::query("INSERT INTO raw_bench (id, v) VALUES ($1, $2)")
                 .bind(id)
                 .bind("payload")
                 .execute(pool)
                 .await
                 .map(|_| ()),
-            Op::Update => sqlx::query("UPDATE raw_bench SET v = $2 WHERE id = $1")
+            Op::Update => sql::query("UPDATE raw_bench SET v = $2 WHERE id = $1")
                 .bind(id)
                 .bind("updated")
                 .execute(pool)
                 .await
                 .map(|_| ()),
-            Op::Select => sqlx::query("SELECT v FROM raw_bench WHERE id = $1")
+            Op::Select => sql::query("SELECT v FROM raw_bench WHERE id = $1")
                 .bind(id)
                 .fetch_optional(pool)
                 .await
                 .map(|_| ()),
         },
         Raw::Sqlite(pool) => match op {
-            Op::Insert => sqlx::query("INSERT INTO raw_bench (id, v) VALUES (?1, ?2)")
+            Op::Insert => sql::query("INSERT INTO raw_bench (id, v) VALUES (?1, ?2)")
                 .bind(id)
                 .bind("payload")
                 .execute(pool)
                 .await
                 .map(|_| ()),
-            Op::Update => sqlx::query("UPDATE raw_bench SET v = ?2 WHERE id = ?1")
+            Op::Update => sql::query("UPDATE raw_bench SET v = ?2 WHERE id = ?1")
                 .bind(id)
                 .bind("updated")
                 .execute(pool)
                 .await
                 .map(|_| ()),
-            Op::Select => sqlx::query("SELECT v FROM raw_bench WHERE id = ?1")
+            Op::Select => sql::query("SELECT v FROM raw_bench WHERE id = ?1")
                 .bind(id)
                 .fetch_optional(pool)
                 .await
@@ -395,8 +392,7 @@ async fn raw_copy(raw: &Raw, first: i64, n: i64) -> Option<f64> {
     match raw {
         Raw::Pg(pool) => {
             let mut conn = pool.acquire().await.ok()?;
-            let mut copy = conn
-                .copy_in_raw("COPY raw_bench (id, v) FROM STDIN")
+            let mut copy = sql::copy_in_raw(&mut conn, "COPY raw_bench (id, v) FROM STDIN")
                 .await
                 .ok()?;
             let mut buf = String::new();
@@ -411,7 +407,7 @@ async fn raw_copy(raw: &Raw, first: i64, n: i64) -> Option<f64> {
             // SQLite has no COPY: the bulk baseline is one transaction of prepared inserts.
             let mut tx = pool.begin().await.ok()?;
             for id in first..first + n {
-                sqlx::query("INSERT INTO raw_bench (id, v) VALUES (?1, 'payload')")
+                sql::query("INSERT INTO raw_bench (id, v) VALUES (?1, 'payload')")
                     .bind(id)
                     .execute(&mut *tx)
                     .await

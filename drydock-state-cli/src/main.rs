@@ -2,6 +2,10 @@
 //!
 //! Exit status: 0 on success, 1 on an error (one line on stderr), 2 on a usage error, 3 when
 //! `lease claim` or `lease renew` finds another instance holding the lease.
+//!
+//! No output shows a password: both output modes pass through the redaction of `render`
+//! (every URI as `drydock_state::redact_uri` shows it); only a fetched design document is
+//! printed as it is.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -492,17 +496,25 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("drydock-state: error: {e}");
+            // Errors never carry a password; redacted again all the same, as stdout is.
+            eprintln!(
+                "drydock-state: error: {}",
+                render::redact_text(&e.to_string())
+            );
             ExitCode::from(1)
         }
     }
 }
 
 /// What a command produced: JSON for `--output json`, text otherwise, and an exit status.
+/// Both go through [`render::redact_json`] / [`render::redact_text`] before they are printed,
+/// so no output shows a URI's password; only `document` (a fetched design, printed as the
+/// text output and as the JSON field `document`) is printed as it is.
 struct Outcome {
     json: Value,
     text: String,
     code: u8,
+    document: Option<String>,
 }
 
 impl Outcome {
@@ -511,6 +523,33 @@ impl Outcome {
             json,
             text,
             code: 0,
+            document: None,
+        }
+    }
+
+    /// A fetched document: `meta` (redacted) in JSON with the document beside it, the
+    /// document alone as text; the document's bytes are printed untouched.
+    fn document(meta: Value, document: String) -> Self {
+        Outcome {
+            document: Some(document),
+            ..Outcome::new(meta, String::new())
+        }
+    }
+
+    /// What `--output json` prints.
+    fn json_output(mut self) -> Value {
+        render::redact_json(&mut self.json);
+        if let Some(document) = self.document {
+            self.json["document"] = Value::String(document);
+        }
+        self.json
+    }
+
+    /// What `--output text` prints.
+    fn text_output(self) -> String {
+        match self.document {
+            Some(document) => document,
+            None => render::redact_text(&self.text).into_owned(),
         }
     }
 }
@@ -537,15 +576,18 @@ async fn run(cli: Cli) -> Result<u8> {
             execute(command, store, &config).await?
         }
     };
+    let code = outcome.code;
     let mut stdout = std::io::stdout().lock();
     let written = match cli.output {
         Output::Json => writeln!(
             stdout,
             "{}",
-            serde_json::to_string_pretty(&outcome.json).unwrap_or_default()
+            serde_json::to_string_pretty(&outcome.json_output()).unwrap_or_default()
         ),
-        Output::Text if outcome.text.is_empty() => Ok(()),
-        Output::Text => writeln!(stdout, "{}", outcome.text.trim_end()),
+        Output::Text => match outcome.text_output() {
+            text if text.is_empty() => Ok(()),
+            text => writeln!(stdout, "{}", text.trim_end()),
+        },
     };
     // A closed pipe (`| head`) is not an error worth reporting.
     if let Err(e) = written {
@@ -553,7 +595,7 @@ async fn run(cli: Cli) -> Result<u8> {
             return Err(Error::invalid("stdout", e.to_string()));
         }
     }
-    Ok(outcome.code)
+    Ok(code)
 }
 
 fn task_json(task: &Task) -> Result<Value> {
@@ -846,9 +888,8 @@ async fn lease(cmd: LeaseCommand, store: &dyn StateStore) -> Result<Outcome> {
             }
         };
         Ok::<_, Error>(Outcome {
-            json: to_json(&result)?,
-            text,
             code,
+            ..Outcome::new(to_json(&result)?, text)
         })
     };
     Ok(match cmd {
@@ -926,9 +967,7 @@ async fn design(cmd: DesignCommand, config: &Config) -> Result<Outcome> {
                     let text = String::from_utf8(document.bytes.to_vec()).map_err(|_| {
                         Error::invalid("design", "is not UTF-8 text; use --output-file")
                     })?;
-                    let mut json = meta;
-                    json["document"] = Value::String(text.clone());
-                    Outcome::new(json, text)
+                    Outcome::document(meta, text)
                 }
             }
         }

@@ -1112,11 +1112,15 @@ fn trace_logs_never_show_the_database_password() {
                     .join("\n")
             );
         }
-        // The design reference is data the task carries (stdout shows the task); no log
-        // line may show its password.
+        // The design reference is data the task carries: stdout shows the task with the
+        // reference's password redacted, and no log line may show it.
         assert!(
             !stderr.contains("Pw-Cli-Trace-3"),
             "{argv:?}: a log line shows the design reference's password"
+        );
+        assert!(
+            !stdout.contains("Pw-Cli-Trace-3"),
+            "{argv:?}: stdout shows the design reference's password"
         );
     }
 }

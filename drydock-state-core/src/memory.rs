@@ -400,7 +400,7 @@ impl TaskStore for MemoryStore {
     async fn purge(&self, older_than: Duration) -> Result<PurgeReport> {
         let cutoff = purge_cutoff(older_than)?;
         let mut inner = self.lock();
-        let mut doomed: Vec<TaskId> = inner
+        let mut roots: Vec<(DateTime<Utc>, TaskId)> = inner
             .tasks
             .values()
             .filter(|t| {
@@ -408,26 +408,36 @@ impl TaskStore for MemoryStore {
                     .is_none_or(|p| !inner.tasks.contains_key(&p))
                     && t.created < cutoff
             })
-            .map(|t| t.task_id)
+            .map(|t| (t.created, t.task_id))
             .collect();
-        let mut i = 0;
-        while i < doomed.len() {
-            let parent = doomed[i];
-            doomed.extend(
-                inner
-                    .tasks
-                    .values()
-                    .filter(|t| t.parent_task_id == Some(parent))
-                    .map(|t| t.task_id),
-            );
-            i += 1;
+        roots.sort();
+        let mut children: HashMap<TaskId, Vec<TaskId>> = HashMap::new();
+        for t in inner.tasks.values() {
+            if let Some(parent) = t.parent_task_id {
+                children.entry(parent).or_default().push(t.task_id);
+            }
         }
         let mut report = PurgeReport::default();
-        for id in doomed {
-            if inner.tasks.remove(&id).is_some() {
-                report.tasks += 1;
+        for (_, root) in roots {
+            // The whole tree, level by level; a tree with live work is kept whole.
+            let mut tree = vec![root];
+            let mut i = 0;
+            while i < tree.len() {
+                tree.extend(children.get(&tree[i]).into_iter().flatten().copied());
+                i += 1;
             }
-            report.messages += inner.messages.remove(&id).map_or(0, |m| m.len() as u64);
+            if tree
+                .iter()
+                .any(|id| inner.tasks.get(id).is_some_and(|t| purge_keeps(t.status)))
+            {
+                continue;
+            }
+            for id in tree {
+                if inner.tasks.remove(&id).is_some() {
+                    report.tasks += 1;
+                }
+                report.messages += inner.messages.remove(&id).map_or(0, |m| m.len() as u64);
+            }
         }
         Ok(report)
     }
@@ -449,6 +459,13 @@ pub fn refuse_new_work_under(parent: &Task) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Whether a task in `status` keeps its whole tree from being purged, however old the root:
+/// running and terminating tasks are live work a worker may still be writing. Requested and
+/// queued leftovers are purged with their trees, as Drydock did.
+pub fn purge_keeps(status: TaskStatus) -> bool {
+    status.is_live()
 }
 
 /// The status [`TaskStore::terminate_task`] gives a task stored in `status`: a waiting task

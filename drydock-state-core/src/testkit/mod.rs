@@ -22,6 +22,7 @@ use crate::store::StateStore;
 
 pub mod cases;
 pub mod cases_fencing;
+pub mod cases_purge;
 
 /// Opens an empty store for one case.
 pub trait StoreFactory: Send + Sync {
@@ -116,8 +117,9 @@ macro_rules! __kit_cases {
             cases_fencing::claim_terminates_a_marked_queued_task,
             cases_fencing::recover_orphans_terminates_terminating_tasks,
             cases_fencing::update_parent_must_exist,
-            cases_fencing::json_is_returned_as_given,
             cases_fencing::keyset_pages_with_ties_across_boundaries,
+            cases_purge::purge_keeps_trees_with_live_tasks,
+            cases_purge::json_text_kept_as_given,
         }
     };
 }
