@@ -24,10 +24,11 @@ use std::time::{Duration, Instant};
 
 use drydock_state::{
     BackendRegistry, BuildData, BuildDataQuery, ClaimRequest, Config, DesignConfig, DesignResolver,
-    NewMessage, StateStore, Task, TaskFilter, TaskId, TaskStatus, Verbosity,
+    NewMessage, NewTask, StateStore, TaskFilter, TaskId, TaskStatus, Verbosity,
 };
+use drydock_state_testsupport::sql::{self, DatabaseDdl};
 use serde_json::{json, Value};
-use sqlx::{Executor, PgPool, SqlitePool};
+use sqlx::{Connection, PgPool, SqlitePool};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 // ---------------------------------------------------------------------------------------------
@@ -141,21 +142,18 @@ async fn prepare(url: &str, config: &Config) -> Result<Scratch, Box<dyn std::err
         "postgres" | "postgresql" => {
             let admin = PgPool::connect(url).await?;
             let name = format!("drydock_bench_{}", std::process::id());
-            // sql-hygiene: allow (a generated name; CREATE DATABASE takes no parameters)
-            admin
-                .execute(format!("DROP DATABASE IF EXISTS {name}").as_str())
-                .await?;
-            // sql-hygiene: allow (a generated name; CREATE DATABASE takes no parameters)
-            admin
-                .execute(format!("CREATE DATABASE {name}").as_str())
-                .await?;
+            let mut conn = admin.acquire().await?;
+            sql::database_ddl(&mut conn, DatabaseDdl::DropIfExists, &name).await?;
+            sql::database_ddl(&mut conn, DatabaseDdl::Create, &name).await?;
+            drop(conn);
             admin.close().await;
             let mut parsed = url::Url::parse(url)?;
             parsed.set_path(&name);
             let raw = pool_options::<sqlx::Postgres>(config)
                 .connect(parsed.as_str())
                 .await?;
-            raw.execute("CREATE TABLE raw_bench (id bigint PRIMARY KEY, v text NOT NULL)")
+            sql::query("CREATE TABLE raw_bench (id bigint PRIMARY KEY, v text NOT NULL)")
+                .execute(&raw)
                 .await?;
             let mut other = parsed.clone();
             // Fourteen hours east of UTC: the lease is judged by the database clock, so the
@@ -194,7 +192,8 @@ async fn prepare(url: &str, config: &Config) -> Result<Scratch, Box<dyn std::err
             let raw = pool_options::<sqlx::Sqlite>(config)
                 .connect_with(options)
                 .await?;
-            raw.execute("CREATE TABLE raw_bench (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+            sql::query("CREATE TABLE raw_bench (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+                .execute(&raw)
                 .await?;
             Ok(Scratch {
                 other_instance_url: store_url.clone(),
@@ -222,11 +221,9 @@ impl Scratch {
             Raw::None => {}
         }
         if let Some((admin_url, name)) = self.cleanup {
-            if let Ok(admin) = PgPool::connect(&admin_url).await {
-                // sql-hygiene: allow (a generated name; DROP DATABASE takes no parameters)
-                let _ = admin
-                    .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-                    .await;
+            if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
+                let _ = sql::database_ddl(&mut admin, DatabaseDdl::DropIfExistsForce, &name).await;
+                let _ = admin.close().await;
             }
         }
         if let Some(file) = self.file {
@@ -241,7 +238,7 @@ impl Scratch {
         let Raw::Pg(pool) = &self.raw else {
             return match &self.raw {
                 Raw::Sqlite(pool) => {
-                    let version: Option<String> = sqlx::query_scalar("SELECT sqlite_version()")
+                    let version: Option<String> = sql::query_scalar("SELECT sqlite_version()")
                         .fetch_one(pool)
                         .await
                         .ok();
@@ -263,7 +260,7 @@ impl Scratch {
             "full_page_writes",
         ] {
             let value: Option<String> =
-                sqlx::query_scalar("SELECT current_setting(name) FROM pg_settings WHERE name = $1")
+                sql::query_scalar("SELECT current_setting(name) FROM pg_settings WHERE name = $1")
                     .bind(name)
                     .fetch_optional(pool)
                     .await
@@ -322,38 +319,38 @@ enum Op {
 async fn raw_statement(raw: &Raw, op: Op, id: i64) {
     match raw {
         Raw::Pg(pool) => match op {
-            Op::Insert => sqlx::query("INSERT INTO raw_bench (id, v) VALUES ($1, $2)")
+            Op::Insert => sql::query("INSERT INTO raw_bench (id, v) VALUES ($1, $2)")
                 .bind(id)
                 .bind("payload")
                 .execute(pool)
                 .await
                 .map(|_| ()),
-            Op::Update => sqlx::query("UPDATE raw_bench SET v = $2 WHERE id = $1")
+            Op::Update => sql::query("UPDATE raw_bench SET v = $2 WHERE id = $1")
                 .bind(id)
                 .bind("updated")
                 .execute(pool)
                 .await
                 .map(|_| ()),
-            Op::Select => sqlx::query("SELECT v FROM raw_bench WHERE id = $1")
+            Op::Select => sql::query("SELECT v FROM raw_bench WHERE id = $1")
                 .bind(id)
                 .fetch_optional(pool)
                 .await
                 .map(|_| ()),
         },
         Raw::Sqlite(pool) => match op {
-            Op::Insert => sqlx::query("INSERT INTO raw_bench (id, v) VALUES (?1, ?2)")
+            Op::Insert => sql::query("INSERT INTO raw_bench (id, v) VALUES (?1, ?2)")
                 .bind(id)
                 .bind("payload")
                 .execute(pool)
                 .await
                 .map(|_| ()),
-            Op::Update => sqlx::query("UPDATE raw_bench SET v = ?2 WHERE id = ?1")
+            Op::Update => sql::query("UPDATE raw_bench SET v = ?2 WHERE id = ?1")
                 .bind(id)
                 .bind("updated")
                 .execute(pool)
                 .await
                 .map(|_| ()),
-            Op::Select => sqlx::query("SELECT v FROM raw_bench WHERE id = ?1")
+            Op::Select => sql::query("SELECT v FROM raw_bench WHERE id = ?1")
                 .bind(id)
                 .fetch_optional(pool)
                 .await
@@ -395,8 +392,7 @@ async fn raw_copy(raw: &Raw, first: i64, n: i64) -> Option<f64> {
     match raw {
         Raw::Pg(pool) => {
             let mut conn = pool.acquire().await.ok()?;
-            let mut copy = conn
-                .copy_in_raw("COPY raw_bench (id, v) FROM STDIN")
+            let mut copy = sql::copy_in_raw(&mut conn, "COPY raw_bench (id, v) FROM STDIN")
                 .await
                 .ok()?;
             let mut buf = String::new();
@@ -411,7 +407,7 @@ async fn raw_copy(raw: &Raw, first: i64, n: i64) -> Option<f64> {
             // SQLite has no COPY: the bulk baseline is one transaction of prepared inserts.
             let mut tx = pool.begin().await.ok()?;
             for id in first..first + n {
-                sqlx::query("INSERT INTO raw_bench (id, v) VALUES (?1, 'payload')")
+                sql::query("INSERT INTO raw_bench (id, v) VALUES (?1, 'payload')")
                     .bind(id)
                     .execute(&mut *tx)
                     .await
@@ -539,9 +535,9 @@ async fn create_many(
 ) -> Vec<TaskId> {
     let mut ids = Vec::with_capacity(n);
     for _ in 0..n {
-        let t = Task::new(action).with_status(status);
-        store.create_task(&t).await.expect("create");
-        ids.push(t.task_id);
+        let t = NewTask::new(action).with_status(status);
+        let stored = store.create_task(&t).await.expect("create");
+        ids.push(stored.task_id);
     }
     ids
 }
@@ -557,7 +553,7 @@ struct Drained {
 }
 
 /// Drains the `n` queued tasks of `action` with `claimers` concurrent claimers, each claiming
-/// then marking complete.
+/// then marking complete under its claim (the guarded write a worker makes).
 async fn drain(
     store: Arc<dyn StateStore>,
     n: usize,
@@ -578,8 +574,9 @@ async fn drain(
                     break;
                 };
                 let claimed = Instant::now();
+                let guard = t.claim().expect("a claimed task carries its claim");
                 store
-                    .set_status(t.task_id, TaskStatus::Complete)
+                    .set_status(t.task_id, TaskStatus::Complete, Some(&guard))
                     .await
                     .expect("complete");
                 claiming += claimed - at;
@@ -846,14 +843,14 @@ async fn run(args: Args) -> Result<Report, Box<dyn std::error::Error>> {
     let w1 = rate(n, started.elapsed());
 
     eprintln!("W2 append...");
-    let tasks = create_many(&store, 200 / s.min(2), "bench_w2", TaskStatus::Running).await;
+    let tasks = create_many(&store, 200 / s.min(2), "bench_w2", TaskStatus::Requested).await;
     let n = 20_000 / s;
     let per = n / tasks.len();
     let started = Instant::now();
     for t in &tasks {
         for j in 0..per {
             store
-                .append_message(*t, &NewMessage::info(format!("message {j}")))
+                .append_message(*t, &NewMessage::info(format!("message {j}")), None)
                 .await?;
         }
     }
@@ -863,16 +860,16 @@ async fn run(args: Args) -> Result<Report, Box<dyn std::error::Error>> {
         .collect();
     let started = Instant::now();
     for t in &tasks {
-        store.append_messages(*t, &batch).await?;
+        store.append_messages(*t, &batch, None).await?;
     }
     let w2_batch = rate(per * tasks.len(), started.elapsed());
     let w2_calls = tasks.len();
 
     eprintln!("W3 get...");
-    let tasks = create_many(&store, 200 / s.min(2), "bench_w3", TaskStatus::Running).await;
+    let tasks = create_many(&store, 200 / s.min(2), "bench_w3", TaskStatus::Requested).await;
     let fifty: Vec<NewMessage> = (0..50).map(|j| NewMessage::info(format!("m{j}"))).collect();
     for t in &tasks {
-        store.append_messages(*t, &fifty).await?;
+        store.append_messages(*t, &fifty, None).await?;
     }
     let started = Instant::now();
     for t in &tasks {
@@ -886,7 +883,7 @@ async fn run(args: Args) -> Result<Report, Box<dyn std::error::Error>> {
     let tasks = create_many(&store, n, "bench_w4", TaskStatus::Complete).await;
     let ten: Vec<NewMessage> = (0..10).map(|j| NewMessage::info(format!("m{j}"))).collect();
     for t in &tasks {
-        store.append_messages(*t, &ten).await?;
+        store.append_messages(*t, &ten, None).await?;
     }
     let filter = TaskFilter {
         action: Some("bench_w4".into()),
@@ -964,7 +961,7 @@ async fn run(args: Args) -> Result<Report, Box<dyn std::error::Error>> {
             data_format: "text/plain".into(),
             data_element: Some(element.clone()),
         };
-        store.record_build_data(&data).await?;
+        store.record_build_data(&data, None).await?;
     }
     let w7_record = rate(nodes * generators, started.elapsed());
     let started = Instant::now();
@@ -1039,7 +1036,7 @@ async fn run(args: Args) -> Result<Report, Box<dyn std::error::Error>> {
     for _ in 0..rounds {
         // Enqueue only once the claimer is waiting, as an idle orchestrator is.
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let t = Task::new("bench_latency").with_status(TaskStatus::Queued);
+        let t = NewTask::new("bench_latency").with_status(TaskStatus::Queued);
         let enqueued = Instant::now();
         store.create_task(&t).await?;
         let (id, at) = rx.recv().await.expect("claimed");

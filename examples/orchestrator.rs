@@ -4,8 +4,10 @@
 //! is a `file://` site design is queued; the leader claims it, resolves the design, creates one
 //! subtask per node, posts result messages and build data per node. Midway the leader stalls
 //! (stops renewing, as a hung process would); after the grace period the other instance takes
-//! over with a higher term, recovers what was orphaned, and finishes the job. Then it prints the
-//! task tree, message and error counts, and the lease history.
+//! over with a higher term, recovers what was orphaned, and finishes the job. Every write a
+//! worker makes to a task it runs (messages, subtasks, build data, completion) carries its
+//! claim as the guard, so when the stalled instance wakes, its late completion is refused.
+//! Then it prints the task tree, message and error counts, and the lease history.
 //!
 //! Run it with `cargo run --example orchestrator`; it works from any directory. The database is
 //! the one the `drydock-state` command uses by default, so the CLI can inspect it afterwards.
@@ -16,8 +18,9 @@ use serde::Deserialize;
 use std::time::{Duration, Instant};
 
 use drydock_state::{
-    BuildData, BuildDataQuery, ClaimRequest, Config, DesignResolver, NewMessage, OrphanPolicy,
-    ResultStatus, StateStore, SubtaskFilter, Task, TaskId, TaskStatus,
+    BuildData, BuildDataQuery, Claim, ClaimRequest, Config, DesignResolver, Error, NewMessage,
+    NewTask, OrphanPolicy, ResultStatus, StateStore, SubtaskFilter, Task, TaskId, TaskStatus,
+    TaskUpdate,
 };
 
 const GRACE: Duration = Duration::from_secs(2);
@@ -100,7 +103,7 @@ impl Orchestrator {
                             "claimed {} and stalls: it stops renewing the lease",
                             node_of(&task)
                         ));
-                        return Ok(());
+                        return self.wake_late(&task).await;
                     }
                     self.deploy_node(&task).await?;
                 } else {
@@ -113,6 +116,38 @@ impl Orchestrator {
         }
     }
 
+    /// After stalling: waits until the task it held has been taken from it, then tries to
+    /// finish it anyway, as a hung process would on waking; the claim guard refuses the write.
+    async fn wake_late(&self, task: &Task) -> drydock_state::Result<()> {
+        let guard = claim_of(task);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let now = self.store.get_task(task.task_id).await?;
+            if now.and_then(|t| t.claim()).as_ref() != Some(&guard) {
+                break;
+            }
+            tokio::time::sleep(TICK).await;
+        }
+        let late = TaskUpdate::new()
+            .status(TaskStatus::Complete)
+            .result_status(ResultStatus::Success);
+        match self
+            .store
+            .update_task(task.task_id, &late, Some(&guard))
+            .await
+        {
+            Err(Error::LeaseLost(_)) => {
+                self.lease_event(format!(
+                    "wakes; its late write to {} is refused (its claim has ended)",
+                    node_of(task)
+                ));
+                Ok(())
+            }
+            Err(e) => Err(e),
+            Ok(_) => panic!("a late write with an ended claim was accepted"),
+        }
+    }
+
     /// Resolves the design and creates one queued subtask per node (skipping nodes that a
     /// previous leader already planned).
     async fn plan(&self, task: &Task) -> drydock_state::Result<()> {
@@ -121,6 +156,7 @@ impl Orchestrator {
             .as_deref()
             .expect("deploy_nodes carries a design");
         let document = drydock_state::fetch_design(&self.resolver, design_ref).await?;
+        let guard = claim_of(task);
         let nodes = baremetal_nodes(&document.bytes);
         self.log(format!(
             "claimed deploy_nodes; design has {} nodes",
@@ -134,28 +170,33 @@ impl Orchestrator {
             .map(node_of)
             .collect();
         for node in nodes.into_iter().filter(|n| !planned.contains(n)) {
-            let mut sub = Task::new("deploy_node")
+            let mut sub = NewTask::new("deploy_node")
                 .with_parent(task.task_id)
-                .with_status(TaskStatus::Queued);
-            sub.node_filter = Some(
-                serde_json::json!({"filter_set_type": "union", "filter_set": [{"filter_type": "union", "node_names": [node]}]}),
-            );
+                .with_status(TaskStatus::Queued)
+                .with_node_filter(
+                    serde_json::json!({"filter_set_type": "union", "filter_set": [{"filter_type": "union", "node_names": [node]}]}),
+                );
             sub.design_ref = task.design_ref.clone();
-            self.store.create_task(&sub).await?;
-            self.store.add_subtask(task.task_id, sub.task_id).await?;
+            let sub = self.store.create_task(&sub).await?;
+            self.store
+                .add_subtask(task.task_id, sub.task_id, Some(&guard))
+                .await?;
         }
         let message = NewMessage::info(format!(
             "design {} resolved ({} bytes)",
             document.source,
             document.bytes.len()
         ));
-        self.store.append_message(task.task_id, &message).await?;
+        self.store
+            .append_message(task.task_id, &message, Some(&guard))
+            .await?;
         Ok(())
     }
 
     /// Pretends to deploy one node: messages and build data as a real driver would post them.
     async fn deploy_node(&self, task: &Task) -> drydock_state::Result<()> {
         let node = node_of(task);
+        let guard = claim_of(task);
         let mut messages = vec![
             NewMessage::info(format!("{node}: powered on via IPMI")).with_context("node", &node),
             NewMessage::info(format!("{node}: PXE boot, commissioning"))
@@ -168,7 +209,9 @@ impl Orchestrator {
             );
         }
         messages.push(NewMessage::info(format!("{node}: deployed")).with_context("node", &node));
-        self.store.append_messages(task.task_id, &messages).await?;
+        self.store
+            .append_messages(task.task_id, &messages, Some(&guard))
+            .await?;
         for (generator, format, data) in [
             (
                 "lshw",
@@ -189,13 +232,15 @@ impl Orchestrator {
                 data_format: format.into(),
                 data_element: Some(data),
             };
-            self.store.record_build_data(&element).await?;
+            self.store.record_build_data(&element, Some(&guard)).await?;
         }
-        let mut done = task.clone();
-        done.status = TaskStatus::Complete;
-        done.result.status = ResultStatus::Success;
-        done.result.successes = vec![node.clone()];
-        self.store.update_task(&done).await?;
+        let done = TaskUpdate::new()
+            .status(TaskStatus::Complete)
+            .result_status(ResultStatus::Success)
+            .successes([node.as_str()]);
+        self.store
+            .update_task(task.task_id, &done, Some(&guard))
+            .await?;
         self.log(format!("deployed {node}"));
         Ok(())
     }
@@ -212,14 +257,23 @@ impl Orchestrator {
         if subtasks.is_empty() || subtasks.iter().any(|t| !t.status.is_terminal()) {
             return Ok(());
         }
-        let mut done = root.clone();
-        done.status = TaskStatus::Complete;
-        done.result.status = ResultStatus::Success;
-        done.result.successes = subtasks.iter().map(node_of).collect();
-        done.result.message = Some(format!("{} nodes deployed", subtasks.len()));
-        self.store.update_task(&done).await?;
+        let guard = claim_of(root);
+        let done = TaskUpdate::new()
+            .status(TaskStatus::Complete)
+            .result_status(ResultStatus::Success)
+            .successes(subtasks.iter().map(node_of))
+            .result_message(Some(format!("{} nodes deployed", subtasks.len())));
         self.store
-            .append_message(root.task_id, &NewMessage::info("all nodes deployed"))
+            .update_task(root.task_id, &done, Some(&guard))
+            .await?;
+        // A finished task keeps its claim as the record of who ran it: its history may
+        // still be written under it.
+        self.store
+            .append_message(
+                root.task_id,
+                &NewMessage::info("all nodes deployed"),
+                Some(&guard),
+            )
             .await?;
         self.log("completed deploy_nodes".into());
         self.store.release_lease(self.id).await?;
@@ -236,6 +290,12 @@ fn baremetal_nodes(yaml: &[u8]) -> Vec<String> {
         .filter(|doc: &serde_yaml::Value| doc["kind"].as_str() == Some("BaremetalNode"))
         .filter_map(|doc| doc["metadata"]["name"].as_str().map(str::to_string))
         .collect()
+}
+
+/// The claim a task handed out by `claim_next` carries: the guard of every write its worker
+/// makes.
+fn claim_of(task: &Task) -> Claim {
+    task.claim().expect("a claimed task carries its claim")
 }
 
 /// The node a `deploy_node` subtask acts on, from its node filter.
@@ -269,10 +329,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("  design:   file://{design}\n");
 
-    let root = Task::new("deploy_nodes")
+    let root = NewTask::new("deploy_nodes")
         .with_status(TaskStatus::Queued)
         .with_design_ref(format!("file://{design}"));
-    store.create_task(&root).await?;
+    let root = store.create_task(&root).await?;
     println!("queued deploy_nodes task {}\n", root.task_id);
 
     let history: History = Arc::default();

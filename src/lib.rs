@@ -18,11 +18,21 @@
 //!
 //! ```no_run
 //! # async fn run() -> drydock_state::Result<()> {
-//! use drydock_state::{Config, Task, TaskStatus};
+//! use drydock_state::{ClaimRequest, Config, NewTask, ResultStatus, TaskStatus, TaskUpdate};
 //! let config = Config::load(None)?;
 //! let store = drydock_state::open_configured(&config).await?;
-//! let task = Task::new("deploy_nodes").with_status(TaskStatus::Queued);
+//! let task = NewTask::new("deploy_nodes").with_status(TaskStatus::Queued);
 //! store.create_task(&task).await?;
+//!
+//! // A worker claims it and writes under its claim: once the claim has ended (the task was
+//! // recovered or claimed again), the write is refused with `Error::LeaseLost`.
+//! if let Some(running) = store.claim_next(&ClaimRequest::new("worker-1")).await? {
+//!     let guard = running.claim();
+//!     let done = TaskUpdate::new()
+//!         .status(TaskStatus::Complete)
+//!         .result_status(ResultStatus::Success);
+//!     store.update_task(running.task_id, &done, guard.as_ref()).await?;
+//! }
 //! # Ok(()) }
 //! ```
 

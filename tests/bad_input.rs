@@ -34,6 +34,11 @@ struct Fx {
     stopped: TaskId,
     /// The lease's term, held by `orch-a`.
     term: i64,
+    /// A running task claimed by `orch-a` under `term` with `claim_id`.
+    claimed: TaskId,
+    /// Its claim: `orch-a` under `term`, attempt 1.
+    claim: Claim,
+    claim_id: uuid::Uuid,
 }
 
 type Fut = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
@@ -59,6 +64,18 @@ where
     }
 }
 
+/// A row whose error must contain what `names` makes of the seeded store.
+fn row_with<F, R>(name: &'static str, kind: &'static str, names: fn(&Fx) -> String, op: F) -> Row
+where
+    F: Fn(Fx) -> R + Send + Sync + 'static,
+    R: Future<Output = Result<()>> + Send + 'static,
+{
+    Row {
+        names: Box::new(names),
+        ..row(name, kind, "", op)
+    }
+}
+
 /// A row whose error must name one of the seeded tasks.
 fn row_naming<F, R>(name: &'static str, kind: &'static str, id: fn(&Fx) -> TaskId, op: F) -> Row
 where
@@ -71,14 +88,26 @@ where
     }
 }
 
-fn task(action: &str) -> Task {
-    Task::new(action).with_status(TaskStatus::Queued)
+fn task(action: &str) -> NewTask {
+    NewTask::new(action).with_status(TaskStatus::Queued)
 }
 
-fn with<F: FnOnce(&mut Task)>(action: &str, f: F) -> Task {
+fn with<F: FnOnce(&mut NewTask)>(action: &str, f: F) -> NewTask {
     let mut t = task(action);
     f(&mut t);
     t
+}
+
+/// A guard whose instance id has a NUL byte.
+fn nul_guard(fx: &Fx) -> Claim {
+    Claim::new("orch\0a", Some(fx.term), 1)
+}
+
+/// The seeded claim with `f` applied: a guard that no longer matches.
+fn stale(fx: &Fx, f: impl FnOnce(&mut Claim)) -> Claim {
+    let mut c = fx.claim.clone();
+    f(&mut c);
+    c
 }
 
 fn build(node: &str, task: TaskId, generator: &str, element: Option<&str>) -> BuildData {
@@ -99,37 +128,52 @@ fn store_rows() -> Vec<Row> {
             "empty action",
             "invalid_input",
             "task.action",
-            |fx| async move { fx.store.create_task(&task("")).await },
+            |fx| async move { fx.store.create_task(&task("")).await.map(drop) },
         ),
         row(
             "action with a space",
             "invalid_input",
             "task.action",
-            |fx| async move { fx.store.create_task(&task("deploy nodes")).await },
+            |fx| async move { fx.store.create_task(&task("deploy nodes")).await.map(drop) },
         ),
         row(
             "action with a bell",
             "invalid_input",
             "task.action",
-            |fx| async move { fx.store.create_task(&task("deploy\u{7}nodes")).await },
+            |fx| async move {
+                fx.store
+                    .create_task(&task("deploy\u{7}nodes"))
+                    .await
+                    .map(drop)
+            },
         ),
         row(
             "action with a NUL",
             "invalid_input",
             "task.action",
-            |fx| async move { fx.store.create_task(&task("deploy\0nodes")).await },
+            |fx| async move { fx.store.create_task(&task("deploy\0nodes")).await.map(drop) },
         ),
         row(
             "action with a newline",
             "invalid_input",
             "task.action",
-            |fx| async move { fx.store.create_task(&task("deploy_nodes\n")).await },
+            |fx| async move {
+                fx.store
+                    .create_task(&task("deploy_nodes\n"))
+                    .await
+                    .map(drop)
+            },
         ),
         row(
             "action of 129 characters",
             "invalid_input",
             "task.action",
-            |fx| async move { fx.store.create_task(&task(&"é".repeat(129))).await },
+            |fx| async move {
+                fx.store
+                    .create_task(&task(&"é".repeat(129)))
+                    .await
+                    .map(drop)
+            },
         ),
         row(
             "relative design ref",
@@ -139,6 +183,7 @@ fn store_rows() -> Vec<Row> {
                 fx.store
                     .create_task(&task("deploy_nodes").with_design_ref("site/site.yaml"))
                     .await
+                    .map(drop)
             },
         ),
         row(
@@ -149,6 +194,7 @@ fn store_rows() -> Vec<Row> {
                 fx.store
                     .create_task(&task("deploy_nodes").with_design_ref("ht!tp://host/x"))
                     .await
+                    .map(drop)
             },
         ),
         row(
@@ -159,6 +205,7 @@ fn store_rows() -> Vec<Row> {
                 fx.store
                     .create_task(&task("deploy_nodes").with_design_ref("mailto:ops@site"))
                     .await
+                    .map(drop)
             },
         ),
         row(
@@ -169,6 +216,7 @@ fn store_rows() -> Vec<Row> {
                 fx.store
                     .create_task(&task("deploy_nodes").with_design_ref("file:///a\0b"))
                     .await
+                    .map(drop)
             },
         ),
         row(
@@ -180,6 +228,7 @@ fn store_rows() -> Vec<Row> {
                 fx.store
                     .create_task(&task("deploy_nodes").with_design_ref(long))
                     .await
+                    .map(drop)
             },
         ),
         row(
@@ -190,18 +239,40 @@ fn store_rows() -> Vec<Row> {
                 fx.store
                     .create_task(&with("deploy_nodes", |t| t.created_by = Some("a\0".into())))
                     .await
+                    .map(drop)
             },
         ),
         row(
-            "result message with a NUL",
+            "created running",
             "invalid_input",
-            "task.result.message",
+            "task.status",
             |fx| async move {
                 fx.store
-                    .create_task(&with("deploy_nodes", |t| {
-                        t.result.message = Some("\0".into())
-                    }))
+                    .create_task(&task("deploy_nodes").with_status(TaskStatus::Running))
                     .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "created terminating",
+            "invalid_input",
+            "task.status",
+            |fx| async move {
+                fx.store
+                    .create_task(&task("deploy_nodes").with_status(TaskStatus::Terminating))
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "created with a negative retry",
+            "invalid_input",
+            "task.retry",
+            |fx| async move {
+                fx.store
+                    .create_task(&with("deploy_nodes", |t| t.retry = -1))
+                    .await
+                    .map(drop)
             },
         ),
         row(
@@ -212,6 +283,7 @@ fn store_rows() -> Vec<Row> {
                 fx.store
                     .create_task(&task("deploy_nodes").with_node_filter(json!({"a\0": 1})))
                     .await
+                    .map(drop)
             },
         ),
         row(
@@ -224,6 +296,7 @@ fn store_rows() -> Vec<Row> {
                         t.request_context = Some(json!(["x\0"]))
                     }))
                     .await
+                    .map(drop)
             },
         ),
         row(
@@ -233,13 +306,14 @@ fn store_rows() -> Vec<Row> {
             |fx| async move {
                 let t = task("deploy_nodes");
                 let id = t.task_id;
-                fx.store.create_task(&t.with_parent(id)).await
+                fx.store.create_task(&t.with_parent(id)).await.map(drop)
             },
         ),
         row("unknown parent", "not_found", "parent", |fx| async move {
             fx.store
                 .create_task(&task("deploy_nodes").with_parent(TaskId::new()))
                 .await
+                .map(drop)
         }),
         row_naming(
             "duplicate id",
@@ -248,7 +322,7 @@ fn store_rows() -> Vec<Row> {
             |fx| async move {
                 let mut t = task("prepare_site");
                 t.task_id = fx.root;
-                fx.store.create_task(&t).await
+                fx.store.create_task(&t).await.map(drop)
             },
         ),
         row_naming(
@@ -258,23 +332,132 @@ fn store_rows() -> Vec<Row> {
             |fx| async move {
                 let mut t = task("prepare_site").with_parent(fx.done);
                 t.task_id = fx.child;
-                fx.store.create_task(&t).await
+                fx.store.create_task(&t).await.map(drop)
             },
         ),
         row(
             "update of an unknown task",
             "not_found",
             "task",
-            |fx| async move { fx.store.update_task(&task("deploy_nodes")).await.map(drop) },
+            |fx| async move {
+                fx.store
+                    .update_task(TaskId::new(), &TaskUpdate::new().retry(1), None)
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "update with a NUL in the message",
+            "invalid_input",
+            "task.result.message",
+            |fx| async move {
+                let u = TaskUpdate::new().result_message(Some("\0"));
+                fx.store.update_task(fx.root, &u, None).await.map(drop)
+            },
         ),
         row(
             "update with a NUL in the reason",
             "invalid_input",
             "task.result.reason",
             |fx| async move {
-                let mut t = fx.store.get_task(fx.root).await?.expect("seeded");
-                t.result.reason = Some("why\0".into());
-                fx.store.update_task(&t).await.map(drop)
+                let u = TaskUpdate::new().result_reason(Some("why\0"));
+                fx.store.update_task(fx.root, &u, None).await.map(drop)
+            },
+        ),
+        row(
+            "update with a NUL in a success",
+            "invalid_input",
+            "task.result.successes",
+            |fx| async move {
+                let u = TaskUpdate::new().successes(["n1", "n\0"]);
+                fx.store.update_task(fx.root, &u, None).await.map(drop)
+            },
+        ),
+        row(
+            "update with a NUL in a failure",
+            "invalid_input",
+            "task.result.failures",
+            |fx| async move {
+                let u = TaskUpdate::new().failures(["\0"]);
+                fx.store.update_task(fx.root, &u, None).await.map(drop)
+            },
+        ),
+        row(
+            "update with a NUL in a link's rel",
+            "invalid_input",
+            "task.result.links",
+            |fx| async move {
+                let u = TaskUpdate::new().links([Link {
+                    rel: "lo\0gs".into(),
+                    href: "https://logs/1".into(),
+                }]);
+                fx.store.update_task(fx.root, &u, None).await.map(drop)
+            },
+        ),
+        row(
+            "update with a NUL in a link's href",
+            "invalid_input",
+            "task.result.links",
+            |fx| async move {
+                let u = TaskUpdate::new().links([Link {
+                    rel: "logs".into(),
+                    href: "https://logs/\0".into(),
+                }]);
+                fx.store.update_task(fx.root, &u, None).await.map(drop)
+            },
+        ),
+        row(
+            "update with a NUL in the node filter",
+            "invalid_input",
+            "task.node_filter",
+            |fx| async move {
+                let u = TaskUpdate::new().node_filter(Some(json!({"node_names": ["n\0"]})));
+                fx.store.update_task(fx.root, &u, None).await.map(drop)
+            },
+        ),
+        row(
+            "update with a relative design ref",
+            "invalid_input",
+            "design_ref",
+            |fx| async move {
+                let u = TaskUpdate::new().design_ref(Some("site.yaml"));
+                fx.store.update_task(fx.root, &u, None).await.map(drop)
+            },
+        ),
+        row(
+            "update with a NUL in the design ref",
+            "invalid_input",
+            "design_ref",
+            |fx| async move {
+                let u = TaskUpdate::new().design_ref(Some("file:///a\0b"));
+                fx.store.update_task(fx.root, &u, None).await.map(drop)
+            },
+        ),
+        row(
+            "update with a negative retry",
+            "invalid_input",
+            "task.retry",
+            |fx| async move {
+                let u = TaskUpdate::new().retry(-1);
+                fx.store.update_task(fx.root, &u, None).await.map(drop)
+            },
+        ),
+        row(
+            "update to its own parent",
+            "invalid_input",
+            "task.parent_task_id",
+            |fx| async move {
+                let u = TaskUpdate::new().parent(Some(fx.child));
+                fx.store.update_task(fx.child, &u, None).await.map(drop)
+            },
+        ),
+        row(
+            "update to an unknown parent",
+            "not_found",
+            "parent",
+            |fx| async move {
+                let u = TaskUpdate::new().parent(Some(TaskId::new()));
+                fx.store.update_task(fx.child, &u, None).await.map(drop)
             },
         ),
         row_naming(
@@ -282,10 +465,296 @@ fn store_rows() -> Vec<Row> {
             "conflict",
             |fx| fx.done,
             |fx| async move {
-                let mut t = fx.store.get_task(fx.done).await?.expect("seeded");
-                t.status = TaskStatus::Running;
-                fx.store.update_task(&t).await.map(drop)
+                let u = TaskUpdate::new().status(TaskStatus::Running);
+                fx.store.update_task(fx.done, &u, None).await.map(drop)
             },
+        ),
+        row_naming(
+            "update complete -> complete (a final task takes no write)",
+            "conflict",
+            |fx| fx.done,
+            |fx| async move {
+                let u = TaskUpdate::new()
+                    .status(TaskStatus::Complete)
+                    .result_status(ResultStatus::Success);
+                fx.store.update_task(fx.done, &u, None).await.map(drop)
+            },
+        ),
+        row_naming(
+            "update of a terminated task's retry",
+            "conflict",
+            |fx| fx.stopped,
+            |fx| async move {
+                let u = TaskUpdate::new().retry(1);
+                fx.store.update_task(fx.stopped, &u, None).await.map(drop)
+            },
+        ),
+        row_naming(
+            "update queued -> running (only a claim runs a task)",
+            "conflict",
+            |fx| fx.root,
+            |fx| async move {
+                let u = TaskUpdate::new().status(TaskStatus::Running);
+                fx.store.update_task(fx.root, &u, None).await.map(drop)
+            },
+        ),
+        row_naming(
+            "update running -> terminating, under the claim",
+            "conflict",
+            |fx| fx.claimed,
+            |fx| async move {
+                let u = TaskUpdate::new().status(TaskStatus::Terminating);
+                fx.store
+                    .update_task(fx.claimed, &u, Some(&fx.claim))
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "guard with a NUL: update",
+            "invalid_input",
+            "guard.instance_id",
+            |fx| async move {
+                let u = TaskUpdate::new().retry(1);
+                fx.store
+                    .update_task(fx.claimed, &u, Some(&nul_guard(&fx)))
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "guard with a NUL: set_status",
+            "invalid_input",
+            "guard.instance_id",
+            |fx| async move {
+                fx.store
+                    .set_status(fx.claimed, TaskStatus::Complete, Some(&nul_guard(&fx)))
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "guard with a NUL: terminate",
+            "invalid_input",
+            "guard.instance_id",
+            |fx| async move {
+                fx.store
+                    .terminate_task(fx.claimed, "operator", Some(&nul_guard(&fx)))
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "guard with a NUL: add_subtask",
+            "invalid_input",
+            "guard.instance_id",
+            |fx| async move {
+                fx.store
+                    .add_subtask(fx.claimed, fx.done, Some(&nul_guard(&fx)))
+                    .await
+            },
+        ),
+        row(
+            "guard with a NUL: append_message",
+            "invalid_input",
+            "guard.instance_id",
+            |fx| async move {
+                fx.store
+                    .append_message(fx.claimed, &NewMessage::info("x"), Some(&nul_guard(&fx)))
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "guard with a NUL: append_messages",
+            "invalid_input",
+            "guard.instance_id",
+            |fx| async move {
+                fx.store
+                    .append_messages(fx.claimed, &[NewMessage::info("x")], Some(&nul_guard(&fx)))
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "guard with a NUL: record_build_data",
+            "invalid_input",
+            "guard.instance_id",
+            |fx| async move {
+                fx.store
+                    .record_build_data(
+                        &build("n2", fx.claimed, "lshw", Some("x")),
+                        Some(&nul_guard(&fx)),
+                    )
+                    .await
+            },
+        ),
+        row_with(
+            "guard of a later attempt: update",
+            "lease_lost",
+            |fx| format!("claimed by orch-a under term {} (attempt 1)", fx.term),
+            |fx| async move {
+                let u = TaskUpdate::new().status(TaskStatus::Complete);
+                let g = stale(&fx, |c| c.attempt = 2);
+                fx.store
+                    .update_task(fx.claimed, &u, Some(&g))
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "guard of another instance: set_status",
+            "lease_lost",
+            "not by orch-b",
+            |fx| async move {
+                let g = stale(&fx, |c| c.instance_id = "orch-b".into());
+                fx.store
+                    .set_status(fx.claimed, TaskStatus::Complete, Some(&g))
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "guard without the claim's term: append_message",
+            "lease_lost",
+            "not by orch-a without a term",
+            |fx| async move {
+                let g = stale(&fx, |c| c.term = None);
+                fx.store
+                    .append_message(fx.claimed, &NewMessage::info("late"), Some(&g))
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "guard with an older term: terminate",
+            "lease_lost",
+            "orch-a",
+            |fx| async move {
+                let g = stale(&fx, |c| c.term = c.term.map(|t| t - 1));
+                fx.store
+                    .terminate_task(fx.claimed, "operator", Some(&g))
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "guard of an earlier attempt: append_messages, none stored",
+            "lease_lost",
+            "(attempt 1)",
+            |fx| async move {
+                let g = stale(&fx, |c| c.attempt = 0);
+                let batch = [NewMessage::info("a"), NewMessage::info("b")];
+                fx.store
+                    .append_messages(fx.claimed, &batch, Some(&g))
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "guard of another instance: record_build_data",
+            "lease_lost",
+            "orch-c",
+            |fx| async move {
+                let g = stale(&fx, |c| c.instance_id = "orch-c".into());
+                fx.store
+                    .record_build_data(&build("n2", fx.claimed, "lshw", Some("x")), Some(&g))
+                    .await
+            },
+        ),
+        row(
+            "guard on a task that carries no claim: add_subtask",
+            "lease_lost",
+            "carries no claim",
+            |fx| async move {
+                fx.store
+                    .add_subtask(fx.root, fx.done, Some(&fx.claim))
+                    .await
+            },
+        ),
+        row(
+            "guard on a finished task that was never claimed: set_status",
+            "lease_lost",
+            "carries no claim",
+            |fx| async move {
+                fx.store
+                    .set_status(fx.done, TaskStatus::Complete, Some(&fx.claim))
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "guard on an unknown task: update",
+            "not_found",
+            "task",
+            |fx| async move {
+                let u = TaskUpdate::new().retry(1);
+                fx.store
+                    .update_task(TaskId::new(), &u, Some(&fx.claim))
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "guarded build data of an unknown task",
+            "not_found",
+            "task",
+            |fx| async move {
+                fx.store
+                    .record_build_data(
+                        &build("n1", TaskId::new(), "lshw", Some("x")),
+                        Some(&fx.claim),
+                    )
+                    .await
+            },
+        ),
+        row_with(
+            "claim id already naming another instance's claim",
+            "conflict",
+            |fx| fx.claim_id.to_string(),
+            |fx| async move {
+                fx.store
+                    .claim_next(&ClaimRequest::new("orch-b").with_claim_id(fx.claim_id))
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "claim id already naming another instance's claim, restricted to other actions",
+            "conflict",
+            "orch-a",
+            |fx| async move {
+                let request = ClaimRequest::new("orch-c")
+                    .actions(["deploy_nodes"])
+                    .with_claim_id(fx.claim_id);
+                fx.store.claim_next(&request).await.map(drop)
+            },
+        ),
+        row(
+            "list by a claimant with a NUL",
+            "invalid_input",
+            "filter.claimed_by",
+            |fx| async move {
+                fx.store
+                    .list_tasks(&TaskFilter {
+                        claimed_by: Some("orch\0a".into()),
+                        ..Default::default()
+                    })
+                    .await
+                    .map(drop)
+            },
+        ),
+        row_naming(
+            "subtask under a terminated parent",
+            "conflict",
+            |fx| fx.stopped,
+            |fx| async move { fx.store.add_subtask(fx.stopped, fx.done, None).await },
+        ),
+        row_naming(
+            "subtask under a complete parent",
+            "conflict",
+            |fx| fx.done,
+            |fx| async move { fx.store.add_subtask(fx.done, fx.root, None).await },
         ),
         row(
             "set_status complete -> queued",
@@ -293,7 +762,7 @@ fn store_rows() -> Vec<Row> {
             "complete",
             |fx| async move {
                 fx.store
-                    .set_status(fx.done, TaskStatus::Queued)
+                    .set_status(fx.done, TaskStatus::Queued, None)
                     .await
                     .map(drop)
             },
@@ -304,7 +773,7 @@ fn store_rows() -> Vec<Row> {
             "terminated",
             |fx| async move {
                 fx.store
-                    .set_status(fx.stopped, TaskStatus::Running)
+                    .set_status(fx.stopped, TaskStatus::Running, None)
                     .await
                     .map(drop)
             },
@@ -315,7 +784,7 @@ fn store_rows() -> Vec<Row> {
             "terminated",
             |fx| async move {
                 fx.store
-                    .set_status(fx.stopped, TaskStatus::Complete)
+                    .set_status(fx.stopped, TaskStatus::Complete, None)
                     .await
                     .map(drop)
             },
@@ -326,7 +795,7 @@ fn store_rows() -> Vec<Row> {
             "task",
             |fx| async move {
                 fx.store
-                    .set_status(TaskId::new(), TaskStatus::Queued)
+                    .set_status(TaskId::new(), TaskStatus::Queued, None)
                     .await
                     .map(drop)
             },
@@ -335,7 +804,7 @@ fn store_rows() -> Vec<Row> {
             "add_subtask to an unknown parent",
             "not_found",
             "task",
-            |fx| async move { fx.store.add_subtask(TaskId::new(), fx.root).await },
+            |fx| async move { fx.store.add_subtask(TaskId::new(), fx.root, None).await },
         ),
         row(
             "subtasks of an unknown parent",
@@ -354,7 +823,7 @@ fn store_rows() -> Vec<Row> {
             "task",
             |fx| async move {
                 fx.store
-                    .terminate_task(TaskId::new(), "operator")
+                    .terminate_task(TaskId::new(), "operator", None)
                     .await
                     .map(drop)
             },
@@ -365,7 +834,7 @@ fn store_rows() -> Vec<Row> {
             "terminated_by",
             |fx| async move {
                 fx.store
-                    .terminate_task(fx.root, "oper\0ator")
+                    .terminate_task(fx.root, "oper\0ator", None)
                     .await
                     .map(drop)
             },
@@ -376,7 +845,7 @@ fn store_rows() -> Vec<Row> {
             "message.message",
             |fx| async move {
                 fx.store
-                    .append_message(fx.root, &NewMessage::info("a\0b"))
+                    .append_message(fx.root, &NewMessage::info("a\0b"), None)
                     .await
                     .map(drop)
             },
@@ -387,7 +856,7 @@ fn store_rows() -> Vec<Row> {
             "message.context",
             |fx| async move {
                 let m = NewMessage::info("ok").with_context("node", "n\0");
-                fx.store.append_message(fx.root, &m).await.map(drop)
+                fx.store.append_message(fx.root, &m, None).await.map(drop)
             },
         ),
         row(
@@ -399,7 +868,7 @@ fn store_rows() -> Vec<Row> {
                     extra: Some(json!({"k": "v\0"})),
                     ..NewMessage::info("ok")
                 };
-                fx.store.append_message(fx.root, &m).await.map(drop)
+                fx.store.append_message(fx.root, &m, None).await.map(drop)
             },
         ),
         row(
@@ -412,7 +881,10 @@ fn store_rows() -> Vec<Row> {
                     NewMessage::error("second\0"),
                     NewMessage::info("third"),
                 ];
-                fx.store.append_messages(fx.root, &batch).await.map(drop)
+                fx.store
+                    .append_messages(fx.root, &batch, None)
+                    .await
+                    .map(drop)
             },
         ),
         row(
@@ -421,7 +893,7 @@ fn store_rows() -> Vec<Row> {
             "task",
             |fx| async move {
                 fx.store
-                    .append_message(TaskId::new(), &NewMessage::info("x"))
+                    .append_message(TaskId::new(), &NewMessage::info("x"), None)
                     .await
                     .map(drop)
             },
@@ -432,7 +904,7 @@ fn store_rows() -> Vec<Row> {
             "build_data.node_name",
             |fx| async move {
                 fx.store
-                    .record_build_data(&build("", fx.root, "lshw", Some("x")))
+                    .record_build_data(&build("", fx.root, "lshw", Some("x")), None)
                     .await
             },
         ),
@@ -442,7 +914,7 @@ fn store_rows() -> Vec<Row> {
             "build_data.generator",
             |fx| async move {
                 fx.store
-                    .record_build_data(&build("n1", fx.root, "", Some("x")))
+                    .record_build_data(&build("n1", fx.root, "", Some("x")), None)
                     .await
             },
         ),
@@ -453,7 +925,7 @@ fn store_rows() -> Vec<Row> {
             |fx| async move {
                 let mut b = build("n1", fx.root, "lshw", Some("x"));
                 b.data_format.clear();
-                fx.store.record_build_data(&b).await
+                fx.store.record_build_data(&b, None).await
             },
         ),
         row(
@@ -462,7 +934,7 @@ fn store_rows() -> Vec<Row> {
             "build_data.data_element",
             |fx| async move {
                 fx.store
-                    .record_build_data(&build("n1", fx.root, "lshw", None))
+                    .record_build_data(&build("n1", fx.root, "lshw", None), None)
                     .await
             },
         ),
@@ -472,7 +944,7 @@ fn store_rows() -> Vec<Row> {
             "build_data.data_element",
             |fx| async move {
                 fx.store
-                    .record_build_data(&build("n1", fx.root, "lshw", Some("\0")))
+                    .record_build_data(&build("n1", fx.root, "lshw", Some("\0")), None)
                     .await
             },
         ),
@@ -482,7 +954,7 @@ fn store_rows() -> Vec<Row> {
             "build_data.node_name",
             |fx| async move {
                 fx.store
-                    .record_build_data(&build("n1\0", fx.root, "lshw", Some("x")))
+                    .record_build_data(&build("n1\0", fx.root, "lshw", Some("x")), None)
                     .await
             },
         ),
@@ -553,30 +1025,31 @@ fn store_rows() -> Vec<Row> {
 
 /// Seeds a store with a little of everything, so "unchanged" means something.
 async fn seed(store: Arc<dyn StateStore>) -> Fx {
-    let root = Task::new("deploy_nodes")
+    let root = NewTask::new("deploy_nodes")
         .with_status(TaskStatus::Queued)
         .with_design_ref("https://user:pw@design.example/site.yaml")
         .with_node_filter(json!({"filter_set_type": "union", "filter_set": []}));
     store.create_task(&root).await.unwrap();
-    let child = Task::new("deploy_node").with_parent(root.task_id);
+    let child = NewTask::new("deploy_node").with_parent(root.task_id);
     store.create_task(&child).await.unwrap();
     store
-        .add_subtask(root.task_id, child.task_id)
+        .add_subtask(root.task_id, child.task_id, None)
         .await
         .unwrap();
-    let done = Task::new("prepare_site").with_status(TaskStatus::Complete);
+    let done = NewTask::new("prepare_site").with_status(TaskStatus::Complete);
     store.create_task(&done).await.unwrap();
-    let stopped = Task::new("prepare_site").with_status(TaskStatus::Terminated);
+    let stopped = NewTask::new("prepare_site").with_status(TaskStatus::Terminated);
     store.create_task(&stopped).await.unwrap();
     store
         .append_messages(
             root.task_id,
             &[NewMessage::info("started"), NewMessage::error("n1 failed")],
+            None,
         )
         .await
         .unwrap();
     store
-        .record_build_data(&build("n1", root.task_id, "lshw", Some("<xml/>")))
+        .record_build_data(&build("n1", root.task_id, "lshw", Some("<xml/>")), None)
         .await
         .unwrap();
     let term = store
@@ -586,6 +1059,22 @@ async fn seed(store: Arc<dyn StateStore>) -> Fx {
         .held()
         .expect("a fresh store's lease is free")
         .term;
+    let inspect = NewTask::new("inspect_node").with_status(TaskStatus::Queued);
+    store.create_task(&inspect).await.unwrap();
+    let claim_id = uuid::Uuid::new_v4();
+    let claimed = store
+        .claim_next(
+            &ClaimRequest::new("orch-a")
+                .actions(["inspect_node"])
+                .fenced(term)
+                .with_claim_id(claim_id),
+        )
+        .await
+        .unwrap()
+        .expect("the inspect_node task is queued");
+    assert_eq!(claimed.task_id, inspect.task_id);
+    let claim = claimed.claim().expect("a claimed task carries its claim");
+    assert_eq!(claim, Claim::new("orch-a", Some(term), 1));
     Fx {
         store,
         root: root.task_id,
@@ -593,6 +1082,9 @@ async fn seed(store: Arc<dyn StateStore>) -> Fx {
         done: done.task_id,
         stopped: stopped.task_id,
         term,
+        claimed: claimed.task_id,
+        claim,
+        claim_id,
     }
 }
 
@@ -601,7 +1093,7 @@ async fn store_catalogue(backend: Backend) {
     let fx = seed(opened.store.clone()).await;
     let rows = store_rows();
     assert!(
-        rows.len() >= 40,
+        rows.len() >= 80,
         "the catalogue has {} store rows",
         rows.len()
     );
@@ -909,14 +1401,14 @@ const TEN_MB: usize = 10 * 1024 * 1024;
 async fn ten_megabytes_stored_whole(backend: Backend) {
     let opened = open_fresh(backend, &test_config()).await;
     let store = &opened.store;
-    let t = Task::new("deploy_nodes");
+    let t = NewTask::new("deploy_nodes");
     store.create_task(&t).await.unwrap();
     // Multi-byte characters and a tail that differs, so truncation anywhere shows.
     let mut big: String = "é🚀'%_\\".repeat(TEN_MB / 10);
     big.push_str("<the end>");
     assert!(big.len() >= TEN_MB);
     let stored = store
-        .append_message(t.task_id, &NewMessage::info(big.clone()))
+        .append_message(t.task_id, &NewMessage::info(big.clone()), None)
         .await
         .unwrap_or_else(|e| panic!("{backend:?}: a 10 MB message is refused: {e}"));
     assert_eq!(stored.message.len(), big.len());
@@ -924,6 +1416,7 @@ async fn ten_megabytes_stored_whole(backend: Backend) {
         .append_messages(
             t.task_id,
             &[NewMessage::error(big.clone()), NewMessage::info("small")],
+            None,
         )
         .await
         .unwrap_or_else(|e| panic!("{backend:?}: a batch with a 10 MB message is refused: {e}"));
@@ -945,7 +1438,7 @@ async fn ten_megabytes_stored_whole(backend: Backend) {
     assert!(again[0].message == big && again[1].message == big);
 
     store
-        .record_build_data(&build("n1", t.task_id, "lshw", Some(&big)))
+        .record_build_data(&build("n1", t.task_id, "lshw", Some(&big)), None)
         .await
         .unwrap_or_else(|e| panic!("{backend:?}: a 10 MB build-data element is refused: {e}"));
     let rows = store
@@ -998,7 +1491,7 @@ async fn metacharacters_verbatim(backend: Backend) {
     let store = &opened.store;
     let mut ids = Vec::new();
     for (i, action) in METACHARACTERS.iter().enumerate() {
-        let mut t = Task::new(*action).with_status(TaskStatus::Queued);
+        let mut t = NewTask::new(*action).with_status(TaskStatus::Queued);
         t.created = drydock_state::now() - chrono::Duration::seconds(100 - i as i64);
         t.created_by = Some(format!("{action} ' \" \\ %"));
         t.node_filter = Some(json!({"?": [action], "@>": {"'": action}}));
@@ -1011,11 +1504,12 @@ async fn metacharacters_verbatim(backend: Backend) {
             .append_message(
                 t.task_id,
                 &NewMessage::info(text.clone()).with_context("node", *action),
+                None,
             )
             .await
             .unwrap();
         store
-            .record_build_data(&build(action, t.task_id, action, Some(action)))
+            .record_build_data(&build(action, t.task_id, action, Some(action)), None)
             .await
             .unwrap();
         let read = store.get_task(t.task_id).await.unwrap().unwrap();
@@ -1133,6 +1627,18 @@ async fn nul_lookups(backend: Backend) -> Vec<(&'static str, String)> {
         (
             "release lease",
             show(s.release_lease("orch-a\0").await.map(|b| b.to_string())),
+        ),
+        (
+            "list by claimant",
+            show(
+                s.list_tasks(&TaskFilter {
+                    claimed_by: Some("orch-a\0".into()),
+                    status: Some(TaskStatus::Running),
+                    ..Default::default()
+                })
+                .await
+                .map(|t| t.len().to_string()),
+            ),
         ),
     ];
     assert_eq!(

@@ -2,18 +2,25 @@
 //!
 //! Exit status: 0 on success, 1 on an error (one line on stderr), 2 on a usage error, 3 when
 //! `lease claim` or `lease renew` finds another instance holding the lease.
+//!
+//! No output shows a password: both output modes pass through the redaction of `render`
+//! (every URI as `drydock_state::redact_uri` shows it); only a fetched design document is
+//! printed as it is.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use chrono::{DateTime, SubsecRound, Utc};
+use clap::{value_parser, Args, Parser, Subcommand, ValueEnum};
 use drydock_state::{
-    BuildData, BuildDataQuery, ClaimRequest, Config, Error, LeaseOutcome, NewMessage, Result,
-    StateStore, Task, TaskFilter, TaskId, TaskStatus, Verbosity,
+    BuildData, BuildDataQuery, Claim, ClaimRequest, Config, Error, LeaseOutcome, Link, NewMessage,
+    NewTask, OrphanPolicy, Result, ResultStatus, StateStore, SubtaskFilter, Task, TaskFilter,
+    TaskId, TaskStatus, TaskUpdate, Verbosity,
 };
 use serde_json::{json, Value};
+use uuid::Uuid;
 
 mod render;
 
@@ -74,6 +81,61 @@ enum Command {
     /// Design references.
     #[command(subcommand)]
     Design(DesignCommand),
+    /// After winning lease term T: recover the running and terminating tasks claimed under an
+    /// older term (prints the ids recovered, oldest first).
+    #[command(name = "recover-orphans")]
+    RecoverOrphans {
+        /// The new leader's lease term; tasks claimed under a lower term are recovered.
+        #[arg(long, value_name = "T", value_parser = value_parser!(i64).range(1..))]
+        term: i64,
+        /// What becomes of a running orphan: back to the queue, or complete with result
+        /// failure (a terminating one is terminated either way).
+        #[arg(long, value_enum)]
+        policy: Policy,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Policy {
+    Requeue,
+    Fail,
+}
+
+impl From<Policy> for OrphanPolicy {
+    fn from(p: Policy) -> Self {
+        match p {
+            Policy::Requeue => OrphanPolicy::Requeue,
+            Policy::Fail => OrphanPolicy::Fail,
+        }
+    }
+}
+
+/// The claim a write is made under: `--instance`, `--term` and `--attempt` as the claimed
+/// task shows them (`claimed_by`, `claim_term`, `attempt`). Without them the write is
+/// unguarded. With them, it is refused (exit 1, nothing changed) unless the task still carries
+/// exactly that claim and, with a term, that instance still holds the lease with that term.
+#[derive(Args, Debug)]
+struct GuardArgs {
+    /// Write as the claimant of the task: the claiming instance (needs --attempt).
+    #[arg(long, value_name = "I", requires = "attempt")]
+    instance: Option<String>,
+    /// The lease term the claim was made under; omit for an unfenced claim.
+    #[arg(long, value_name = "T", requires = "instance", value_parser = value_parser!(i64).range(1..))]
+    term: Option<i64>,
+    /// The claim's attempt number (the claimed task's `attempt`).
+    #[arg(long, value_name = "N", requires = "instance", value_parser = value_parser!(i64).range(1..))]
+    attempt: Option<i64>,
+}
+
+impl GuardArgs {
+    fn claim(&self) -> Option<Claim> {
+        match (&self.instance, self.attempt) {
+            (Some(instance), Some(attempt)) => {
+                Some(Claim::new(instance.clone(), self.term, attempt))
+            }
+            _ => None,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -95,6 +157,13 @@ enum TaskCommand {
         /// The initial status.
         #[arg(long, value_enum, default_value_t = InitialStatus::Requested)]
         status: InitialStatus,
+        /// Back-date the creation (RFC 3339, kept to the microsecond), for imports and
+        /// retention tests. Default: now.
+        #[arg(long, value_name = "RFC3339", value_parser = parse_rfc3339)]
+        created: Option<DateTime<Utc>>,
+        /// Who creates the task.
+        #[arg(long, value_name = "NAME", default_value = "drydock-state-cli")]
+        created_by: String,
     },
     /// Show a task with its messages.
     Get {
@@ -127,7 +196,14 @@ enum TaskCommand {
         /// Fence the claim with this lease term.
         #[arg(long, value_name = "N")]
         term: Option<i64>,
+        /// Name the claim with a UUID of your choosing: re-sending the same claim (after an
+        /// error that left you unsure whether it was made) returns the task already claimed
+        /// under it instead of claiming another.
+        #[arg(long, value_name = "UUID", value_parser = parse_uuid)]
+        claim_id: Option<Uuid>,
     },
+    /// Change the fields of a task: status, result, links, retry count.
+    Update(TaskUpdateArgs),
     /// Change a task's status.
     SetStatus {
         /// The task id.
@@ -135,6 +211,19 @@ enum TaskCommand {
         /// The new status.
         #[arg(value_parser = parse_status)]
         status: TaskStatus,
+        #[command(flatten)]
+        guard: GuardArgs,
+    },
+    /// List a task's subtasks, in the order they were added.
+    Subtasks {
+        /// The parent task id.
+        id: TaskId,
+        /// Only those not finished.
+        #[arg(long, conflicts_with = "complete")]
+        active: bool,
+        /// Only those finished (complete or terminated).
+        #[arg(long)]
+        complete: bool,
     },
     /// Terminate a task.
     Terminate {
@@ -144,6 +233,75 @@ enum TaskCommand {
         #[arg(long, value_name = "NAME", default_value = "drydock-state-cli")]
         by: String,
     },
+}
+
+#[derive(Args, Debug)]
+#[command(group(
+    clap::ArgGroup::new("fields")
+        .required(true)
+        .multiple(true)
+        .args(["status", "result_status", "result_message", "result_reason", "successes", "failures", "links", "retry"])
+))]
+struct TaskUpdateArgs {
+    /// The task id.
+    id: TaskId,
+    /// The new status.
+    #[arg(long, value_name = "S", value_parser = parse_status)]
+    status: Option<TaskStatus>,
+    /// How the work went.
+    #[arg(long, value_name = "R", value_parser = parse_result_status)]
+    result_status: Option<ResultStatus>,
+    /// The result's one-line summary.
+    #[arg(long, value_name = "M")]
+    result_message: Option<String>,
+    /// Why the work did not succeed.
+    #[arg(long, value_name = "M")]
+    result_reason: Option<String>,
+    /// A target that succeeded (repeatable; replaces the stored list).
+    #[arg(long = "success", value_name = "NODE")]
+    successes: Vec<String>,
+    /// A target that failed (repeatable; replaces the stored list).
+    #[arg(long = "failure", value_name = "NODE")]
+    failures: Vec<String>,
+    /// A result link (repeatable; replaces the stored list).
+    #[arg(long = "link", value_name = "REL=HREF", value_parser = parse_link)]
+    links: Vec<Link>,
+    /// The retry count.
+    #[arg(long, value_name = "N", value_parser = value_parser!(i32).range(0..))]
+    retry: Option<i32>,
+    #[command(flatten)]
+    guard: GuardArgs,
+}
+
+impl TaskUpdateArgs {
+    fn update(&self) -> TaskUpdate {
+        let mut update = TaskUpdate::new();
+        if let Some(status) = self.status {
+            update = update.status(status);
+        }
+        if let Some(status) = self.result_status {
+            update = update.result_status(status);
+        }
+        if let Some(message) = &self.result_message {
+            update = update.result_message(Some(message.as_str()));
+        }
+        if let Some(reason) = &self.result_reason {
+            update = update.result_reason(Some(reason.as_str()));
+        }
+        if !self.successes.is_empty() {
+            update = update.successes(self.successes.iter().map(String::as_str));
+        }
+        if !self.failures.is_empty() {
+            update = update.failures(self.failures.iter().map(String::as_str));
+        }
+        if !self.links.is_empty() {
+            update = update.links(self.links.iter().cloned());
+        }
+        if let Some(retry) = self.retry {
+            update = update.retry(retry);
+        }
+        update
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -266,6 +424,30 @@ fn parse_status(s: &str) -> std::result::Result<TaskStatus, String> {
     s.parse().map_err(|e: Error| e.to_string())
 }
 
+fn parse_result_status(s: &str) -> std::result::Result<ResultStatus, String> {
+    s.parse().map_err(|e: Error| e.to_string())
+}
+
+fn parse_uuid(s: &str) -> std::result::Result<Uuid, String> {
+    Uuid::parse_str(s).map_err(|e| format!("not a UUID: {e}"))
+}
+
+fn parse_rfc3339(s: &str) -> std::result::Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc).trunc_subsecs(6))
+        .map_err(|e| format!("not an RFC 3339 date and time (e.g. 2024-05-01T12:00:00Z): {e}"))
+}
+
+fn parse_link(s: &str) -> std::result::Result<Link, String> {
+    match s.split_once('=') {
+        Some((rel, href)) if !rel.is_empty() && !href.is_empty() => Ok(Link {
+            rel: rel.to_string(),
+            href: href.to_string(),
+        }),
+        _ => Err("expected REL=HREF, both non-empty (e.g. detail_logs=https://logs/1)".into()),
+    }
+}
+
 fn parse_json(s: &str) -> std::result::Result<Value, String> {
     serde_json::from_str(s).map_err(|e| format!("not valid JSON: {e}"))
 }
@@ -314,17 +496,25 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("drydock-state: error: {e}");
+            // Errors never carry a password; redacted again all the same, as stdout is.
+            eprintln!(
+                "drydock-state: error: {}",
+                render::redact_text(&e.to_string())
+            );
             ExitCode::from(1)
         }
     }
 }
 
 /// What a command produced: JSON for `--output json`, text otherwise, and an exit status.
+/// Both go through [`render::redact_json`] / [`render::redact_text`] before they are printed,
+/// so no output shows a URI's password; only `document` (a fetched design, printed as the
+/// text output and as the JSON field `document`) is printed as it is.
 struct Outcome {
     json: Value,
     text: String,
     code: u8,
+    document: Option<String>,
 }
 
 impl Outcome {
@@ -333,6 +523,33 @@ impl Outcome {
             json,
             text,
             code: 0,
+            document: None,
+        }
+    }
+
+    /// A fetched document: `meta` (redacted) in JSON with the document beside it, the
+    /// document alone as text; the document's bytes are printed untouched.
+    fn document(meta: Value, document: String) -> Self {
+        Outcome {
+            document: Some(document),
+            ..Outcome::new(meta, String::new())
+        }
+    }
+
+    /// What `--output json` prints.
+    fn json_output(mut self) -> Value {
+        render::redact_json(&mut self.json);
+        if let Some(document) = self.document {
+            self.json["document"] = Value::String(document);
+        }
+        self.json
+    }
+
+    /// What `--output text` prints.
+    fn text_output(self) -> String {
+        match self.document {
+            Some(document) => document,
+            None => render::redact_text(&self.text).into_owned(),
         }
     }
 }
@@ -359,15 +576,18 @@ async fn run(cli: Cli) -> Result<u8> {
             execute(command, store, &config).await?
         }
     };
+    let code = outcome.code;
     let mut stdout = std::io::stdout().lock();
     let written = match cli.output {
         Output::Json => writeln!(
             stdout,
             "{}",
-            serde_json::to_string_pretty(&outcome.json).unwrap_or_default()
+            serde_json::to_string_pretty(&outcome.json_output()).unwrap_or_default()
         ),
-        Output::Text if outcome.text.is_empty() => Ok(()),
-        Output::Text => writeln!(stdout, "{}", outcome.text.trim_end()),
+        Output::Text => match outcome.text_output() {
+            text if text.is_empty() => Ok(()),
+            text => writeln!(stdout, "{}", text.trim_end()),
+        },
     };
     // A closed pipe (`| head`) is not an error worth reporting.
     if let Err(e) = written {
@@ -375,7 +595,7 @@ async fn run(cli: Cli) -> Result<u8> {
             return Err(Error::invalid("stdout", e.to_string()));
         }
     }
-    Ok(outcome.code)
+    Ok(code)
 }
 
 fn task_json(task: &Task) -> Result<Value> {
@@ -420,7 +640,7 @@ async fn execute(command: Command, store: Arc<dyn StateStore>, config: &Config) 
                 error: add.error,
                 ..NewMessage::info(text).with_context(add.context_type, add.context)
             };
-            let stored = store.append_message(add.id, &message).await?;
+            let stored = store.append_message(add.id, &message, None).await?;
             let text = format!("message {} appended to task {}", stored.sequence, add.id);
             Outcome::new(to_json(&stored)?, text)
         }
@@ -438,7 +658,7 @@ async fn execute(command: Command, store: Arc<dyn StateStore>, config: &Config) 
                 data_format: add.format,
                 data_element: Some(element),
             };
-            store.record_build_data(&data).await?;
+            store.record_build_data(&data, None).await?;
             let text = format!(
                 "recorded {} data for node {}",
                 data.generator, data.node_name
@@ -468,6 +688,15 @@ async fn execute(command: Command, store: Arc<dyn StateStore>, config: &Config) 
             Outcome::new(to_json(&rows)?, render::build_data(&rows))
         }
         Command::Lease(cmd) => lease(cmd, &*store).await?,
+        Command::RecoverOrphans { term, policy } => {
+            let recovered = store.recover_orphans(term, policy.into()).await?;
+            let text = recovered
+                .iter()
+                .map(TaskId::to_string)
+                .collect::<Vec<_>>()
+                .join("\n");
+            Outcome::new(to_json(&recovered)?, text)
+        }
         Command::Purge { older_than } => {
             let report = store.purge(older_than).await?;
             let text = format!(
@@ -491,20 +720,40 @@ async fn task(cmd: TaskCommand, store: &dyn StateStore) -> Result<Outcome> {
             parent,
             node_filter,
             status,
+            created,
+            created_by,
         } => {
-            let mut task = Task::new(action).with_status(match status {
-                InitialStatus::Requested => TaskStatus::Requested,
-                InitialStatus::Queued => TaskStatus::Queued,
-            });
+            let mut task = NewTask::new(action)
+                .with_status(match status {
+                    InitialStatus::Requested => TaskStatus::Requested,
+                    InitialStatus::Queued => TaskStatus::Queued,
+                })
+                .with_created_by(created_by);
             task.design_ref = design_ref;
             task.parent_task_id = parent;
             task.node_filter = node_filter;
-            task.created_by = Some("drydock-state-cli".into());
-            store.create_task(&task).await?;
-            if let Some(parent) = parent {
-                store.add_subtask(parent, task.task_id).await?;
+            if let Some(created) = created {
+                task.created = created;
             }
-            Outcome::new(task_json(&task)?, task.task_id.to_string())
+            task.validate()?;
+            if let Some(parent) = parent {
+                // Refuse before creating anything when the parent takes no new subtasks;
+                // add_subtask checks again, atomically.
+                let stored = store
+                    .get_task(parent)
+                    .await?
+                    .ok_or_else(|| Error::not_found("parent task", parent))?;
+                drydock_state::memory::refuse_new_work_under(&stored)?;
+            }
+            let mut stored = store.create_task(&task).await?;
+            if let Some(parent) = parent {
+                store.add_subtask(parent, stored.task_id, None).await?;
+            }
+            // What the store returned, with the result details every read assembles.
+            if let Some(read) = store.get_task(stored.task_id).await? {
+                stored = read;
+            }
+            Outcome::new(task_json(&stored)?, stored.task_id.to_string())
         }
         TaskCommand::Get { id } => {
             let task = store
@@ -533,29 +782,89 @@ async fn task(cmd: TaskCommand, store: &dyn StateStore) -> Result<Outcome> {
             actions,
             instance,
             term,
+            claim_id,
         } => {
-            let request = ClaimRequest {
-                actions,
-                instance_id: instance,
-                term,
-            };
+            let mut request = ClaimRequest::new(instance).actions(actions);
+            request.term = term;
+            request.claim_id = claim_id;
             match store.claim_next(&request).await? {
                 Some(task) => Outcome::new(task_json(&task)?, task.task_id.to_string()),
                 None => Outcome::new(Value::Null, "nothing queued".into()),
             }
         }
-        TaskCommand::SetStatus { id, status } => {
-            let task = store.set_status(id, status).await?;
+        TaskCommand::Update(args) => {
+            let guard = args.guard.claim();
+            let task = guarded(
+                store,
+                args.id,
+                guard.as_ref(),
+                store.update_task(args.id, &args.update(), guard.as_ref()),
+            )
+            .await?;
+            Outcome::new(
+                task_json(&task)?,
+                format!(
+                    "task {} is {} (result {})",
+                    args.id, task.status, task.result.status
+                ),
+            )
+        }
+        TaskCommand::SetStatus { id, status, guard } => {
+            let guard = guard.claim();
+            let task = guarded(
+                store,
+                id,
+                guard.as_ref(),
+                store.set_status(id, status, guard.as_ref()),
+            )
+            .await?;
             Outcome::new(task_json(&task)?, format!("task {id} is {}", task.status))
         }
+        TaskCommand::Subtasks {
+            id,
+            active,
+            complete,
+        } => {
+            let which = match (active, complete) {
+                (true, _) => SubtaskFilter::Active,
+                (_, true) => SubtaskFilter::Complete,
+                _ => SubtaskFilter::All,
+            };
+            let tasks = store.subtasks(id, which).await?;
+            Outcome::new(to_json(&tasks)?, render::task_table(&tasks))
+        }
         TaskCommand::Terminate { id, by } => {
-            let task = store.terminate_task(id, &by).await?;
+            let task = store.terminate_task(id, &by, None).await?;
             Outcome::new(
                 task_json(&task)?,
                 format!("task {id} is {} (terminated by {by})", task.status),
             )
         }
     })
+}
+
+/// Runs a write made under `guard` on task `id`. A refusal because the lease is gone while the
+/// task still carries the guard's claim says so, so that the one line always names the
+/// stored claim (a refusal because the claim differs names it already).
+async fn guarded<T>(
+    store: &dyn StateStore,
+    id: TaskId,
+    guard: Option<&Claim>,
+    write: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    match (write.await, guard) {
+        (Err(Error::LeaseLost(reason)), Some(guard)) => {
+            let stored = store.get_task(id).await.ok().flatten();
+            match stored.and_then(|t| t.claim()) {
+                Some(claim) if &claim == guard => Err(Error::LeaseLost(format!(
+                    "{reason}; task {id} still carries that claim ({claim}), but its lease \
+                     term is not live; the write is refused"
+                ))),
+                _ => Err(Error::LeaseLost(reason)),
+            }
+        }
+        (result, _) => result,
+    }
 }
 
 async fn lease(cmd: LeaseCommand, store: &dyn StateStore) -> Result<Outcome> {
@@ -579,9 +888,8 @@ async fn lease(cmd: LeaseCommand, store: &dyn StateStore) -> Result<Outcome> {
             }
         };
         Ok::<_, Error>(Outcome {
-            json: to_json(&result)?,
-            text,
             code,
+            ..Outcome::new(to_json(&result)?, text)
         })
     };
     Ok(match cmd {
@@ -659,9 +967,7 @@ async fn design(cmd: DesignCommand, config: &Config) -> Result<Outcome> {
                     let text = String::from_utf8(document.bytes.to_vec()).map_err(|_| {
                         Error::invalid("design", "is not UTF-8 text; use --output-file")
                     })?;
-                    let mut json = meta;
-                    json["document"] = Value::String(text.clone());
-                    Outcome::new(json, text)
+                    Outcome::document(meta, text)
                 }
             }
         }

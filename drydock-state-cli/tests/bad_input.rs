@@ -100,10 +100,15 @@ fn postgres_target() -> (Target, TestDatabase) {
     (target, db)
 }
 
+/// The claim id seeded on `claimed`.
+const CLAIM_ID: &str = "0190e5a1-2222-4000-8000-00000000c1a1";
+
 /// The ids seeded into a target, for rows to refer to.
 struct Seeded {
     root: String,
     done: String,
+    /// Running, claimed by `orch-a` without a term (attempt 1) under [`CLAIM_ID`].
+    claimed: String,
 }
 
 fn seed(t: &Target) -> Seeded {
@@ -145,7 +150,32 @@ fn seed(t: &Target) -> Seeded {
     ]);
     let out = t.run(&["lease", "claim", "--instance", "orch-a"]);
     assert_eq!(out.status.code(), Some(0));
-    Seeded { root, done }
+    let claimed = t.json(&[
+        "task",
+        "create",
+        "--action",
+        "inspect_node",
+        "--status",
+        "queued",
+    ]);
+    let claimed = claimed["task_id"].as_str().unwrap().to_string();
+    let got = t.json(&[
+        "task",
+        "claim",
+        "--action",
+        "inspect_node",
+        "--instance",
+        "orch-a",
+        "--claim-id",
+        CLAIM_ID,
+    ]);
+    assert_eq!(got["task_id"], claimed.as_str());
+    assert_eq!(got["attempt"], 1);
+    Seeded {
+        root,
+        done,
+        claimed,
+    }
 }
 
 /// One bad invocation.
@@ -221,7 +251,12 @@ fn rows(t: &Target, s: &Seeded) -> Vec<Row> {
         a.extend(args(extra));
         a
     };
-    let (root, done) = (s.root.as_str(), s.done.as_str());
+    let (root, done, claimed) = (s.root.as_str(), s.done.as_str(), s.claimed.as_str());
+    let update = |id: &str, extra: &[&str]| {
+        let mut a = args(&["task", "update", id]);
+        a.extend(args(extra));
+        a
+    };
     let unknown = "0190e5a1-0000-7000-8000-000000000000";
     vec![
         with_url(
@@ -422,6 +457,272 @@ fn rows(t: &Target, s: &Seeded) -> Vec<Row> {
             &["lease lost"],
         ),
         r(
+            "claim id not a UUID",
+            args(&["task", "claim", "--claim-id", "42"]),
+            2,
+            &["--claim-id", "UUID"],
+        ),
+        r(
+            "claim id of another instance's claim",
+            args(&[
+                "task",
+                "claim",
+                "--instance",
+                "orch-b",
+                "--claim-id",
+                CLAIM_ID,
+            ]),
+            1,
+            &["conflict", CLAIM_ID],
+        ),
+        r(
+            "creation date not RFC 3339",
+            args(&["task", "create", "--action", "x", "--created", "2020-01-01"]),
+            2,
+            &["--created", "RFC 3339"],
+        ),
+        r(
+            "creation date without a zone",
+            args(&[
+                "task",
+                "create",
+                "--action",
+                "x",
+                "--created",
+                "2020-01-01T00:00:00",
+            ]),
+            2,
+            &["--created"],
+        ),
+        r(
+            "subtask of a finished parent",
+            args(&["task", "create", "--action", "x", "--parent", done]),
+            1,
+            &["conflict", "complete"],
+        ),
+        r("update with no field", update(root, &[]), 2, &["--status"]),
+        r(
+            "update to an unknown result status",
+            update(root, &["--result-status", "great"]),
+            2,
+            &["--result-status", "task.result.status"],
+        ),
+        r(
+            "update to an unknown status",
+            update(root, &["--status", "queued';--"]),
+            2,
+            &["--status", "task.status"],
+        ),
+        r(
+            "update with a negative retry",
+            update(root, &["--retry=-1"]),
+            2,
+            &["--retry"],
+        ),
+        r(
+            "update with a retry beyond i32",
+            update(root, &["--retry", "4294967296"]),
+            2,
+            &["--retry"],
+        ),
+        r(
+            "update with a link without =",
+            update(root, &["--link", "detail_logs"]),
+            2,
+            &["--link", "REL=HREF"],
+        ),
+        r(
+            "update with a link without rel",
+            update(root, &["--link", "=https://logs/1"]),
+            2,
+            &["--link", "REL=HREF"],
+        ),
+        r(
+            "update to running",
+            update(root, &["--status", "running"]),
+            1,
+            &["conflict", "claimed"],
+        ),
+        r(
+            "update of a finished task",
+            update(done, &["--retry", "1"]),
+            1,
+            &["conflict", "complete"],
+        ),
+        r(
+            "update of an unknown task",
+            update(unknown, &["--retry", "1"]),
+            1,
+            &["not found"],
+        ),
+        r(
+            "guard instance without attempt",
+            update(claimed, &["--retry", "1", "--instance", "orch-a"]),
+            2,
+            &["--attempt"],
+        ),
+        r(
+            "guard attempt without instance",
+            args(&["task", "set-status", claimed, "complete", "--attempt", "1"]),
+            2,
+            &["--instance"],
+        ),
+        r(
+            "guard term without instance",
+            update(claimed, &["--retry", "1", "--term", "1"]),
+            2,
+            &["--instance"],
+        ),
+        r(
+            "guard attempt zero",
+            update(
+                claimed,
+                &["--retry", "1", "--instance", "orch-a", "--attempt", "0"],
+            ),
+            2,
+            &["--attempt"],
+        ),
+        r(
+            "guard attempt not a number",
+            update(
+                claimed,
+                &["--retry", "1", "--instance", "orch-a", "--attempt", "one"],
+            ),
+            2,
+            &["--attempt"],
+        ),
+        r(
+            "guard term negative",
+            update(
+                claimed,
+                &[
+                    "--retry",
+                    "1",
+                    "--instance",
+                    "orch-a",
+                    "--term=-1",
+                    "--attempt",
+                    "1",
+                ],
+            ),
+            2,
+            &["--term"],
+        ),
+        r(
+            "guard of a stale attempt",
+            args(&[
+                "task",
+                "set-status",
+                claimed,
+                "complete",
+                "--instance",
+                "orch-a",
+                "--attempt",
+                "2",
+            ]),
+            1,
+            &["lease lost", "claimed by orch-a without a term (attempt 1)"],
+        ),
+        r(
+            "guard of another instance",
+            update(
+                claimed,
+                &[
+                    "--status",
+                    "complete",
+                    "--instance",
+                    "orch-b",
+                    "--attempt",
+                    "1",
+                ],
+            ),
+            1,
+            &["lease lost", "claimed by orch-a", "not by orch-b"],
+        ),
+        r(
+            "guard with a term the claim lacks",
+            update(
+                claimed,
+                &[
+                    "--result-status",
+                    "success",
+                    "--instance",
+                    "orch-a",
+                    "--term",
+                    "1",
+                    "--attempt",
+                    "1",
+                ],
+            ),
+            1,
+            &["lease lost", "claimed by orch-a without a term"],
+        ),
+        r(
+            "guarded write to an unclaimed task",
+            args(&[
+                "task",
+                "set-status",
+                root,
+                "complete",
+                "--instance",
+                "orch-a",
+                "--term",
+                "1",
+                "--attempt",
+                "1",
+            ]),
+            1,
+            &["lease lost", "carries no claim"],
+        ),
+        r(
+            "subtasks with --active and --complete",
+            args(&["task", "subtasks", root, "--active", "--complete"]),
+            2,
+            &["--active", "--complete"],
+        ),
+        r(
+            "subtasks of a bad id",
+            args(&["task", "subtasks", "42"]),
+            2,
+            &["task_id"],
+        ),
+        r(
+            "subtasks of an unknown task",
+            args(&["task", "subtasks", unknown]),
+            1,
+            &["not found"],
+        ),
+        r(
+            "recover-orphans without a policy",
+            args(&["recover-orphans", "--term", "2"]),
+            2,
+            &["--policy"],
+        ),
+        r(
+            "recover-orphans with an unknown policy",
+            args(&["recover-orphans", "--term", "2", "--policy", "retry"]),
+            2,
+            &["--policy", "requeue", "fail"],
+        ),
+        r(
+            "recover-orphans with term zero",
+            args(&["recover-orphans", "--term", "0", "--policy", "fail"]),
+            2,
+            &["--term"],
+        ),
+        r(
+            "recover-orphans with a term not a number",
+            args(&["recover-orphans", "--term", "two", "--policy", "fail"]),
+            2,
+            &["--term"],
+        ),
+        r(
+            "recover-orphans without a term",
+            args(&["recover-orphans", "--policy", "fail"]),
+            2,
+            &["--term"],
+        ),
+        r(
             "zero retention",
             args(&["purge", "--older-than", "0"]),
             2,
@@ -607,7 +908,7 @@ fn rows(t: &Target, s: &Seeded) -> Vec<Row> {
 fn catalogue(t: &Target) {
     let seeded = seed(t);
     let rows = rows(t, &seeded);
-    assert!(rows.len() >= 40, "{} rows", rows.len());
+    assert!(rows.len() >= 85, "{} rows", rows.len());
     let mut before = t.snapshot();
     let mut failures = Vec::new();
     for row in &rows {
@@ -811,11 +1112,15 @@ fn trace_logs_never_show_the_database_password() {
                     .join("\n")
             );
         }
-        // The design reference is data the task carries (stdout shows the task); no log
-        // line may show its password.
+        // The design reference is data the task carries: stdout shows the task with the
+        // reference's password redacted, and no log line may show it.
         assert!(
             !stderr.contains("Pw-Cli-Trace-3"),
             "{argv:?}: a log line shows the design reference's password"
+        );
+        assert!(
+            !stdout.contains("Pw-Cli-Trace-3"),
+            "{argv:?}: stdout shows the design reference's password"
         );
     }
 }

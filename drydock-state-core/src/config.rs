@@ -1,7 +1,8 @@
 //! Configuration: defaults, then a TOML file, then `DRYDOCK_`-prefixed environment variables
 //! (`__` separates levels: `DRYDOCK_DATABASE__POOL_SIZE=20`).
 //!
-//! Durations are written as a number of seconds or a human string (`30s`, `5m`, `1h 30m`).
+//! Durations are written as a number of seconds or a human string (`30s`, `5m`, `1h 30m`),
+//! and none may exceed [`MAX_DURATION`] (`36500d`, 100 years).
 //! A bad value is an [`Error::Config`] naming the key and where it came from; the value is never
 //! echoed, so a misplaced password cannot leak through an error message.
 
@@ -19,6 +20,13 @@ use crate::error::{redact_uri, Error, Result};
 
 /// The prefix of every environment variable read.
 pub const ENV_PREFIX: &str = "DRYDOCK_";
+
+/// The longest duration any setting accepts: 36,500 days (100 years). Stores and drivers add
+/// durations to the current time (a lease's expiry, a cache entry's, a fetch deadline), and
+/// now plus this is still a time that chrono, PostgreSQL (`timestamptz`, `interval`, a
+/// microsecond count in a `bigint`), SQLite (microseconds in an `INTEGER`) and
+/// `std::time::Instant` all represent, so no accepted value can overflow them.
+pub const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
 
 /// Everything drydock-state can be configured with.
 #[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -261,17 +269,27 @@ impl Config {
         if self.database.pool_size == 0 {
             return refuse("database.pool_size", "must be at least 1");
         }
-        for (key, value) in [
-            ("database.pool_timeout", self.database.pool_timeout),
-            ("leader.grace_period", self.leader.grace_period),
-            ("leader.claim_interval", self.leader.claim_interval),
-            ("leader.poll_interval", self.leader.poll_interval),
-            ("design.connect_timeout", self.design.connect_timeout),
-            ("design.read_timeout", self.design.read_timeout),
-            ("design.total_timeout", self.design.total_timeout),
+        // Every duration is bounded (stores and drivers add them to the current time: a lease's
+        // expiry, a cache entry's, a deadline); those that time something out or pace a loop
+        // must also be greater than zero (`pool_recycle`, `retry_backoff` and `cache_ttl` may
+        // be zero: never recycle, retry at once, no cache).
+        for (key, value, zero_allowed) in [
+            ("database.pool_timeout", self.database.pool_timeout, false),
+            ("database.pool_recycle", self.database.pool_recycle, true),
+            ("leader.grace_period", self.leader.grace_period, false),
+            ("leader.claim_interval", self.leader.claim_interval, false),
+            ("leader.poll_interval", self.leader.poll_interval, false),
+            ("design.connect_timeout", self.design.connect_timeout, false),
+            ("design.read_timeout", self.design.read_timeout, false),
+            ("design.total_timeout", self.design.total_timeout, false),
+            ("design.retry_backoff", self.design.retry_backoff, true),
+            ("design.cache_ttl", self.design.cache_ttl, true),
         ] {
-            if value.is_zero() {
+            if value.is_zero() && !zero_allowed {
                 return refuse(key, "must be greater than zero");
+            }
+            if value > MAX_DURATION {
+                return refuse(key, "must be at most 36500d (100 years)");
             }
         }
         if self.design.max_document_size == 0 {
@@ -631,6 +649,86 @@ mod tests {
             );
             Ok(())
         });
+    }
+
+    /// Every duration key of the configuration, as dotted keys: the string leaves of the
+    /// serialized defaults (durations serialize as human strings, nothing else does), so a
+    /// duration added later is covered without editing this list.
+    fn duration_keys() -> Vec<String> {
+        let defaults = serde_json::to_value(Config::default()).unwrap();
+        let mut keys = Vec::new();
+        for (section, fields) in defaults.as_object().unwrap() {
+            for (field, value) in fields.as_object().unwrap() {
+                if let Some(text) = value.as_str() {
+                    assert!(parse_duration(text).is_ok(), "{section}.{field} = {text:?}");
+                    keys.push(format!("{section}.{field}"));
+                }
+            }
+        }
+        keys
+    }
+
+    #[test]
+    fn duration_keys_are_all_found() {
+        assert_eq!(duration_keys().len(), 10, "{:?}", duration_keys());
+    }
+
+    /// Issue 10, item 6: a duration no store can add to the current time (the memory store
+    /// panicked on `leader.grace_period = "1000000000d"`) is refused, naming the key and the
+    /// file, for every duration key; the bound itself is accepted.
+    #[test]
+    fn too_large_duration_in_file_is_refused_naming_the_key() {
+        for key in duration_keys() {
+            let (section, field) = key.split_once('.').unwrap();
+            for value in ["1000000000d", "36501d", "18446744073709551615"] {
+                Jail::expect_with(|jail| {
+                    jail.create_file("d.toml", &format!("[{section}]\n{field} = \"{value}\"\n"))?;
+                    let e = Config::load(Some(Path::new("d.toml")))
+                        .expect_err(&format!("{key} = {value} is refused"));
+                    let text = e.to_string();
+                    assert!(
+                        matches!(&e, Error::Config { key: k, .. } if *k == key),
+                        "{key} = {value}: {text}"
+                    );
+                    assert!(text.contains("d.toml"), "{text}");
+                    assert!(text.contains("at most"), "{text}");
+                    assert!(!text.contains(value), "echoes the value: {text}");
+                    Ok(())
+                });
+            }
+            Jail::expect_with(|jail| {
+                jail.create_file("d.toml", &format!("[{section}]\n{field} = \"36500d\"\n"))?;
+                let c = Config::load(Some(Path::new("d.toml"))).unwrap();
+                assert_eq!(c, {
+                    let mut v = serde_json::to_value(Config::default()).unwrap();
+                    v[section][field] = "36500d".into();
+                    serde_json::from_value::<Config>(v).unwrap()
+                });
+                Ok(())
+            });
+        }
+    }
+
+    /// The same bound through `DRYDOCK_` environment variables, whose error names the variable.
+    #[test]
+    fn too_large_duration_in_env_is_refused_naming_the_key() {
+        for key in duration_keys() {
+            let var = format!("DRYDOCK_{}", key.replace('.', "__").to_ascii_uppercase());
+            for value in ["1000000000d", "36501d", "3153686400"] {
+                Jail::expect_with(|jail| {
+                    jail.set_env(&var, value);
+                    let e = Config::load(None).expect_err(&format!("{var}={value} is refused"));
+                    let text = e.to_string();
+                    assert!(
+                        matches!(&e, Error::Config { key: k, .. } if *k == key),
+                        "{var}={value}: {text}"
+                    );
+                    assert!(text.contains(&var), "{text}");
+                    assert!(!text.contains(value), "echoes the value: {text}");
+                    Ok(())
+                });
+            }
+        }
     }
 
     #[test]

@@ -169,6 +169,53 @@ impl Error {
     }
 }
 
+/// A database failure reduced to what is safe to keep: the database's code (a PostgreSQL
+/// SQLSTATE, a SQLite extended result code) and its primary message, nothing else.
+///
+/// Backends keep this, never the driver's own error, as the [`std::error::Error::source`] of
+/// the errors they return: a driver error's `Debug` shows everything the server sent, and
+/// PostgreSQL's DETAIL ("Failing row contains (...)") and HINT can hold whole rows, design
+/// references and their passwords included.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatabaseFailure {
+    code_kind: &'static str,
+    code: Option<String>,
+    message: String,
+}
+
+impl DatabaseFailure {
+    /// A failure with the code's kind (`SQLSTATE`, `SQLite result code`), the code if the
+    /// database gave one, and the primary message.
+    pub fn new(code_kind: &'static str, code: Option<String>, message: impl Into<String>) -> Self {
+        DatabaseFailure {
+            code_kind,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The database's code for the failure, if it gave one.
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+
+    /// The primary message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for DatabaseFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.code {
+            Some(code) => write!(f, "{} ({} {code})", self.message, self.code_kind),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for DatabaseFailure {}
+
 /// Renders a URI with its password replaced by `***`; what is not a URI is returned as is
 /// unless it looks like it carries user info, in which case everything before `@` is hidden.
 pub fn redact_uri(uri: &str) -> String {

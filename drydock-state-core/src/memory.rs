@@ -131,7 +131,6 @@ impl Inner {
     /// lease: the rule of every guarded write.
     fn check_guard(&self, id: TaskId, guard: Option<&Claim>, now: DateTime<Utc>) -> Result<()> {
         let Some(guard) = guard else { return Ok(()) };
-        guard.validate()?;
         let task = self
             .tasks
             .get(&id)
@@ -207,6 +206,7 @@ impl TaskStore for MemoryStore {
         guard: Option<&Claim>,
     ) -> Result<Task> {
         update.validate(id)?;
+        guard.map(Claim::validate).transpose()?;
         let mut inner = self.lock();
         let now = now();
         let from = inner.task_mut(id)?.status;
@@ -259,6 +259,7 @@ impl TaskStore for MemoryStore {
         child: TaskId,
         guard: Option<&Claim>,
     ) -> Result<()> {
+        guard.map(Claim::validate).transpose()?;
         let mut inner = self.lock();
         let now = now();
         inner.task_mut(parent)?;
@@ -406,6 +407,7 @@ impl TaskStore for MemoryStore {
 
     async fn terminate_task(&self, id: TaskId, by: &str, guard: Option<&Claim>) -> Result<Task> {
         crate::model::no_nul("terminated_by", by)?;
+        guard.map(Claim::validate).transpose()?;
         let mut inner = self.lock();
         let now = now();
         inner.task_mut(id)?;
@@ -432,7 +434,7 @@ impl TaskStore for MemoryStore {
     async fn purge(&self, older_than: Duration) -> Result<PurgeReport> {
         let cutoff = purge_cutoff(older_than)?;
         let mut inner = self.lock();
-        let mut doomed: Vec<TaskId> = inner
+        let mut roots: Vec<(DateTime<Utc>, TaskId)> = inner
             .tasks
             .values()
             .filter(|t| {
@@ -440,26 +442,36 @@ impl TaskStore for MemoryStore {
                     .is_none_or(|p| !inner.tasks.contains_key(&p))
                     && t.created < cutoff
             })
-            .map(|t| t.task_id)
+            .map(|t| (t.created, t.task_id))
             .collect();
-        let mut i = 0;
-        while i < doomed.len() {
-            let parent = doomed[i];
-            doomed.extend(
-                inner
-                    .tasks
-                    .values()
-                    .filter(|t| t.parent_task_id == Some(parent))
-                    .map(|t| t.task_id),
-            );
-            i += 1;
+        roots.sort();
+        let mut children: HashMap<TaskId, Vec<TaskId>> = HashMap::new();
+        for t in inner.tasks.values() {
+            if let Some(parent) = t.parent_task_id {
+                children.entry(parent).or_default().push(t.task_id);
+            }
         }
         let mut report = PurgeReport::default();
-        for id in doomed {
-            if inner.tasks.remove(&id).is_some() {
-                report.tasks += 1;
+        for (_, root) in roots {
+            // The whole tree, level by level; a tree with live work is kept whole.
+            let mut tree = vec![root];
+            let mut i = 0;
+            while i < tree.len() {
+                tree.extend(children.get(&tree[i]).into_iter().flatten().copied());
+                i += 1;
             }
-            report.messages += inner.messages.remove(&id).map_or(0, |m| m.len() as u64);
+            if tree
+                .iter()
+                .any(|id| inner.tasks.get(id).is_some_and(|t| purge_keeps(t.status)))
+            {
+                continue;
+            }
+            for id in tree {
+                if inner.tasks.remove(&id).is_some() {
+                    report.tasks += 1;
+                }
+                report.messages += inner.messages.remove(&id).map_or(0, |m| m.len() as u64);
+            }
         }
         Ok(report)
     }
@@ -481,6 +493,13 @@ pub fn refuse_new_work_under(parent: &Task) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Whether a task in `status` keeps its whole tree from being purged, however old the root:
+/// running and terminating tasks are live work a worker may still be writing. Requested and
+/// queued leftovers are purged with their trees, as Drydock did.
+pub fn purge_keeps(status: TaskStatus) -> bool {
+    status.is_live()
 }
 
 /// The status [`TaskStore::terminate_task`] gives a task stored in `status`: a waiting task
@@ -591,6 +610,7 @@ impl MessageStore for MemoryStore {
         guard: Option<&Claim>,
     ) -> Result<ResultMessage> {
         message.validate()?;
+        guard.map(Claim::validate).transpose()?;
         let mut inner = self.lock();
         let now = now();
         inner.task_mut(task)?;
@@ -605,6 +625,7 @@ impl MessageStore for MemoryStore {
         guard: Option<&Claim>,
     ) -> Result<Vec<ResultMessage>> {
         messages.iter().try_for_each(NewMessage::validate)?;
+        guard.map(Claim::validate).transpose()?;
         let mut inner = self.lock();
         let ts = now();
         inner.task_mut(task)?;
@@ -621,6 +642,7 @@ impl MessageStore for MemoryStore {
 impl BuildStore for MemoryStore {
     async fn record_build_data(&self, data: &BuildData, guard: Option<&Claim>) -> Result<()> {
         data.validate()?;
+        guard.map(Claim::validate).transpose()?;
         let mut inner = self.lock();
         let now = now();
         inner.check_guard(data.task_id, guard, now)?;

@@ -113,7 +113,9 @@ pub trait TaskStore: Send + Sync {
 
     /// Deletes every task tree whose root was created more than `older_than` ago (the store's
     /// clock), with all its subtasks and messages, in batches that never lock a table for long.
-    /// Younger trees are untouched. `InvalidInput` for a zero retention.
+    /// Younger trees are untouched, and so is every tree with a task that is running or
+    /// terminating (live work); requested and queued leftovers go with their trees. The
+    /// report counts what was deleted. `InvalidInput` for a zero retention.
     async fn purge(&self, older_than: Duration) -> Result<PurgeReport>;
 
     /// Waits until a task may have been queued, or `max_wait` has passed, whichever is first.

@@ -16,7 +16,7 @@ impl BuildStore for PgStore {
         guard::validate(guard)?;
         let op = db_error("record_build_data", "build_data.data_element");
         let Some(claim) = guard else {
-            sqlx::query(queries::RECORD_BUILD_DATA)
+            queries::query(queries::RECORD_BUILD_DATA)
                 .bind(&data.node_name)
                 .bind(data.task_id.0)
                 .bind(data.collected_date)
@@ -30,7 +30,7 @@ impl BuildStore for PgStore {
         };
         let (by, term, attempt) = guard::binds(guard);
         for _ in 0..guard::ATTEMPTS {
-            let done = sqlx::query(queries::RECORD_BUILD_DATA_GUARDED)
+            let done = queries::query(queries::RECORD_BUILD_DATA_GUARDED)
                 .bind(&data.node_name)
                 .bind(data.task_id.0)
                 .bind(data.collected_date)
@@ -69,7 +69,7 @@ impl BuildStore for PgStore {
                 } else {
                     queries::BUILD_DATA_BY_NODE
                 };
-                sqlx::query(sql).bind(node).bind(task).bind(full)
+                queries::query(sql).bind(node).bind(task).bind(full)
             }
             (None, Some(task)) => {
                 let sql = if query.latest {
@@ -77,7 +77,7 @@ impl BuildStore for PgStore {
                 } else {
                     queries::BUILD_DATA_BY_TASK
                 };
-                sqlx::query(sql).bind(task).bind(full)
+                queries::query(sql).bind(task).bind(full)
             }
             (None, None) => {
                 let sql = if query.latest {
@@ -85,7 +85,7 @@ impl BuildStore for PgStore {
                 } else {
                     queries::BUILD_DATA_ALL
                 };
-                sqlx::query(sql).bind(full)
+                queries::query(sql).bind(full)
             }
         };
         let rows = statement

@@ -79,7 +79,7 @@ impl PgStore {
         child: Option<TaskId>,
     ) -> Result<Stored> {
         let (by, term, _) = binds(guard);
-        let row = sqlx::query(queries::WRITE_REFUSED)
+        let row = queries::query(queries::WRITE_REFUSED)
             .bind(id.0)
             .bind(by)
             .bind(term)

@@ -18,7 +18,7 @@ impl PgStore {
         instance_id: &str,
     ) -> Result<LeaseOutcome> {
         drydock_state_core::model::validate_instance_id("instance_id", instance_id)?;
-        let row = sqlx::query(statement)
+        let row = queries::query(statement)
             .bind(instance_id)
             .bind(self.grace_micros)
             .fetch_optional(&self.pool)
@@ -31,7 +31,7 @@ impl PgStore {
     }
 
     async fn live_lease(&self) -> Result<Option<Lease>> {
-        let row = sqlx::query(queries::CURRENT_LEASE)
+        let row = queries::query(queries::CURRENT_LEASE)
             .fetch_optional(&self.pool)
             .await
             .map_err(db_error("current_lease", "instance_id"))?;
@@ -56,7 +56,7 @@ impl InstanceLock for PgStore {
     #[tracing::instrument(skip_all, fields(instance_id = %instance_id))]
     async fn release_lease(&self, instance_id: &str) -> Result<bool> {
         drydock_state_core::model::validate_instance_id("instance_id", instance_id)?;
-        let done = sqlx::query(queries::RELEASE_LEASE)
+        let done = queries::query(queries::RELEASE_LEASE)
             .bind(instance_id)
             .execute(&self.pool)
             .await

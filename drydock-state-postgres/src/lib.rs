@@ -9,6 +9,7 @@ mod messages;
 pub mod migrate;
 pub mod queries;
 mod rows;
+mod sql;
 mod store;
 mod tasks;
 mod wake;

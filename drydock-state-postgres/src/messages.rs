@@ -8,6 +8,7 @@ use uuid::Uuid;
 use crate::error::{db_error, missing};
 use crate::guard;
 use crate::store::PgStore;
+use crate::tasks::json_text;
 use crate::{queries, rows};
 
 /// Messages for one or more tasks, written with one `UNNEST` insert.
@@ -18,7 +19,8 @@ pub(crate) struct MessageBatch {
     errors: Vec<bool>,
     context_types: Vec<String>,
     contexts: Vec<String>,
-    extras: Vec<Option<serde_json::Value>>,
+    /// Each extra's JSON text, cast to `json` in the statement so it is stored as given.
+    extras: Vec<Option<String>>,
 }
 
 impl MessageBatch {
@@ -39,12 +41,12 @@ impl MessageBatch {
         self.errors.push(m.error);
         self.context_types.push(m.context_type.clone());
         self.contexts.push(m.context.clone());
-        self.extras.push(m.extra.clone());
+        self.extras.push(json_text(&m.extra));
     }
 
     /// Inserts them all in one statement, in the order pushed, and returns them as stored.
     pub(crate) async fn append(self, conn: &mut PgConnection) -> Result<Vec<ResultMessage>> {
-        let rows = sqlx::query(queries::APPEND_MESSAGES)
+        let rows = queries::query(queries::APPEND_MESSAGES)
             .bind(&self.task_ids)
             .bind(&self.texts)
             .bind(&self.errors)
@@ -66,7 +68,7 @@ impl MessageBatch {
         guard: &Claim,
     ) -> Result<Option<Vec<ResultMessage>>> {
         let (by, term, attempt) = guard::binds(Some(guard));
-        let rows = sqlx::query(queries::APPEND_MESSAGES_GUARDED)
+        let rows = queries::query(queries::APPEND_MESSAGES_GUARDED)
             .bind(&self.task_ids)
             .bind(&self.texts)
             .bind(&self.errors)
@@ -117,13 +119,13 @@ impl MessageStore for PgStore {
         message.validate()?;
         guard::validate(guard)?;
         let Some(guard) = guard else {
-            let row = sqlx::query(queries::APPEND_MESSAGE)
+            let row = queries::query(queries::APPEND_MESSAGE)
                 .bind(task.0)
                 .bind(&message.message)
                 .bind(message.error)
                 .bind(&message.context_type)
                 .bind(&message.context)
-                .bind(&message.extra)
+                .bind(json_text(&message.extra))
                 .fetch_one(&self.pool)
                 .await
                 .map_err(db_error("append_message", "message.message"))
@@ -132,13 +134,13 @@ impl MessageStore for PgStore {
         };
         let (by, term, attempt) = guard::binds(Some(guard));
         for _ in 0..guard::ATTEMPTS {
-            let row = sqlx::query(queries::APPEND_MESSAGE_GUARDED)
+            let row = queries::query(queries::APPEND_MESSAGE_GUARDED)
                 .bind(task.0)
                 .bind(&message.message)
                 .bind(message.error)
                 .bind(&message.context_type)
                 .bind(&message.context)
-                .bind(&message.extra)
+                .bind(json_text(&message.extra))
                 .bind(by)
                 .bind(term)
                 .bind(attempt)
@@ -196,7 +198,7 @@ impl MessageStore for PgStore {
 
     #[tracing::instrument(skip_all, fields(task_id = %task))]
     async fn messages(&self, task: TaskId) -> Result<Vec<ResultMessage>> {
-        let rows = sqlx::query(queries::MESSAGES_OF_TASK)
+        let rows = queries::query(queries::MESSAGES_OF_TASK)
             .bind(task.0)
             .fetch_all(&self.pool)
             .await

@@ -16,7 +16,7 @@
 //! under a session-level advisory lock of our own, [`MIGRATION_LOCK_KEY`]. sqlx's own lock
 //! (keyed by database name) is kept too; it only serialises us with other sqlx migrators.
 
-use drydock_state_core::{Error, Result};
+use drydock_state_core::Result;
 use sqlx::migrate::Migrator;
 use sqlx::{Connection, PgPool};
 
@@ -45,24 +45,24 @@ pub(crate) async fn run(pool: &PgPool) -> Result<()> {
 }
 
 async fn migrate_on(conn: &mut sqlx::PgConnection) -> Result<()> {
-    sqlx::query(queries::MIGRATION_LOCK)
+    queries::query(queries::MIGRATION_LOCK)
         .bind(MIGRATION_LOCK_KEY)
         .execute(&mut *conn)
         .await
         .map_err(db_error("migrate: lock", "database"))?;
-    sqlx::query(queries::MIGRATION_CREATE_SCHEMA)
+    queries::query(queries::MIGRATION_CREATE_SCHEMA)
         .execute(&mut *conn)
         .await
         .map_err(db_error("migrate: create schema", "database"))?;
-    sqlx::query(queries::MIGRATION_SEARCH_PATH)
+    queries::query(queries::MIGRATION_SEARCH_PATH)
         .execute(&mut *conn)
         .await
         .map_err(db_error("migrate: search_path", "database"))?;
-    MIGRATOR.run_direct(&mut *conn).await.map_err(|e| match e {
-        sqlx::migrate::MigrateError::Execute(inner) => db_error("migrate", "database")(inner),
-        other => Error::backend("migrate", other),
-    })?;
-    sqlx::query(queries::MIGRATION_UNLOCK)
+    MIGRATOR
+        .run_direct(&mut *conn)
+        .await
+        .map_err(crate::error::migrate_error)?;
+    queries::query(queries::MIGRATION_UNLOCK)
         .bind(MIGRATION_LOCK_KEY)
         .execute(&mut *conn)
         .await

@@ -13,6 +13,13 @@
 //! check and the write. A guarded insert also share-locks the task row, so a recovery or a new
 //! claim of the task commits either before the check (and is seen) or after the insert. Such
 //! a statement changes no row when a check fails; [`WRITE_REFUSED`] then says why.
+//!
+//! JSON a caller gives
+//! (`node_filter`, `request_context`, message `extra`) is bound as text and cast
+//! `::text::json` into `json` columns, and read back as text, so its key order is kept.
+
+// The statements below run only through these `&'static str` helpers (see `crate::sql`).
+pub(crate) use crate::sql::{query, query_as, query_scalar};
 
 /// The messages of the task row `t`, as parallel arrays in sequence order (all NULL when it
 /// has none): joined to every statement that returns tasks, so a task comes back with its
@@ -24,7 +31,7 @@ macro_rules! with_messages {
     SELECT array_agg(m.sequence) AS msg_sequence, array_agg(m.message) AS msg_message,
            array_agg(m.error) AS msg_error, array_agg(m.context_type) AS msg_context_type,
            array_agg(m.context) AS msg_context, array_agg(m.ts) AS msg_ts,
-           array_agg(m.extra) AS msg_extra
+           array_agg(m.extra::text) AS msg_extra
     FROM (SELECT * FROM drydock.result_message AS r
           WHERE r.task_id = t.task_id ORDER BY r.sequence) AS m
 ) AS msgs ON true"
@@ -117,7 +124,7 @@ pub const CREATE_TASK: &str = "
 INSERT INTO drydock.tasks (
     task_id, parent_task_id, action, design_ref, status, result_status,
     node_filter, created, created_by, retry, request_context)
-VALUES ($1, $2, $3, $4, $5, 'incomplete', $6, $7, $8, $9, $10)
+VALUES ($1, $2, $3, $4, $5, 'incomplete', $6::text::json, $7, $8, $9, $10::text::json)
 RETURNING *";
 
 /// `get_task`: one task with its messages, in one round trip.
@@ -160,7 +167,7 @@ UPDATE drydock.tasks AS t SET
     result_failures = COALESCE($9::text[], t.result_failures),
     result_links = COALESCE($10, t.result_links),
     retry = COALESCE($11::integer, t.retry),
-    node_filter = CASE WHEN $12::boolean THEN $13 ELSE t.node_filter END,
+    node_filter = CASE WHEN $12::boolean THEN $13::text::json ELSE t.node_filter END,
     design_ref = CASE WHEN $14::boolean THEN $15::text ELSE t.design_ref END,
     parent_task_id = CASE WHEN $16::boolean THEN $17::uuid ELSE t.parent_task_id END,
     claimed_by = CASE WHEN $2 IN ('requested', 'queued') THEN NULL ELSE t.claimed_by END,
@@ -339,28 +346,38 @@ SELECT t.*, msgs.* FROM t",
 /// `purge`: the cutoff, `$1` microseconds before the database's now.
 pub const PURGE_CUTOFF: &str = "SELECT now() - $1::bigint * interval '1 microsecond'";
 
-/// `purge`: locks one batch of trees, the oldest `$2` roots created before `$1` with all their
-/// descendants. The locks keep new subtasks and messages out of the trees until they are gone.
-/// `UNION` rather than `UNION ALL` so that a parent cycle made by an update still terminates;
-/// `= ANY (ARRAY(...))` so the rows are fetched by primary key, never by a scan of the table.
-pub const PURGE_LOCK_TREES: &str = "
-WITH RECURSIVE tree(task_id) AS (
-    (SELECT task_id FROM drydock.tasks
-     WHERE parent_task_id IS NULL AND created < $1
-     ORDER BY created, task_id
-     LIMIT $2)
-    UNION
-    SELECT c.task_id FROM drydock.tasks AS c JOIN tree ON c.parent_task_id = tree.task_id
-)
-SELECT task_id FROM drydock.tasks
-WHERE task_id = ANY (ARRAY(SELECT task_id FROM tree))
+/// `purge`, one batch: locks the oldest `$2` roots created before `$1`, after the keyset
+/// `($3, $4)` (NULL for the first batch), with their status. The root and age conditions are
+/// in this locking statement's own `WHERE`, so PostgreSQL re-checks them on the newest row
+/// version once a lock it waited for is granted: a root that got a parent meanwhile is
+/// passed over. The keyset moves past trees kept for their live work.
+pub const PURGE_LOCK_ROOTS: &str = "
+SELECT task_id, created, status FROM drydock.tasks
+WHERE parent_task_id IS NULL AND created < $1
+  AND (created, task_id) > (COALESCE($3::timestamptz, '-infinity'),
+                            COALESCE($4::uuid, '00000000-0000-0000-0000-000000000000'))
+ORDER BY created, task_id
+LIMIT $2
 FOR UPDATE";
 
-/// `purge`: the messages a batch takes with it, counted before the delete.
-pub const PURGE_COUNT_MESSAGES: &str =
-    "SELECT count(*) FROM drydock.result_message WHERE task_id = ANY ($1)";
+/// `purge`, one level of the locked trees: locks the children of the tasks in `$1` (the
+/// level above, already locked), with their parent and status. `parent_task_id = ANY ($1)` is
+/// re-checked on the newest row version after a wait, so a task moved out of the tree while
+/// the purge waited is not taken; and since every task of the tree is locked before the next
+/// level is read, no task can be moved or inserted under it (that needs a key-share lock on
+/// the parent), so the levels read are the whole tree.
+pub const PURGE_LOCK_LEVEL: &str = "
+SELECT task_id, parent_task_id, status FROM drydock.tasks
+WHERE parent_task_id = ANY ($1)
+FOR UPDATE";
 
-/// `purge`: deletes a locked batch; messages go by `ON DELETE CASCADE`.
+/// `purge`: deletes the messages of the locked tasks in `$1`; the rows deleted are the
+/// report's count.
+pub const PURGE_DELETE_MESSAGES: &str =
+    "DELETE FROM drydock.result_message WHERE task_id = ANY ($1)";
+
+/// `purge`: deletes the locked tasks in `$1`, whole trees; the rows deleted are the report's
+/// count (every descendant is in `$1`, so the cascade finds nothing more).
 pub const PURGE_DELETE_TASKS: &str = "DELETE FROM drydock.tasks WHERE task_id = ANY ($1)";
 
 // ---- messages ---------------------------------------------------------------------------
@@ -368,15 +385,15 @@ pub const PURGE_DELETE_TASKS: &str = "DELETE FROM drydock.tasks WHERE task_id = 
 /// `append_message`: one message, stamped and sequenced by the database.
 pub const APPEND_MESSAGE: &str = "
 INSERT INTO drydock.result_message (task_id, message, error, context_type, context, extra)
-VALUES ($1, $2, $3, $4, $5, $6)
+VALUES ($1, $2, $3, $4, $5, $6::text::json)
 RETURNING *";
 
 /// `append_messages` (and `recover_orphans`): many messages in one statement, sequenced in
 /// array order (the ordered subquery is evaluated before the `bigserial` default).
 pub const APPEND_MESSAGES: &str = "
 INSERT INTO drydock.result_message (task_id, message, error, context_type, context, extra)
-SELECT m.task_id, m.message, m.error, m.context_type, m.context, m.extra
-FROM unnest($1::uuid[], $2::text[], $3::boolean[], $4::text[], $5::text[], $6::jsonb[])
+SELECT m.task_id, m.message, m.error, m.context_type, m.context, m.extra::json
+FROM unnest($1::uuid[], $2::text[], $3::boolean[], $4::text[], $5::text[], $6::text[])
      WITH ORDINALITY AS m(task_id, message, error, context_type, context, extra, ord)
 ORDER BY m.ord
 RETURNING *";
@@ -390,7 +407,7 @@ pub const APPEND_MESSAGE_GUARDED: &str = concat!(
     holder!(1, 7, 8, 9),
     "
 INSERT INTO drydock.result_message (task_id, message, error, context_type, context, extra)
-SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM holder)
+SELECT $1, $2, $3, $4, $5, $6::text::json WHERE EXISTS (SELECT 1 FROM holder)
 RETURNING *"
 );
 
@@ -404,8 +421,8 @@ pub const APPEND_MESSAGES_GUARDED: &str = concat!(
     holder!(7, 8, 9, 10),
     "
 INSERT INTO drydock.result_message (task_id, message, error, context_type, context, extra)
-SELECT m.task_id, m.message, m.error, m.context_type, m.context, m.extra
-FROM unnest($1::uuid[], $2::text[], $3::boolean[], $4::text[], $5::text[], $6::jsonb[])
+SELECT m.task_id, m.message, m.error, m.context_type, m.context, m.extra::json
+FROM unnest($1::uuid[], $2::text[], $3::boolean[], $4::text[], $5::text[], $6::text[])
      WITH ORDINALITY AS m(task_id, message, error, context_type, context, extra, ord)
 WHERE EXISTS (SELECT 1 FROM holder)
 ORDER BY m.ord

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use drydock_state_core::{
-    BuildData, Error, Lease, Link, Result, ResultDetails, ResultMessage, Task, TaskId, TaskResult,
+    BuildData, Lease, Link, Result, ResultDetails, ResultMessage, Task, TaskId, TaskResult,
 };
 use sqlx::postgres::PgRow;
 use sqlx::Row;
@@ -13,7 +13,7 @@ where
     T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
 {
     row.try_get(name)
-        .map_err(|e| Error::backend(format!("reading column {name}"), e))
+        .map_err(|e| crate::error::decode_error(name, &e))
 }
 
 /// A `drydock.tasks` row as a task, without its messages.
@@ -129,7 +129,16 @@ pub(crate) fn assembled(row: &PgRow) -> Result<Task> {
     let context_types: Vec<String> = col(row, "msg_context_type")?;
     let contexts: Vec<String> = col(row, "msg_context")?;
     let stamps: Vec<DateTime<Utc>> = col(row, "msg_ts")?;
-    let extras: Vec<Option<serde_json::Value>> = col(row, "msg_extra")?;
+    // Aggregated as text (see `with_messages!`), parsed here in the order written.
+    let extras: Vec<Option<String>> = col(row, "msg_extra")?;
+    let extras = extras
+        .into_iter()
+        .map(|text| {
+            text.map(|t| serde_json::from_str(&t))
+                .transpose()
+                .map_err(|e| crate::error::corrupt("result_message.extra", e))
+        })
+        .collect::<Result<Vec<Option<serde_json::Value>>>>()?;
     let n = sequences.len();
     if [
         texts.len(),

@@ -99,7 +99,7 @@ impl PgStore {
 
     /// Whether a task exists.
     pub(crate) async fn task_exists(&self, id: TaskId) -> Result<bool> {
-        sqlx::query_scalar(queries::TASK_EXISTS)
+        queries::query_scalar(queries::TASK_EXISTS)
             .bind(id.0)
             .fetch_one(&self.pool)
             .await

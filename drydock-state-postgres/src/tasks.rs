@@ -1,16 +1,18 @@
 //! [`TaskStore`] on PostgreSQL: the queue, claims under the lease, guarded writes, orphan
 //! recovery and purge.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use drydock_state_core::memory::{
-    orphan_message, purge_cutoff, refuse_new_work_under, Recovery, ORPHAN_FAILURE_REASON,
+    orphan_message, purge_cutoff, purge_keeps, refuse_new_work_under, Recovery,
+    ORPHAN_FAILURE_REASON,
 };
 use drydock_state_core::{
     Claim, ClaimRequest, Error, NewTask, OrphanPolicy, PurgeReport, Result, SubtaskFilter, Task,
-    TaskFilter, TaskId, TaskStore, TaskUpdate,
+    TaskFilter, TaskId, TaskStatus, TaskStore, TaskUpdate,
 };
 use uuid::Uuid;
 
@@ -20,8 +22,8 @@ use crate::messages::MessageBatch;
 use crate::store::PgStore;
 use crate::{queries, rows};
 
-/// How many root trees one purge statement deletes: small enough that no batch holds its
-/// locks for long, large enough that a big purge takes few round trips.
+/// How many root trees one purge transaction locks and deletes: small enough that no batch
+/// holds its locks for long, large enough that a big purge takes few round trips.
 pub const PURGE_BATCH_ROOTS: i64 = 500;
 
 /// The result links as the JSON stored in `result_links`.
@@ -37,22 +39,29 @@ fn set<T: Clone>(field: &Option<Option<T>>) -> (bool, Option<T>) {
     }
 }
 
+/// A caller's JSON value as the text bound to a `json` column (cast `$n::text::json` in the
+/// statement): serialised in the value's own key order, which PostgreSQL's `json` keeps.
+/// Binding a `serde_json::Value` directly would send `jsonb`, which reorders keys.
+pub(crate) fn json_text(value: &Option<serde_json::Value>) -> Option<String> {
+    value.as_ref().map(ToString::to_string)
+}
+
 #[async_trait]
 impl TaskStore for PgStore {
     #[tracing::instrument(skip_all, fields(task_id = %task.task_id))]
     async fn create_task(&self, task: &NewTask) -> Result<Task> {
         task.validate()?;
-        let row = sqlx::query(queries::CREATE_TASK)
+        let row = queries::query(queries::CREATE_TASK)
             .bind(task.task_id.0)
             .bind(task.parent_task_id.map(|p| p.0))
             .bind(&task.action)
             .bind(&task.design_ref)
             .bind(task.status.as_str())
-            .bind(&task.node_filter)
+            .bind(json_text(&task.node_filter))
             .bind(task.created)
             .bind(&task.created_by)
             .bind(task.retry)
-            .bind(&task.request_context)
+            .bind(json_text(&task.request_context))
             .fetch_one(&self.pool)
             .await
             .map_err(db_error("create_task", "task"))
@@ -68,7 +77,7 @@ impl TaskStore for PgStore {
 
     #[tracing::instrument(skip_all, fields(task_id = %id))]
     async fn get_task(&self, id: TaskId) -> Result<Option<Task>> {
-        let row = sqlx::query(queries::GET_TASK)
+        let row = queries::query(queries::GET_TASK)
             .bind(id.0)
             .fetch_optional(&self.pool)
             .await
@@ -96,7 +105,7 @@ impl TaskStore for PgStore {
         let (set_parent, parent) = set(&update.parent_task_id);
         let (by, term, attempt) = guard::binds(guard);
         for _ in 0..guard::ATTEMPTS {
-            let row = sqlx::query(queries::UPDATE_TASK)
+            let row = queries::query(queries::UPDATE_TASK)
                 .bind(id.0)
                 .bind(update.status.map(|s| s.as_str()))
                 .bind(update.result_status.map(|s| s.as_str()))
@@ -109,7 +118,7 @@ impl TaskStore for PgStore {
                 .bind(&links)
                 .bind(update.retry)
                 .bind(set_filter)
-                .bind(&filter)
+                .bind(json_text(&filter))
                 .bind(set_design)
                 .bind(&design)
                 .bind(set_parent)
@@ -139,7 +148,7 @@ impl TaskStore for PgStore {
     #[tracing::instrument(skip_all, fields(limit = ?filter.limit))]
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>> {
         filter.validate()?;
-        let rows = sqlx::query(queries::LIST_TASKS)
+        let rows = queries::query(queries::LIST_TASKS)
             .bind(filter.status.map(|s| s.as_str()))
             .bind(&filter.action)
             .bind(filter.parent.map(|p| p.0))
@@ -166,7 +175,7 @@ impl TaskStore for PgStore {
         guard::validate(guard)?;
         let (by, term, attempt) = guard::binds(guard);
         for _ in 0..guard::ATTEMPTS {
-            let done = sqlx::query(queries::ADD_SUBTASK)
+            let done = queries::query(queries::ADD_SUBTASK)
                 .bind(parent.0)
                 .bind(child.0)
                 .bind(by)
@@ -201,7 +210,7 @@ impl TaskStore for PgStore {
             SubtaskFilter::Active => Some(false),
             SubtaskFilter::Complete => Some(true),
         };
-        let rows = sqlx::query(queries::SUBTASKS)
+        let rows = queries::query(queries::SUBTASKS)
             .bind(parent.0)
             .bind(finished)
             .fetch_all(&self.pool)
@@ -221,7 +230,7 @@ impl TaskStore for PgStore {
         let mut tries = 2;
         let row = loop {
             tries -= 1;
-            let sent = sqlx::query(queries::CLAIM_NEXT)
+            let sent = queries::query(queries::CLAIM_NEXT)
                 .bind(&request.actions)
                 .bind(&request.instance_id)
                 .bind(request.term)
@@ -248,7 +257,7 @@ impl TaskStore for PgStore {
             return Ok(None);
         };
         // Nothing claimed: nothing queued, or fenced out. Only this case pays a second query.
-        let holds: bool = sqlx::query_scalar(queries::LEASE_HELD_WITH_TERM)
+        let holds: bool = queries::query_scalar(queries::LEASE_HELD_WITH_TERM)
             .bind(&request.instance_id)
             .bind(term)
             .fetch_one(&self.pool)
@@ -272,7 +281,7 @@ impl TaskStore for PgStore {
     ) -> Result<Vec<TaskId>> {
         let op = db_error("recover_orphans", "task");
         let mut tx = self.pool.begin().await.map_err(&op)?;
-        let rows = sqlx::query(queries::RECOVER_ORPHANS_LOCK)
+        let rows = queries::query(queries::RECOVER_ORPHANS_LOCK)
             .bind(current_term)
             .fetch_all(&mut *tx)
             .await
@@ -296,7 +305,7 @@ impl TaskStore for PgStore {
                 recovery == Recovery::Fail,
             );
         }
-        sqlx::query(queries::RECOVER_ORPHANS_APPLY)
+        queries::query(queries::RECOVER_ORPHANS_APPLY)
             .bind(&ids)
             .bind(&statuses)
             .bind(&fails)
@@ -316,7 +325,7 @@ impl TaskStore for PgStore {
         guard::validate(guard)?;
         let (g_by, g_term, g_attempt) = guard::binds(guard);
         for _ in 0..guard::ATTEMPTS {
-            let row = sqlx::query(queries::TERMINATE_TASK)
+            let row = queries::query(queries::TERMINATE_TASK)
                 .bind(id.0)
                 .bind(by)
                 .bind(g_by)
@@ -353,7 +362,7 @@ impl TaskStore for PgStore {
         let micros = i64::try_from(older_than.as_micros())
             .map_err(|_| Error::invalid("purge.older_than", "is too large"))?;
         let op = db_error("purge", "purge.older_than");
-        let cutoff: DateTime<Utc> = sqlx::query_scalar(queries::PURGE_CUTOFF)
+        let cutoff: DateTime<Utc> = queries::query_scalar(queries::PURGE_CUTOFF)
             .bind(micros)
             .fetch_one(&self.pool)
             .await
@@ -365,31 +374,41 @@ impl TaskStore for PgStore {
                 _ => op(e),
             })?;
         let mut report = PurgeReport::default();
+        let mut after: Option<(DateTime<Utc>, Uuid)> = None;
         loop {
-            // One short transaction per batch: lock the trees, count, delete, commit.
+            // One short transaction per batch: lock the roots, then their trees level by
+            // level, delete the trees without live work, commit.
             let mut tx = self.pool.begin().await.map_err(&op)?;
-            let tree: Vec<Uuid> = sqlx::query_scalar(queries::PURGE_LOCK_TREES)
-                .bind(cutoff)
-                .bind(PURGE_BATCH_ROOTS)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(&op)?;
-            if tree.is_empty() {
+            let roots: Vec<(Uuid, DateTime<Utc>, String)> =
+                queries::query_as(queries::PURGE_LOCK_ROOTS)
+                    .bind(cutoff)
+                    .bind(PURGE_BATCH_ROOTS)
+                    .bind(after.map(|(created, _)| created))
+                    .bind(after.map(|(_, id)| id))
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(&op)?;
+            // Rows locked after a wait may come out of order: the keyset is the largest.
+            let Some(last) = roots.iter().map(|(id, created, _)| (*created, *id)).max() else {
                 break;
+            };
+            after = Some(last);
+            let batch = lock_trees(&mut tx, &roots, &op).await?;
+            if !batch.is_empty() {
+                let messages = queries::query(queries::PURGE_DELETE_MESSAGES)
+                    .bind(&batch)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(&op)?;
+                let tasks = queries::query(queries::PURGE_DELETE_TASKS)
+                    .bind(&batch)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(&op)?;
+                report.tasks += tasks.rows_affected();
+                report.messages += messages.rows_affected();
             }
-            let messages: i64 = sqlx::query_scalar(queries::PURGE_COUNT_MESSAGES)
-                .bind(&tree)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(&op)?;
-            let deleted = sqlx::query(queries::PURGE_DELETE_TASKS)
-                .bind(&tree)
-                .execute(&mut *tx)
-                .await
-                .map_err(&op)?;
             tx.commit().await.map_err(&op)?;
-            report.tasks += deleted.rows_affected();
-            report.messages += u64::try_from(messages).unwrap_or_default();
         }
         tracing::info!(
             tasks = report.tasks,
@@ -398,4 +417,65 @@ impl TaskStore for PgStore {
         );
         Ok(report)
     }
+}
+
+/// Locks the trees of the locked `roots` (id, created, status) one level at a time, from the
+/// roots down, and returns the tasks of the trees to delete: every tree with no task that
+/// [`purge_keeps`] (such a tree is kept whole, and its lower levels are not even locked).
+/// Statuses are those of the locked rows, so they cannot change before the batch commits.
+async fn lock_trees(
+    tx: &mut sqlx::PgConnection,
+    roots: &[(Uuid, DateTime<Utc>, String)],
+    op: &impl Fn(sqlx::Error) -> Error,
+) -> Result<Vec<Uuid>> {
+    let keeps = |status: &str| -> Result<bool> {
+        let status: TaskStatus = status
+            .parse()
+            .map_err(|e| crate::error::corrupt("task status", e))?;
+        Ok(purge_keeps(status))
+    };
+    // Each locked task's root, and the roots whose trees are kept.
+    let mut root_of: HashMap<Uuid, Uuid> = HashMap::new();
+    let mut kept: HashSet<Uuid> = HashSet::new();
+    for (id, _, status) in roots {
+        root_of.insert(*id, *id);
+        if keeps(status)? {
+            kept.insert(*id);
+        }
+    }
+    let mut level: Vec<Uuid> = roots
+        .iter()
+        .map(|(id, _, _)| *id)
+        .filter(|id| !kept.contains(id))
+        .collect();
+    while !level.is_empty() {
+        let rows: Vec<(Uuid, Uuid, String)> = queries::query_as(queries::PURGE_LOCK_LEVEL)
+            .bind(&level)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(op)?;
+        let mut next = Vec::with_capacity(rows.len());
+        for (id, parent, status) in rows {
+            // The lock re-checked that the parent is in this level.
+            let Some(&root) = root_of.get(&parent) else {
+                continue;
+            };
+            // A task already seen (a parent cycle) is not walked again.
+            if root_of.contains_key(&id) {
+                continue;
+            }
+            root_of.insert(id, root);
+            if keeps(&status)? {
+                kept.insert(root);
+            }
+            next.push(id);
+        }
+        next.retain(|id| !kept.contains(&root_of[id]));
+        level = next;
+    }
+    Ok(root_of
+        .into_iter()
+        .filter(|(_, root)| !kept.contains(root))
+        .map(|(id, _)| id)
+        .collect())
 }

@@ -354,7 +354,7 @@ async fn everything(store: &drydock_state_postgres::PgStore) -> (Vec<Task>, Vec<
 
 /// Whether a session other than `holder` waits for a lock `holder` holds.
 async fn blocked_by(pool: &sqlx::PgPool, holder: i32) -> bool {
-    sqlx::query_scalar(
+    drydock_state_testsupport::sql::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
                         WHERE wait_event_type = 'Lock' AND $1 = ANY (pg_blocking_pids(pid)))",
     )
@@ -398,12 +398,12 @@ async fn takeover_during_a_guarded_write(
     let before = everything(store).await;
 
     let mut takeover = sqlx::PgConnection::connect(url).await.unwrap();
-    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+    let pid: i32 = drydock_state_testsupport::sql::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(&mut takeover)
         .await
         .unwrap();
     let mut tx = takeover.begin().await.unwrap();
-    sqlx::query("SELECT term FROM drydock.active_instance FOR UPDATE")
+    drydock_state_testsupport::sql::query("SELECT term FROM drydock.active_instance FOR UPDATE")
         .execute(&mut *tx)
         .await
         .unwrap();
@@ -428,7 +428,7 @@ async fn takeover_during_a_guarded_write(
     }
 
     if commit {
-        sqlx::query(
+        drydock_state_testsupport::sql::query(
             "UPDATE drydock.active_instance SET instance_id = 'instance-b', term = term + 1,
                  acquired_at = now(), renewed_at = now(), expires_at = now() + interval '1 hour'",
         )

@@ -34,6 +34,7 @@ use chrono::{DateTime, Utc};
 use drydock_state_core::testkit::with_grace;
 use drydock_state_core::*;
 use drydock_state_postgres::PgStore;
+use drydock_state_testsupport::sql;
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
@@ -994,7 +995,7 @@ async fn check_lease(
     // clock, the database says T is held by it.
     let current = settled("current_lease", || store.current_lease()).await;
     let db_now: DateTime<Utc> = settled("now", || async {
-        sqlx::query_scalar(DATABASE_NOW)
+        sql::query_scalar(DATABASE_NOW)
             .fetch_one(store.pool())
             .await
             .map_err(|e| Error::unavailable("now", e))
@@ -1040,7 +1041,7 @@ async fn kill_sessions(admin_url: &str, database: &str) -> i64 {
     let mut admin = PgConnection::connect(admin_url)
         .await
         .expect("admin connection");
-    let killed: i64 = sqlx::query_scalar(KILL_DATABASE_SESSIONS)
+    let killed: i64 = sql::query_scalar(KILL_DATABASE_SESSIONS)
         .bind(database)
         .fetch_one(&mut admin)
         .await

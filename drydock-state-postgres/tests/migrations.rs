@@ -8,11 +8,12 @@ use std::time::Duration;
 use drydock_state_core::testkit::kit_config;
 use drydock_state_postgres::migrate::MIGRATOR;
 use drydock_state_postgres::PgStore;
+use drydock_state_testsupport::sql;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
 
 async fn our_history(pool: &sqlx::PgPool) -> Vec<(i64, String)> {
-    sqlx::query_as(
+    sql::query_as(
         "SELECT version, description FROM drydock._sqlx_migrations WHERE success ORDER BY version",
     )
     .fetch_all(pool)
@@ -43,7 +44,7 @@ async fn concurrent_migrations_on_a_fresh_database_all_succeed() {
     let pool = stores[0].pool();
     assert_eq!(our_history(pool).await, expected_history());
     let public_history: Option<String> =
-        sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations')::text")
+        sql::query_scalar("SELECT to_regclass('public._sqlx_migrations')::text")
             .fetch_one(pool)
             .await
             .unwrap();
@@ -51,7 +52,7 @@ async fn concurrent_migrations_on_a_fresh_database_all_succeed() {
         public_history, None,
         "no history table outside schema drydock"
     );
-    let tables: i64 = sqlx::query_scalar(
+    let tables: i64 = sql::query_scalar(
         "SELECT count(*) FROM pg_tables WHERE schemaname = 'drydock' \
          AND tablename IN ('tasks', 'result_message', 'build_data', 'active_instance')",
     )
@@ -99,7 +100,7 @@ async fn application_migrations_in_public_are_untouched() {
         .expect("we migrate again (idempotent)");
 
     let app_history: Vec<(i64, String)> =
-        sqlx::query_as("SELECT version, description FROM public._sqlx_migrations ORDER BY version")
+        sql::query_as("SELECT version, description FROM public._sqlx_migrations ORDER BY version")
             .fetch_all(&pool)
             .await
             .unwrap();
@@ -108,7 +109,7 @@ async fn application_migrations_in_public_are_untouched() {
         vec![(1, "app things".to_string()), (2, "app more".to_string())]
     );
     assert_eq!(our_history(&pool).await, expected_history());
-    let things: i64 = sqlx::query_scalar("SELECT count(*) FROM public.app_things")
+    let things: i64 = sql::query_scalar("SELECT count(*) FROM public.app_things")
         .fetch_one(&pool)
         .await
         .unwrap();
@@ -116,7 +117,7 @@ async fn application_migrations_in_public_are_untouched() {
 
     // The migration's search_path never reaches the pool's connections.
     for _ in 0..3 {
-        let path: String = sqlx::query_scalar("SHOW search_path")
+        let path: String = sql::query_scalar("SHOW search_path")
             .fetch_one(&pool)
             .await
             .unwrap();
@@ -140,4 +141,32 @@ async fn store_works_after_migrating_beside_an_application() {
         .await
         .expect("migrating a migrated database is a no-op");
     assert!(store.get_task(task.task_id).await.unwrap().is_some());
+}
+
+/// After migration 4 the JSON columns a caller writes are `json` (text kept as given), and
+/// `result_links`, which the store writes from its own structs, is still `jsonb`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_json_columns_are_json() {
+    let (store, _db) = common::fresh_store(&kit_config()).await;
+    let types: Vec<(String, String, String)> = drydock_state_testsupport::sql::query_as(
+        "SELECT table_name::text, column_name::text, data_type::text
+         FROM information_schema.columns
+         WHERE table_schema = 'drydock'
+           AND column_name IN ('node_filter', 'request_context', 'extra', 'result_links')
+         ORDER BY table_name, column_name",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let expected = [
+        ("result_message", "extra", "json"),
+        ("tasks", "node_filter", "json"),
+        ("tasks", "request_context", "json"),
+        ("tasks", "result_links", "jsonb"),
+    ];
+    let expected: Vec<(String, String, String)> = expected
+        .iter()
+        .map(|(t, c, d)| (t.to_string(), c.to_string(), d.to_string()))
+        .collect();
+    assert_eq!(types, expected);
 }

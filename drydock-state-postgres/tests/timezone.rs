@@ -8,8 +8,8 @@ use std::time::Duration;
 use drydock_state_core::testkit::with_grace;
 use drydock_state_core::*;
 use drydock_state_postgres::PgStore;
+use drydock_state_testsupport::sql;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::Executor;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lease_tasks_and_purge_are_right_in_a_far_time_zone() {
@@ -18,14 +18,16 @@ async fn lease_tasks_and_purge_are_right_in_a_far_time_zone() {
         .max_connections(3)
         .after_connect(|conn, _| {
             Box::pin(async move {
-                conn.execute("SET TIME ZONE 'Pacific/Chatham'").await?;
+                sql::query("SET TIME ZONE 'Pacific/Chatham'")
+                    .execute(&mut *conn)
+                    .await?;
                 Ok(())
             })
         })
         .connect(&db.url)
         .await
         .unwrap();
-    let zone: String = sqlx::query_scalar("SHOW TimeZone")
+    let zone: String = sql::query_scalar("SHOW TimeZone")
         .fetch_one(&pool)
         .await
         .unwrap();

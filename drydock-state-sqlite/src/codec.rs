@@ -58,7 +58,7 @@ fn from_json_opt<T: serde::de::DeserializeOwned>(
 }
 
 /// A stored value this backend cannot read back: the file was changed behind its back.
-fn corrupt(column: &str, why: &str) -> Error {
+pub(crate) fn corrupt(column: &str, why: &str) -> Error {
     Error::Backend {
         message: format!("sqlite: stored {column} is unreadable: {why}"),
         source: None,

@@ -6,6 +6,7 @@ mod config;
 mod error;
 pub mod migrate;
 mod queries;
+mod sql;
 mod store;
 
 use std::sync::Arc;

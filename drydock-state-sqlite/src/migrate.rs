@@ -7,7 +7,7 @@
 //! serialize on the write lock, and the second finds everything applied.
 
 use drydock_state_core::{Error, Result};
-use sqlx::{Executor, SqlitePool};
+use sqlx::SqlitePool;
 
 use crate::error::OrStore;
 use crate::queries;
@@ -58,15 +58,12 @@ fn checksum(sql: &str) -> String {
 
 /// Applies the migrations `pool`'s database lacks; returns how many were applied.
 pub(crate) async fn run(pool: &SqlitePool) -> Result<usize> {
-    let mut tx = pool
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .or_store("migrate")?;
-    sqlx::query(queries::MIGRATIONS_CREATE_HISTORY)
+    let mut tx = queries::begin_immediate(pool).await.or_store("migrate")?;
+    queries::query(queries::MIGRATIONS_CREATE_HISTORY)
         .execute(&mut *tx)
         .await
         .or_store("migrate")?;
-    let applied: Vec<(i64, String)> = sqlx::query_as(queries::MIGRATIONS_APPLIED)
+    let applied: Vec<(i64, String)> = queries::query_as(queries::MIGRATIONS_APPLIED)
         .fetch_all(&mut *tx)
         .await
         .or_store("migrate")?;
@@ -102,13 +99,11 @@ pub(crate) async fn run(pool: &SqlitePool) -> Result<usize> {
             description = m.description,
             "applying migration"
         );
-        // Through `Executor::execute`: `RawSql::execute`'s own future is not provably `Send`
-        // across the executor's lifetime, which a boxed backend `open` requires.
-        (&mut *tx)
-            .execute(sqlx::raw_sql(m.sql))
+        // Through `Executor::execute`, whose future is `Send` (see `execute_script`).
+        queries::execute_script(&mut *tx, m.sql)
             .await
             .or_store("migrate")?;
-        sqlx::query(queries::MIGRATIONS_RECORD)
+        queries::query(queries::MIGRATIONS_RECORD)
             .bind(m.version)
             .bind(m.description)
             .bind(checksum(m.sql))
@@ -126,9 +121,89 @@ mod tests {
     use super::*;
 
     #[test]
-    fn versions_increase_and_checksums_are_stable() {
+    fn versions_increase() {
         assert!(MIGRATIONS.windows(2).all(|w| w[0].version < w[1].version));
-        assert_eq!(checksum("abc"), checksum("abc"));
-        assert_ne!(checksum("abc"), checksum("abd"));
+    }
+
+    /// The checksum is 64-bit FNV-1a: the published test vectors (`""`, `"a"`, `"foobar"`).
+    #[test]
+    fn checksum_is_fnv1a_64() {
+        assert_eq!(checksum(""), "cbf29ce484222325");
+        assert_eq!(checksum("a"), "af63dc4c8601ec8c");
+        assert_eq!(checksum("foobar"), "85944171f73967e8");
+    }
+
+    /// Applied migrations are never edited: the checksum of each shipped migration is pinned
+    /// (a database that applied the old text would refuse to start), and changing any one byte
+    /// of it changes the checksum.
+    #[test]
+    fn shipped_migrations_are_pinned_and_every_byte_counts() {
+        let pinned = [(1, "0f0570b23cd51436")];
+        assert_eq!(
+            MIGRATIONS.len(),
+            pinned.len(),
+            "pin the new migration's checksum"
+        );
+        for (m, (version, sum)) in MIGRATIONS.iter().zip(pinned) {
+            assert_eq!(m.version, version);
+            assert_eq!(checksum(m.sql), sum, "migration {version} was edited");
+            let original = checksum(m.sql);
+            let mut bytes = m.sql.as_bytes().to_vec();
+            for i in (0..bytes.len()).step_by(97).chain([bytes.len() - 1]) {
+                bytes[i] ^= 0x01;
+                let changed = String::from_utf8_lossy(&bytes).into_owned();
+                assert_ne!(
+                    checksum(&changed),
+                    original,
+                    "byte {i} of migration {version}"
+                );
+                bytes[i] ^= 0x01;
+            }
+        }
+    }
+
+    /// A database whose recorded checksum differs from the migration's text is refused, and
+    /// one that records a migration this build does not know is refused too.
+    #[tokio::test]
+    async fn a_stored_checksum_mismatch_is_refused() {
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        assert_eq!(run(&pool).await.unwrap(), MIGRATIONS.len());
+        assert_eq!(run(&pool).await.unwrap(), 0, "a second run applies nothing");
+
+        crate::queries::query(
+            "UPDATE drydock_schema_migrations SET checksum = ?1 WHERE version = 1",
+        )
+        .bind(checksum(&format!("{} ", MIGRATIONS[0].sql)))
+        .execute(&pool)
+        .await
+        .unwrap();
+        let e = run(&pool)
+            .await
+            .expect_err("an edited migration is refused");
+        assert!(matches!(e, Error::Backend { .. }), "{e:?}");
+        assert!(e.to_string().contains("migration 1 was changed"), "{e}");
+
+        crate::queries::query(
+            "UPDATE drydock_schema_migrations SET checksum = ?1 WHERE version = 1",
+        )
+        .bind(checksum(MIGRATIONS[0].sql))
+        .execute(&pool)
+        .await
+        .unwrap();
+        crate::queries::query(
+            "INSERT INTO drydock_schema_migrations (version, description, checksum, applied_at) \
+             VALUES (9999, 'future', '0', 0)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let e = run(&pool)
+            .await
+            .expect_err("an unknown migration is refused");
+        assert!(e.to_string().contains("migration 9999"), "{e}");
     }
 }

@@ -4,6 +4,9 @@
 //! compile time with `concat!`, never at run time. Lists (ids, actions) are bound as one JSON
 //! array and unpacked with `json_each`, so a statement's text never depends on a list's length.
 
+// The statements below run only through these `&'static str` helpers (see `crate::sql`).
+pub(crate) use crate::sql::{begin_immediate, execute_script, query, query_as, query_scalar};
+
 /// The store's clock in microseconds since the Unix epoch. SQLite's `now` has millisecond
 /// resolution; rounding to whole milliseconds keeps the float conversion exact. Every process
 /// on one file reads the same clock, and `now` is constant within one statement.
@@ -258,27 +261,40 @@ pub const TERMINATE_SUBTREE: &str = concat!(
      WHERE task_id IN (SELECT task_id FROM tree)"
 );
 
-/// `purge`, one batch: up to `?2` roots created before `?1`.
+/// `purge`, one batch: up to `?2` roots created before `?1`, in `(created, task_id)` order
+/// after the keyset `(?3, ?4)` (the smallest integer and `''` for the first batch), so that
+/// trees kept or skipped by an earlier batch are not looked at again. `created >= ?3` bounds
+/// the index range; the rest breaks ties.
 pub const PURGE_ROOTS: &str = "\
-SELECT task_id FROM drydock_tasks
+SELECT created, task_id FROM drydock_tasks
 WHERE parent_task_id IS NULL AND created < ?1
+  AND created >= ?3 AND (created > ?3 OR task_id > ?4)
 ORDER BY created, task_id
 LIMIT ?2";
 
-/// `purge`, one batch: how many tasks and messages the trees of the roots in `?1` (a JSON
-/// array) hold, counted before the cascade removes them.
-pub const PURGE_COUNT_TREES: &str = "\
-WITH RECURSIVE tree (task_id) AS (
-    SELECT value FROM json_each(?1)
-    UNION ALL
-    SELECT child.task_id FROM drydock_tasks AS child JOIN tree ON child.parent_task_id = tree.task_id
+/// `purge`, one tree: every task of the tree rooted at `?1` with its depth (the root is 0)
+/// and status, deepest first. The recursion is a queue, not nested calls, so any depth works.
+pub const PURGE_TREE: &str = "\
+WITH RECURSIVE tree (task_id, depth) AS (
+    SELECT ?1, 0
+    UNION
+    SELECT child.task_id, tree.depth + 1
+    FROM drydock_tasks AS child JOIN tree ON child.parent_task_id = tree.task_id
 )
-SELECT (SELECT count(*) FROM tree),
-       (SELECT count(*) FROM drydock_result_messages WHERE task_id IN (SELECT task_id FROM tree))";
+SELECT tree.task_id, tree.depth, t.status
+FROM tree JOIN drydock_tasks AS t ON t.task_id = tree.task_id
+ORDER BY tree.depth DESC";
 
-/// `purge`, one batch: deletes the roots in `?1`; subtasks and messages go by cascade.
-pub const PURGE_DELETE_ROOTS: &str =
-    "DELETE FROM drydock_tasks WHERE task_id IN (SELECT value FROM json_each(?1))";
+/// `purge`, one tree: deletes the messages of the tasks in `?1` (a JSON array); the count of
+/// rows deleted is the report's.
+pub const PURGE_DELETE_MESSAGES: &str = "\
+DELETE FROM drydock_result_messages WHERE task_id IN (SELECT value FROM json_each(?1))";
+
+/// `purge`, one level of a tree: deletes the tasks in `?1` (a JSON array). Run deepest level
+/// first, so that no delete cascades: a cascade through a deep tree nests one trigger level
+/// per tree level and fails past `SQLITE_MAX_TRIGGER_DEPTH` (1,000).
+pub const PURGE_DELETE_TASKS: &str = "\
+DELETE FROM drydock_tasks WHERE task_id IN (SELECT value FROM json_each(?1))";
 
 // ---------------------------------------------------------------------------------------------
 // Messages

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use drydock_state_core::memory::{
-    orphan_message, purge_cutoff, refuse_new_work_under, terminated_status, Recovery,
+    orphan_message, purge_cutoff, purge_keeps, refuse_new_work_under, terminated_status, Recovery,
     ORPHAN_FAILURE_REASON,
 };
 use drydock_state_core::{
@@ -158,7 +158,7 @@ impl SqliteStore {
             return Ok(tasks);
         }
         let ids = id_array(tasks.iter().map(|t| &t.task_id));
-        let rows: Vec<MessageRow> = sqlx::query_as(queries::MESSAGES_OF_TASKS)
+        let rows: Vec<MessageRow> = queries::query_as(queries::MESSAGES_OF_TASKS)
             .bind(ids)
             .fetch_all(&mut *conn)
             .await
@@ -206,7 +206,7 @@ impl SqliteStore {
         guard: Option<&Claim>,
         op: &'static str,
     ) -> Result<FenceRow> {
-        let stored: FenceRow = sqlx::query_as(queries::FENCE)
+        let stored: FenceRow = queries::query_as(queries::FENCE)
             .bind(id_text(id))
             .bind(guard.map(|g| g.instance_id.as_str()))
             .bind(guard.and_then(|g| g.term))
@@ -234,7 +234,7 @@ impl SqliteStore {
     /// Starts a write transaction: SQLite's write lock taken now, waiting up to the busy
     /// timeout for it.
     async fn begin_write(&self, op: &'static str) -> Result<sqlx::Transaction<'static, Sqlite>> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await.or_store(op)
+        queries::begin_immediate(&self.pool).await.or_store(op)
     }
 
     /// Runs a lease statement (`?1` the instance, `?2` the grace period) that returns the row
@@ -246,7 +246,7 @@ impl SqliteStore {
         instance_id: &str,
     ) -> Result<LeaseOutcome> {
         validate_instance_id("instance_id", instance_id)?;
-        let held: Option<LeaseRow> = sqlx::query_as(statement)
+        let held: Option<LeaseRow> = queries::query_as(statement)
             .bind(instance_id)
             .bind(self.grace_micros)
             .fetch_optional(&self.pool)
@@ -259,7 +259,7 @@ impl SqliteStore {
     }
 
     async fn current(&self, op: &'static str) -> Result<Option<Lease>> {
-        sqlx::query_as::<_, LeaseRow>(queries::CURRENT_LEASE)
+        queries::query_as::<_, LeaseRow>(queries::CURRENT_LEASE)
             .fetch_optional(&self.pool)
             .await
             .or_store(op)?
@@ -277,7 +277,7 @@ fn append_query(task: TaskId, message: &NewMessage) -> Result<Query<'static>> {
         .map(|v| to_json("message.extra", v))
         .transpose()?;
     fits("message.extra", extra.as_deref().unwrap_or_default())?;
-    Ok(sqlx::query(queries::APPEND_MESSAGE)
+    Ok(queries::query(queries::APPEND_MESSAGE)
         .bind(id_text(task))
         .bind(message.message.clone())
         .bind(message.error)
@@ -346,7 +346,7 @@ impl TaskStore for SqliteStore {
     #[tracing::instrument(name = "sqlite.create_task", level = "debug", skip_all, fields(task_id = %task.task_id))]
     async fn create_task(&self, task: &NewTask) -> Result<Task> {
         let p = NewTaskParams::of(task)?;
-        let result = sqlx::query_as::<_, TaskRow>(queries::CREATE_TASK)
+        let result = queries::query_as::<_, TaskRow>(queries::CREATE_TASK)
             .bind(p.task_id)
             .bind(p.parent_task_id)
             .bind(p.action)
@@ -382,7 +382,7 @@ impl TaskStore for SqliteStore {
     async fn get_task(&self, id: TaskId) -> Result<Option<Task>> {
         const OP: &str = "get_task";
         let mut tx = self.pool.begin().await.or_store(OP)?;
-        let row: Option<TaskRow> = sqlx::query_as(queries::GET_TASK)
+        let row: Option<TaskRow> = queries::query_as(queries::GET_TASK)
             .bind(id_text(id))
             .fetch_optional(&mut *tx)
             .await
@@ -411,7 +411,7 @@ impl TaskStore for SqliteStore {
         let mut tx = self.begin_write(OP).await?;
         let stored = Self::fence(&mut tx, id, guard, OP).await?;
         update.check_transition(id, stored.status()?)?;
-        let row: TaskRow = sqlx::query_as(queries::UPDATE_TASK)
+        let row: TaskRow = queries::query_as(queries::UPDATE_TASK)
             .bind(id_text(id))
             .bind(p.status)
             .bind(p.result_status)
@@ -456,7 +456,7 @@ impl TaskStore for SqliteStore {
         filter.validate()?;
         const OP: &str = "list_tasks";
         let mut tx = self.pool.begin().await.or_store(OP)?;
-        let rows: Vec<TaskRow> = sqlx::query_as(queries::LIST_TASKS)
+        let rows: Vec<TaskRow> = queries::query_as(queries::LIST_TASKS)
             .bind(filter.status.map(TaskStatus::as_str))
             .bind(filter.action.as_deref())
             .bind(filter.parent.map(id_text))
@@ -491,14 +491,14 @@ impl TaskStore for SqliteStore {
         let status = stored.status()?;
         if status.is_terminal() || status == TaskStatus::Terminating || stored.terminate {
             // Refused: core's rule says so, and how (the whole task is read only for that).
-            let row: TaskRow = sqlx::query_as(queries::GET_TASK)
+            let row: TaskRow = queries::query_as(queries::GET_TASK)
                 .bind(id_text(parent))
                 .fetch_one(&mut *tx)
                 .await
                 .or_store(OP)?;
             refuse_new_work_under(&row.into_task()?)?;
         }
-        sqlx::query(queries::ADD_SUBTASK)
+        queries::query(queries::ADD_SUBTASK)
             .bind(id_text(parent))
             .bind(id_text(child))
             .execute(&mut *tx)
@@ -512,7 +512,7 @@ impl TaskStore for SqliteStore {
     async fn subtasks(&self, parent: TaskId, which: SubtaskFilter) -> Result<Vec<Task>> {
         const OP: &str = "subtasks";
         let mut tx = self.pool.begin().await.or_store(OP)?;
-        let list: Option<String> = sqlx::query_scalar(queries::SUBTASK_LIST)
+        let list: Option<String> = queries::query_scalar(queries::SUBTASK_LIST)
             .bind(id_text(parent))
             .fetch_optional(&mut *tx)
             .await
@@ -520,7 +520,7 @@ impl TaskStore for SqliteStore {
         let Some(list) = list else {
             return Err(Error::not_found("task", parent));
         };
-        let rows: Vec<TaskRow> = sqlx::query_as(queries::SUBTASKS)
+        let rows: Vec<TaskRow> = queries::query_as(queries::SUBTASKS)
             .bind(list)
             .bind(subtask_filter_code(which))
             .fetch_all(&mut *tx)
@@ -547,7 +547,7 @@ impl TaskStore for SqliteStore {
         let instance = request.instance_id.as_str();
         let mut tx = self.begin_write(OP).await?;
         if let Some(term) = request.term {
-            let holds: bool = sqlx::query_scalar(queries::HOLDS_LEASE)
+            let holds: bool = queries::query_scalar(queries::HOLDS_LEASE)
                 .bind(instance)
                 .bind(term)
                 .fetch_one(&mut *tx)
@@ -558,7 +558,7 @@ impl TaskStore for SqliteStore {
             }
         }
         if let Some(claim_id) = request.claim_id {
-            let row: Option<TaskRow> = sqlx::query_as(queries::CLAIMED_UNDER_ID)
+            let row: Option<TaskRow> = queries::query_as(queries::CLAIMED_UNDER_ID)
                 .bind(uuid_text(claim_id))
                 .fetch_optional(&mut *tx)
                 .await
@@ -573,12 +573,12 @@ impl TaskStore for SqliteStore {
                 return Ok(Some(task));
             }
         }
-        sqlx::query(queries::TERMINATE_MARKED_QUEUED)
+        queries::query(queries::TERMINATE_MARKED_QUEUED)
             .bind(actions.as_deref())
             .execute(&mut *tx)
             .await
             .or_store(OP)?;
-        let row: Option<TaskRow> = sqlx::query_as(queries::CLAIM_NEXT)
+        let row: Option<TaskRow> = queries::query_as(queries::CLAIM_NEXT)
             .bind(instance)
             .bind(request.term)
             .bind(actions.as_deref())
@@ -605,7 +605,7 @@ impl TaskStore for SqliteStore {
     ) -> Result<Vec<TaskId>> {
         const OP: &str = "recover_orphans";
         let mut tx = self.begin_write(OP).await?;
-        let orphans: Vec<TaskRow> = sqlx::query_as(queries::ORPHANS)
+        let orphans: Vec<TaskRow> = queries::query_as(queries::ORPHANS)
             .bind(current_term)
             .fetch_all(&mut *tx)
             .await
@@ -630,7 +630,7 @@ impl TaskStore for SqliteStore {
             if ids.is_empty() {
                 continue;
             }
-            sqlx::query(queries::RECOVER_ORPHANS)
+            queries::query(queries::RECOVER_ORPHANS)
                 .bind(id_array(ids))
                 .bind(kind.as_str())
                 .bind(kind == Recovery::Fail)
@@ -672,7 +672,7 @@ impl TaskStore for SqliteStore {
         validate_guard(guard)?;
         let mut tx = self.begin_write(OP).await?;
         Self::fence(&mut tx, id, guard, OP).await?;
-        let mut terminate = sqlx::query(queries::TERMINATE_SUBTREE)
+        let mut terminate = queries::query(queries::TERMINATE_SUBTREE)
             .bind(id_text(id))
             .bind(by);
         // The new status of each member, per stored status, by core's rule.
@@ -680,7 +680,7 @@ impl TaskStore for SqliteStore {
             terminate = terminate.bind(terminated_status(status).as_str());
         }
         terminate.execute(&mut *tx).await.or_store(OP)?;
-        let row: TaskRow = sqlx::query_as(queries::GET_TASK)
+        let row: TaskRow = queries::query_as(queries::GET_TASK)
             .bind(id_text(id))
             .fetch_one(&mut *tx)
             .await
@@ -701,35 +701,50 @@ impl TaskStore for SqliteStore {
         const OP: &str = "purge";
         let cutoff = to_micros(purge_cutoff(older_than)?);
         let mut report = PurgeReport::default();
+        // Keyset over (created, task_id): a tree kept (live work) or skipped (its delete
+        // failed) is passed over by the next batch instead of being found first again.
+        let mut after: (i64, String) = (i64::MIN, String::new());
         loop {
-            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.or_store(OP)?;
-            let roots: Vec<String> = sqlx::query_scalar(queries::PURGE_ROOTS)
+            let mut tx = queries::begin_immediate(&self.pool).await.or_store(OP)?;
+            let roots: Vec<(i64, String)> = queries::query_as(queries::PURGE_ROOTS)
                 .bind(cutoff)
                 .bind(PURGE_BATCH)
+                .bind(after.0)
+                .bind(after.1.as_str())
                 .fetch_all(&mut *tx)
                 .await
                 .or_store(OP)?;
-            if roots.is_empty() {
+            let Some(last) = roots.last().cloned() else {
                 tx.commit().await.or_store(OP)?;
                 break;
+            };
+            for (_, root) in &roots {
+                // Each tree under a savepoint of its own: one that cannot be deleted is
+                // rolled back alone and reported, and the others still go.
+                let mut tree_tx = sqlx::Connection::begin(&mut *tx).await.or_store(OP)?;
+                match purge_tree(&mut tree_tx, root).await {
+                    Ok(Some(purged)) => {
+                        tree_tx.commit().await.or_store(OP)?;
+                        report.tasks += purged.tasks;
+                        report.messages += purged.messages;
+                    }
+                    Ok(None) => tree_tx.commit().await.or_store(OP)?,
+                    Err(e) if e.is_retryable() => return Err(e),
+                    Err(e) => {
+                        tree_tx.rollback().await.or_store(OP)?;
+                        tracing::warn!(
+                            root = %root,
+                            error = %e,
+                            "could not purge this task tree; skipped it and went on"
+                        );
+                    }
+                }
             }
-            let roots_json = serde_json::Value::from(roots.clone()).to_string();
-            let (tasks, messages): (i64, i64) = sqlx::query_as(queries::PURGE_COUNT_TREES)
-                .bind(roots_json.as_str())
-                .fetch_one(&mut *tx)
-                .await
-                .or_store(OP)?;
-            sqlx::query(queries::PURGE_DELETE_ROOTS)
-                .bind(roots_json.as_str())
-                .execute(&mut *tx)
-                .await
-                .or_store(OP)?;
             tx.commit().await.or_store(OP)?;
-            report.tasks += u64::try_from(tasks).unwrap_or_default();
-            report.messages += u64::try_from(messages).unwrap_or_default();
             if (roots.len() as i64) < PURGE_BATCH {
                 break;
             }
+            after = last;
             // Let waiting writers take the lock between batches.
             tokio::task::yield_now().await;
         }
@@ -740,6 +755,47 @@ impl TaskStore for SqliteStore {
         );
         Ok(report)
     }
+}
+
+/// Deletes the tree rooted at `root` bottom-up, deepest level first, so that no delete
+/// cascades (a cascade nests a trigger level per tree level, and SQLite refuses more than
+/// `SQLITE_MAX_TRIGGER_DEPTH`). Returns what it deleted, or `None` when the tree has a task
+/// that keeps it ([`purge_keeps`]) and nothing was deleted. Runs in the caller's transaction,
+/// which holds the write lock, so the tree cannot change in between.
+async fn purge_tree(conn: &mut SqliteConnection, root: &str) -> Result<Option<PurgeReport>> {
+    const OP: &str = "purge";
+    let tree: Vec<(String, i64, String)> = queries::query_as(queries::PURGE_TREE)
+        .bind(root)
+        .fetch_all(&mut *conn)
+        .await
+        .or_store(OP)?;
+    for (_, _, status) in &tree {
+        let status: TaskStatus = status
+            .parse()
+            .map_err(|_| crate::codec::corrupt("tasks.status", "unknown status"))?;
+        if purge_keeps(status) {
+            return Ok(None);
+        }
+    }
+    let all: Vec<&str> = tree.iter().map(|(id, _, _)| id.as_str()).collect();
+    let messages = queries::query(queries::PURGE_DELETE_MESSAGES)
+        .bind(serde_json::Value::from(all).to_string())
+        .execute(&mut *conn)
+        .await
+        .or_store(OP)?
+        .rows_affected();
+    let mut tasks = 0;
+    // `tree` is deepest first: delete it one level at a time.
+    for level in tree.chunk_by(|a, b| a.1 == b.1) {
+        let ids: Vec<&str> = level.iter().map(|(id, _, _)| id.as_str()).collect();
+        tasks += queries::query(queries::PURGE_DELETE_TASKS)
+            .bind(serde_json::Value::from(ids).to_string())
+            .execute(&mut *conn)
+            .await
+            .or_store(OP)?
+            .rows_affected();
+    }
+    Ok(Some(PurgeReport { tasks, messages }))
 }
 
 #[async_trait]
@@ -796,7 +852,7 @@ impl MessageStore for SqliteStore {
         let mut stored = match batch {
             // The common case: one statement, whatever the batch's length.
             Some(batch) if guard.is_none() && batch.len() <= MAX_VALUE_BYTES => {
-                let rows: Vec<MessageRow> = sqlx::query_as(queries::APPEND_MESSAGES)
+                let rows: Vec<MessageRow> = queries::query_as(queries::APPEND_MESSAGES)
                     .bind(id_text(task))
                     .bind(batch)
                     .fetch_all(&self.pool)
@@ -813,7 +869,7 @@ impl MessageStore for SqliteStore {
                 match batch {
                     None => {}
                     Some(batch) if batch.len() <= MAX_VALUE_BYTES => {
-                        let rows: Vec<MessageRow> = sqlx::query_as(queries::APPEND_MESSAGES)
+                        let rows: Vec<MessageRow> = queries::query_as(queries::APPEND_MESSAGES)
                             .bind(id_text(task))
                             .bind(batch)
                             .fetch_all(&mut *tx)
@@ -846,7 +902,7 @@ impl MessageStore for SqliteStore {
 
     #[tracing::instrument(name = "sqlite.messages", level = "debug", skip_all, fields(task_id = %task))]
     async fn messages(&self, task: TaskId) -> Result<Vec<ResultMessage>> {
-        sqlx::query_as::<_, MessageRow>(queries::MESSAGES)
+        queries::query_as::<_, MessageRow>(queries::MESSAGES)
             .bind(id_text(task))
             .fetch_all(&self.pool)
             .await
@@ -868,7 +924,7 @@ impl BuildStore for SqliteStore {
         validate_guard(guard)?;
         let element = data.data_element.as_deref().unwrap_or_default();
         fits("build_data.data_element", element)?;
-        let insert = sqlx::query(queries::RECORD_BUILD_DATA)
+        let insert = queries::query(queries::RECORD_BUILD_DATA)
             .bind(data.node_name.as_str())
             .bind(id_text(data.task_id))
             .bind(data.collected_date.map(to_micros))
@@ -895,7 +951,7 @@ impl BuildStore for SqliteStore {
             (true, Verbosity::Full) => queries::BUILD_DATA_LATEST_FULL,
             (true, Verbosity::Brief) => queries::BUILD_DATA_LATEST_BRIEF,
         };
-        sqlx::query_as::<_, BuildDataRow>(sql)
+        queries::query_as::<_, BuildDataRow>(sql)
             .bind(query.node_name.as_deref())
             .bind(query.task_id.map(id_text))
             .fetch_all(&self.pool)
@@ -924,7 +980,7 @@ impl InstanceLock for SqliteStore {
     #[tracing::instrument(name = "sqlite.release_lease", level = "debug", skip_all, fields(instance_id = %instance_id))]
     async fn release_lease(&self, instance_id: &str) -> Result<bool> {
         validate_instance_id("instance_id", instance_id)?;
-        let done = sqlx::query(queries::RELEASE_LEASE)
+        let done = queries::query(queries::RELEASE_LEASE)
             .bind(instance_id)
             .execute(&self.pool)
             .await

@@ -89,12 +89,12 @@ async fn everything(store: &SqliteStore) -> (Vec<Task>, Vec<BuildData>) {
 /// `instance-b` with the next term, uncommitted.
 async fn writer_holding_the_lock(url: &str, takeover: bool) -> SqliteConnection {
     let mut raw = SqliteConnection::connect(url).await.unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
+    drydock_state_testsupport::sql::query("BEGIN IMMEDIATE")
         .execute(&mut raw)
         .await
         .unwrap();
     if takeover {
-        let moved = sqlx::query(
+        let moved = drydock_state_testsupport::sql::query(
             "UPDATE drydock_active_instance SET instance_id = 'instance-b', term = term + 1, \
              acquired_at = renewed_at, expires_at = expires_at + 3600000000",
         )
@@ -104,10 +104,12 @@ async fn writer_holding_the_lock(url: &str, takeover: bool) -> SqliteConnection 
         assert_eq!(moved.rows_affected(), 1, "the lease row changed hands");
     } else {
         // Some other write, under the same lock.
-        sqlx::query("UPDATE drydock_active_instance SET renewed_at = renewed_at")
-            .execute(&mut raw)
-            .await
-            .unwrap();
+        drydock_state_testsupport::sql::query(
+            "UPDATE drydock_active_instance SET renewed_at = renewed_at",
+        )
+        .execute(&mut raw)
+        .await
+        .unwrap();
     }
     raw
 }
@@ -127,7 +129,10 @@ where
         !pending.is_finished(),
         "{name} must wait for the write lock the raw transaction holds"
     );
-    sqlx::query("COMMIT").execute(&mut raw).await.unwrap();
+    drydock_state_testsupport::sql::query("COMMIT")
+        .execute(&mut raw)
+        .await
+        .unwrap();
     tokio::time::timeout(Duration::from_secs(30), pending)
         .await
         .unwrap_or_else(|_| panic!("{name} finished once the lock was released"))

@@ -10,6 +10,7 @@ use drydock_state_core::{
 };
 use drydock_state_sqlite::migrate::MIGRATIONS;
 use drydock_state_sqlite::SqliteStore;
+use drydock_state_testsupport::sql;
 use sqlx::Connection;
 
 fn url_of(path: &std::path::Path) -> String {
@@ -17,7 +18,7 @@ fn url_of(path: &std::path::Path) -> String {
 }
 
 async fn history(store: &SqliteStore) -> Vec<(i64, String)> {
-    sqlx::query_as("SELECT version, description FROM drydock_schema_migrations ORDER BY version")
+    sql::query_as("SELECT version, description FROM drydock_schema_migrations ORDER BY version")
         .fetch_all(store.pool())
         .await
         .unwrap()
@@ -132,22 +133,22 @@ async fn connections_get_the_pragmas() {
         .await
         .unwrap();
     let pool = store.pool();
-    let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+    let journal: String = sql::query_scalar("PRAGMA journal_mode")
         .fetch_one(pool)
         .await
         .unwrap();
     assert_eq!(journal, "wal");
-    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+    let synchronous: i64 = sql::query_scalar("PRAGMA synchronous")
         .fetch_one(pool)
         .await
         .unwrap();
     assert_eq!(synchronous, 1, "NORMAL");
-    let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+    let foreign_keys: i64 = sql::query_scalar("PRAGMA foreign_keys")
         .fetch_one(pool)
         .await
         .unwrap();
     assert_eq!(foreign_keys, 1);
-    let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+    let busy: i64 = sql::query_scalar("PRAGMA busy_timeout")
         .fetch_one(pool)
         .await
         .unwrap();
@@ -165,7 +166,7 @@ async fn a_write_locked_database_is_retryable_unavailable() {
 
     // Another connection (as if another process) holds the write lock.
     let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
+    sql::query("BEGIN IMMEDIATE")
         .execute(&mut other)
         .await
         .unwrap();
@@ -176,7 +177,7 @@ async fn a_write_locked_database_is_retryable_unavailable() {
         other => panic!("expected unavailable, got {other:?}"),
     }
     assert!(started.elapsed() >= Duration::from_millis(150), "it waited");
-    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    sql::query("ROLLBACK").execute(&mut other).await.unwrap();
     store.create_task(&task).await.expect("retry succeeds");
 }
 
@@ -245,21 +246,25 @@ async fn a_version_1_file_is_migrated_with_its_tasks() {
         let mut conn = sqlx::SqliteConnection::connect(&format!("{url}?mode=rwc"))
             .await
             .unwrap();
-        sqlx::raw_sql(
+        drydock_state_testsupport::sql::execute_script(
+            &mut conn,
             "CREATE TABLE drydock_schema_migrations (
                  version INTEGER NOT NULL PRIMARY KEY, description TEXT NOT NULL,
                  checksum TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT",
         )
+        .await
+        .unwrap();
+        drydock_state_testsupport::sql::execute_script(&mut conn, v1.sql)
+            .await
+            .unwrap();
+        drydock_state_testsupport::sql::query(
+            "INSERT INTO drydock_schema_migrations VALUES (1, ?1, ?2, 0)",
+        )
+        .bind(v1.description)
+        .bind(v1.checksum())
         .execute(&mut conn)
         .await
         .unwrap();
-        sqlx::raw_sql(v1.sql).execute(&mut conn).await.unwrap();
-        sqlx::query("INSERT INTO drydock_schema_migrations VALUES (1, ?1, ?2, 0)")
-            .bind(v1.description)
-            .bind(v1.checksum())
-            .execute(&mut conn)
-            .await
-            .unwrap();
         for (id, status, by, term, created) in [
             (
                 "00000000-0000-7000-8000-000000000001",
@@ -276,7 +281,7 @@ async fn a_version_1_file_is_migrated_with_its_tasks() {
                 2_000_000,
             ),
         ] {
-            sqlx::query(
+            drydock_state_testsupport::sql::query(
                 "INSERT INTO drydock_tasks (task_id, action, status, result_status, created, \
                  claimed_by, claim_term) VALUES (?1, 'deploy_nodes', ?2, 'incomplete', ?3, ?4, ?5)",
             )

@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use drydock_state_core::{now, ClaimRequest, Task, TaskFilter, TaskId, TaskStatus, TaskStore};
+use drydock_state_core::{now, ClaimRequest, NewTask, TaskFilter, TaskId, TaskStatus, TaskStore};
 
 /// Queues `n` tasks of `action` with `creators` concurrent creators; task `i` is created an
 /// hour ago plus `i` ms, so the oldest is claimed first. Returns their ids.
@@ -45,9 +45,13 @@ pub async fn queue_spaced<S: TaskStore + ?Sized + 'static>(
             tokio::spawn(async move {
                 let mut ids = Vec::new();
                 for i in (first..n).step_by(creators) {
-                    let mut t = Task::new(action.as_str()).with_status(TaskStatus::Queued);
-                    t.created = base + spacing * i32::try_from(i).expect("task index fits i32");
-                    store.create_task(&t).await.expect("create_task");
+                    let t = NewTask::new(action.as_str())
+                        .with_status(TaskStatus::Queued)
+                        .with_created(
+                            base + spacing * i32::try_from(i).expect("task index fits i32"),
+                        );
+                    let stored = store.create_task(&t).await.expect("create_task");
+                    assert_eq!(stored.task_id, t.task_id, "created under its own id");
                     ids.push(t.task_id);
                 }
                 ids
@@ -67,7 +71,7 @@ pub async fn queue_spaced<S: TaskStore + ?Sized + 'static>(
 }
 
 /// Claims as `instance` until nothing is queued, checking that each claimed task is `running`,
-/// claimed by `instance` and has a claim time. Returns the claimed ids in claim order.
+/// claimed by `instance`, has a claim time and an attempt of at least one. Returns the claimed ids in claim order.
 pub async fn drain<S: TaskStore + ?Sized>(store: &S, instance: &str) -> Vec<TaskId> {
     let request = ClaimRequest::new(instance);
     let mut mine = Vec::new();
@@ -75,6 +79,16 @@ pub async fn drain<S: TaskStore + ?Sized>(store: &S, instance: &str) -> Vec<Task
         assert_eq!(task.status, TaskStatus::Running);
         assert_eq!(task.claimed_by.as_deref(), Some(instance));
         assert!(task.claimed_at.is_some(), "a claim records its time");
+        assert!(
+            task.attempt >= 1,
+            "a claim raises the attempt: {}",
+            task.attempt
+        );
+        assert_eq!(
+            task.claim().map(|c| c.instance_id),
+            Some(instance.to_string()),
+            "the claimed task carries the claim"
+        );
         mine.push(task.task_id);
     }
     mine

@@ -4,3 +4,4 @@
 pub mod claims;
 pub mod http;
 pub mod postgres;
+pub mod sql;

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use drydock_state_core::redact_uri;
-use sqlx::{Connection, Executor, PgConnection};
+use sqlx::{Connection, PgConnection};
 use tokio::sync::OnceCell;
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -276,11 +276,7 @@ pub async fn fresh_database_on(admin_url: &str) -> TestDatabase {
     let mut admin = PgConnection::connect(&admin_url)
         .await
         .expect("connect to the test server");
-    // sql-hygiene: allow (CREATE DATABASE takes no bind parameters; the name is generated
-    // here, `drydock_test_` and hex digits)
-    let create = format!("CREATE DATABASE \"{name}\"");
-    admin
-        .execute(create.as_str())
+    crate::sql::database_ddl(&mut admin, crate::sql::DatabaseDdl::Create, &name)
         .await
         .expect("create the test database");
     let _ = admin.close().await;
@@ -306,9 +302,8 @@ impl Drop for TestDatabase {
             };
             rt.block_on(async move {
                 if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
-                    // sql-hygiene: allow (DROP DATABASE takes no bind parameters; our name)
-                    let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                    let _ = admin.execute(drop.as_str()).await;
+                    let force = crate::sql::DatabaseDdl::DropIfExistsForce;
+                    let _ = crate::sql::database_ddl(&mut admin, force, &name).await;
                     let _ = admin.close().await;
                 }
             });

@@ -4,7 +4,6 @@
 //! Leadership changes here by release and claim, never by waiting for a lapse, so no case
 //! depends on the machine's speed.
 
-use serde_json::json;
 use uuid::Uuid;
 
 use super::{kit_config, StoreFactory};
@@ -612,39 +611,6 @@ pub async fn update_parent_must_exist(factory: &dyn StoreFactory) {
         .await
         .unwrap();
     assert_eq!(root.parent_task_id, None);
-}
-
-/// JSON a caller gives comes back as the same text, key order included.
-pub async fn json_is_returned_as_given(factory: &dyn StoreFactory) {
-    let store = factory.open(kit_config()).await;
-    let text = r#"{"zeta":1,"alpha":{"b":2,"a":[3,{"y":null,"x":true}]},"mid":"é"}"#;
-    let value: serde_json::Value = serde_json::from_str(text).unwrap();
-    let mut new = NewTask::new("deploy_nodes").with_node_filter(value.clone());
-    new.request_context = Some(value.clone());
-    let t = store.create_task(&new).await.unwrap();
-    let message = NewMessage {
-        extra: Some(value.clone()),
-        ..NewMessage::info("with extra")
-    };
-    store
-        .append_message(t.task_id, &message, None)
-        .await
-        .unwrap();
-    let stored = get(&*store, t.task_id).await;
-    let text_of =
-        |v: &Option<serde_json::Value>| serde_json::to_string(v.as_ref().unwrap()).unwrap();
-    assert_eq!(text_of(&stored.node_filter), text);
-    assert_eq!(text_of(&stored.request_context), text);
-    assert_eq!(text_of(&stored.result.details.message_list[0].extra), text);
-    let updated = store
-        .update_task(
-            t.task_id,
-            &TaskUpdate::new().node_filter(Some(json!({"b": 1, "a": 2}))),
-            None,
-        )
-        .await
-        .unwrap();
-    assert_eq!(text_of(&updated.node_filter), r#"{"b":1,"a":2}"#);
 }
 
 /// Keyset pages never lose or repeat a task, for every page size, when creation times tie

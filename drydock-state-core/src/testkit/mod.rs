@@ -24,6 +24,7 @@ pub mod cases;
 pub mod cases_boot;
 pub mod cases_fencing;
 pub mod cases_views;
+pub mod cases_purge;
 
 /// Opens an empty store for one case.
 pub trait StoreFactory: Send + Sync {
@@ -118,7 +119,6 @@ macro_rules! __kit_cases {
             cases_fencing::claim_terminates_a_marked_queued_task,
             cases_fencing::recover_orphans_terminates_terminating_tasks,
             cases_fencing::update_parent_must_exist,
-            cases_fencing::json_is_returned_as_given,
             cases_fencing::keyset_pages_with_ties_across_boundaries,
             cases_boot::boot_action_context_is_one_per_node,
             cases_boot::boot_action_post_put_get,
@@ -130,6 +130,8 @@ macro_rules! __kit_cases {
             cases_views::task_tree_follows_subtask_lists,
             cases_views::task_view_of_one_task,
             cases_views::task_view_layers,
+            cases_purge::purge_keeps_trees_with_live_tasks,
+            cases_purge::json_text_kept_as_given,
         }
     };
 }
@@ -177,6 +179,7 @@ mod tests {
         let sources = [
             include_str!("cases.rs"),
             include_str!("cases_fencing.rs"),
+            include_str!("cases_purge.rs"),
             include_str!("cases_boot.rs"),
             include_str!("cases_views.rs"),
         ];
