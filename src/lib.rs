@@ -14,7 +14,7 @@
 //! | `postgres` | PostgreSQL backend | `postgres://`, `postgresql://` |
 //! | `design-file` (default) | `file://` design driver | `file://` |
 //! | `design-http` | `http://`, `https://` design driver | `http://`, `https://` |
-//! | `design-deckhand` | Deckhand design driver | `deckhand+http://`, `deckhand+https://` |
+//! | `design-deckhand` | Deckhand and Promenade design driver (one Keystone auth) | `deckhand+http://`, `deckhand+https://`, `promenade+http://`, `promenade+https://` |
 //!
 //! ```no_run
 //! # async fn run() -> drydock_state::Result<()> {
@@ -69,6 +69,8 @@ pub const DESIGN_FEATURES: &[(&str, &str)] = &[
     ("file", "design-file"),
     ("http", "design-http"),
     ("https", "design-http"),
+    ("promenade+http", "design-deckhand"),
+    ("promenade+https", "design-deckhand"),
 ];
 
 /// The backends compiled into this program: those of the enabled features, named explicitly

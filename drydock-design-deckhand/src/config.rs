@@ -18,7 +18,13 @@ pub struct DeckhandConfig {
     pub keystone: Option<KeystoneConfig>,
 }
 
-/// Keystone v3 password authentication scoped to a project.
+/// Keystone v3 password authentication scoped to a project, with the settings of Drydock's
+/// `[keystone_authtoken]`.
+///
+/// Domains and the project may each be given by id or by name; **an id takes precedence over
+/// a name** (only the id is sent). With neither, a domain is the stock default domain by id
+/// (`default`), which every Keystone has; Keystone looks names up case-sensitively (that
+/// domain is *named* `Default`). A project given by `project_id` needs no domain.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeystoneConfig {
@@ -28,18 +34,90 @@ pub struct KeystoneConfig {
     pub username: String,
     /// The user's password.
     pub password: String,
-    /// The project the token is scoped to.
-    pub project_name: String,
-    /// The project's domain.
-    #[serde(default = "default_domain")]
-    pub project_domain_name: String,
-    /// The user's domain.
-    #[serde(default = "default_domain")]
-    pub user_domain_name: String,
+    /// The project the token is scoped to, by name (looked up in the project's domain).
+    #[serde(default)]
+    pub project_name: Option<String>,
+    /// The project the token is scoped to, by id; takes precedence over `project_name`.
+    #[serde(default)]
+    pub project_id: Option<String>,
+    /// The project's domain by name (case-sensitive), for `project_name`.
+    #[serde(default)]
+    pub project_domain_name: Option<String>,
+    /// The project's domain by id; takes precedence over `project_domain_name`. When neither
+    /// is set: `default`.
+    #[serde(default)]
+    pub project_domain_id: Option<String>,
+    /// The user's domain by name (case-sensitive).
+    #[serde(default)]
+    pub user_domain_name: Option<String>,
+    /// The user's domain by id; takes precedence over `user_domain_name`. When neither is
+    /// set: `default`.
+    #[serde(default)]
+    pub user_domain_id: Option<String>,
 }
 
-fn default_domain() -> String {
-    "default".into()
+/// The id of the domain every Keystone creates at bootstrap (its name is `Default`).
+pub const DEFAULT_DOMAIN_ID: &str = "default";
+
+/// A domain or project as Keystone's token request names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeystoneRef<'a> {
+    /// By id: `{"id": ...}`.
+    Id(&'a str),
+    /// By name: `{"name": ...}` (case-sensitive).
+    Name(&'a str),
+}
+
+impl KeystoneRef<'_> {
+    fn pick<'a>(id: &'a Option<String>, name: &'a Option<String>) -> Option<KeystoneRef<'a>> {
+        match (id, name) {
+            (Some(id), _) => Some(KeystoneRef::Id(id)),
+            (None, Some(name)) => Some(KeystoneRef::Name(name)),
+            (None, None) => None,
+        }
+    }
+
+    /// `{"id": ...}` or `{"name": ...}`.
+    pub fn to_json(self) -> serde_json::Value {
+        match self {
+            KeystoneRef::Id(id) => serde_json::json!({ "id": id }),
+            KeystoneRef::Name(name) => serde_json::json!({ "name": name }),
+        }
+    }
+}
+
+impl std::fmt::Display for KeystoneRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeystoneRef::Id(id) => write!(f, "id {id:?}"),
+            KeystoneRef::Name(name) => write!(f, "name {name:?}"),
+        }
+    }
+}
+
+impl KeystoneConfig {
+    /// The user's domain: `user_domain_id`, else `user_domain_name`, else id `default`.
+    pub fn user_domain(&self) -> KeystoneRef<'_> {
+        KeystoneRef::pick(&self.user_domain_id, &self.user_domain_name)
+            .unwrap_or(KeystoneRef::Id(DEFAULT_DOMAIN_ID))
+    }
+
+    /// The project: `project_id`, else `project_name` (validation makes sure one is set).
+    pub fn project(&self) -> KeystoneRef<'_> {
+        KeystoneRef::pick(&self.project_id, &self.project_name).unwrap_or(KeystoneRef::Name(""))
+    }
+
+    /// The project's domain, needed only for a project given by name:
+    /// `project_domain_id`, else `project_domain_name`, else id `default`.
+    pub fn project_domain(&self) -> Option<KeystoneRef<'_>> {
+        match self.project() {
+            KeystoneRef::Id(_) => None,
+            KeystoneRef::Name(_) => Some(
+                KeystoneRef::pick(&self.project_domain_id, &self.project_domain_name)
+                    .unwrap_or(KeystoneRef::Id(DEFAULT_DOMAIN_ID)),
+            ),
+        }
+    }
 }
 
 impl DeckhandConfig {
@@ -63,14 +141,25 @@ impl DeckhandConfig {
         }
         if let Some(keystone) = &self.keystone {
             for (field, value) in [
-                ("auth_url", &keystone.auth_url),
-                ("username", &keystone.username),
-                ("password", &keystone.password),
-                ("project_name", &keystone.project_name),
+                ("auth_url", Some(&keystone.auth_url)),
+                ("username", Some(&keystone.username)),
+                ("password", Some(&keystone.password)),
+                ("project_name", keystone.project_name.as_ref()),
+                ("project_id", keystone.project_id.as_ref()),
+                ("project_domain_name", keystone.project_domain_name.as_ref()),
+                ("project_domain_id", keystone.project_domain_id.as_ref()),
+                ("user_domain_name", keystone.user_domain_name.as_ref()),
+                ("user_domain_id", keystone.user_domain_id.as_ref()),
             ] {
-                if value.is_empty() {
+                if value.is_some_and(|v| v.is_empty()) {
                     return Err(config_error(key(&format!("keystone.{field}")), "is empty"));
                 }
+            }
+            if keystone.project_name.is_none() && keystone.project_id.is_none() {
+                return Err(config_error(
+                    key("keystone.project_name"),
+                    "is missing: set `project_name` or `project_id`",
+                ));
             }
             let url = url::Url::parse(&keystone.auth_url).map_err(|_| {
                 config_error(key("keystone.auth_url"), "is not an absolute http(s) URL")
@@ -110,8 +199,11 @@ impl fmt::Debug for KeystoneConfig {
             .field("username", &self.username)
             .field("password", &"***")
             .field("project_name", &self.project_name)
+            .field("project_id", &self.project_id)
             .field("project_domain_name", &self.project_domain_name)
+            .field("project_domain_id", &self.project_domain_id)
             .field("user_domain_name", &self.user_domain_name)
+            .field("user_domain_id", &self.user_domain_id)
             .finish()
     }
 }
@@ -148,7 +240,7 @@ mod tests {
         })))
         .unwrap();
         let keystone = config.keystone.as_ref().unwrap();
-        assert_eq!(keystone.user_domain_name, "default");
+        assert_eq!(keystone.user_domain(), KeystoneRef::Id("default"));
         let text = format!("{config:?}");
         assert!(
             !text.contains("pw-SECRET") && text.contains("drydock"),
@@ -178,6 +270,55 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("design.drivers.deckhand"), "{e}");
+    }
+
+    fn keystone(extra: serde_json::Value) -> Result<KeystoneConfig> {
+        let mut section = serde_json::json!({
+            "auth_url": "http://keystone:5000/v3",
+            "username": "drydock",
+            "password": "pw",
+        });
+        section
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        DeckhandConfig::from_design_config(&design(serde_json::json!({ "keystone": section })))
+            .map(|c| c.keystone.unwrap())
+    }
+
+    #[test]
+    fn ids_take_precedence_over_names_and_default_to_the_default_domain_id() {
+        let k = keystone(serde_json::json!({"project_name": "service"})).unwrap();
+        assert_eq!(k.user_domain(), KeystoneRef::Id("default"));
+        assert_eq!(k.project(), KeystoneRef::Name("service"));
+        assert_eq!(k.project_domain(), Some(KeystoneRef::Id("default")));
+
+        let k = keystone(serde_json::json!({
+            "project_name": "service", "project_id": "p-1",
+            "project_domain_name": "Default", "project_domain_id": "pd-1",
+            "user_domain_name": "Default", "user_domain_id": "ud-1",
+        }))
+        .unwrap();
+        assert_eq!(k.user_domain(), KeystoneRef::Id("ud-1"));
+        assert_eq!(k.project(), KeystoneRef::Id("p-1"));
+        assert_eq!(k.project_domain(), None, "a project by id needs no domain");
+
+        let k = keystone(serde_json::json!({
+            "project_name": "service", "project_domain_name": "Ops", "user_domain_name": "Ops",
+        }))
+        .unwrap();
+        assert_eq!(k.user_domain(), KeystoneRef::Name("Ops"));
+        assert_eq!(k.project_domain(), Some(KeystoneRef::Name("Ops")));
+
+        let e = keystone(serde_json::json!({})).unwrap_err().to_string();
+        assert!(
+            e.contains("keystone.project_name") && e.contains("project_id"),
+            "{e}"
+        );
+        let e = keystone(serde_json::json!({"project_id": ""}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("keystone.project_id"), "{e}");
     }
 
     #[test]

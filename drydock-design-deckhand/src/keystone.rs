@@ -1,11 +1,14 @@
 //! Keystone v3 password authentication, and the token it hands out, reused until it expires.
 
 use chrono::{DateTime, Utc};
+use drydock_design_http::fetcher::{read_body, read_error_body, send, status_error};
+use drydock_design_http::ErrorDetail;
 use drydock_state_core::{redact_uri, DesignRef, Error, Result};
+use reqwest::StatusCode;
 use serde::Deserialize;
 
 use crate::config::KeystoneConfig;
-use crate::driver::{read_limited, transport_error};
+use crate::status;
 
 /// A token is renewed this long before Keystone says it expires, so that it does not expire
 /// between the check and Deckhand's.
@@ -65,6 +68,11 @@ impl Keystone {
         })
     }
 
+    /// The password, for scrubbing server messages.
+    pub(crate) fn password(&self) -> &str {
+        &self.config.password
+    }
+
     /// The current token, authenticating first if there is none or it is about to expire.
     /// Concurrent callers wait for one authentication instead of each making their own.
     pub(crate) async fn token(
@@ -96,6 +104,10 @@ impl Keystone {
         design_ref: &DesignRef,
     ) -> Result<Token> {
         let c = &self.config;
+        let mut project = c.project().to_json();
+        if let Some(domain) = c.project_domain() {
+            project["domain"] = domain.to_json();
+        }
         let request = serde_json::json!({
             "auth": {
                 "identity": {
@@ -103,33 +115,30 @@ impl Keystone {
                     "password": {
                         "user": {
                             "name": c.username,
-                            "domain": { "name": c.user_domain_name },
+                            "domain": c.user_domain().to_json(),
                             "password": c.password,
                         }
                     }
                 },
-                "scope": {
-                    "project": {
-                        "name": c.project_name,
-                        "domain": { "name": c.project_domain_name },
-                    }
-                }
+                "scope": { "project": project }
             }
         });
         tracing::debug!(auth_url = %redact_uri(self.tokens_url.as_str()), user = %c.username, "authenticating with keystone");
         let context = format!("keystone at {}", redact_uri(self.tokens_url.as_str()));
-        let response = client
-            .post(self.tokens_url.clone())
-            .json(&request)
-            .send()
-            .await
-            .map_err(|e| transport_error(design_ref, &context, e))?;
+        let response = send(
+            design_ref,
+            Some(&context),
+            client.post(self.tokens_url.clone()).json(&request),
+        )
+        .await?;
         let status = response.status();
         if !status.is_success() {
-            return Err(design_ref.fetch_error(
-                format!("{context} refused authentication: HTTP status {status}"),
-                status.is_server_error(),
-            ));
+            let body = read_error_body(response).await;
+            let mut detail = status::error_detail("keystone", &body, &[&c.password]);
+            if status == StatusCode::UNAUTHORIZED {
+                detail = self.explain_refusal(detail);
+            }
+            return Err(status_error(design_ref, Some(&context), status, &detail));
         }
         let value = response
             .headers()
@@ -143,7 +152,7 @@ impl Keystone {
                     false,
                 )
             })?;
-        let body = read_limited(design_ref, &context, response, MAX_TOKEN_RESPONSE).await?;
+        let body = read_body(design_ref, Some(&context), response, MAX_TOKEN_RESPONSE).await?;
         let expires_at = serde_json::from_slice::<TokenResponse>(&body)
             .map(|r| r.token.expires_at)
             .map_err(|e| {
@@ -153,5 +162,29 @@ impl Keystone {
                 )
             })?;
         Ok(Token { value, expires_at })
+    }
+
+    /// Keystone says only "requires authentication" for a wrong password, user, domain or
+    /// project: say what was asked for, and the usual cause.
+    fn explain_refusal(&self, mut detail: ErrorDetail) -> ErrorDetail {
+        let c = &self.config;
+        let mut what = format!(
+            "as user {:?} in the domain with {}, for the project with {}",
+            c.username,
+            c.user_domain(),
+            c.project()
+        );
+        if let Some(domain) = c.project_domain() {
+            what.push_str(&format!(" in the domain with {domain}"));
+        }
+        what.push_str(
+            "; Keystone looks names up case-sensitively (the stock default domain has id \
+             \"default\" and name \"Default\")",
+        );
+        detail.message = Some(match detail.message.take() {
+            Some(message) => format!("{message} ({what})"),
+            None => what,
+        });
+        detail
     }
 }

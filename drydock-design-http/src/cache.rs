@@ -25,6 +25,11 @@ impl DocumentCache {
         }
     }
 
+    /// How long an entry lives.
+    pub(crate) fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
     /// The document stored under `key`, if it is younger than the TTL.
     pub(crate) fn get(&self, key: &str) -> Option<DesignDocument> {
         if self.ttl.is_zero() {

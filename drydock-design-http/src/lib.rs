@@ -4,6 +4,7 @@
 mod cache;
 mod client;
 mod driver;
+pub mod fetcher;
 mod retry;
 
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use drydock_state_core::{DesignConfig, DesignDriverRegistration, DesignResolver,
 
 pub use client::{build_client, MAX_REDIRECTS};
 pub use driver::HttpDriver;
+pub use fetcher::{ErrorDetail, Exchange, Fetcher};
 
 /// The URI schemes this driver serves.
 pub const SCHEMES: &[&str] = &["http", "https"];

@@ -7,6 +7,8 @@ use std::error::Error as StdError;
 use std::time::Duration;
 
 use drydock_state_core::{DesignRef, Error};
+
+use crate::fetcher::ErrorDetail;
 use rand::Rng;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::StatusCode;
@@ -27,8 +29,13 @@ impl From<Error> for Failure {
     }
 }
 
-/// A failure of the transport (connect, TLS, timeout, interrupted body, redirects).
-pub(crate) fn transport_failure(design_ref: &DesignRef, error: reqwest::Error) -> Failure {
+/// A failure of the transport (connect, TLS, timeout, interrupted body, redirects), its
+/// reason prefixed with `context` (which server was talked to) when there is one.
+pub(crate) fn transport_error(
+    design_ref: &DesignRef,
+    context: Option<&str>,
+    error: reqwest::Error,
+) -> Error {
     // The URL we request never holds credentials, but a redirect target might.
     let error = error.without_url();
     let (what, retryable) = if error.is_timeout() {
@@ -47,32 +54,63 @@ pub(crate) fn transport_failure(design_ref: &DesignRef, error: reqwest::Error) -
     } else {
         ("request failed", true)
     };
+    let reason = match context {
+        Some(context) => format!("{context}: {what}: {}", chain(&error)),
+        None => format!("{what}: {}", chain(&error)),
+    };
     Error::DesignFetch {
         uri: design_ref.redacted(),
-        reason: format!("{what}: {}", chain(&error)),
+        reason,
         retryable,
         source: Some(Box::new(error)),
     }
-    .into()
 }
 
-/// A non-2xx answer. 408, 429 and 5xx may pass; other statuses will not.
+/// Whether a status may pass on another attempt: 408, 429 and 5xx.
+pub(crate) fn status_is_transient(status: StatusCode) -> bool {
+    status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status.is_server_error()
+}
+
+/// A non-2xx answer. 408, 429 and 5xx may pass unless the server's own error body said
+/// `retry: false`; other statuses will not, whatever the body says.
 pub(crate) fn status_failure(
     design_ref: &DesignRef,
     status: StatusCode,
     headers: &HeaderMap,
+    detail: &ErrorDetail,
 ) -> Failure {
-    let retryable = status == StatusCode::REQUEST_TIMEOUT
-        || status == StatusCode::TOO_MANY_REQUESTS
-        || status.is_server_error();
     let retry_after = match status {
         StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => retry_after(headers),
         _ => None,
     };
     Failure {
-        error: design_ref.fetch_error(format!("HTTP status {status}"), retryable),
+        error: status_error(design_ref, None, status, detail),
         retry_after,
     }
+}
+
+/// The error for a non-2xx answer: `[context: ]HTTP status <status>[: <detail message>]`.
+pub(crate) fn status_error(
+    design_ref: &DesignRef,
+    context: Option<&str>,
+    status: StatusCode,
+    detail: &ErrorDetail,
+) -> Error {
+    let retryable = status_is_transient(status) && detail.retry != Some(false);
+    let mut reason = match context {
+        Some(context) => format!("{context}: HTTP status {status}"),
+        None => format!("HTTP status {status}"),
+    };
+    if let Some(message) = detail.message.as_deref().filter(|m| !m.is_empty()) {
+        reason.push_str(": ");
+        reason.push_str(message);
+    }
+    if detail.retry == Some(false) && status_is_transient(status) {
+        reason.push_str(" (the server says not to retry)");
+    }
+    design_ref.fetch_error(reason, retryable)
 }
 
 /// `Retry-After` in seconds. The HTTP-date form is not honoured: the backoff applies instead.
@@ -89,16 +127,18 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// The wait before attempt `attempt + 1` (attempts count from 1): `base` doubled for each
 /// attempt already made, plus up to half of that again at random so that clients that failed
-/// together do not come back together.
-pub(crate) fn backoff(base: Duration, attempt: u32) -> Duration {
-    let delay = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+/// together do not come back together; never more than `cap`.
+pub(crate) fn backoff(base: Duration, attempt: u32, cap: Duration) -> Duration {
+    let delay = base
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(cap);
     let jitter_ms = (delay.as_millis() / 2).min(u128::from(u64::MAX)) as u64;
     let jitter = if jitter_ms == 0 {
         0
     } else {
         rand::thread_rng().gen_range(0..=jitter_ms)
     };
-    delay.saturating_add(Duration::from_millis(jitter))
+    delay.saturating_add(Duration::from_millis(jitter)).min(cap)
 }
 
 /// Adds how many attempts were made to the reason of the final error.
@@ -160,14 +200,20 @@ mod tests {
     #[test]
     fn backoff_doubles_with_bounded_jitter() {
         let base = Duration::from_millis(100);
+        let cap = Duration::from_secs(3600);
         for attempt in 1..=4 {
             let floor = base * (1 << (attempt - 1));
-            let d = backoff(base, attempt);
+            let d = backoff(base, attempt, cap);
             assert!(d >= floor && d <= floor + floor / 2, "{attempt}: {d:?}");
         }
-        assert_eq!(backoff(Duration::ZERO, 3), Duration::ZERO);
-        // Huge attempt counts saturate instead of overflowing.
-        let _ = backoff(Duration::from_secs(1), u32::MAX);
+        assert_eq!(backoff(Duration::ZERO, 3, cap), Duration::ZERO);
+        // Huge attempt counts saturate instead of overflowing, and the cap holds.
+        let _ = backoff(Duration::from_secs(1), u32::MAX, Duration::MAX);
+        let cap = Duration::from_millis(250);
+        for attempt in 1..=20 {
+            assert!(backoff(base, attempt, cap) <= cap, "{attempt}");
+        }
+        assert!(backoff(base, 20, cap) >= Duration::from_millis(250));
     }
 
     #[test]
@@ -182,22 +228,59 @@ mod tests {
             (500, true),
             (503, true),
         ] {
-            let f = status_failure(&r, StatusCode::from_u16(code).unwrap(), &none);
+            let f = status_failure(
+                &r,
+                StatusCode::from_u16(code).unwrap(),
+                &none,
+                &ErrorDetail::default(),
+            );
             assert_eq!(f.error.is_retryable(), retryable, "{code}");
             assert!(f.error.to_string().contains(&code.to_string()));
             assert!(!f.error.to_string().contains("pw"));
         }
         let mut headers = HeaderMap::new();
         headers.insert(RETRY_AFTER, "7".parse().unwrap());
-        let f = status_failure(&r, StatusCode::TOO_MANY_REQUESTS, &headers);
+        let f = status_failure(
+            &r,
+            StatusCode::TOO_MANY_REQUESTS,
+            &headers,
+            &ErrorDetail::default(),
+        );
         assert_eq!(f.retry_after, Some(Duration::from_secs(7)));
         headers.insert(
             RETRY_AFTER,
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
         );
         assert_eq!(
-            status_failure(&r, StatusCode::TOO_MANY_REQUESTS, &headers).retry_after,
+            status_failure(
+                &r,
+                StatusCode::TOO_MANY_REQUESTS,
+                &headers,
+                &ErrorDetail::default()
+            )
+            .retry_after,
             None
+        );
+    }
+
+    #[test]
+    fn the_servers_retry_flag_only_takes_retries_away() {
+        let r = DesignRef::parse("https://h/x").unwrap();
+        let said = |retry: Option<bool>| ErrorDetail {
+            message: Some("database is locked".into()),
+            retry,
+        };
+        let error = |code: u16, retry| {
+            status_error(&r, None, StatusCode::from_u16(code).unwrap(), &said(retry))
+        };
+        assert!(!error(503, Some(false)).is_retryable());
+        assert!(error(503, Some(true)).is_retryable());
+        assert!(error(503, None).is_retryable());
+        assert!(!error(409, Some(true)).is_retryable());
+        let text = error(409, None).to_string();
+        assert!(
+            text.contains("HTTP status 409 Conflict: database is locked"),
+            "{text}"
         );
     }
 }
