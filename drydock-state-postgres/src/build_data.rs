@@ -1,7 +1,8 @@
 //! [`BuildStore`] on PostgreSQL: node build history, newest first.
 
 use async_trait::async_trait;
-use drydock_state_core::{BuildData, BuildDataQuery, BuildStore, Claim, Result, Verbosity};
+use drydock_state_core::{BuildData, BuildDataQuery, BuildStore, Claim, Result, TaskId, Verbosity};
+use uuid::Uuid;
 
 use crate::error::db_error;
 use crate::guard;
@@ -54,6 +55,25 @@ impl BuildStore for PgStore {
             }
         }
         Err(guard::kept_changing("record_build_data", data.task_id))
+    }
+
+    #[tracing::instrument(skip_all, fields(tasks = tasks.len(), verbosity = ?verbosity))]
+    async fn build_data_of_tasks(
+        &self,
+        tasks: &[TaskId],
+        verbosity: Verbosity,
+    ) -> Result<Vec<BuildData>> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = tasks.iter().map(|t| t.0).collect();
+        let rows = queries::query(queries::BUILD_DATA_OF_TASKS)
+            .bind(&ids)
+            .bind(verbosity == Verbosity::Full)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error("build_data_of_tasks", "task_id"))?;
+        rows.iter().map(rows::build_data).collect()
     }
 
     #[tracing::instrument(skip_all, fields(task_id = ?query.task_id, latest = query.latest))]

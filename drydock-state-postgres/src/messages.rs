@@ -35,7 +35,8 @@ impl MessageBatch {
         );
     }
 
-    fn push_message(&mut self, task: TaskId, m: &NewMessage) {
+    /// Adds a message as the caller wrote it.
+    pub(crate) fn push_message(&mut self, task: TaskId, m: &NewMessage) {
         self.task_ids.push(task.0);
         self.texts.push(m.message.clone());
         self.errors.push(m.error);
@@ -53,6 +54,28 @@ impl MessageBatch {
             .bind(&self.context_types)
             .bind(&self.contexts)
             .bind(&self.extras)
+            .fetch_all(conn)
+            .await
+            .map_err(db_error("append_messages", "message.message"))?;
+        sorted(&rows)
+    }
+
+    /// Inserts them all for `task` in one statement if it exists (key-share-locked until the
+    /// transaction ends, so a purge cannot delete it first), in the order pushed; empty, with
+    /// nothing inserted, when it does not.
+    pub(crate) async fn append_if_task(
+        &self,
+        conn: &mut PgConnection,
+        task: TaskId,
+    ) -> Result<Vec<ResultMessage>> {
+        let rows = queries::query(queries::APPEND_MESSAGES_IF_TASK)
+            .bind(&self.task_ids)
+            .bind(&self.texts)
+            .bind(&self.errors)
+            .bind(&self.context_types)
+            .bind(&self.contexts)
+            .bind(&self.extras)
+            .bind(task.0)
             .fetch_all(conn)
             .await
             .map_err(db_error("append_messages", "message.message"))?;

@@ -232,6 +232,43 @@ JOIN drydock.tasks AS t ON t.task_id = s.task_id",
 ORDER BY s.ord"
 );
 
+/// `task_tree`, in one statement: the tree under `$1`, breadth first, down `$2` levels
+/// (NULL = all). Each row of the recursive `level` is one whole level: its ids in order and
+/// every id seen so far. The next level lists, for each task of this one in order, its
+/// `subtask_id_list` in order, keeping only the first mention of an id and no id already
+/// seen, as the reference store's walk does; so a cycle or a repeated id ends the walk
+/// (each id is seen once) and the rows are exactly the tree, never more. An id listed but
+/// not stored lists nothing. Returns each id with its depth and position in its level
+/// (`tree_depth`, `tree_id`, `tree_pos`, in that order), its task row `LEFT JOIN`ed (all
+/// NULL when it is missing) and the task's messages. No row when `$1` does not exist.
+pub const TASK_TREE: &str = concat!(
+    "WITH RECURSIVE level(depth, ids, seen) AS (
+    SELECT 0, ARRAY[r.task_id], ARRAY[r.task_id]
+    FROM drydock.tasks AS r WHERE r.task_id = $1
+  UNION ALL
+    SELECT l.depth + 1, n.ids, l.seen || n.ids
+    FROM level AS l
+    CROSS JOIN LATERAL (
+        SELECT array_agg(f.id ORDER BY f.pos, f.ord) AS ids
+        FROM (
+            SELECT DISTINCT ON (s.id) s.id, p.pos, s.ord
+            FROM unnest(l.ids) WITH ORDINALITY AS p(id, pos)
+            JOIN drydock.tasks AS t ON t.task_id = p.id
+            CROSS JOIN LATERAL unnest(t.subtask_id_list) WITH ORDINALITY AS s(id, ord)
+            WHERE s.id <> ALL (l.seen)
+            ORDER BY s.id, p.pos, s.ord
+        ) AS f
+    ) AS n
+    WHERE ($2::bigint IS NULL OR l.depth < $2) AND n.ids IS NOT NULL
+)
+SELECT l.depth AS tree_depth, x.tree_id, x.tree_pos, t.*, msgs.*
+FROM level AS l
+CROSS JOIN LATERAL unnest(l.ids) WITH ORDINALITY AS x(tree_id, tree_pos)
+LEFT JOIN drydock.tasks AS t ON t.task_id = x.tree_id",
+    with_messages!(),
+    " ORDER BY l.depth, x.tree_pos"
+);
+
 /// `claim_next`, in one statement. The fence (`$3` NULL = unfenced) share-locks the lease row
 /// so no change of holder can commit between the check and the claim; nothing happens
 /// unless it holds. A claim id (`$4`) already carried by a task returns that task as it is
@@ -429,6 +466,20 @@ ORDER BY m.ord
 RETURNING *"
 );
 
+/// `set_boot_action_status`: the messages of [`APPEND_MESSAGES`], all for task `$7`, inserted
+/// only if it exists, key-share-locked (as the foreign key would) so that a purge cannot delete
+/// it before the transaction commits; no rows when it does not exist (purged meanwhile).
+pub const APPEND_MESSAGES_IF_TASK: &str = "
+WITH task AS MATERIALIZED (
+    SELECT 1 FROM drydock.tasks WHERE task_id = $7 FOR KEY SHARE)
+INSERT INTO drydock.result_message (task_id, message, error, context_type, context, extra)
+SELECT m.task_id, m.message, m.error, m.context_type, m.context, m.extra::json
+FROM unnest($1::uuid[], $2::text[], $3::boolean[], $4::text[], $5::text[], $6::text[])
+     WITH ORDINALITY AS m(task_id, message, error, context_type, context, extra, ord)
+WHERE EXISTS (SELECT 1 FROM task)
+ORDER BY m.ord
+RETURNING *";
+
 /// `messages`: one task's messages in sequence order.
 pub const MESSAGES_OF_TASK: &str =
     "SELECT * FROM drydock.result_message WHERE task_id = $1 ORDER BY sequence";
@@ -477,6 +528,16 @@ SELECT node_name, task_id, collected_date, generator, data_format,
        CASE WHEN $1 THEN data_element END AS data_element
 FROM drydock.build_data
 ORDER BY collected_date DESC, id DESC";
+
+/// `build_data_of_tasks`: the build data of any of the tasks `$1`, newest first (among equal
+/// dates by task id, then the later row first, as the reference store orders them). With
+/// `$2` false the element is not read.
+pub const BUILD_DATA_OF_TASKS: &str = "
+SELECT node_name, task_id, collected_date, generator, data_format,
+       CASE WHEN $2 THEN data_element END AS data_element
+FROM drydock.build_data
+WHERE task_id = ANY ($1)
+ORDER BY collected_date DESC, task_id, id DESC";
 
 /// `build_data` latest, by node (and task): the newest row per generator.
 pub const BUILD_DATA_LATEST_BY_NODE: &str = "
@@ -550,3 +611,61 @@ pub const CURRENT_LEASE: &str = "
 SELECT instance_id, term, acquired_at, renewed_at, expires_at
 FROM drydock.active_instance
 WHERE expires_at > now()";
+
+// ---- boot actions -----------------------------------------------------------------------
+
+/// `set_boot_action_context`: sets node `$1`'s context (task `$2`, key `$3`), replacing the
+/// one it had, only if the task exists (key-share-locked, as a foreign key would, until the
+/// statement commits); no row written when it does not.
+pub const SET_BOOT_ACTION_CONTEXT: &str = "
+WITH task AS MATERIALIZED (
+    SELECT 1 FROM drydock.tasks WHERE task_id = $2 FOR KEY SHARE)
+INSERT INTO drydock.boot_action AS b (node_name, task_id, identity_key)
+SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM task)
+ON CONFLICT (node_name) DO UPDATE SET
+    task_id = excluded.task_id,
+    identity_key = excluded.identity_key";
+
+/// `boot_action_context`: node `$1`'s context.
+pub const BOOT_ACTION_CONTEXT: &str = "
+SELECT node_name, task_id, identity_key FROM drydock.boot_action WHERE node_name = $1";
+
+/// `add_boot_action`, in one statement: inserts the action (`$1` id, `$2` node, `$3` name,
+/// `$4` task, `$5` key, `$6` status) only if its task exists (key-share-locked), and says
+/// whether it did and whether the id was already stored (read in the statement's snapshot,
+/// so a missing task with a taken id is told as the reference store tells it: a conflict).
+/// A taken id with the task present fails the primary key (a unique violation).
+pub const ADD_BOOT_ACTION: &str = "
+WITH task AS MATERIALIZED (
+    SELECT 1 FROM drydock.tasks WHERE task_id = $4 FOR KEY SHARE
+), added AS (
+    INSERT INTO drydock.boot_action_status
+        (action_id, node_name, action_name, task_id, identity_key, action_status)
+    SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM task)
+    RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM added) AS added,
+       EXISTS (SELECT 1 FROM drydock.boot_action_status WHERE action_id = $1) AS id_taken";
+
+/// `boot_action`: one action by id.
+pub const BOOT_ACTION: &str = "SELECT * FROM drydock.boot_action_status WHERE action_id = $1";
+
+/// `set_boot_action_status`, first in its transaction: the action `$1`, locked until the
+/// transaction ends, so concurrent reports of one action queue up and each sees the status
+/// the previous one wrote.
+pub const LOCK_BOOT_ACTION: &str = "
+SELECT * FROM drydock.boot_action_status WHERE action_id = $1 FOR UPDATE";
+
+/// `set_boot_action_status`, on the locked action `$1`: writes the status `$2`.
+pub const SET_BOOT_ACTION_STATUS: &str = "
+UPDATE drydock.boot_action_status SET action_status = $2 WHERE action_id = $1 RETURNING *";
+
+/// `boot_actions_for_node`: node `$1`'s actions in id order (`boot_action_status_node_idx`);
+/// ULIDs sort by time and bytea bytewise, so the newest of a repeated name comes last.
+pub const BOOT_ACTIONS_OF_NODE: &str = "
+SELECT * FROM drydock.boot_action_status WHERE node_name = $1 ORDER BY action_id";
+
+// ---- health -----------------------------------------------------------------------------
+
+/// `ping`: the database's clock, a round trip that proves it answers.
+pub const PING: &str = "SELECT now()";

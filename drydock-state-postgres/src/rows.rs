@@ -2,7 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use drydock_state_core::{
-    BuildData, Lease, Link, Result, ResultDetails, ResultMessage, Task, TaskId, TaskResult,
+    BootAction, BootActionContext, BootActionId, BuildData, IdentityKey, Lease, Link, Result,
+    ResultDetails, ResultMessage, Task, TaskId, TaskResult, TreeNode,
 };
 use sqlx::postgres::PgRow;
 use sqlx::Row;
@@ -101,6 +102,49 @@ pub(crate) fn build_data(row: &PgRow) -> Result<BuildData> {
         generator: col(row, "generator")?,
         data_format: col(row, "data_format")?,
         data_element: col(row, "data_element")?,
+    })
+}
+
+/// A `drydock.boot_action` row: a node's boot-action context.
+pub(crate) fn boot_action_context(row: &PgRow) -> Result<BootActionContext> {
+    Ok(BootActionContext {
+        node_name: col(row, "node_name")?,
+        task_id: TaskId(col(row, "task_id")?),
+        identity_key: identity_key(row)?,
+    })
+}
+
+/// A `drydock.boot_action_status` row: a boot action, id and key byte for byte.
+pub(crate) fn boot_action(row: &PgRow) -> Result<BootAction> {
+    let id: Vec<u8> = col(row, "action_id")?;
+    let status: String = col(row, "action_status")?;
+    Ok(BootAction {
+        action_id: BootActionId::from_slice(&id)
+            .map_err(|e| crate::error::corrupt("boot_action_status.action_id", e))?,
+        node_name: col(row, "node_name")?,
+        action_name: col(row, "action_name")?,
+        task_id: TaskId(col(row, "task_id")?),
+        identity_key: identity_key(row)?,
+        action_status: status
+            .parse()
+            .map_err(|e| crate::error::corrupt("boot action status", e))?,
+    })
+}
+
+fn identity_key(row: &PgRow) -> Result<IdentityKey> {
+    let key: Vec<u8> = col(row, "identity_key")?;
+    IdentityKey::from_slice(&key).map_err(|e| crate::error::corrupt("identity_key", e))
+}
+
+/// A row of [`crate::queries::TASK_TREE`]: the id as listed, its depth, and its task with
+/// messages (`None` when the task columns are NULL: listed but not stored).
+pub(crate) fn tree_node(row: &PgRow) -> Result<TreeNode> {
+    let depth: i32 = col(row, "tree_depth")?;
+    let found: Option<Uuid> = col(row, "task_id")?;
+    Ok(TreeNode {
+        depth: u32::try_from(depth).map_err(|e| crate::error::corrupt("tree depth", e))?,
+        task_id: TaskId(col(row, "tree_id")?),
+        task: found.map(|_| assembled(row)).transpose()?,
     })
 }
 

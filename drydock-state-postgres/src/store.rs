@@ -1,11 +1,13 @@
 //! The PostgreSQL store: its connection pool, opening it from a URL and the [`StateStore`]
 //! glue. The traits themselves are implemented in `tasks.rs`, `messages.rs`,
-//! `build_data.rs` and `lease.rs`.
+//! `build_data.rs`, `lease.rs` and `boot_actions.rs`.
 
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use drydock_state_core::{redact_uri, Config, Error, Result, StateStore, TaskId};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
@@ -13,7 +15,7 @@ use crate::error::db_error;
 use crate::queries;
 use crate::wake::QueuedWake;
 
-/// All four drydock-state stores in a PostgreSQL database, in the schema `drydock`.
+/// All five drydock-state stores in a PostgreSQL database, in the schema `drydock`.
 ///
 /// Cheap to clone: clones share one connection pool.
 #[derive(Clone)]
@@ -107,9 +109,20 @@ impl PgStore {
     }
 }
 
+#[async_trait]
 impl StateStore for PgStore {
     fn backend_name(&self) -> &'static str {
         "postgres"
+    }
+
+    /// `SELECT now()`: the database's clock; an unreachable server is a retryable
+    /// [`Error::Unavailable`], as for every call.
+    #[tracing::instrument(skip_all)]
+    async fn ping(&self) -> Result<DateTime<Utc>> {
+        queries::query_scalar(queries::PING)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error("ping", "database"))
     }
 }
 

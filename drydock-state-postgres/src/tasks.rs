@@ -12,7 +12,7 @@ use drydock_state_core::memory::{
 };
 use drydock_state_core::{
     Claim, ClaimRequest, Error, NewTask, OrphanPolicy, PurgeReport, Result, SubtaskFilter, Task,
-    TaskFilter, TaskId, TaskStatus, TaskStore, TaskUpdate,
+    TaskFilter, TaskId, TaskStatus, TaskStore, TaskUpdate, TreeNode,
 };
 use uuid::Uuid;
 
@@ -201,6 +201,27 @@ impl TaskStore for PgStore {
             }
         }
         Err(guard::kept_changing("add_subtask", parent))
+    }
+
+    #[tracing::instrument(skip_all, fields(root = %root, depth = ?depth))]
+    async fn task_tree(&self, root: TaskId, depth: Option<u32>) -> Result<Vec<TreeNode>> {
+        let rows = queries::query(queries::TASK_TREE)
+            .bind(root.0)
+            .bind(depth.map(i64::from))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error("task_tree", "task_id"))?;
+        // The statement lists each id once, breadth first; keep the first occurrence anyway,
+        // so the reference store's rule holds whatever the rows.
+        let mut seen = HashSet::with_capacity(rows.len());
+        let mut tree = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let node = rows::tree_node(row)?;
+            if seen.insert(node.task_id) {
+                tree.push(node);
+            }
+        }
+        Ok(tree)
     }
 
     #[tracing::instrument(skip_all, fields(parent = %parent))]

@@ -54,12 +54,13 @@ async fn concurrent_migrations_on_a_fresh_database_all_succeed() {
     );
     let tables: i64 = sql::query_scalar(
         "SELECT count(*) FROM pg_tables WHERE schemaname = 'drydock' \
-         AND tablename IN ('tasks', 'result_message', 'build_data', 'active_instance')",
+         AND tablename IN ('tasks', 'result_message', 'build_data', 'active_instance', \
+         'boot_action', 'boot_action_status')",
     )
     .fetch_one(pool)
     .await
     .unwrap();
-    assert_eq!(tables, 4);
+    assert_eq!(tables, 6);
 }
 
 /// An application's own sqlx migrations in `public` (whose version 1 clashes with ours) and

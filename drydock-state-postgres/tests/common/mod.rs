@@ -60,6 +60,9 @@ impl TaskStore for TestStore {
     ) -> Result<()> {
         self.store.add_subtask(parent, child, guard).await
     }
+    async fn task_tree(&self, root: TaskId, depth: Option<u32>) -> Result<Vec<TreeNode>> {
+        self.store.task_tree(root, depth).await
+    }
     async fn subtasks(&self, parent: TaskId, which: SubtaskFilter) -> Result<Vec<Task>> {
         self.store.subtasks(parent, which).await
     }
@@ -112,6 +115,13 @@ impl BuildStore for TestStore {
     async fn record_build_data(&self, data: &BuildData, guard: Option<&Claim>) -> Result<()> {
         self.store.record_build_data(data, guard).await
     }
+    async fn build_data_of_tasks(
+        &self,
+        tasks: &[TaskId],
+        verbosity: Verbosity,
+    ) -> Result<Vec<BuildData>> {
+        self.store.build_data_of_tasks(tasks, verbosity).await
+    }
     async fn build_data(&self, query: &BuildDataQuery) -> Result<Vec<BuildData>> {
         self.store.build_data(query).await
     }
@@ -133,8 +143,42 @@ impl InstanceLock for TestStore {
     }
 }
 
+#[async_trait]
+impl BootActionStore for TestStore {
+    async fn set_boot_action_context(&self, context: &BootActionContext) -> Result<()> {
+        self.store.set_boot_action_context(context).await
+    }
+    async fn boot_action_context(&self, node_name: &str) -> Result<Option<BootActionContext>> {
+        self.store.boot_action_context(node_name).await
+    }
+    async fn add_boot_action(&self, action: &BootAction) -> Result<()> {
+        self.store.add_boot_action(action).await
+    }
+    async fn set_boot_action_status(
+        &self,
+        id: BootActionId,
+        status: BootActionStatus,
+        details: &[NewMessage],
+    ) -> Result<BootAction> {
+        self.store.set_boot_action_status(id, status, details).await
+    }
+    async fn boot_actions_for_node(
+        &self,
+        node_name: &str,
+    ) -> Result<std::collections::BTreeMap<String, BootAction>> {
+        self.store.boot_actions_for_node(node_name).await
+    }
+    async fn boot_action(&self, id: BootActionId) -> Result<Option<BootAction>> {
+        self.store.boot_action(id).await
+    }
+}
+
+#[async_trait]
 impl StateStore for TestStore {
     fn backend_name(&self) -> &'static str {
         self.store.backend_name()
+    }
+    async fn ping(&self) -> Result<chrono::DateTime<chrono::Utc>> {
+        self.store.ping().await
     }
 }
