@@ -2,8 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use drydock_state_core::{
-    BuildData, Error, Lease, Link, NewTask, Result, ResultMessage, ResultStatus, Task, TaskId,
-    TaskResult, TaskStatus, TaskUpdate,
+    BootAction, BootActionContext, BootActionId, BootActionStatus, BuildData, Error, IdentityKey,
+    Lease, Link, NewTask, Result, ResultMessage, ResultStatus, Task, TaskId, TaskResult,
+    TaskStatus, TaskUpdate,
 };
 
 /// Microseconds since the Unix epoch, the stored form of every timestamp.
@@ -401,4 +402,62 @@ impl LeaseRow {
             expires_at: from_micros("active_instance.expires_at", self.expires_at)?,
         })
     }
+}
+
+/// One row of `drydock_boot_action`: a node's boot-action context.
+#[derive(sqlx::FromRow)]
+pub(crate) struct BootActionContextRow {
+    node_name: String,
+    task_id: String,
+    identity_key: Vec<u8>,
+}
+
+impl BootActionContextRow {
+    pub(crate) fn into_context(self) -> Result<BootActionContext> {
+        Ok(BootActionContext {
+            node_name: self.node_name,
+            task_id: parse_id("boot_action.task_id", &self.task_id)?,
+            identity_key: identity_key("boot_action.identity_key", &self.identity_key)?,
+        })
+    }
+}
+
+/// One row of `drydock_boot_action_status`, as the boot action column list selects it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct BootActionRow {
+    action_id: Vec<u8>,
+    node_name: String,
+    action_name: String,
+    task_id: String,
+    identity_key: Vec<u8>,
+    action_status: String,
+}
+
+impl BootActionRow {
+    pub(crate) fn into_boot_action(self) -> Result<BootAction> {
+        Ok(BootAction {
+            action_id: BootActionId::from_slice(&self.action_id)
+                .map_err(|_| corrupt("boot_action_status.action_id", "not 16 bytes"))?,
+            node_name: self.node_name,
+            action_name: self.action_name,
+            task_id: parse_id("boot_action_status.task_id", &self.task_id)?,
+            identity_key: identity_key("boot_action_status.identity_key", &self.identity_key)?,
+            action_status: self
+                .action_status
+                .parse::<BootActionStatus>()
+                .map_err(|_| corrupt("boot_action_status.action_status", "unknown status"))?,
+        })
+    }
+}
+
+/// A boot action read for a status update, with whether its task still exists.
+#[derive(sqlx::FromRow)]
+pub(crate) struct BootActionForStatusRow {
+    #[sqlx(flatten)]
+    pub action: BootActionRow,
+    pub task_exists: bool,
+}
+
+fn identity_key(column: &str, bytes: &[u8]) -> Result<IdentityKey> {
+    IdentityKey::from_slice(bytes).map_err(|_| corrupt(column, "not 32 bytes"))
 }

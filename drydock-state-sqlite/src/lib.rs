@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+mod boot_actions;
 mod codec;
 mod config;
 mod error;

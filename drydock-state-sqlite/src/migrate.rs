@@ -35,6 +35,12 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "claim attempt and claim id; queue, marked-queue and live-claim indexes",
         sql: include_str!("../migrations/0002_claim_attempt.sql"),
     },
+    Migration {
+        version: 3,
+        description:
+            "boot-action contexts and boot actions (Drydock's boot_action and boot_action_status)",
+        sql: include_str!("../migrations/0003_boot_actions.sql"),
+    },
 ];
 
 impl Migration {
@@ -138,7 +144,11 @@ mod tests {
     /// of it changes the checksum.
     #[test]
     fn shipped_migrations_are_pinned_and_every_byte_counts() {
-        let pinned = [(1, "0f0570b23cd51436")];
+        let pinned = [
+            (1, "0f0570b23cd51436"),
+            (2, "3e2ea893ba449c88"),
+            (3, "e11386a1cec26e2d"),
+        ];
         assert_eq!(
             MIGRATIONS.len(),
             pinned.len(),

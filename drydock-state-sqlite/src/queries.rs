@@ -56,6 +56,13 @@ macro_rules! lease_columns {
     };
 }
 
+/// The boot action columns, in the order [`crate::codec::BootActionRow`] names them.
+macro_rules! boot_action_columns {
+    () => {
+        "action_id, node_name, action_name, task_id, identity_key, action_status"
+    };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Migrations
 // ---------------------------------------------------------------------------------------------
@@ -177,6 +184,47 @@ pub const SUBTASKS: &str = concat!(
         OR (?2 = 1 AND status NOT IN ('complete', 'terminated')) \
         OR (?2 = 2 AND status IN ('complete', 'terminated')) \
      ORDER BY listed.key"
+);
+
+/// `task_tree`, step one: the ids of the tree rooted at `?1` (no row when it does not exist),
+/// each with its depth, in breadth-first order, down `?2` levels (NULL: all). One row per
+/// level: `frontier` is the level's ids in order (a JSON array), `before` every id of the
+/// levels above it. The next level is the ids listed in the `subtask_id_list` of the
+/// frontier's stored tasks (a listed id with no task is shown, not followed), each once, at
+/// its first listing (by position of the listing task in the level, then in its list), and
+/// none already in `before` or `frontier`: so a repeated id or a cycle is shown once, and the
+/// walk ends when a level comes out empty, whatever the lists say. The levels are unpacked
+/// into `(depth, task_id)` rows in order.
+pub const TASK_TREE: &str = "\
+WITH RECURSIVE level (depth, frontier, before) AS (
+    SELECT 0, json_array(task_id), '[]' FROM drydock_tasks WHERE task_id = ?1
+    UNION ALL
+    SELECT level.depth + 1,
+        (SELECT json_group_array(id ORDER BY first) FROM (
+            SELECT listed.value AS id, min(parent.key * 4294967296 + listed.key) AS first
+            FROM json_each(level.frontier) AS parent
+            JOIN drydock_tasks AS t ON t.task_id = parent.value
+            JOIN json_each(t.subtask_id_list) AS listed
+            WHERE listed.value NOT IN (
+                SELECT value FROM json_each(level.before)
+                UNION ALL SELECT value FROM json_each(level.frontier))
+            GROUP BY listed.value)),
+        (SELECT json_group_array(value) FROM (
+            SELECT value FROM json_each(level.before)
+            UNION ALL SELECT value FROM json_each(level.frontier)))
+    FROM level
+    WHERE level.frontier <> '[]' AND (?2 IS NULL OR level.depth < ?2)
+)
+SELECT level.depth, member.value AS task_id
+FROM level, json_each(level.frontier) AS member
+ORDER BY level.depth, member.key";
+
+/// `task_tree`, step two: the stored tasks among the ids in `?1` (a JSON array), in any
+/// order; their messages follow with [`MESSAGES_OF_TASKS`].
+pub const TASKS_BY_IDS: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    " FROM drydock_tasks WHERE task_id IN (SELECT value FROM json_each(?1))"
 );
 
 /// Whether `?1` holds the live lease with term `?2`: a fenced claim's check, first statement
@@ -394,6 +442,21 @@ WHERE id IN (
     WHERE newest = 1)
 ORDER BY collected_date DESC, id DESC";
 
+/// `build_data_of_tasks`: the build data of any task in `?1` (a JSON array of ids), full rows,
+/// newest first; a tie goes by task id, then the later insertion first.
+pub const BUILD_DATA_OF_TASKS_FULL: &str = "\
+SELECT node_name, task_id, collected_date, generator, data_format, data_element
+FROM drydock_build_data
+WHERE task_id IN (SELECT value FROM json_each(?1))
+ORDER BY collected_date DESC, task_id, id DESC";
+
+/// `build_data_of_tasks` with brief verbosity: the element is never read.
+pub const BUILD_DATA_OF_TASKS_BRIEF: &str = "\
+SELECT node_name, task_id, collected_date, generator, data_format, NULL AS data_element
+FROM drydock_build_data
+WHERE task_id IN (SELECT value FROM json_each(?1))
+ORDER BY collected_date DESC, task_id, id DESC";
+
 // ---------------------------------------------------------------------------------------------
 // Leader lease
 // ---------------------------------------------------------------------------------------------
@@ -453,3 +516,76 @@ pub const CURRENT_LEASE: &str = concat!(
     " FROM drydock_active_instance WHERE expires_at > ",
     now_us!()
 );
+
+// ---------------------------------------------------------------------------------------------
+// Boot actions
+// ---------------------------------------------------------------------------------------------
+
+/// `set_boot_action_context` and `add_boot_action`, first statement of their `BEGIN
+/// IMMEDIATE` transaction: whether task `?1` exists (the boot-action tables have no foreign
+/// key, so that a report outlives a purged task).
+pub const TASK_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM drydock_tasks WHERE task_id = ?1)";
+
+/// `set_boot_action_context`, after [`TASK_EXISTS`]: node `?1`'s context, replacing the one it
+/// had.
+pub const SET_BOOT_ACTION_CONTEXT: &str = "\
+INSERT INTO drydock_boot_action (node_name, task_id, identity_key) VALUES (?1, ?2, ?3)
+ON CONFLICT (node_name) DO UPDATE SET
+    task_id = excluded.task_id, identity_key = excluded.identity_key";
+
+/// `boot_action_context`: node `?1`'s context.
+pub const BOOT_ACTION_CONTEXT: &str =
+    "SELECT node_name, task_id, identity_key FROM drydock_boot_action WHERE node_name = ?1";
+
+/// `add_boot_action`, first statement of its `BEGIN IMMEDIATE` transaction: whether action id
+/// `?1` is taken and whether task `?2` exists, in the memory store's order of refusal.
+pub const BOOT_ACTION_ADD_CHECK: &str = "\
+SELECT EXISTS (SELECT 1 FROM drydock_boot_action_status WHERE action_id = ?1) AS id_taken,
+       EXISTS (SELECT 1 FROM drydock_tasks WHERE task_id = ?2) AS task_exists";
+
+/// `add_boot_action`, after [`BOOT_ACTION_ADD_CHECK`]: the new action.
+pub const ADD_BOOT_ACTION: &str = concat!(
+    "INSERT INTO drydock_boot_action_status (",
+    boot_action_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+);
+
+/// `set_boot_action_status`, first statement of its `BEGIN IMMEDIATE` transaction: action
+/// `?1` as stored (no row: unknown id) and whether its task still exists (else the status is
+/// recorded without messages).
+pub const BOOT_ACTION_FOR_STATUS: &str = concat!(
+    "SELECT ",
+    boot_action_columns!(),
+    ", EXISTS (SELECT 1 FROM drydock_tasks AS t WHERE t.task_id = stored.task_id) \
+        AS task_exists \
+     FROM drydock_boot_action_status AS stored WHERE action_id = ?1"
+);
+
+/// `set_boot_action_status`, after [`BOOT_ACTION_FOR_STATUS`] and the finality rule: the new
+/// status `?2` of action `?1`; the task's messages follow with [`APPEND_MESSAGES`].
+pub const SET_BOOT_ACTION_STATUS: &str = concat!(
+    "UPDATE drydock_boot_action_status SET action_status = ?2 WHERE action_id = ?1 RETURNING ",
+    boot_action_columns!()
+);
+
+/// `boot_actions_for_node`: node `?1`'s actions, oldest id first (BLOBs compare bytewise and
+/// ULIDs sort by time), so that of a repeated name the newest comes last.
+pub const BOOT_ACTIONS_FOR_NODE: &str = concat!(
+    "SELECT ",
+    boot_action_columns!(),
+    " FROM drydock_boot_action_status WHERE node_name = ?1 ORDER BY action_id"
+);
+
+/// `boot_action`: one action by id.
+pub const BOOT_ACTION: &str = concat!(
+    "SELECT ",
+    boot_action_columns!(),
+    " FROM drydock_boot_action_status WHERE action_id = ?1"
+);
+
+// ---------------------------------------------------------------------------------------------
+// Health
+// ---------------------------------------------------------------------------------------------
+
+/// `ping`: the store's clock, as every other statement stamps times.
+pub const PING: &str = concat!("SELECT ", now_us!());

@@ -1,4 +1,5 @@
-//! Owns [`SqliteStore`]: the four store traits over one SQLite file through a sqlx pool.
+//! Owns [`SqliteStore`]: the store traits over one SQLite file through a sqlx pool (the
+//! boot actions' in [`crate::boot_actions`]).
 //!
 //! Writes that need more than one statement run in `BEGIN IMMEDIATE` transactions, which take
 //! SQLite's write lock up front (waiting up to the busy timeout) instead of upgrading a read
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use drydock_state_core::memory::{
     orphan_message, purge_cutoff, purge_keeps, refuse_new_work_under, terminated_status, Recovery,
     ORPHAN_FAILURE_REASON,
@@ -27,7 +29,8 @@ use drydock_state_core::{
     lease_not_held, no_nul, validate_instance_id, BuildData, BuildDataQuery, BuildStore, Claim,
     ClaimRequest, Config, Error, InstanceLock, Lease, LeaseOutcome, MessageStore, NewMessage,
     NewTask, OrphanPolicy, PurgeReport, Result, ResultDetails, ResultMessage, StateStore,
-    SubtaskFilter, Task, TaskFilter, TaskId, TaskStatus, TaskStore, TaskUpdate, Verbosity,
+    SubtaskFilter, Task, TaskFilter, TaskId, TaskStatus, TaskStore, TaskUpdate, TreeNode,
+    Verbosity,
 };
 use sqlx::sqlite::{SqliteArguments, SqliteConnection};
 use sqlx::{Sqlite, SqlitePool};
@@ -44,7 +47,7 @@ use crate::queries;
 /// lock is never held for long; other writers get in between batches.
 const PURGE_BATCH: i64 = 100;
 
-/// The SQLite backend: all four stores over one database file (or an in-memory database).
+/// The SQLite backend: all five stores over one database file (or an in-memory database).
 ///
 /// Open it with [`SqliteStore::open`], then [`SqliteStore::migrate`] (the registry's `open`
 /// does both). Cloning is not offered: share it as `Arc<dyn StateStore>`.
@@ -233,7 +236,10 @@ impl SqliteStore {
 
     /// Starts a write transaction: SQLite's write lock taken now, waiting up to the busy
     /// timeout for it.
-    async fn begin_write(&self, op: &'static str) -> Result<sqlx::Transaction<'static, Sqlite>> {
+    pub(crate) async fn begin_write(
+        &self,
+        op: &'static str,
+    ) -> Result<sqlx::Transaction<'static, Sqlite>> {
         queries::begin_immediate(&self.pool).await.or_store(op)
     }
 
@@ -288,7 +294,7 @@ fn append_query(task: TaskId, message: &NewMessage) -> Result<Query<'static>> {
 
 /// A batch of messages as the JSON array [`queries::APPEND_MESSAGES`] reads, after checking
 /// each value fits.
-fn batch_json(messages: &[NewMessage]) -> Result<String> {
+pub(crate) fn batch_json(messages: &[NewMessage]) -> Result<String> {
     let mut items = Vec::with_capacity(messages.len());
     for m in messages {
         fits("message.message", &m.message)?;
@@ -307,6 +313,48 @@ fn batch_json(messages: &[NewMessage]) -> Result<String> {
         }));
     }
     to_json("messages", &items)
+}
+
+/// Inserts `messages` for `task` in the caller's transaction, in order, and returns them in
+/// sequence order: `batch` (their [`batch_json`], `None` when there are none) in one
+/// [`queries::APPEND_MESSAGES`] when it fits one SQLite value, else one
+/// [`queries::APPEND_MESSAGE`] per message.
+pub(crate) async fn insert_messages(
+    conn: &mut SqliteConnection,
+    task: TaskId,
+    messages: &[NewMessage],
+    batch: Option<String>,
+    op: &'static str,
+) -> Result<Vec<ResultMessage>> {
+    let mut stored = Vec::with_capacity(messages.len());
+    match batch {
+        None => {}
+        Some(batch) if batch.len() <= MAX_VALUE_BYTES => {
+            let rows: Vec<MessageRow> = queries::query_as(queries::APPEND_MESSAGES)
+                .bind(id_text(task))
+                .bind(batch)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(|e| not_found_or(op, task, e))?;
+            for row in rows {
+                stored.push(row.into_message()?);
+            }
+        }
+        // A batch too long for one SQLite value: one insert per message.
+        Some(_) => {
+            for m in messages {
+                let row: MessageRow = append_query(task, m)?
+                    .try_map(|row| sqlx::FromRow::from_row(&row))
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(|e| not_found_or(op, task, e))?;
+                stored.push(row.into_message()?);
+            }
+        }
+    }
+    // SQLite does not promise RETURNING's order.
+    stored.sort_by_key(|m| m.sequence);
+    Ok(stored)
 }
 
 /// The stored statuses in the order [`queries::TERMINATE_SUBTREE`] binds their new status.
@@ -506,6 +554,52 @@ impl TaskStore for SqliteStore {
             .or_store(OP)?;
         tx.commit().await.or_store(OP)?;
         Ok(())
+    }
+
+    /// One deferred transaction, so the tree and its tasks come from one snapshot:
+    /// `TASK_TREE` (the ids, breadth first, each once), `TASKS_BY_IDS` and the tasks'
+    /// messages: three statements whatever the tree's size.
+    #[tracing::instrument(name = "sqlite.task_tree", level = "debug", skip_all, fields(root = %root, depth = ?depth))]
+    async fn task_tree(&self, root: TaskId, depth: Option<u32>) -> Result<Vec<TreeNode>> {
+        const OP: &str = "task_tree";
+        let mut tx = self.pool.begin().await.or_store(OP)?;
+        let members: Vec<(i64, String)> = queries::query_as(queries::TASK_TREE)
+            .bind(id_text(root))
+            .bind(depth.map(i64::from))
+            .fetch_all(&mut *tx)
+            .await
+            .or_store(OP)?;
+        if members.is_empty() {
+            tx.commit().await.or_store(OP)?;
+            return Ok(Vec::new());
+        }
+        let members = members
+            .into_iter()
+            .map(|(level, id)| {
+                let level = u32::try_from(level)
+                    .map_err(|_| crate::codec::corrupt("task tree depth", "out of range"))?;
+                Ok((level, crate::codec::parse_id("tasks.subtask_id_list", &id)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let rows: Vec<TaskRow> = queries::query_as(queries::TASKS_BY_IDS)
+            .bind(id_array(members.iter().map(|(_, id)| id)))
+            .fetch_all(&mut *tx)
+            .await
+            .or_store(OP)?;
+        let mut tasks: HashMap<TaskId, Task> = Self::assemble(&mut tx, rows, OP)
+            .await?
+            .into_iter()
+            .map(|t| (t.task_id, t))
+            .collect();
+        tx.commit().await.or_store(OP)?;
+        Ok(members
+            .into_iter()
+            .map(|(depth, task_id)| TreeNode {
+                depth,
+                task_id,
+                task: tasks.remove(&task_id),
+            })
+            .collect())
     }
 
     #[tracing::instrument(name = "sqlite.subtasks", level = "debug", skip_all, fields(parent = %parent, which = ?which))]
@@ -865,32 +959,7 @@ impl MessageStore for SqliteStore {
             batch => {
                 let mut tx = self.begin_write(OP).await?;
                 Self::fence(&mut tx, task, guard, OP).await?;
-                let mut stored = Vec::with_capacity(messages.len());
-                match batch {
-                    None => {}
-                    Some(batch) if batch.len() <= MAX_VALUE_BYTES => {
-                        let rows: Vec<MessageRow> = queries::query_as(queries::APPEND_MESSAGES)
-                            .bind(id_text(task))
-                            .bind(batch)
-                            .fetch_all(&mut *tx)
-                            .await
-                            .map_err(|e| not_found_or(OP, task, e))?;
-                        for row in rows {
-                            stored.push(row.into_message()?);
-                        }
-                    }
-                    // A batch too long for one SQLite value: one insert per message.
-                    Some(_) => {
-                        for m in messages {
-                            let row: MessageRow = append_query(task, m)?
-                                .try_map(|row| sqlx::FromRow::from_row(&row))
-                                .fetch_one(&mut *tx)
-                                .await
-                                .map_err(|e| not_found_or(OP, task, e))?;
-                            stored.push(row.into_message()?);
-                        }
-                    }
-                }
+                let stored = insert_messages(&mut tx, task, messages, batch, OP).await?;
                 tx.commit().await.or_store(OP)?;
                 stored
             }
@@ -940,6 +1009,28 @@ impl BuildStore for SqliteStore {
         insert.execute(&mut *tx).await.or_store(OP)?;
         tx.commit().await.or_store(OP)?;
         Ok(())
+    }
+
+    /// One statement: `BUILD_DATA_OF_TASKS_FULL` (or `_BRIEF`), the ids bound as one JSON
+    /// array.
+    #[tracing::instrument(name = "sqlite.build_data_of_tasks", level = "debug", skip_all, fields(tasks = tasks.len(), verbosity = ?verbosity))]
+    async fn build_data_of_tasks(
+        &self,
+        tasks: &[TaskId],
+        verbosity: Verbosity,
+    ) -> Result<Vec<BuildData>> {
+        let sql = match verbosity {
+            Verbosity::Full => queries::BUILD_DATA_OF_TASKS_FULL,
+            Verbosity::Brief => queries::BUILD_DATA_OF_TASKS_BRIEF,
+        };
+        queries::query_as::<_, BuildDataRow>(sql)
+            .bind(id_array(tasks))
+            .fetch_all(&self.pool)
+            .await
+            .or_store("build_data_of_tasks")?
+            .into_iter()
+            .map(BuildDataRow::into_build_data)
+            .collect()
     }
 
     #[tracing::instrument(name = "sqlite.build_data", level = "debug", skip_all, fields(task_id = ?query.task_id, node = ?query.node_name))]
@@ -994,8 +1085,19 @@ impl InstanceLock for SqliteStore {
     }
 }
 
+#[async_trait]
 impl StateStore for SqliteStore {
     fn backend_name(&self) -> &'static str {
         "sqlite"
+    }
+
+    /// One statement: `PING`, SQLite's clock as every statement stamps times.
+    #[tracing::instrument(name = "sqlite.ping", level = "debug", skip_all)]
+    async fn ping(&self) -> Result<DateTime<Utc>> {
+        let now: i64 = queries::query_scalar(queries::PING)
+            .fetch_one(&self.pool)
+            .await
+            .or_store("ping")?;
+        crate::codec::from_micros("ping", now)
     }
 }

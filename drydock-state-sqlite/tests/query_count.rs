@@ -1,5 +1,6 @@
 //! Reading tasks costs a constant number of statements, whatever the number of tasks: the
-//! tasks query and one messages query, never one per task. Statements are counted through
+//! tasks query and one messages query, never one per task; a task tree adds one recursive
+//! query for its ids, and the build data of a tree's tasks is one statement. Statements are counted through
 //! sqlx's `sqlx::query` log events, with a process-wide subscriber (so this file holds a
 //! single test).
 
@@ -7,7 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use drydock_state_core::{
-    Config, MessageStore, NewMessage, NewTask, SubtaskFilter, TaskFilter, TaskId, TaskStore,
+    BuildData, BuildStore, Config, MessageStore, NewMessage, NewTask, SubtaskFilter, TaskFilter,
+    TaskId, TaskStore, Verbosity,
 };
 use drydock_state_sqlite::SqliteStore;
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
@@ -42,6 +44,47 @@ async fn tree(store: &SqliteStore, children: usize) -> TaskId {
             .unwrap();
     }
     root.task_id
+}
+
+/// A tree of `size` tasks, three subtasks to a task (so several levels deep), each with
+/// messages and one build-data element; returns the root and every id.
+async fn wide_tree(store: &SqliteStore, size: usize) -> (TaskId, Vec<TaskId>) {
+    let mut ids: Vec<TaskId> = Vec::with_capacity(size);
+    for i in 0..size {
+        let parent = (i > 0).then(|| ids[(i - 1) / 3]);
+        let mut task = NewTask::new("deploy_node");
+        if let Some(p) = parent {
+            task = task.with_parent(p);
+        }
+        store.create_task(&task).await.unwrap();
+        if let Some(p) = parent {
+            store.add_subtask(p, task.task_id, None).await.unwrap();
+        }
+        store
+            .append_messages(
+                task.task_id,
+                &[NewMessage::info(format!("m{i}")), NewMessage::error("e")],
+                None,
+            )
+            .await
+            .unwrap();
+        store
+            .record_build_data(
+                &BuildData {
+                    node_name: format!("n{i}"),
+                    task_id: task.task_id,
+                    collected_date: None,
+                    generator: "lshw".into(),
+                    data_format: "application/xml".into(),
+                    data_element: Some("<node/>".into()),
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        ids.push(task.task_id);
+    }
+    (ids[0], ids)
 }
 
 #[tokio::test]
@@ -96,9 +139,40 @@ async fn reads_cost_a_constant_number_of_statements() {
     assert_eq!(tasks.len(), 50);
     assert_eq!(few, many, "list_tasks: statements grow with the page size");
     assert!(many <= 4, "list_tasks took {many} statements");
+    let listing = many;
 
     let (one, task) = statements!(store.get_task(large));
     assert!(task.is_some());
     assert!(one <= 4, "get_task took {one} statements");
-    println!("statements per read: subtasks {subtasks}, list_tasks {many}, get_task {one}");
+
+    // A task view: the tree (a recursive query, not one per task or level) and its build data.
+    let (small_root, small_ids) = wide_tree(&store, 5).await;
+    let (large_root, large_ids) = wide_tree(&store, 50).await;
+    let (few, tree) = statements!(store.task_tree(small_root, None));
+    assert_eq!(tree.len(), 5);
+    let (many, tree) = statements!(store.task_tree(large_root, None));
+    assert_eq!(tree.len(), 50);
+    assert!(tree.iter().all(|n| n.task.as_ref().is_some_and(|t| t
+        .result
+        .details
+        .message_list
+        .len()
+        == 2)));
+    assert!(tree.last().unwrap().depth >= 3, "several levels deep");
+    assert_eq!(few, many, "task_tree: statements grow with the tree");
+    assert!(many <= 5, "task_tree took {many} statements");
+    let tree_statements = many;
+    let (few, data) = statements!(store.build_data_of_tasks(&small_ids, Verbosity::Full));
+    assert_eq!(data.len(), 5);
+    let (many, data) = statements!(store.build_data_of_tasks(&large_ids, Verbosity::Full));
+    assert_eq!(data.len(), 50);
+    assert_eq!(
+        few, many,
+        "build_data_of_tasks: statements grow with the tasks"
+    );
+    assert_eq!(many, 1, "build_data_of_tasks is one statement");
+    println!(
+        "statements per read: subtasks {subtasks}, list_tasks {listing}, get_task {one}, \
+         task_tree {tree_statements}, build_data_of_tasks {many}"
+    );
 }
