@@ -15,9 +15,10 @@ use std::sync::Arc;
 use chrono::{DateTime, SubsecRound, Utc};
 use clap::{value_parser, Args, Parser, Subcommand, ValueEnum};
 use drydock_state::{
-    BuildData, BuildDataQuery, Claim, ClaimRequest, Config, Error, LeaseOutcome, Link, NewMessage,
-    NewTask, OrphanPolicy, Result, ResultStatus, StateStore, SubtaskFilter, Task, TaskFilter,
-    TaskId, TaskStatus, TaskUpdate, Verbosity,
+    BootAction, BootActionContext, BootActionId, BootActionStatus, BuildData, BuildDataQuery,
+    Claim, ClaimRequest, Config, Error, IdentityKey, LeaseOutcome, Link, NewMessage, NewTask,
+    OrphanPolicy, Result, ResultStatus, StateStore, SubtaskFilter, Task, TaskFilter, TaskId,
+    TaskStatus, TaskUpdate, TaskViewOptions, Verbosity,
 };
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -31,7 +32,7 @@ const EXIT_LEASE_HELD_ELSEWHERE: u8 = 3;
 #[command(
     name = "drydock-state",
     version,
-    about = "Inspect and drive drydock-state: tasks, messages, build data, the leader lease and designs."
+    about = "Inspect and drive drydock-state: tasks, messages, build data, boot actions, the leader lease and designs."
 )]
 struct Cli {
     /// Database URL (postgres://…, sqlite://…, memory://). Default: the config file, then
@@ -81,6 +82,12 @@ enum Command {
     /// Design references.
     #[command(subcommand)]
     Design(DesignCommand),
+    /// Boot actions: what nodes run on first boot, and the context they present.
+    #[command(subcommand, name = "boot-action")]
+    BootAction(BootActionCommand),
+    /// Check that the store answers: prints the backend and its clock (exit 1 when it cannot
+    /// be reached).
+    Health,
     /// After winning lease term T: recover the running and terminating tasks claimed under an
     /// older term (prints the ids recovered, oldest first).
     #[command(name = "recover-orphans")]
@@ -165,10 +172,22 @@ enum TaskCommand {
         #[arg(long, value_name = "NAME", default_value = "drydock-state-cli")]
         created_by: String,
     },
-    /// Show a task with its messages.
+    /// Show a task with its messages; with --layers, --subtask-errors or --build-data, the
+    /// task view Drydock's API returned (`GET /api/v1.0/tasks/{id}`).
     Get {
         /// The task id.
         id: TaskId,
+        /// Show the task tree down this many layers (the task is layer 1; -1 for all), as a
+        /// map of task id to task (null for an id listed but not stored) with `init_task_id`.
+        #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = value_parser!(i32).range(-1..))]
+        layers: Option<i32>,
+        /// Add `subtask_errors`: the result of every subtask, at any depth, that reported
+        /// errors.
+        #[arg(long)]
+        subtask_errors: bool,
+        /// Add each shown task's `build_data`.
+        #[arg(long)]
+        build_data: bool,
     },
     /// List tasks, oldest first.
     List {
@@ -418,6 +437,77 @@ enum DesignCommand {
     },
     /// List the design schemes this build serves.
     Schemes,
+}
+
+#[derive(Subcommand, Debug)]
+enum BootActionCommand {
+    /// A node's boot-action context: the task deploying it and the key it presents.
+    #[command(subcommand)]
+    Context(BootActionContextCommand),
+    /// Record a boot action for a node (prints its id).
+    Add {
+        /// The node.
+        #[arg(long, value_name = "N")]
+        node: String,
+        /// The task deploying the node.
+        #[arg(long, value_name = "T")]
+        task: TaskId,
+        /// The node's identity key: 64 hex digits (32 bytes).
+        #[arg(long, value_name = "HEX")]
+        key: String,
+        /// The action's name in the site design.
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// Its initial status (`unreported` for an action that does not signal).
+        #[arg(long, value_name = "S", value_parser = parse_boot_action_status, default_value = "incomplete")]
+        status: BootActionStatus,
+    },
+    /// Set a boot action's status, as its node reports it (a final status, success or
+    /// failure, never changes again).
+    SetStatus {
+        /// The boot action id (26 characters of Crockford base32).
+        id: String,
+        /// The new status.
+        #[arg(value_parser = parse_boot_action_status)]
+        status: BootActionStatus,
+    },
+    /// List a node's boot actions, by name.
+    List {
+        /// The node.
+        #[arg(long, value_name = "N")]
+        node: String,
+    },
+    /// Show one boot action.
+    Get {
+        /// The boot action id (26 characters of Crockford base32).
+        id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BootActionContextCommand {
+    /// Set a node's context, replacing the one it had (prints the key).
+    Set {
+        /// The node.
+        #[arg(long, value_name = "N")]
+        node: String,
+        /// The task deploying the node.
+        #[arg(long, value_name = "T")]
+        task: TaskId,
+        /// The identity key, 64 hex digits (32 bytes); a new random one when not given.
+        #[arg(long, value_name = "HEX")]
+        key: Option<String>,
+    },
+    /// Show a node's context.
+    Get {
+        /// The node.
+        #[arg(long, value_name = "N")]
+        node: String,
+    },
+}
+
+fn parse_boot_action_status(s: &str) -> std::result::Result<BootActionStatus, String> {
+    s.parse().map_err(|e: Error| e.to_string())
 }
 
 fn parse_status(s: &str) -> std::result::Result<TaskStatus, String> {
@@ -697,6 +787,24 @@ async fn execute(command: Command, store: Arc<dyn StateStore>, config: &Config) 
                 .join("\n");
             Outcome::new(to_json(&recovered)?, text)
         }
+        Command::BootAction(cmd) => boot_action(cmd, &*store).await?,
+        Command::Health => {
+            let clock = store.ping().await?;
+            let url = config
+                .database
+                .url
+                .clone()
+                .unwrap_or_else(drydock_state::default_database_url);
+            let url = drydock_state::redact_uri(&url);
+            let backend = store.backend_name();
+            Outcome::new(
+                json!({"healthy": true, "backend": backend, "database": url, "clock": clock}),
+                format!(
+                    "{backend} at {url} answers; its clock reads {}",
+                    clock.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                ),
+            )
+        }
         Command::Purge { older_than } => {
             let report = store.purge(older_than).await?;
             let text = format!(
@@ -755,12 +863,34 @@ async fn task(cmd: TaskCommand, store: &dyn StateStore) -> Result<Outcome> {
             }
             Outcome::new(task_json(&stored)?, stored.task_id.to_string())
         }
-        TaskCommand::Get { id } => {
+        TaskCommand::Get {
+            id,
+            layers: None,
+            subtask_errors: false,
+            build_data: false,
+        } => {
             let task = store
                 .get_task(id)
                 .await?
                 .ok_or_else(|| Error::not_found("task", id))?;
             Outcome::new(task_json(&task)?, render::task_detail(&task))
+        }
+        TaskCommand::Get {
+            id,
+            layers,
+            subtask_errors,
+            build_data,
+        } => {
+            let options = TaskViewOptions {
+                layers: layers.unwrap_or(0),
+                subtask_errors,
+                build_data,
+            };
+            let view = drydock_state::task_view(store, id, &options)
+                .await?
+                .ok_or_else(|| Error::not_found("task", id))?;
+            let text = render::task_view(&view, &options)?;
+            Outcome::new(view, text)
         }
         TaskCommand::List {
             status,
@@ -841,6 +971,80 @@ async fn task(cmd: TaskCommand, store: &dyn StateStore) -> Result<Outcome> {
             )
         }
     })
+}
+
+async fn boot_action(cmd: BootActionCommand, store: &dyn StateStore) -> Result<Outcome> {
+    Ok(match cmd {
+        BootActionCommand::Context(BootActionContextCommand::Set { node, task, key }) => {
+            let identity_key = match key {
+                Some(hex) => parse_key(&hex)?,
+                None => IdentityKey::generate(),
+            };
+            let context = BootActionContext {
+                node_name: node,
+                task_id: task,
+                identity_key,
+            };
+            context.validate()?;
+            store.set_boot_action_context(&context).await?;
+            Outcome::new(to_json(&context)?, identity_key.to_hex())
+        }
+        BootActionCommand::Context(BootActionContextCommand::Get { node }) => {
+            drydock_state::validate_node_name("boot_action.node_name", &node)?;
+            let context = store
+                .boot_action_context(&node)
+                .await?
+                .ok_or_else(|| Error::not_found("boot-action context", format!("node {node}")))?;
+            Outcome::new(to_json(&context)?, render::boot_action_context(&context))
+        }
+        BootActionCommand::Add {
+            node,
+            task,
+            key,
+            name,
+            status,
+        } => {
+            let mut action = BootAction::new(node, name, task, parse_key(&key)?, true);
+            action.action_status = status;
+            action.validate()?;
+            store.add_boot_action(&action).await?;
+            Outcome::new(to_json(&action)?, action.action_id.to_string())
+        }
+        BootActionCommand::SetStatus { id, status } => {
+            let id = parse_boot_action_id(&id)?;
+            let action = store.set_boot_action_status(id, status, &[]).await?;
+            let text = format!(
+                "boot action {id} ({} on {}) is {}",
+                action.action_name, action.node_name, action.action_status
+            );
+            Outcome::new(to_json(&action)?, text)
+        }
+        BootActionCommand::List { node } => {
+            drydock_state::validate_node_name("boot_action.node_name", &node)?;
+            let actions = store.boot_actions_for_node(&node).await?;
+            Outcome::new(to_json(&actions)?, render::boot_action_table(&actions))
+        }
+        BootActionCommand::Get { id } => {
+            let id = parse_boot_action_id(&id)?;
+            let action = store
+                .boot_action(id)
+                .await?
+                .ok_or_else(|| Error::not_found("boot action", id))?;
+            Outcome::new(to_json(&action)?, render::boot_action_detail(&action))
+        }
+    })
+}
+
+/// A boot action id as an operator gives it; one that is not a ULID in Crockford base32 is
+/// invalid input (exit 1) naming `boot_action.action_id`.
+fn parse_boot_action_id(text: &str) -> Result<BootActionId> {
+    text.parse()
+}
+
+/// An identity key as an operator gives it; one that is not 64 hex digits is invalid input
+/// (exit 1) naming `boot_action.identity_key`.
+fn parse_key(text: &str) -> Result<IdentityKey> {
+    text.parse()
 }
 
 /// Runs a write made under `guard` on task `id`. A refusal because the lease is gone while the

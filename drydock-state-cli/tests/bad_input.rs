@@ -62,12 +62,15 @@ impl Target {
         serde_json::from_slice(&out.stdout).expect("JSON on stdout")
     }
 
-    /// Everything observable: all tasks with their messages, all build data, the lease.
+    /// Everything observable: all tasks with their messages, all build data, the lease, the
+    /// seeded node's boot-action context and boot actions.
     fn snapshot(&self) -> Value {
         serde_json::json!({
             "tasks": self.json(&["task", "list"]),
             "build_data": self.json(&["build-data", "list"]),
             "lease": self.json(&["lease", "show"]),
+            "boot_action_context": self.json(&["boot-action", "context", "get", "--node", "n1"]),
+            "boot_actions": self.json(&["boot-action", "list", "--node", "n1"]),
         })
     }
 
@@ -103,12 +106,17 @@ fn postgres_target() -> (Target, TestDatabase) {
 /// The claim id seeded on `claimed`.
 const CLAIM_ID: &str = "0190e5a1-2222-4000-8000-00000000c1a1";
 
+/// The identity key seeded for node `n1`.
+const KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
 /// The ids seeded into a target, for rows to refer to.
 struct Seeded {
     root: String,
     done: String,
     /// Running, claimed by `orch-a` without a term (attempt 1) under [`CLAIM_ID`].
     claimed: String,
+    /// A boot action of `n1` whose status is final (`success`).
+    reported: String,
 }
 
 fn seed(t: &Target) -> Seeded {
@@ -171,10 +179,40 @@ fn seed(t: &Target) -> Seeded {
     ]);
     assert_eq!(got["task_id"], claimed.as_str());
     assert_eq!(got["attempt"], 1);
+    t.json(&[
+        "boot-action",
+        "context",
+        "set",
+        "--node",
+        "n1",
+        "--task",
+        &root,
+        "--key",
+        KEY,
+    ]);
+    let add = |name: &str| {
+        let action = t.json(&[
+            "boot-action",
+            "add",
+            "--node",
+            "n1",
+            "--task",
+            &root,
+            "--key",
+            KEY,
+            "--name",
+            name,
+        ]);
+        action["action_id"].as_str().unwrap().to_string()
+    };
+    add("pending");
+    let reported = add("reported");
+    t.json(&["boot-action", "set-status", &reported, "success"]);
     Seeded {
         root,
         done,
         claimed,
+        reported,
     }
 }
 
@@ -258,7 +296,248 @@ fn rows(t: &Target, s: &Seeded) -> Vec<Row> {
         a
     };
     let unknown = "0190e5a1-0000-7000-8000-000000000000";
+    let reported = s.reported.as_str();
+    let unknown_action = "01HWX9R000ZZQDVK5VNACRGXV6";
+    let bad_hex = "zz".repeat(32);
+    let short_key = "ab".repeat(31);
+    let long_key = "ab".repeat(33);
+    let context = |node: &str, task: &str, key: Option<&str>| {
+        let mut a = args(&[
+            "boot-action",
+            "context",
+            "set",
+            "--node",
+            node,
+            "--task",
+            task,
+        ]);
+        if let Some(key) = key {
+            a.extend(args(&["--key", key]));
+        }
+        a
+    };
+    let action = |node: &str, task: &str, key: &str, name: &str, extra: &[&str]| {
+        let mut a = args(&[
+            "boot-action",
+            "add",
+            "--node",
+            node,
+            "--task",
+            task,
+            "--key",
+            key,
+            "--name",
+            name,
+        ]);
+        a.extend(args(extra));
+        a
+    };
     vec![
+        r(
+            "boot-action context with a key not hex",
+            context("n1", root, Some(&bad_hex)),
+            1,
+            &["boot_action.identity_key", "hex"],
+        ),
+        r(
+            "boot-action context with a short key",
+            context("n1", root, Some(&short_key)),
+            1,
+            &["boot_action.identity_key", "32 bytes"],
+        ),
+        r(
+            "boot-action context with a long key",
+            context("n1", root, Some(&long_key)),
+            1,
+            &["boot_action.identity_key"],
+        ),
+        r(
+            "boot-action context for an empty node name",
+            context("", root, None),
+            1,
+            &["boot_action.node_name"],
+        ),
+        r(
+            "boot-action context for a node name of 300 characters",
+            context(&"n".repeat(300), root, None),
+            1,
+            &["boot_action.node_name"],
+        ),
+        r(
+            "boot-action context for an unknown task",
+            context("n1", unknown, None),
+            1,
+            &["not found"],
+        ),
+        r(
+            "boot-action context for a bad task id",
+            context("n1", "42", None),
+            2,
+            &["--task"],
+        ),
+        r(
+            "boot-action context of an empty node name",
+            args(&["boot-action", "context", "get", "--node", ""]),
+            1,
+            &["boot_action.node_name"],
+        ),
+        r(
+            "boot-action context of a node without one",
+            args(&["boot-action", "context", "get", "--node", "n9"]),
+            1,
+            &["not found", "n9"],
+        ),
+        r(
+            "boot action with a key not hex",
+            action("n1", root, &bad_hex, "x", &[]),
+            1,
+            &["boot_action.identity_key"],
+        ),
+        r(
+            "boot action with a short key",
+            action("n1", root, &short_key, "x", &[]),
+            1,
+            &["boot_action.identity_key"],
+        ),
+        r(
+            "boot action without a key",
+            args(&[
+                "boot-action",
+                "add",
+                "--node",
+                "n1",
+                "--task",
+                root,
+                "--name",
+                "x",
+            ]),
+            2,
+            &["--key"],
+        ),
+        r(
+            "boot action for an empty node name",
+            action("", root, KEY, "x", &[]),
+            1,
+            &["boot_action.node_name"],
+        ),
+        r(
+            "boot action with an empty name",
+            action("n1", root, KEY, "", &[]),
+            1,
+            &["boot_action.action_name"],
+        ),
+        r(
+            "boot action with a name of 65 characters",
+            action("n1", root, KEY, &"a".repeat(65), &[]),
+            1,
+            &["boot_action.action_name"],
+        ),
+        r(
+            "boot action with an unknown status",
+            action("n1", root, KEY, "x", &["--status", "done"]),
+            2,
+            &["--status", "boot_action.action_status"],
+        ),
+        r(
+            "boot action for an unknown task",
+            action("n1", unknown, KEY, "x", &[]),
+            1,
+            &["not found"],
+        ),
+        r(
+            "boot action status with a bad ULID",
+            args(&["boot-action", "set-status", "not-a-ulid", "success"]),
+            1,
+            &["boot_action.action_id"],
+        ),
+        r(
+            "boot action status with an out-of-range ULID",
+            args(&[
+                "boot-action",
+                "set-status",
+                "8ZZZZZZZZZZZZZZZZZZZZZZZZZ",
+                "success",
+            ]),
+            1,
+            &["boot_action.action_id"],
+        ),
+        r(
+            "boot action status with a ULID in Crockford aliases",
+            args(&[
+                "boot-action",
+                "set-status",
+                "01HWX9R000ZZQDVK5VNACRGXVO",
+                "success",
+            ]),
+            1,
+            &["boot_action.action_id"],
+        ),
+        r(
+            "boot action status with SQL for an id",
+            args(&["boot-action", "set-status", "' OR 1=1 --", "success"]),
+            1,
+            &["boot_action.action_id"],
+        ),
+        r(
+            "boot action status unknown",
+            args(&["boot-action", "set-status", reported, "succeeded"]),
+            2,
+            &["boot_action.action_status"],
+        ),
+        r(
+            "boot action status in upper case",
+            args(&["boot-action", "set-status", reported, "SUCCESS"]),
+            2,
+            &["boot_action.action_status"],
+        ),
+        r(
+            "boot action status of an unknown id",
+            args(&["boot-action", "set-status", unknown_action, "success"]),
+            1,
+            &["not found", unknown_action],
+        ),
+        r(
+            "boot action status after a final one",
+            args(&["boot-action", "set-status", reported, "failure"]),
+            1,
+            &["conflict", "final"],
+        ),
+        r(
+            "boot action with a bad ULID",
+            args(&["boot-action", "get", "0123"]),
+            1,
+            &["boot_action.action_id"],
+        ),
+        r(
+            "boot action of an unknown id",
+            args(&["boot-action", "get", unknown_action]),
+            1,
+            &["not found"],
+        ),
+        r(
+            "boot actions of an empty node name",
+            args(&["boot-action", "list", "--node", ""]),
+            1,
+            &["boot_action.node_name"],
+        ),
+        r(
+            "task view with layers below -1",
+            args(&["task", "get", root, "--layers", "-2"]),
+            2,
+            &["--layers"],
+        ),
+        r(
+            "task view with layers not a number",
+            args(&["task", "get", root, "--layers", "all"]),
+            2,
+            &["--layers"],
+        ),
+        r(
+            "task view of an unknown task",
+            args(&["task", "get", unknown, "--subtask-errors"]),
+            1,
+            &["not found"],
+        ),
         with_url(
             "unknown scheme",
             os("ftp://host/x"),

@@ -1,5 +1,5 @@
 //! Issue 10, item 8: no output of the CLI shows a password. A task whose design reference is
-//! `https://user:hunter2@host/site.yaml` is created, read, listed, claimed, changed and
+//! `https://user:hunter2@host/site.yaml` is created, read (also as a task view), listed, claimed, changed and
 //! terminated, with a message quoting a URL with the same password, in both output modes, on
 //! a SQLite file and on PostgreSQL: neither stdout nor stderr ever shows `hunter2`, and the
 //! rest of the URI is shown (`https://user:***@host/site.yaml`).
@@ -66,11 +66,18 @@ impl Target {
     }
 }
 
-/// Every task in a JSON output (a task, a list of tasks or null).
+/// Every task in a JSON output (a task, a list of tasks, a task view's map of tasks, or null).
 fn tasks(value: &Value) -> Vec<&Value> {
     match value {
         Value::Array(items) => items.iter().collect(),
         Value::Null => Vec::new(),
+        Value::Object(view) if view.contains_key("init_task_id") => view
+            .iter()
+            .filter(|(k, v)| {
+                !matches!(k.as_str(), "init_task_id" | "subtask_errors") && !v.is_null()
+            })
+            .map(|(_, v)| v)
+            .collect(),
         task => vec![task],
     }
 }
@@ -117,9 +124,19 @@ fn every_command(t: &Target) {
         let shown = format!("fetched {SHOWN} (see {SHOWN}?log)");
         t.run(mode, &["message", "add", &queued, "--message", &message], 0);
 
-        let reads: [&[&str]; 6] = [
+        let reads: [&[&str]; 8] = [
             &["task", "get", &queued],
             &["task", "get", &child],
+            &["task", "get", &queued, "--build-data", "--subtask-errors"],
+            &[
+                "task",
+                "get",
+                &requested,
+                "--layers",
+                "-1",
+                "--subtask-errors",
+                "--build-data",
+            ],
             &["task", "list"],
             &["task", "list", "--status", "queued"],
             &["task", "list", "--parent", &requested],
