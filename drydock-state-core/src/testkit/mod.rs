@@ -164,7 +164,11 @@ mod tests {
     /// [`__kit_cases`], so none is silently left out of every backend's run.
     #[test]
     fn every_written_case_is_listed() {
-        let sources = [include_str!("cases.rs"), include_str!("cases_fencing.rs")];
+        let sources = [
+            include_str!("cases.rs"),
+            include_str!("cases_fencing.rs"),
+            include_str!("cases_purge.rs"),
+        ];
         let mut written: Vec<&str> = sources
             .iter()
             .flat_map(|src| src.split("pub async fn ").skip(1))
