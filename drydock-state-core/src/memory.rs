@@ -867,6 +867,21 @@ impl StateStore for MemoryStore {
 mod tests {
     use super::*;
 
+    /// A grace period too long to add to the clock (one `Config::check` refuses, but a caller
+    /// may build the configuration by hand) is an error naming the key, not a panic.
+    #[tokio::test]
+    async fn an_overlong_grace_period_is_an_error_not_a_panic() {
+        let mut config = Config::default();
+        config.leader.grace_period = Duration::from_secs(1_000_000_000 * 86_400);
+        let store = MemoryStore::new(&config);
+        for outcome in [store.claim_lease("a").await, store.renew_lease("a").await] {
+            match outcome {
+                Err(Error::Config { key, .. }) => assert_eq!(key, "leader.grace_period"),
+                other => panic!("expected a configuration error, got {other:?}"),
+            }
+        }
+    }
+
     #[tokio::test]
     async fn a_waiting_claimer_wakes_when_a_task_is_queued() {
         let store = Arc::new(MemoryStore::new(&Config::default()));
