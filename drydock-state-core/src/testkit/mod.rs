@@ -23,8 +23,8 @@ use crate::store::StateStore;
 pub mod cases;
 pub mod cases_boot;
 pub mod cases_fencing;
-pub mod cases_views;
 pub mod cases_purge;
+pub mod cases_views;
 
 /// Opens an empty store for one case.
 pub trait StoreFactory: Send + Sync {
