@@ -166,7 +166,8 @@ pub trait BuildStore: Send + Sync {
     /// outlives purged tasks).
     async fn record_build_data(&self, data: &BuildData, guard: Option<&Claim>) -> Result<()>;
 
-    /// The build data of any of `tasks`, newest first, in one statement (for task views).
+    /// The build data of any of `tasks`, newest first, in one statement (for task views). Of
+    /// equal collected dates, ordered by task id, then the later recorded first.
     async fn build_data_of_tasks(
         &self,
         tasks: &[TaskId],

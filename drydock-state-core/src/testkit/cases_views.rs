@@ -262,3 +262,80 @@ pub async fn task_view_layers(factory: &dyn StoreFactory) {
     );
     assert_eq!(one["subtask_errors"][key(16)]["task_id"], key(16));
 }
+
+/// The order of a tree is the memory store's everywhere: breadth first, each level in the order
+/// its tasks were reached and each task's list in its own order, whatever the ids' order.
+pub async fn task_tree_order_follows_the_lists_not_the_ids(factory: &dyn StoreFactory) {
+    let store = factory.open(kit_config()).await;
+    // Ids chosen so that list order is neither ascending nor descending.
+    put(&*store, 50, None).await;
+    for (child, parent) in [(47, 50), (42, 50), (49, 50)] {
+        put(&*store, child, Some(parent)).await;
+    }
+    // Grandchildren: 49's come before 42's in id order, but 42 is listed before 49.
+    for (child, parent) in [(45, 42), (41, 42), (44, 49), (43, 49), (48, 47)] {
+        put(&*store, child, Some(parent)).await;
+    }
+    let order: Vec<(u32, TaskId)> = store
+        .task_tree(id(50), None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| (n.depth, n.task_id))
+        .collect();
+    let want = [
+        (0, 50),
+        (1, 47),
+        (1, 42),
+        (1, 49),
+        (2, 48),
+        (2, 45),
+        (2, 41),
+        (2, 44),
+        (2, 43),
+    ]
+    .map(|(d, n)| (d, id(n)));
+    assert_eq!(order, want.to_vec());
+}
+
+/// Build data of several tasks comes newest first; of equal dates, by task id, then the later
+/// recorded first: the same order on every backend.
+pub async fn build_data_of_tasks_orders_ties_alike(factory: &dyn StoreFactory) {
+    let store = factory.open(kit_config()).await;
+    for n in [61, 62, 63] {
+        put(&*store, n, None).await;
+    }
+    let at = now() - chrono::Duration::seconds(60);
+    let later = at + chrono::Duration::seconds(1);
+    let mut recorded = 0;
+    for (n, when) in [(63, at), (61, at), (62, later), (61, at), (63, at)] {
+        recorded += 1;
+        store
+            .record_build_data(
+                &BuildData {
+                    node_name: "n1".into(),
+                    task_id: id(n),
+                    collected_date: Some(when),
+                    generator: format!("g{recorded}"),
+                    data_format: "text/plain".into(),
+                    data_element: Some("x".into()),
+                },
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    let got: Vec<(TaskId, String)> = store
+        .build_data_of_tasks(&[id(63), id(61), id(62), id(64)], Verbosity::Brief)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| {
+            assert!(b.data_element.is_none(), "brief omits the element");
+            (b.task_id, b.generator)
+        })
+        .collect();
+    let want = [(62, "g3"), (61, "g4"), (61, "g2"), (63, "g5"), (63, "g1")]
+        .map(|(n, g)| (id(n), g.to_string()));
+    assert_eq!(got, want.to_vec());
+}

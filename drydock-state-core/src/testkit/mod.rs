@@ -130,6 +130,8 @@ macro_rules! __kit_cases {
             cases_views::task_tree_follows_subtask_lists,
             cases_views::task_view_of_one_task,
             cases_views::task_view_layers,
+            cases_views::task_tree_order_follows_the_lists_not_the_ids,
+            cases_views::build_data_of_tasks_orders_ties_alike,
             cases_purge::purge_keeps_trees_with_live_tasks,
             cases_purge::json_text_kept_as_given,
         }
