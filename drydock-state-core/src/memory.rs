@@ -151,24 +151,42 @@ impl Inner {
             .is_some_and(|l| l.instance_id == instance_id && l.term == term)
     }
 
-    /// The task and every descendant by parent link, the task first.
-    fn subtree(&self, root: TaskId) -> Vec<TaskId> {
-        let mut ids = vec![root];
-        let mut i = 0;
-        while i < ids.len() {
-            let parent = ids[i];
-            let mut children: Vec<(DateTime<Utc>, TaskId)> = self
-                .tasks
-                .values()
-                .filter(|t| t.parent_task_id == Some(parent) && !ids.contains(&t.task_id))
-                .map(|t| (t.created, t.task_id))
-                .collect();
-            children.sort();
-            ids.extend(children.into_iter().map(|(_, id)| id));
-            i += 1;
+    /// Each task's children by parent link, oldest first.
+    fn children(&self) -> HashMap<TaskId, Vec<TaskId>> {
+        let mut children: HashMap<TaskId, Vec<(DateTime<Utc>, TaskId)>> = HashMap::new();
+        for t in self.tasks.values() {
+            if let Some(parent) = t.parent_task_id {
+                children
+                    .entry(parent)
+                    .or_default()
+                    .push((t.created, t.task_id));
+            }
         }
-        ids
+        children
+            .into_iter()
+            .map(|(parent, mut kids)| {
+                kids.sort();
+                (parent, kids.into_iter().map(|(_, id)| id).collect())
+            })
+            .collect()
     }
+}
+
+/// `root` and every descendant by parent link in `children`, breadth first, each once (a
+/// parent cycle made by an update ends the walk instead of looping).
+fn subtree(children: &HashMap<TaskId, Vec<TaskId>>, root: TaskId) -> Vec<TaskId> {
+    let mut seen = std::collections::HashSet::from([root]);
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        for child in children.get(&tree[i]).into_iter().flatten() {
+            if seen.insert(*child) {
+                tree.push(*child);
+            }
+        }
+        i += 1;
+    }
+    tree
 }
 
 #[async_trait]
@@ -412,7 +430,7 @@ impl TaskStore for MemoryStore {
         let now = now();
         inner.task_mut(id)?;
         inner.check_guard(id, guard, now)?;
-        for member in inner.subtree(id) {
+        for member in subtree(&inner.children(), id) {
             let task = inner.task_mut(member)?;
             task.terminate = true;
             task.terminated = Some(now);
@@ -445,21 +463,11 @@ impl TaskStore for MemoryStore {
             .map(|t| (t.created, t.task_id))
             .collect();
         roots.sort();
-        let mut children: HashMap<TaskId, Vec<TaskId>> = HashMap::new();
-        for t in inner.tasks.values() {
-            if let Some(parent) = t.parent_task_id {
-                children.entry(parent).or_default().push(t.task_id);
-            }
-        }
+        let children = inner.children();
         let mut report = PurgeReport::default();
         for (_, root) in roots {
-            // The whole tree, level by level; a tree with live work is kept whole.
-            let mut tree = vec![root];
-            let mut i = 0;
-            while i < tree.len() {
-                tree.extend(children.get(&tree[i]).into_iter().flatten().copied());
-                i += 1;
-            }
+            // The whole tree; a tree with live work is kept whole.
+            let tree = subtree(&children, root);
             if tree
                 .iter()
                 .any(|id| inner.tasks.get(id).is_some_and(|t| purge_keeps(t.status)))
