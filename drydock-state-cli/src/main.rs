@@ -924,13 +924,9 @@ async fn task(cmd: TaskCommand, store: &dyn StateStore) -> Result<Outcome> {
         }
         TaskCommand::Update(args) => {
             let guard = args.guard.claim();
-            let task = guarded(
-                store,
-                args.id,
-                guard.as_ref(),
-                store.update_task(args.id, &args.update(), guard.as_ref()),
-            )
-            .await?;
+            let task = store
+                .update_task(args.id, &args.update(), guard.as_ref())
+                .await?;
             Outcome::new(
                 task_json(&task)?,
                 format!(
@@ -941,13 +937,7 @@ async fn task(cmd: TaskCommand, store: &dyn StateStore) -> Result<Outcome> {
         }
         TaskCommand::SetStatus { id, status, guard } => {
             let guard = guard.claim();
-            let task = guarded(
-                store,
-                id,
-                guard.as_ref(),
-                store.set_status(id, status, guard.as_ref()),
-            )
-            .await?;
+            let task = store.set_status(id, status, guard.as_ref()).await?;
             Outcome::new(task_json(&task)?, format!("task {id} is {}", task.status))
         }
         TaskCommand::Subtasks {
@@ -1045,30 +1035,6 @@ fn parse_boot_action_id(text: &str) -> Result<BootActionId> {
 /// (exit 1) naming `boot_action.identity_key`.
 fn parse_key(text: &str) -> Result<IdentityKey> {
     text.parse()
-}
-
-/// Runs a write made under `guard` on task `id`. A refusal because the lease is gone while the
-/// task still carries the guard's claim says so, so that the one line always names the
-/// stored claim (a refusal because the claim differs names it already).
-async fn guarded<T>(
-    store: &dyn StateStore,
-    id: TaskId,
-    guard: Option<&Claim>,
-    write: impl std::future::Future<Output = Result<T>>,
-) -> Result<T> {
-    match (write.await, guard) {
-        (Err(Error::LeaseLost(reason)), Some(guard)) => {
-            let stored = store.get_task(id).await.ok().flatten();
-            match stored.and_then(|t| t.claim()) {
-                Some(claim) if &claim == guard => Err(Error::LeaseLost(format!(
-                    "{reason}; task {id} still carries that claim ({claim}), but its lease \
-                     term is not live; the write is refused"
-                ))),
-                _ => Err(Error::LeaseLost(reason)),
-            }
-        }
-        (result, _) => result,
-    }
 }
 
 async fn lease(cmd: LeaseCommand, store: &dyn StateStore) -> Result<Outcome> {

@@ -135,15 +135,16 @@ impl Inner {
             .tasks
             .get(&id)
             .ok_or_else(|| Error::not_found("task", id))?;
-        if !guard.matches(task.claimed_by.as_deref(), task.claim_term, task.attempt) {
-            return Err(guard.refused(id, task.claim().as_ref()));
-        }
-        if let Some(term) = guard.term {
-            if !self.holds(&guard.instance_id, term, now) {
-                return Err(lease_not_held(&guard.instance_id, term));
-            }
-        }
-        Ok(())
+        let lease_held = guard
+            .term
+            .is_some_and(|term| self.holds(&guard.instance_id, term, now));
+        guard.check(
+            id,
+            task.claimed_by.as_deref(),
+            task.claim_term,
+            task.attempt,
+            lease_held,
+        )
     }
 
     fn holds(&self, instance_id: &str, term: i64, now: DateTime<Utc>) -> bool {

@@ -5,11 +5,11 @@
 //! claim, and the live lease share-locked when the guard has a term) and simply changes no
 //! row when a check fails. Only then does the store read the task once more
 //! ([`crate::queries::WRITE_REFUSED`]) to say why, in the memory store's order: no such task
-//! (`NotFound`), another claim ([`Claim::refused`]), the lease gone ([`lease_not_held`]),
+//! (`NotFound`), another claim or the lease gone ([`Claim::check`]),
 //! then the operation's own rule (`Conflict`). If that read finds nothing wrong, the task
 //! changed between the two statements and the write is tried again.
 
-use drydock_state_core::{lease_not_held, Claim, Error, Result, Task, TaskId};
+use drydock_state_core::{Claim, Error, Result, Task, TaskId};
 
 use crate::error::db_error;
 use crate::store::PgStore;
@@ -45,15 +45,16 @@ pub(crate) struct Stored {
 impl Stored {
     /// The guard's refusal, if it is refused: another claim first, then a lost lease.
     pub(crate) fn guard_error(&self, guard: Option<&Claim>) -> Option<Error> {
-        let guard = guard?;
         let t = &self.task;
-        if !guard.matches(t.claimed_by.as_deref(), t.claim_term, t.attempt) {
-            return Some(guard.refused(t.task_id, t.claim().as_ref()));
-        }
-        match guard.term {
-            Some(term) if !self.lease_held => Some(lease_not_held(&guard.instance_id, term)),
-            _ => None,
-        }
+        guard?
+            .check(
+                t.task_id,
+                t.claimed_by.as_deref(),
+                t.claim_term,
+                t.attempt,
+                self.lease_held,
+            )
+            .err()
     }
 }
 

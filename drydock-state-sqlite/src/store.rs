@@ -220,18 +220,14 @@ impl SqliteStore {
         let Some(guard) = guard else {
             return Ok(stored);
         };
-        if !guard.matches(
+        guard.check(
+            id,
             stored.claimed_by.as_deref(),
             stored.claim_term,
             stored.attempt,
-        ) {
-            let claim = Claim::stored(stored.claimed_by, stored.claim_term, stored.attempt);
-            return Err(guard.refused(id, claim.as_ref()));
-        }
-        match guard.term {
-            Some(term) if !stored.lease_held => Err(lease_not_held(&guard.instance_id, term)),
-            _ => Ok(stored),
-        }
+            stored.lease_held,
+        )?;
+        Ok(stored)
     }
 
     /// Starts a write transaction: SQLite's write lock taken now, waiting up to the busy

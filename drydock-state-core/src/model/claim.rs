@@ -67,6 +67,34 @@ impl Claim {
         }
     }
 
+    /// The rule of every guarded write to `task`, whose stored claim is `claimed_by`,
+    /// `claim_term`, `attempt`: the task must carry exactly this claim ([`Claim::refused`]
+    /// otherwise) and, when the guard has a term, `lease_held` must say its instance holds the
+    /// live lease with that term. Every backend calls this with what it read in the write's
+    /// own statement or transaction, so the refusals read the same everywhere.
+    pub fn check(
+        &self,
+        task: TaskId,
+        claimed_by: Option<&str>,
+        claim_term: Option<i64>,
+        attempt: i64,
+        lease_held: bool,
+    ) -> Result<()> {
+        if !self.matches(claimed_by, claim_term, attempt) {
+            let stored = claimed_by.map(|by| Claim::new(by, claim_term, attempt));
+            return Err(self.refused(task, stored.as_ref()));
+        }
+        match self.term {
+            Some(term) if !lease_held => Err(Error::LeaseLost(format!(
+                "instance {} does not hold the lease with term {term}; task {task} still \
+                 carries that claim ({self}), but its lease term is not live; the write is \
+                 refused",
+                self.instance_id
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// The stored claim of a task, from its columns: `None` when `claimed_by` is.
     pub fn stored(
         claimed_by: Option<String>,
