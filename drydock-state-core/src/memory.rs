@@ -21,13 +21,10 @@ pub const URL_SCHEMES: &[&str] = &["memory"];
 
 /// Registers the in-memory store under `memory://`. It is not submitted to `inventory` by core:
 /// the facade registers it when its `memory` feature is on, so that feature means something.
-pub const REGISTRATION: BackendRegistration = BackendRegistration {
-    name: "memory",
-    schemes: URL_SCHEMES,
-    open: |_url, config| {
+pub const REGISTRATION: BackendRegistration =
+    BackendRegistration::new("memory", URL_SCHEMES, |_url, config| {
         Box::pin(async move { Ok(Arc::new(MemoryStore::new(&config)) as Arc<dyn StateStore>) })
-    },
-};
+    });
 
 /// All four stores in process memory.
 #[derive(Debug)]
