@@ -10,9 +10,7 @@
 //! (`build_data.rs`), boot actions (`boot_action.rs`) and the [`Lease`] (`lease.rs`);
 //! `drydock_json.rs` reads the looser forms of Drydock's own JSON.
 
-use chrono::{DateTime, SubsecRound, Utc};
-
-use crate::error::{Error, Result};
+use crate::backend::{json_no_nul, no_nul, now, validate_instance_id};
 
 // An enum stored and serialized as a lowercase name: `ALL`, `as_str`, `Display`, and `FromStr`
 // whose error names the field.
@@ -77,33 +75,3 @@ pub use lease::*;
 pub use message::*;
 pub use task::*;
 pub use write::*;
-
-/// The current time, truncated to the microsecond precision every backend stores.
-pub fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
-}
-
-/// Refuses text with a NUL byte, which PostgreSQL cannot store in `text`.
-pub fn no_nul(field: &str, text: &str) -> Result<()> {
-    if text.contains('\0') {
-        return Err(Error::invalid(field, "contains a NUL byte"));
-    }
-    Ok(())
-}
-
-pub(crate) fn json_no_nul(field: &str, value: &serde_json::Value) -> Result<()> {
-    match value {
-        serde_json::Value::String(s) => no_nul(field, s),
-        serde_json::Value::Array(a) => a.iter().try_for_each(|v| json_no_nul(field, v)),
-        serde_json::Value::Object(o) => o.iter().try_for_each(|(k, v)| {
-            no_nul(field, k)?;
-            json_no_nul(field, v)
-        }),
-        _ => Ok(()),
-    }
-}
-
-/// Refuses an instance id every backend must refuse: one with a NUL byte.
-pub fn validate_instance_id(field: &str, instance_id: &str) -> Result<()> {
-    no_nul(field, instance_id)
-}
