@@ -1,4 +1,7 @@
-//! Store backends by URL scheme: how a backend crate announces itself, and opening one.
+//! Store backends by URL scheme: how a backend crate announces itself, and opening one; and
+//! what a backend author builds on: the rules every backend applies the same way
+//! ([`Recovery`], [`purge_cutoff`], ...), the shared checks and clock ([`no_nul`], [`now`]) and
+//! the shared error constructors ([`task_exists`], ...).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,6 +11,14 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::registry::SchemeRegistry;
 use crate::store::StateStore;
+
+mod errors;
+mod rules;
+mod values;
+
+pub use errors::*;
+pub use rules::*;
+pub use values::*;
 
 /// The future a backend's `open` returns.
 pub type OpenFuture = Pin<Box<dyn Future<Output = Result<Arc<dyn StateStore>>> + Send>>;

@@ -3,8 +3,9 @@
 //!
 //! Durations are written as a number of seconds or a human string (`30s`, `5m`, `1h 30m`),
 //! and none may exceed [`MAX_DURATION`] (`36500d`, 100 years).
-//! A bad value is an [`Error::Config`] naming the key and where it came from; the value is never
-//! echoed, so a misplaced password cannot leak through an error message.
+//! A bad value is an [`Error::Config`](crate::Error::Config) naming the key and where it came
+//! from; the value is never echoed, so a misplaced password cannot leak through an error
+//! message.
 //!
 //! The module is split by concern: [`Config`] and its sections with their loading and checks,
 //! [`duration`] for parsing and bounding durations, and redaction
