@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use clap::{value_parser, Args, Parser, Subcommand, ValueEnum};
+use drydock_state::Entity;
 use drydock_state::{
     BootAction, BootActionContext, BootActionId, BootActionStatus, BuildData, BuildDataQuery,
     Claim, ClaimRequest, Config, Error, IdentityKey, LeaseOutcome, Link, NewMessage, NewTask,
@@ -850,7 +851,7 @@ async fn task(cmd: TaskCommand, store: &dyn StateStore) -> Result<Outcome> {
                 let stored = store
                     .get_task(parent)
                     .await?
-                    .ok_or_else(|| Error::not_found("parent task", parent))?;
+                    .ok_or_else(|| Error::not_found(Entity::ParentTask, parent))?;
                 drydock_state::backend::refuse_new_work_under(&stored)?;
             }
             let mut stored = store.create_task(&task).await?;
@@ -872,7 +873,7 @@ async fn task(cmd: TaskCommand, store: &dyn StateStore) -> Result<Outcome> {
             let task = store
                 .get_task(id)
                 .await?
-                .ok_or_else(|| Error::not_found("task", id))?;
+                .ok_or_else(|| Error::not_found(Entity::Task, id))?;
             Outcome::new(task_json(&task)?, render::task_detail(&task))
         }
         TaskCommand::Get {
@@ -888,7 +889,7 @@ async fn task(cmd: TaskCommand, store: &dyn StateStore) -> Result<Outcome> {
             };
             let view = drydock_state::task_view(store, id, &options)
                 .await?
-                .ok_or_else(|| Error::not_found("task", id))?;
+                .ok_or_else(|| Error::not_found(Entity::Task, id))?;
             let text = render::task_view(&view, &options)?;
             Outcome::new(view, text)
         }
@@ -981,10 +982,9 @@ async fn boot_action(cmd: BootActionCommand, store: &dyn StateStore) -> Result<O
         }
         BootActionCommand::Context(BootActionContextCommand::Get { node }) => {
             drydock_state::validate_node_name("boot_action.node_name", &node)?;
-            let context = store
-                .boot_action_context(&node)
-                .await?
-                .ok_or_else(|| Error::not_found("boot-action context", format!("node {node}")))?;
+            let context = store.boot_action_context(&node).await?.ok_or_else(|| {
+                Error::not_found(Entity::BootActionContext, format!("node {node}"))
+            })?;
             Outcome::new(to_json(&context)?, render::boot_action_context(&context))
         }
         BootActionCommand::Add {
@@ -1019,7 +1019,7 @@ async fn boot_action(cmd: BootActionCommand, store: &dyn StateStore) -> Result<O
             let action = store
                 .boot_action(id)
                 .await?
-                .ok_or_else(|| Error::not_found("boot action", id))?;
+                .ok_or_else(|| Error::not_found(Entity::BootAction, id))?;
             Outcome::new(to_json(&action)?, render::boot_action_detail(&action))
         }
     })

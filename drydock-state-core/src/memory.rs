@@ -16,7 +16,7 @@ use crate::backend::{
     BackendRegistration, Recovery,
 };
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Entity, Error, Result};
 use crate::model::*;
 use crate::store::*;
 
@@ -106,7 +106,7 @@ impl Inner {
     fn task_mut(&mut self, id: TaskId) -> Result<&mut Task> {
         self.tasks
             .get_mut(&id)
-            .ok_or_else(|| Error::not_found("task", id))
+            .ok_or_else(|| Error::not_found(Entity::Task, id))
     }
 
     fn append(&mut self, task: TaskId, message: &NewMessage, ts: DateTime<Utc>) -> ResultMessage {
@@ -138,7 +138,7 @@ impl Inner {
         let task = self
             .tasks
             .get(&id)
-            .ok_or_else(|| Error::not_found("task", id))?;
+            .ok_or_else(|| Error::not_found(Entity::Task, id))?;
         let lease_held = guard
             .term
             .is_some_and(|term| self.holds(&guard.instance_id, term, now));
@@ -204,7 +204,7 @@ impl TaskStore for MemoryStore {
         }
         if let Some(parent) = task.parent_task_id {
             if !inner.tasks.contains_key(&parent) {
-                return Err(Error::not_found("parent task", parent));
+                return Err(Error::not_found(Entity::ParentTask, parent));
             }
         }
         let stored = task.to_task();
@@ -234,7 +234,7 @@ impl TaskStore for MemoryStore {
         update.check_transition(id, from)?;
         if let Some(Some(parent)) = update.parent_task_id {
             if !inner.tasks.contains_key(&parent) {
-                return Err(Error::not_found("parent task", parent));
+                return Err(Error::not_found(Entity::ParentTask, parent));
             }
         }
         let stored = inner.task_mut(id)?;
@@ -329,7 +329,7 @@ impl TaskStore for MemoryStore {
         let parent = inner
             .tasks
             .get(&parent)
-            .ok_or_else(|| Error::not_found("task", parent))?;
+            .ok_or_else(|| Error::not_found(Entity::Task, parent))?;
         Ok(parent
             .subtask_id_list
             .iter()
@@ -656,7 +656,7 @@ impl BootActionStore for MemoryStore {
         context.validate()?;
         let mut inner = self.lock();
         if !inner.tasks.contains_key(&context.task_id) {
-            return Err(Error::not_found("task", context.task_id));
+            return Err(Error::not_found(Entity::Task, context.task_id));
         }
         inner
             .boot_contexts
@@ -676,7 +676,7 @@ impl BootActionStore for MemoryStore {
             return Err(boot_action_exists(action.action_id));
         }
         if !inner.tasks.contains_key(&action.task_id) {
-            return Err(Error::not_found("task", action.task_id));
+            return Err(Error::not_found(Entity::Task, action.task_id));
         }
         inner.boot_actions.insert(action.action_id, action.clone());
         Ok(())
@@ -694,7 +694,7 @@ impl BootActionStore for MemoryStore {
             .boot_actions
             .get(&id)
             .cloned()
-            .ok_or_else(|| Error::not_found("boot action", id))?;
+            .ok_or_else(|| Error::not_found(Entity::BootAction, id))?;
         if action.action_status.is_final() {
             return Err(action.finalized(status));
         }
