@@ -11,9 +11,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::backend::{
-    boot_action_exists, no_nul, now, orphan_message, purge_cutoff, purge_keeps,
-    refuse_new_work_under, task_exists, terminated_status, validate_instance_id,
-    BackendRegistration, Recovery,
+    boot_action_exists, now, orphan_message, purge_cutoff, purge_keeps, refuse_new_work_under,
+    task_exists, terminated_status, BackendRegistration, Recovery,
 };
 use crate::config::Config;
 use crate::error::{Entity, Error, Result};
@@ -54,7 +53,9 @@ struct Inner {
 }
 
 impl MemoryStore {
-    /// An empty store whose lease lasts `config.leader.grace_period`.
+    /// An empty store whose lease lasts `config.leader.grace_period`. It checks no input:
+    /// wrap it in [`crate::backend::Checked`] (as `memory://` through
+    /// [`crate::BackendRegistry::open`] is) to have bad input refused.
     pub fn new(config: &Config) -> Self {
         MemoryStore {
             grace_period: chrono::Duration::from_std(config.leader.grace_period)
@@ -197,7 +198,6 @@ fn subtree(children: &HashMap<TaskId, Vec<TaskId>>, root: TaskId) -> Vec<TaskId>
 #[async_trait]
 impl TaskStore for MemoryStore {
     async fn create_task(&self, task: &NewTask) -> Result<Task> {
-        task.validate()?;
         let mut inner = self.lock();
         if inner.tasks.contains_key(&task.task_id) {
             return Err(task_exists(task.task_id));
@@ -225,8 +225,6 @@ impl TaskStore for MemoryStore {
         update: &TaskUpdate,
         guard: Option<&Claim>,
     ) -> Result<Task> {
-        update.validate(id)?;
-        guard.map(Claim::validate).transpose()?;
         let mut inner = self.lock();
         let now = now();
         let from = inner.task_mut(id)?.status;
@@ -245,7 +243,6 @@ impl TaskStore for MemoryStore {
     }
 
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>> {
-        filter.validate()?;
         let inner = self.lock();
         let mut tasks: Vec<&Task> = inner
             .tasks
@@ -279,7 +276,6 @@ impl TaskStore for MemoryStore {
         child: TaskId,
         guard: Option<&Claim>,
     ) -> Result<()> {
-        guard.map(Claim::validate).transpose()?;
         let mut inner = self.lock();
         let now = now();
         inner.task_mut(parent)?;
@@ -344,7 +340,6 @@ impl TaskStore for MemoryStore {
     }
 
     async fn claim_next(&self, request: &ClaimRequest) -> Result<Option<Task>> {
-        request.validate()?;
         let mut inner = self.lock();
         let now = now();
         if let Some(term) = request.term {
@@ -426,8 +421,6 @@ impl TaskStore for MemoryStore {
     }
 
     async fn terminate_task(&self, id: TaskId, by: &str, guard: Option<&Claim>) -> Result<Task> {
-        no_nul("terminated_by", by)?;
-        guard.map(Claim::validate).transpose()?;
         let mut inner = self.lock();
         let now = now();
         inner.task_mut(id)?;
@@ -495,8 +488,6 @@ impl MessageStore for MemoryStore {
         message: &NewMessage,
         guard: Option<&Claim>,
     ) -> Result<ResultMessage> {
-        message.validate()?;
-        guard.map(Claim::validate).transpose()?;
         let mut inner = self.lock();
         let now = now();
         inner.task_mut(task)?;
@@ -510,8 +501,6 @@ impl MessageStore for MemoryStore {
         messages: &[NewMessage],
         guard: Option<&Claim>,
     ) -> Result<Vec<ResultMessage>> {
-        messages.iter().try_for_each(NewMessage::validate)?;
-        guard.map(Claim::validate).transpose()?;
         let mut inner = self.lock();
         let ts = now();
         inner.task_mut(task)?;
@@ -527,8 +516,6 @@ impl MessageStore for MemoryStore {
 #[async_trait]
 impl BuildStore for MemoryStore {
     async fn record_build_data(&self, data: &BuildData, guard: Option<&Claim>) -> Result<()> {
-        data.validate()?;
-        guard.map(Claim::validate).transpose()?;
         let mut inner = self.lock();
         let now = now();
         inner.check_guard(data.task_id, guard, now)?;
@@ -560,7 +547,6 @@ impl BuildStore for MemoryStore {
     }
 
     async fn build_data(&self, query: &BuildDataQuery) -> Result<Vec<BuildData>> {
-        query.validate()?;
         let inner = self.lock();
         // Newest first; among equal dates the later insertion is newer.
         let mut rows: Vec<(usize, &BuildData)> = inner
@@ -591,7 +577,6 @@ impl BuildStore for MemoryStore {
 #[async_trait]
 impl InstanceLock for MemoryStore {
     async fn claim_lease(&self, instance_id: &str) -> Result<LeaseOutcome> {
-        validate_instance_id("instance_id", instance_id)?;
         let mut inner = self.lock();
         let now = now();
         let expires_at = self.expiry(now)?;
@@ -617,7 +602,6 @@ impl InstanceLock for MemoryStore {
     }
 
     async fn renew_lease(&self, instance_id: &str) -> Result<LeaseOutcome> {
-        validate_instance_id("instance_id", instance_id)?;
         let mut inner = self.lock();
         let now = now();
         let expires_at = self.expiry(now)?;
@@ -633,7 +617,6 @@ impl InstanceLock for MemoryStore {
     }
 
     async fn release_lease(&self, instance_id: &str) -> Result<bool> {
-        validate_instance_id("instance_id", instance_id)?;
         let mut inner = self.lock();
         let now = now();
         match inner.lease.as_mut() {
@@ -653,7 +636,6 @@ impl InstanceLock for MemoryStore {
 #[async_trait]
 impl BootActionStore for MemoryStore {
     async fn set_boot_action_context(&self, context: &BootActionContext) -> Result<()> {
-        context.validate()?;
         let mut inner = self.lock();
         if !inner.tasks.contains_key(&context.task_id) {
             return Err(Error::not_found(Entity::Task, context.task_id));
@@ -665,12 +647,10 @@ impl BootActionStore for MemoryStore {
     }
 
     async fn boot_action_context(&self, node_name: &str) -> Result<Option<BootActionContext>> {
-        no_nul("boot_action.node_name", node_name)?;
         Ok(self.lock().boot_contexts.get(node_name).cloned())
     }
 
     async fn add_boot_action(&self, action: &BootAction) -> Result<()> {
-        action.validate()?;
         let mut inner = self.lock();
         if inner.boot_actions.contains_key(&action.action_id) {
             return Err(boot_action_exists(action.action_id));
@@ -688,7 +668,6 @@ impl BootActionStore for MemoryStore {
         status: BootActionStatus,
         details: &[NewMessage],
     ) -> Result<BootAction> {
-        details.iter().try_for_each(NewMessage::validate)?;
         let mut inner = self.lock();
         let action = inner
             .boot_actions
@@ -715,7 +694,6 @@ impl BootActionStore for MemoryStore {
         &self,
         node_name: &str,
     ) -> Result<std::collections::BTreeMap<String, BootAction>> {
-        no_nul("boot_action.node_name", node_name)?;
         let inner = self.lock();
         let mut actions: Vec<&BootAction> = inner
             .boot_actions
