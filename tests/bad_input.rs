@@ -317,7 +317,7 @@ fn store_rows() -> Vec<Row> {
         }),
         row_naming(
             "duplicate id",
-            "conflict",
+            "already_exists",
             |fx| fx.root,
             |fx| async move {
                 let mut t = task("prepare_site");
@@ -327,7 +327,7 @@ fn store_rows() -> Vec<Row> {
         ),
         row_naming(
             "duplicate id of a subtask, other parent",
-            "conflict",
+            "already_exists",
             |fx| fx.child,
             |fx| async move {
                 let mut t = task("prepare_site").with_parent(fx.done);

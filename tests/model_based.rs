@@ -973,7 +973,7 @@ async fn observed_state(store: &dyn StateStore, seen: &mut Seen) -> Value {
 /// Runs `ops` on the reference and on each SQL backend; the first disagreement fails the case.
 async fn run_case(ops: Vec<Op>) -> std::result::Result<(), TestCaseError> {
     let config = test_config();
-    let reference = MemoryStore::new(&config);
+    let reference = drydock_state::backend::Checked::new(MemoryStore::new(&config));
     let sqlite = open_fresh(Backend::Sqlite, &config).await;
     let postgres = open_fresh(Backend::Postgres, &config).await;
     let others: [(&str, &dyn StateStore); 2] =

@@ -12,10 +12,12 @@ use crate::error::{Error, Result};
 use crate::registry::SchemeRegistry;
 use crate::store::StateStore;
 
+mod checked;
 mod errors;
 mod rules;
 mod values;
 
+pub use checked::Checked;
 pub use errors::*;
 pub use rules::*;
 pub use values::*;
@@ -96,11 +98,13 @@ impl BackendRegistry {
         self.backends.schemes().collect()
     }
 
-    /// Opens the backend serving `url`'s scheme.
+    /// Opens the backend serving `url`'s scheme, wrapped in [`Checked`] so that every input
+    /// every backend must refuse is refused before the backend sees it.
     pub async fn open(&self, url: &str, config: &Config) -> Result<Arc<dyn StateStore>> {
         let scheme = url_scheme(url)?;
         let registration = self.backends.get(&scheme)?;
-        (registration.open)(url.to_string(), config.clone()).await
+        let store = (registration.open)(url.to_string(), config.clone()).await?;
+        Ok(Arc::new(Checked::from_arc(store)))
     }
 }
 

@@ -16,15 +16,32 @@ pub enum Error {
     /// The named entity does not exist.
     #[error("{entity} not found: {id}")]
     NotFound {
-        /// What was looked up (`task`, `lease`, ...).
-        entity: &'static str,
+        /// What was looked up.
+        entity: Entity,
         /// Its identifier.
         id: String,
     },
 
-    /// The operation conflicts with stored state: a duplicate id, an illegal status change.
-    #[error("conflict: {0}")]
-    Conflict(String),
+    /// An entity is created with an id already taken; nothing was stored.
+    #[error("{entity} {id} already exists")]
+    AlreadyExists {
+        /// What was created.
+        entity: Entity,
+        /// The id already taken.
+        id: String,
+    },
+
+    /// The operation conflicts with the entity's stored state: an illegal status change, a
+    /// write to a finished task, new work under a task being stopped, a claim id already used.
+    #[error("conflict: {entity} {id} {reason}")]
+    Conflict {
+        /// What the operation was applied to.
+        entity: Entity,
+        /// Its identifier.
+        id: String,
+        /// Why its state refuses the operation, e.g. `is complete; it takes no new subtasks`.
+        reason: String,
+    },
 
     /// An input value is not acceptable; nothing was stored.
     #[error("invalid {field}: {reason}")]
@@ -117,6 +134,45 @@ pub enum Error {
     },
 }
 
+/// What an [`Error::NotFound`], [`Error::AlreadyExists`] or [`Error::Conflict`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Entity {
+    /// A task.
+    Task,
+    /// The parent named by a new task or a subtask link.
+    ParentTask,
+    /// A claim, named by its claim id.
+    Claim,
+    /// A boot action.
+    BootAction,
+    /// A node's boot-action context.
+    BootActionContext,
+    /// A row the database refers to but the backend cannot name (a foreign key, a unique
+    /// index): what a backend reports when it cannot tell which entity it is.
+    Row,
+}
+
+impl Entity {
+    /// The entity as error messages name it (`task`, `parent task`, `boot action`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Entity::Task => "task",
+            Entity::ParentTask => "parent task",
+            Entity::Claim => "claim",
+            Entity::BootAction => "boot action",
+            Entity::BootActionContext => "boot-action context",
+            Entity::Row => "row",
+        }
+    }
+}
+
+impl fmt::Display for Entity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A boxed error kept as a [`std::error::Error::source`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -139,10 +195,27 @@ impl Error {
     }
 
     /// Shorthand for [`Error::NotFound`].
-    pub fn not_found(entity: &'static str, id: impl fmt::Display) -> Self {
+    pub fn not_found(entity: Entity, id: impl fmt::Display) -> Self {
         Error::NotFound {
             entity,
             id: id.to_string(),
+        }
+    }
+
+    /// Shorthand for [`Error::AlreadyExists`].
+    pub fn already_exists(entity: Entity, id: impl fmt::Display) -> Self {
+        Error::AlreadyExists {
+            entity,
+            id: id.to_string(),
+        }
+    }
+
+    /// Shorthand for [`Error::Conflict`].
+    pub fn conflict(entity: Entity, id: impl fmt::Display, reason: impl Into<String>) -> Self {
+        Error::Conflict {
+            entity,
+            id: id.to_string(),
+            reason: reason.into(),
         }
     }
 
@@ -259,7 +332,8 @@ mod tests {
             source: None
         }
         .is_retryable());
-        assert!(!Error::Conflict("x".into()).is_retryable());
+        assert!(!Error::conflict(Entity::Task, "x", "is final").is_retryable());
+        assert!(!Error::already_exists(Entity::Task, "x").is_retryable());
         assert!(!Error::invalid("task.action", "empty").is_retryable());
     }
 

@@ -19,7 +19,7 @@ pub use config::{Config, DatabaseConfig, DesignConfig, LeaderConfig};
 pub use design::{
     DesignDocument, DesignDriver, DesignDriverRegistration, DesignRef, DesignResolver, FetchOptions,
 };
-pub use error::{redact_uri, Error, Result};
+pub use error::{redact_uri, Entity, Error, Result};
 pub use memory::MemoryStore;
 pub use model::*;
 pub use secret::Secret;

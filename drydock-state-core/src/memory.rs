@@ -11,12 +11,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::backend::{
-    boot_action_exists, no_nul, now, orphan_message, purge_cutoff, purge_keeps,
-    refuse_new_work_under, task_exists, terminated_status, validate_instance_id,
-    BackendRegistration, Recovery,
+    boot_action_exists, now, orphan_message, purge_cutoff, purge_keeps, refuse_new_work_under,
+    task_exists, terminated_status, BackendRegistration, Recovery,
 };
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Entity, Error, Result};
 use crate::model::*;
 use crate::store::*;
 
@@ -51,7 +50,9 @@ struct Inner {
 }
 
 impl MemoryStore {
-    /// An empty store whose lease lasts `config.leader.grace_period`.
+    /// An empty store whose lease lasts `config.leader.grace_period`. It checks no input:
+    /// wrap it in [`crate::backend::Checked`] (as `memory://` through
+    /// [`crate::BackendRegistry::open`] is) to have bad input refused.
     pub fn new(config: &Config) -> Self {
         MemoryStore {
             grace_period: chrono::Duration::from_std(config.leader.grace_period)
@@ -103,7 +104,7 @@ impl Inner {
     fn task_mut(&mut self, id: TaskId) -> Result<&mut Task> {
         self.tasks
             .get_mut(&id)
-            .ok_or_else(|| Error::not_found("task", id))
+            .ok_or_else(|| Error::not_found(Entity::Task, id))
     }
 
     fn append(&mut self, task: TaskId, message: &NewMessage, ts: DateTime<Utc>) -> ResultMessage {
@@ -135,7 +136,7 @@ impl Inner {
         let task = self
             .tasks
             .get(&id)
-            .ok_or_else(|| Error::not_found("task", id))?;
+            .ok_or_else(|| Error::not_found(Entity::Task, id))?;
         let lease_held = guard
             .term
             .is_some_and(|term| self.holds(&guard.instance_id, term, now));
@@ -194,14 +195,13 @@ fn subtree(children: &HashMap<TaskId, Vec<TaskId>>, root: TaskId) -> Vec<TaskId>
 #[async_trait]
 impl TaskStore for MemoryStore {
     async fn create_task(&self, task: &NewTask) -> Result<Task> {
-        task.validate()?;
         let mut inner = self.lock();
         if inner.tasks.contains_key(&task.task_id) {
             return Err(task_exists(task.task_id));
         }
         if let Some(parent) = task.parent_task_id {
             if !inner.tasks.contains_key(&parent) {
-                return Err(Error::not_found("parent task", parent));
+                return Err(Error::not_found(Entity::ParentTask, parent));
             }
         }
         let stored = task.to_task();
@@ -222,8 +222,6 @@ impl TaskStore for MemoryStore {
         update: &TaskUpdate,
         guard: Option<&Claim>,
     ) -> Result<Task> {
-        update.validate(id)?;
-        guard.map(Claim::validate).transpose()?;
         let mut inner = self.lock();
         let now = now();
         let from = inner.task_mut(id)?.status;
@@ -231,7 +229,7 @@ impl TaskStore for MemoryStore {
         update.check_transition(id, from)?;
         if let Some(Some(parent)) = update.parent_task_id {
             if !inner.tasks.contains_key(&parent) {
-                return Err(Error::not_found("parent task", parent));
+                return Err(Error::not_found(Entity::ParentTask, parent));
             }
         }
         let stored = inner.task_mut(id)?;
@@ -242,7 +240,6 @@ impl TaskStore for MemoryStore {
     }
 
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>> {
-        filter.validate()?;
         let inner = self.lock();
         let mut tasks: Vec<&Task> = inner
             .tasks
@@ -276,7 +273,6 @@ impl TaskStore for MemoryStore {
         child: TaskId,
         guard: Option<&Claim>,
     ) -> Result<()> {
-        guard.map(Claim::validate).transpose()?;
         let mut inner = self.lock();
         let now = now();
         inner.task_mut(parent)?;
@@ -326,7 +322,7 @@ impl TaskStore for MemoryStore {
         let parent = inner
             .tasks
             .get(&parent)
-            .ok_or_else(|| Error::not_found("task", parent))?;
+            .ok_or_else(|| Error::not_found(Entity::Task, parent))?;
         Ok(parent
             .subtask_id_list
             .iter()
@@ -341,7 +337,6 @@ impl TaskStore for MemoryStore {
     }
 
     async fn claim_next(&self, request: &ClaimRequest) -> Result<Option<Task>> {
-        request.validate()?;
         let mut inner = self.lock();
         let now = now();
         if let Some(term) = request.term {
@@ -423,8 +418,6 @@ impl TaskStore for MemoryStore {
     }
 
     async fn terminate_task(&self, id: TaskId, by: &str, guard: Option<&Claim>) -> Result<Task> {
-        no_nul("terminated_by", by)?;
-        guard.map(Claim::validate).transpose()?;
         let mut inner = self.lock();
         let now = now();
         inner.task_mut(id)?;
@@ -492,8 +485,6 @@ impl MessageStore for MemoryStore {
         message: &NewMessage,
         guard: Option<&Claim>,
     ) -> Result<ResultMessage> {
-        message.validate()?;
-        guard.map(Claim::validate).transpose()?;
         let mut inner = self.lock();
         let now = now();
         inner.task_mut(task)?;
@@ -507,8 +498,6 @@ impl MessageStore for MemoryStore {
         messages: &[NewMessage],
         guard: Option<&Claim>,
     ) -> Result<Vec<ResultMessage>> {
-        messages.iter().try_for_each(NewMessage::validate)?;
-        guard.map(Claim::validate).transpose()?;
         let mut inner = self.lock();
         let ts = now();
         inner.task_mut(task)?;
@@ -524,8 +513,6 @@ impl MessageStore for MemoryStore {
 #[async_trait]
 impl BuildStore for MemoryStore {
     async fn record_build_data(&self, data: &BuildData, guard: Option<&Claim>) -> Result<()> {
-        data.validate()?;
-        guard.map(Claim::validate).transpose()?;
         let mut inner = self.lock();
         let now = now();
         inner.check_guard(data.task_id, guard, now)?;
@@ -557,7 +544,6 @@ impl BuildStore for MemoryStore {
     }
 
     async fn build_data(&self, query: &BuildDataQuery) -> Result<Vec<BuildData>> {
-        query.validate()?;
         let inner = self.lock();
         // Newest first; among equal dates the later insertion is newer.
         let mut rows: Vec<(usize, &BuildData)> = inner
@@ -588,7 +574,6 @@ impl BuildStore for MemoryStore {
 #[async_trait]
 impl InstanceLock for MemoryStore {
     async fn claim_lease(&self, instance_id: &str) -> Result<LeaseOutcome> {
-        validate_instance_id("instance_id", instance_id)?;
         let mut inner = self.lock();
         let now = now();
         let expires_at = self.expiry(now)?;
@@ -614,7 +599,6 @@ impl InstanceLock for MemoryStore {
     }
 
     async fn renew_lease(&self, instance_id: &str) -> Result<LeaseOutcome> {
-        validate_instance_id("instance_id", instance_id)?;
         let mut inner = self.lock();
         let now = now();
         let expires_at = self.expiry(now)?;
@@ -630,7 +614,6 @@ impl InstanceLock for MemoryStore {
     }
 
     async fn release_lease(&self, instance_id: &str) -> Result<bool> {
-        validate_instance_id("instance_id", instance_id)?;
         let mut inner = self.lock();
         let now = now();
         match inner.lease.as_mut() {
@@ -650,10 +633,9 @@ impl InstanceLock for MemoryStore {
 #[async_trait]
 impl BootActionStore for MemoryStore {
     async fn set_boot_action_context(&self, context: &BootActionContext) -> Result<()> {
-        context.validate()?;
         let mut inner = self.lock();
         if !inner.tasks.contains_key(&context.task_id) {
-            return Err(Error::not_found("task", context.task_id));
+            return Err(Error::not_found(Entity::Task, context.task_id));
         }
         inner
             .boot_contexts
@@ -662,18 +644,16 @@ impl BootActionStore for MemoryStore {
     }
 
     async fn boot_action_context(&self, node_name: &str) -> Result<Option<BootActionContext>> {
-        no_nul("boot_action.node_name", node_name)?;
         Ok(self.lock().boot_contexts.get(node_name).cloned())
     }
 
     async fn add_boot_action(&self, action: &BootAction) -> Result<()> {
-        action.validate()?;
         let mut inner = self.lock();
         if inner.boot_actions.contains_key(&action.action_id) {
             return Err(boot_action_exists(action.action_id));
         }
         if !inner.tasks.contains_key(&action.task_id) {
-            return Err(Error::not_found("task", action.task_id));
+            return Err(Error::not_found(Entity::Task, action.task_id));
         }
         inner.boot_actions.insert(action.action_id, action.clone());
         Ok(())
@@ -685,13 +665,12 @@ impl BootActionStore for MemoryStore {
         status: BootActionStatus,
         details: &[NewMessage],
     ) -> Result<BootAction> {
-        details.iter().try_for_each(NewMessage::validate)?;
         let mut inner = self.lock();
         let action = inner
             .boot_actions
             .get(&id)
             .cloned()
-            .ok_or_else(|| Error::not_found("boot action", id))?;
+            .ok_or_else(|| Error::not_found(Entity::BootAction, id))?;
         if action.action_status.is_final() {
             return Err(action.finalized(status));
         }
@@ -712,7 +691,6 @@ impl BootActionStore for MemoryStore {
         &self,
         node_name: &str,
     ) -> Result<std::collections::BTreeMap<String, BootAction>> {
-        no_nul("boot_action.node_name", node_name)?;
         let inner = self.lock();
         let mut actions: Vec<&BootAction> = inner
             .boot_actions

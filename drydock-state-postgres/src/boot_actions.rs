@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use drydock_state_core::backend::{boot_action_exists, no_nul};
+use drydock_state_core::Entity;
 use drydock_state_core::{
     BootAction, BootActionContext, BootActionId, BootActionStatus, BootActionStore, Error,
     NewMessage, Result,
@@ -28,7 +29,7 @@ impl BootActionStore for PgStore {
             .await
             .map_err(db_error("set_boot_action_context", "boot_action.node_name"))?;
         if done.rows_affected() == 0 {
-            return Err(Error::not_found("task", context.task_id));
+            return Err(Error::not_found(Entity::Task, context.task_id));
         }
         Ok(())
     }
@@ -57,12 +58,12 @@ impl BootActionStore for PgStore {
             .fetch_one(&self.pool)
             .await
             .map_err(db_error("add_boot_action", "boot_action.action_name"))
-            .map_err(duplicate("boot action", action.action_id))?;
+            .map_err(duplicate(Entity::BootAction, action.action_id))?;
         match (added, id_taken) {
             (true, _) => Ok(()),
             // The reference store's order: a taken id is a conflict before a missing task.
             (false, true) => Err(boot_action_exists(action.action_id)),
-            (false, false) => Err(Error::not_found("task", action.task_id)),
+            (false, false) => Err(Error::not_found(Entity::Task, action.task_id)),
         }
     }
 
@@ -84,7 +85,7 @@ impl BootActionStore for PgStore {
             .await
             .map_err(&op)?;
         let Some(row) = row else {
-            return Err(Error::not_found("boot action", id));
+            return Err(Error::not_found(Entity::BootAction, id));
         };
         let action = rows::boot_action(&row)?;
         if action.action_status.is_final() {

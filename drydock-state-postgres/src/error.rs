@@ -10,7 +10,7 @@
 //! the SQLSTATE and the primary message only.
 
 use drydock_state_core::error::DatabaseFailure;
-use drydock_state_core::Error;
+use drydock_state_core::{Entity, Error};
 
 /// What a failure means for the caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,8 +173,8 @@ fn classify(op: &'static str, field: &'static str, e: sqlx::Error) -> Error {
     let message = format!("{op}: {failure}");
     match class {
         Class::Transient => Error::unavailable(message, failure),
-        Class::Conflict => Error::Conflict(format!("{op}: {}", failure.message())),
-        Class::MissingRow => Error::not_found("task", "(a referenced task)"),
+        Class::Conflict => Error::conflict(Entity::Row, format!("(in {op})"), failure.message()),
+        Class::MissingRow => Error::not_found(Entity::Task, "(a referenced task)"),
         Class::UnstorableText => Error::invalid(
             field,
             "contains text PostgreSQL cannot store (a NUL byte or an untranslatable character)",
@@ -206,7 +206,7 @@ pub(crate) fn decode_error(column: &str, e: &sqlx::Error) -> Error {
 
 /// Replaces the generic "referenced task not found" of a foreign-key violation with the
 /// entity and id the caller knows; any other error is returned as is.
-pub(crate) fn missing(entity: &'static str, id: impl std::fmt::Display) -> impl Fn(Error) -> Error {
+pub(crate) fn missing(entity: Entity, id: impl std::fmt::Display) -> impl Fn(Error) -> Error {
     move |e| match e {
         Error::NotFound { .. } => Error::not_found(entity, &id),
         other => other,
@@ -216,12 +216,9 @@ pub(crate) fn missing(entity: &'static str, id: impl std::fmt::Display) -> impl 
 /// Replaces the database's wording of a unique violation with the entity and id the caller
 /// knows (the constraint name is ours, not the caller's business); any other error is
 /// returned as is.
-pub(crate) fn duplicate(
-    entity: &'static str,
-    id: impl std::fmt::Display,
-) -> impl Fn(Error) -> Error {
+pub(crate) fn duplicate(entity: Entity, id: impl std::fmt::Display) -> impl Fn(Error) -> Error {
     move |e| match e {
-        Error::Conflict(_) => Error::Conflict(format!("{entity} {id} already exists")),
+        Error::Conflict { .. } => Error::already_exists(entity, &id),
         other => other,
     }
 }
@@ -329,7 +326,7 @@ mod tests {
     fn assert_class(e: &Error, class: Class, what: &str) {
         let ok = match class {
             Class::Transient => matches!(e, Error::Unavailable { .. }) && e.is_retryable(),
-            Class::Conflict => matches!(e, Error::Conflict(_)) && !e.is_retryable(),
+            Class::Conflict => matches!(e, Error::Conflict { .. }) && !e.is_retryable(),
             Class::MissingRow => matches!(e, Error::NotFound { .. }) && !e.is_retryable(),
             Class::UnstorableText => {
                 matches!(e, Error::InvalidInput { field, .. } if field == "task.action")
@@ -423,7 +420,7 @@ mod tests {
             let e = classify("create_task", "task", answer(code));
             let chain = whole_chain(&e);
             assert!(!chain.contains("Pw-Unit-9"), "{code}: {chain}");
-            if !matches!(e, Error::Conflict(_) | Error::NotFound { .. }) {
+            if !matches!(e, Error::Conflict { .. } | Error::NotFound { .. }) {
                 assert!(chain.contains(code) && chain.contains("refused"), "{chain}");
             }
         }
@@ -434,9 +431,9 @@ mod tests {
 
     #[test]
     fn missing_names_the_entity() {
-        let e = missing("parent task", "abc")(Error::not_found("task", "x"));
+        let e = missing(Entity::ParentTask, "abc")(Error::not_found(Entity::Task, "x"));
         assert_eq!(e.to_string(), "parent task not found: abc");
-        let e = missing("parent task", "abc")(Error::Conflict("c".into()));
-        assert!(matches!(e, Error::Conflict(_)));
+        let e = missing(Entity::ParentTask, "abc")(Error::conflict(Entity::Row, "(in x)", "c"));
+        assert!(matches!(e, Error::Conflict { .. }));
     }
 }

@@ -9,6 +9,7 @@
 //! then the operation's own rule (`Conflict`). If that read finds nothing wrong, the task
 //! changed between the two statements and the write is tried again.
 
+use drydock_state_core::Entity;
 use drydock_state_core::{Claim, Error, Result, Task, TaskId};
 
 use crate::error::db_error;
@@ -90,7 +91,7 @@ impl PgStore {
             .map_err(db_error(op, "task"))?;
         match row {
             Some(row) => rows::refusal(&row),
-            None => Err(Error::not_found("task", id)),
+            None => Err(Error::not_found(Entity::Task, id)),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! [`MessageStore`] on PostgreSQL: result messages, sequenced by a `bigserial`.
 
 use async_trait::async_trait;
+use drydock_state_core::Entity;
 use drydock_state_core::{Claim, Error, MessageStore, NewMessage, Result, ResultMessage, TaskId};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -152,7 +153,7 @@ impl MessageStore for PgStore {
                 .fetch_one(&self.pool)
                 .await
                 .map_err(db_error("append_message", "message.message"))
-                .map_err(missing("task", task))?;
+                .map_err(missing(Entity::Task, task))?;
             return rows::message(&row);
         };
         let (by, term, attempt) = guard::binds(Some(guard));
@@ -194,7 +195,7 @@ impl MessageStore for PgStore {
                 Some(guard) => self.refused_append(task, guard).await.map(|()| Vec::new()),
                 None => match self.task_exists(task).await? {
                     true => Ok(Vec::new()),
-                    false => Err(Error::not_found("task", task)),
+                    false => Err(Error::not_found(Entity::Task, task)),
                 },
             };
         }
@@ -208,7 +209,10 @@ impl MessageStore for PgStore {
                 .acquire()
                 .await
                 .map_err(db_error("append_messages", "message.message"))?;
-            return batch.append(&mut conn).await.map_err(missing("task", task));
+            return batch
+                .append(&mut conn)
+                .await
+                .map_err(missing(Entity::Task, task));
         };
         for _ in 0..guard::ATTEMPTS {
             if let Some(stored) = batch.append_guarded(&self.pool, task, guard).await? {

@@ -10,6 +10,7 @@ use drydock_state_core::backend::{
     no_nul, orphan_message, purge_cutoff, purge_keeps, refuse_new_work_under, retention_too_large,
     Recovery, ORPHAN_FAILURE_REASON,
 };
+use drydock_state_core::Entity;
 use drydock_state_core::{
     Claim, ClaimRequest, Error, NewTask, OrphanPolicy, PurgeReport, Result, SubtaskFilter, Task,
     TaskFilter, TaskId, TaskStatus, TaskStore, TaskUpdate, TreeNode,
@@ -65,9 +66,9 @@ impl TaskStore for PgStore {
             .fetch_one(&self.pool)
             .await
             .map_err(db_error("create_task", "task"))
-            .map_err(duplicate("task", task.task_id))
+            .map_err(duplicate(Entity::Task, task.task_id))
             .map_err(missing(
-                "parent task",
+                Entity::ParentTask,
                 task.parent_task_id
                     .map(|p| p.to_string())
                     .unwrap_or_default(),
@@ -130,7 +131,7 @@ impl TaskStore for PgStore {
                 .await
                 .map_err(db_error("update_task", "task"))
                 .map_err(missing(
-                    "parent task",
+                    Entity::ParentTask,
                     parent.map(|p| p.to_string()).unwrap_or_default(),
                 ))?;
             if let Some(row) = row {
@@ -238,7 +239,7 @@ impl TaskStore for PgStore {
             .await
             .map_err(db_error("subtasks", "parent"))?;
         if rows.is_empty() && !self.task_exists(parent).await? {
-            return Err(Error::not_found("task", parent));
+            return Err(Error::not_found(Entity::Task, parent));
         }
         rows.iter().map(rows::assembled).collect()
     }
@@ -260,7 +261,7 @@ impl TaskStore for PgStore {
                 .await
                 .map_err(db_error("claim_next", "claim"));
             match sent {
-                Err(Error::Conflict(_)) if tries > 0 && request.claim_id.is_some() => continue,
+                Err(Error::Conflict { .. }) if tries > 0 && request.claim_id.is_some() => continue,
                 other => break other?,
             }
         };

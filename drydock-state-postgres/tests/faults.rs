@@ -286,7 +286,7 @@ async fn claim_once(
     }
 }
 
-/// Creates `task`, re-sending after a retryable error: a re-send answered `Conflict` found
+/// Creates `task`, re-sending after a retryable error: a re-send answered `AlreadyExists` found
 /// the first one stored.
 async fn create_once(store: &PgStore, ledger: &Shared, task: &NewTask) {
     let deadline = Instant::now() + RESEND_DEADLINE;
@@ -294,7 +294,7 @@ async fn create_once(store: &PgStore, ledger: &Shared, task: &NewTask) {
     loop {
         match call(ledger, "create_task", store.create_task(task)).await {
             Ok(_) => break,
-            Err(Error::Conflict(_)) if resent => break,
+            Err(Error::AlreadyExists { .. }) if resent => break,
             Err(e) if e.is_retryable() && Instant::now() < deadline => {
                 resent = true;
                 ledger.lock().unwrap().resent_creates += 1;

@@ -334,7 +334,7 @@ async fn ids_and_keys_are_stored_byte_for_byte() {
         })
         .await
     {
-        Err(Error::Conflict(_)) => {}
+        Err(Error::AlreadyExists { .. }) => {}
         other => panic!("a taken id is a conflict, got {other:?}"),
     }
 }
@@ -375,7 +375,7 @@ async fn a_status_reported_after_the_purge_is_recorded() {
         store
             .set_boot_action_status(action.action_id, BootActionStatus::Failure, &[])
             .await,
-        Err(Error::Conflict(_))
+        Err(Error::Conflict { .. })
     ));
 }
 
@@ -409,7 +409,7 @@ async fn concurrent_final_reports_of_one_action_one_wins() {
         .map(|o| o.unwrap())
         .filter_map(|o| match o {
             Ok(a) => Some(a),
-            Err(Error::Conflict(_)) => None,
+            Err(Error::Conflict { .. }) => None,
             Err(e) => panic!("{e}"),
         })
         .collect();

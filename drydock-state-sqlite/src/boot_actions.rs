@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use drydock_state_core::backend::{boot_action_exists, no_nul};
+use drydock_state_core::Entity;
 use drydock_state_core::{
     BootAction, BootActionContext, BootActionId, BootActionStatus, BootActionStore, Error,
     NewMessage, Result,
@@ -36,7 +37,7 @@ impl BootActionStore for SqliteStore {
             .await
             .or_store(OP)?;
         if !task_exists {
-            return Err(Error::not_found("task", context.task_id));
+            return Err(Error::not_found(Entity::Task, context.task_id));
         }
         queries::query(queries::SET_BOOT_ACTION_CONTEXT)
             .bind(context.node_name.as_str())
@@ -80,7 +81,7 @@ impl BootActionStore for SqliteStore {
             return Err(conflict());
         }
         if !task_exists {
-            return Err(Error::not_found("task", action.task_id));
+            return Err(Error::not_found(Entity::Task, action.task_id));
         }
         queries::query(queries::ADD_BOOT_ACTION)
             .bind(action.action_id.as_bytes().as_slice())
@@ -120,7 +121,7 @@ impl BootActionStore for SqliteStore {
             .fetch_optional(&mut *tx)
             .await
             .or_store(OP)?
-            .ok_or_else(|| Error::not_found("boot action", id))?;
+            .ok_or_else(|| Error::not_found(Entity::BootAction, id))?;
         let task_exists = stored.task_exists;
         let action = stored.action.into_boot_action()?;
         if action.action_status.is_final() {

@@ -11,7 +11,7 @@
 //! server details can hold whole rows).
 
 use drydock_state_core::error::DatabaseFailure;
-use drydock_state_core::Error;
+use drydock_state_core::{Entity, Error};
 
 // Primary SQLite result codes (the low byte of an extended code).
 const SQLITE_BUSY: i64 = 5;
@@ -286,11 +286,10 @@ pub(crate) fn classify(op: &'static str, e: sqlx::Error) -> Error {
     let message = format!("sqlite {op}: {failure}");
     match class {
         Class::Transient => Error::unavailable(message, failure),
-        Class::Conflict => Error::Conflict(message),
-        Class::MissingRow => Error::NotFound {
-            entity: "referenced row",
-            id: format!("(in {op})"),
-        },
+        Class::Conflict => {
+            Error::conflict(Entity::Row, format!("(in sqlite {op})"), failure.message())
+        }
+        Class::MissingRow => Error::not_found(Entity::Row, format!("(in {op})")),
         Class::Permanent => Error::backend(message, failure),
     }
 }
@@ -399,7 +398,7 @@ mod tests {
     fn assert_class(e: &Error, class: Class, what: &str) {
         let ok = match class {
             Class::Transient => matches!(e, Error::Unavailable { .. }) && e.is_retryable(),
-            Class::Conflict => matches!(e, Error::Conflict(_)) && !e.is_retryable(),
+            Class::Conflict => matches!(e, Error::Conflict { .. }) && !e.is_retryable(),
             Class::MissingRow => matches!(e, Error::NotFound { .. }) && !e.is_retryable(),
             Class::Permanent => matches!(e, Error::Backend { .. }) && !e.is_retryable(),
         };
@@ -504,8 +503,14 @@ mod tests {
                 "{code}: {e:?}"
             );
         }
-        assert!(matches!(classify("x", answer(2067)), Error::Conflict(_)));
-        assert!(matches!(classify("x", answer(1555)), Error::Conflict(_)));
+        assert!(matches!(
+            classify("x", answer(2067)),
+            Error::Conflict { .. }
+        ));
+        assert!(matches!(
+            classify("x", answer(1555)),
+            Error::Conflict { .. }
+        ));
         assert!(matches!(classify("x", answer(787)), Error::NotFound { .. }));
         assert!(is_unique_violation(&answer(2067)) && !is_unique_violation(&answer(275)));
         assert!(is_foreign_key_violation(&answer(787)) && !is_foreign_key_violation(&answer(19)));

@@ -26,8 +26,8 @@ use drydock_state_core::backend::{
     terminated_status, validate_instance_id, Recovery, ORPHAN_FAILURE_REASON,
 };
 use drydock_state_core::{
-    lease_not_held, BuildData, BuildDataQuery, BuildStore, Claim, ClaimRequest, Config, Error,
-    InstanceLock, Lease, LeaseOutcome, MessageStore, NewMessage, NewTask, OrphanPolicy,
+    lease_not_held, BuildData, BuildDataQuery, BuildStore, Claim, ClaimRequest, Config, Entity,
+    Error, InstanceLock, Lease, LeaseOutcome, MessageStore, NewMessage, NewTask, OrphanPolicy,
     PurgeReport, Result, ResultDetails, ResultMessage, StateStore, SubtaskFilter, Task, TaskFilter,
     TaskId, TaskStatus, TaskStore, TaskUpdate, TreeNode, Verbosity,
 };
@@ -215,7 +215,7 @@ impl SqliteStore {
             .fetch_optional(&mut *conn)
             .await
             .or_store(op)?
-            .ok_or_else(|| Error::not_found("task", id))?;
+            .ok_or_else(|| Error::not_found(Entity::Task, id))?;
         let Some(guard) = guard else {
             return Ok(stored);
         };
@@ -370,7 +370,7 @@ fn validate_guard(guard: Option<&Claim>) -> Result<()> {
 /// A failed message insert: the foreign key means the task does not exist.
 fn not_found_or(op: &'static str, task: TaskId, e: sqlx::Error) -> Error {
     if is_foreign_key_violation(&e) {
-        Error::not_found("task", task)
+        Error::not_found(Entity::Task, task)
     } else {
         crate::error::classify(op, e)
     }
@@ -410,7 +410,7 @@ impl TaskStore for SqliteStore {
             }
             Err(e) if is_unique_violation(&e) => Err(task_exists(task.task_id)),
             Err(e) if is_foreign_key_violation(&e) => Err(Error::not_found(
-                "parent task",
+                Entity::ParentTask,
                 task.parent_task_id
                     .map_or_else(String::new, |p| p.to_string()),
             )),
@@ -475,7 +475,7 @@ impl TaskStore for SqliteStore {
             .map_err(|e| {
                 if is_foreign_key_violation(&e) {
                     Error::not_found(
-                        "parent task",
+                        Entity::ParentTask,
                         update
                             .parent_task_id
                             .flatten()
@@ -604,7 +604,7 @@ impl TaskStore for SqliteStore {
             .await
             .or_store(OP)?;
         let Some(list) = list else {
-            return Err(Error::not_found("task", parent));
+            return Err(Error::not_found(Entity::Task, parent));
         };
         let rows: Vec<TaskRow> = queries::query_as(queries::SUBTASKS)
             .bind(list)

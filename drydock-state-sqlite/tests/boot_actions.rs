@@ -109,6 +109,9 @@ async fn a_status_report_outlives_its_purged_task() {
     let again = BootAction::new("n1", "other", old.task_id, IdentityKey::generate(), true);
     assert!(matches!(
         store.add_boot_action(&again).await,
-        Err(drydock_state_core::Error::NotFound { entity: "task", .. })
+        Err(drydock_state_core::Error::NotFound {
+            entity: drydock_state_core::Entity::Task,
+            ..
+        })
     ));
 }

@@ -104,7 +104,8 @@ pub async fn snapshot(store: &dyn StateStore) -> Snapshot {
 pub fn kind(e: &Error) -> &'static str {
     match e {
         Error::NotFound { .. } => "not_found",
-        Error::Conflict(_) => "conflict",
+        Error::AlreadyExists { .. } => "already_exists",
+        Error::Conflict { .. } => "conflict",
         Error::InvalidInput { .. } => "invalid_input",
         Error::Config { .. } => "config",
         Error::UnknownScheme { .. } => "unknown_scheme",

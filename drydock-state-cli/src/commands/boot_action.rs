@@ -25,10 +25,12 @@ pub async fn run(cmd: BootActionCommand, store: &dyn StateStore) -> Result<Outco
         }
         BootActionCommand::Context(BootActionContextCommand::Get { node }) => {
             drydock_state::validate_node_name("boot_action.node_name", &node)?;
-            let context = store
-                .boot_action_context(&node)
-                .await?
-                .ok_or_else(|| Error::not_found("boot-action context", format!("node {node}")))?;
+            let context = store.boot_action_context(&node).await?.ok_or_else(|| {
+                Error::not_found(
+                    drydock_state::Entity::BootActionContext,
+                    format!("node {node}"),
+                )
+            })?;
             Ok(Outcome::new(
                 to_json(&context)?,
                 text::boot_action_context(&context),
@@ -72,7 +74,7 @@ pub async fn run(cmd: BootActionCommand, store: &dyn StateStore) -> Result<Outco
             let action = store
                 .boot_action(id)
                 .await?
-                .ok_or_else(|| Error::not_found("boot action", id))?;
+                .ok_or_else(|| Error::not_found(drydock_state::Entity::BootAction, id))?;
             Ok(Outcome::new(
                 to_json(&action)?,
                 text::boot_action_detail(&action),

@@ -43,7 +43,7 @@ pub async fn run(cmd: TaskCommand, store: &dyn StateStore) -> Result<Outcome> {
             let task = store
                 .get_task(id)
                 .await?
-                .ok_or_else(|| Error::not_found("task", id))?;
+                .ok_or_else(|| Error::not_found(drydock_state::Entity::Task, id))?;
             Ok(Outcome::new(to_json(&task)?, text::task_detail(&task)))
         }
         TaskCommand::Get {
@@ -59,7 +59,7 @@ pub async fn run(cmd: TaskCommand, store: &dyn StateStore) -> Result<Outcome> {
             };
             let view = drydock_state::task_view(store, id, &options)
                 .await?
-                .ok_or_else(|| Error::not_found("task", id))?;
+                .ok_or_else(|| Error::not_found(drydock_state::Entity::Task, id))?;
             let text = text::task_view(&view, &options)?;
             Ok(Outcome::new(view, text))
         }
@@ -144,7 +144,7 @@ async fn create(task: NewTask, store: &dyn StateStore) -> Result<Outcome> {
         let stored = store
             .get_task(parent)
             .await?
-            .ok_or_else(|| Error::not_found("parent task", parent))?;
+            .ok_or_else(|| Error::not_found(drydock_state::Entity::ParentTask, parent))?;
         drydock_state::backend::refuse_new_work_under(&stored)?;
     }
     let stored = store.create_task(&task).await?;

@@ -3,16 +3,16 @@
 
 use std::fmt;
 
-use crate::error::Error;
+use crate::error::{Entity, Error};
 
 /// A task is created with an id already taken.
 pub fn task_exists(id: impl fmt::Display) -> Error {
-    Error::Conflict(format!("task {id} already exists"))
+    Error::already_exists(Entity::Task, id)
 }
 
 /// A boot action is added with an id already taken.
 pub fn boot_action_exists(id: impl fmt::Display) -> Error {
-    Error::Conflict(format!("boot action {id} already exists"))
+    Error::already_exists(Entity::BootAction, id)
 }
 
 /// A purge retention too long to subtract from the current time (the store's or the

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::{now, retention_too_large};
-use crate::error::{Error, Result};
+use crate::error::{Entity, Error, Result};
 use crate::model::{OrphanPolicy, ResultStatus, Task, TaskStatus};
 #[cfg(doc)]
 use crate::store::TaskStore;
@@ -15,16 +15,19 @@ use crate::store::TaskStore;
 /// for termination.
 pub fn refuse_new_work_under(parent: &Task) -> Result<()> {
     if parent.status.is_terminal() || parent.status == TaskStatus::Terminating || parent.terminate {
-        return Err(Error::Conflict(format!(
-            "task {} is {}{}; it takes no new subtasks",
+        return Err(Error::conflict(
+            Entity::Task,
             parent.task_id,
-            parent.status,
-            if parent.terminate && !parent.status.is_terminal() {
-                " and marked for termination"
-            } else {
-                ""
-            }
-        )));
+            format!(
+                "is {}{}; it takes no new subtasks",
+                parent.status,
+                if parent.terminate && !parent.status.is_terminal() {
+                    " and marked for termination"
+                } else {
+                    ""
+                }
+            ),
+        ));
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::{no_nul, TaskId};
-use crate::error::{Error, Result};
+use crate::error::{Entity, Error, Result};
 
 /// Longest node name accepted (Drydock's column is 280 characters).
 pub const MAX_NODE_NAME_LEN: usize = 280;
@@ -274,10 +274,14 @@ impl BootAction {
 
     /// The [`Error::Conflict`] for a status update of an action whose status is final.
     pub fn finalized(&self, to: BootActionStatus) -> Error {
-        Error::Conflict(format!(
-            "boot action {} ({} on {}) is {}, which is final; it cannot become {to}",
-            self.action_id, self.action_name, self.node_name, self.action_status
-        ))
+        Error::conflict(
+            Entity::BootAction,
+            self.action_id,
+            format!(
+                "({} on {}) is {}, which is final; it cannot become {to}",
+                self.action_name, self.node_name, self.action_status
+            ),
+        )
     }
 
     /// The result message a status update attaches to the action's task.

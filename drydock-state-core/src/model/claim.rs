@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{no_nul, validate_instance_id, TaskId};
-use crate::error::{Error, Result};
+use crate::error::{Entity, Error, Result};
 
 /// The claim a task carries, and the guard of a claimant's writes.
 ///
@@ -190,11 +190,14 @@ impl ClaimRequest {
     /// The [`Error::Conflict`] for a claim id already carried by a task another instance
     /// claimed: claim ids are meant to be new for every claim.
     pub fn claim_id_taken(&self, task: TaskId, by: &str) -> Error {
-        Error::Conflict(format!(
-            "claim id {} already names the claim of task {task} by {by}, not by {}",
+        Error::conflict(
+            Entity::Claim,
             self.claim_id.unwrap_or_default(),
-            self.instance_id
-        ))
+            format!(
+                "already names the claim of task {task} by {by}, not by {}",
+                self.instance_id
+            ),
+        )
     }
 }
 

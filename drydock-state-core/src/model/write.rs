@@ -14,7 +14,7 @@ use super::{
     json_no_nul, no_nul, now, Link, NodeFilter, ResultDetails, ResultStatus, Task, TaskId,
     TaskResult, TaskStatus, MAX_ACTION_LEN,
 };
-use crate::error::{Error, Result};
+use crate::error::{Entity, Error, Result};
 
 /// A task to create with [`crate::TaskStore::create_task`].
 ///
@@ -370,19 +370,25 @@ impl TaskUpdate {
     /// termination (staying in either is allowed). `Conflict` otherwise.
     pub fn check_transition(&self, id: TaskId, from: TaskStatus) -> Result<()> {
         if from.is_terminal() {
-            return Err(Error::Conflict(format!(
-                "task {id} is {from}, which is final; it takes no further writes"
-            )));
+            return Err(Error::conflict(
+                Entity::Task,
+                id,
+                format!("is {from}, which is final; it takes no further writes"),
+            ));
         }
         match self.status {
-            Some(to) if to.is_live() && to != from => Err(Error::Conflict(format!(
-                "task {id} is {from}; it becomes {to} only {}",
-                if to == TaskStatus::Running {
-                    "when claimed"
-                } else {
-                    "when terminated"
-                }
-            ))),
+            Some(to) if to.is_live() && to != from => Err(Error::conflict(
+                Entity::Task,
+                id,
+                format!(
+                    "is {from}; it becomes {to} only {}",
+                    if to == TaskStatus::Running {
+                        "when claimed"
+                    } else {
+                        "when terminated"
+                    }
+                ),
+            )),
             _ => Ok(()),
         }
     }

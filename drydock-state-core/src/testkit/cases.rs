@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::{kit_config, with_grace, StoreFactory};
 use crate::backend::now;
-use crate::error::Error;
+use crate::error::{Entity, Error};
 use crate::model::*;
 use crate::store::StateStore;
 
@@ -126,7 +126,13 @@ pub async fn task_create_duplicate_is_conflict(factory: &dyn StoreFactory) {
     let mut twin = NewTask::new("prepare_site");
     twin.task_id = task.task_id;
     assert_kind(store.create_task(&twin).await, "duplicate id", |e| {
-        matches!(e, Error::Conflict(_))
+        matches!(
+            e,
+            Error::AlreadyExists {
+                entity: Entity::Task,
+                ..
+            }
+        )
     });
     assert_same_task(&get(&*store, task.task_id).await, &task.to_task());
 }
@@ -264,7 +270,7 @@ pub async fn task_terminal_status_is_final(factory: &dyn StoreFactory) {
             assert_kind(
                 store.set_status(task.task_id, next, None).await,
                 "set_status from terminal",
-                |e| matches!(e, Error::Conflict(_)),
+                |e| matches!(e, Error::Conflict { .. }),
             );
             assert_eq!(get(&*store, task.task_id).await.status, terminal);
         }
@@ -273,7 +279,7 @@ pub async fn task_terminal_status_is_final(factory: &dyn StoreFactory) {
                 .update_task(task.task_id, &TaskUpdate::new().retry(3), None)
                 .await,
             "update of a field of a terminal task",
-            |e| matches!(e, Error::Conflict(_)),
+            |e| matches!(e, Error::Conflict { .. }),
         );
         assert_eq!(get(&*store, task.task_id).await.retry, 0);
     }
@@ -293,7 +299,7 @@ pub async fn task_running_only_by_a_claim(factory: &dyn StoreFactory) {
         assert_kind(
             store.set_status(task.task_id, live, None).await,
             "set_status into a live status",
-            |e| matches!(e, Error::Conflict(_)),
+            |e| matches!(e, Error::Conflict { .. }),
         );
         assert_eq!(get(&*store, task.task_id).await.status, TaskStatus::Queued);
     }

@@ -2,7 +2,7 @@
 //! `post_boot_action`, `put_bootaction_status`, `get_boot_action` and boot-action signalling.
 
 use super::{kit_config, StoreFactory};
-use crate::error::Error;
+use crate::error::{Entity, Error};
 use crate::model::*;
 use crate::store::StateStore;
 
@@ -117,7 +117,10 @@ pub async fn boot_action_post_put_get(factory: &dyn StoreFactory) {
         })
         .await
     {
-        Err(Error::Conflict(_)) => {}
+        Err(Error::AlreadyExists {
+            entity: Entity::BootAction,
+            ..
+        }) => {}
         other => panic!("a duplicate id is a conflict, got {other:?}"),
     }
     match store
@@ -177,7 +180,7 @@ pub async fn boot_action_final_status_never_changes(factory: &dyn StoreFactory) 
                 .set_boot_action_status(action.action_id, *next, &[NewMessage::info("late")])
                 .await
             {
-                Err(Error::Conflict(_)) => {}
+                Err(Error::Conflict { .. }) => {}
                 other => panic!("{final_status} is final, got {other:?} for {next}"),
             }
         }

@@ -331,7 +331,7 @@ pub async fn guard_must_match_the_stored_claim_exactly(factory: &dyn StoreFactor
         .update_task(t.task_id, &TaskUpdate::new().retry(9), Some(&guard))
         .await
     {
-        Err(Error::Conflict(_)) => {}
+        Err(Error::Conflict { .. }) => {}
         other => panic!("a finished task takes no write, got {other:?}"),
     }
 }
@@ -364,7 +364,7 @@ pub async fn resent_claim_id_returns_the_same_task(factory: &dyn StoreFactory) {
         .claim_next(&ClaimRequest::new("instance-b").with_claim_id(id))
         .await
     {
-        Err(Error::Conflict(_)) => {}
+        Err(Error::Conflict { .. }) => {}
         other => panic!("another instance's claim id is a conflict, got {other:?}"),
     }
     assert_eq!(
@@ -493,7 +493,7 @@ pub async fn terminate_marks_the_whole_subtree(factory: &dyn StoreFactory) {
     let new_child = TaskId::new();
     for parent in [root.task_id, running_child.task_id] {
         match store.add_subtask(parent, new_child, None).await {
-            Err(Error::Conflict(_)) => {}
+            Err(Error::Conflict { .. }) => {}
             other => panic!("no new subtask under a stopped parent, got {other:?}"),
         }
         assert!(!get(&*store, parent)

@@ -37,8 +37,13 @@ where
     F: Fn(Config) -> Fut + Send + Sync,
     Fut: Future<Output = Arc<dyn StateStore>> + Send + 'static,
 {
+    /// The store the function opens, wrapped in [`crate::backend::Checked`] as
+    /// [`crate::BackendRegistry::open`] wraps it in production.
     fn open(&self, config: Config) -> Pin<Box<dyn Future<Output = Arc<dyn StateStore>> + Send>> {
-        Box::pin(self(config))
+        let store = self(config);
+        Box::pin(async move {
+            Arc::new(crate::backend::Checked::from_arc(store.await)) as Arc<dyn StateStore>
+        })
     }
 }
 

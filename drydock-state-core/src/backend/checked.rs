@@ -1,0 +1,265 @@
+//! [`Checked`]: validation applied in one place, in front of any backend.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{no_nul, purge_cutoff, validate_instance_id};
+use crate::error::Result;
+use crate::model::*;
+use crate::store::*;
+
+/// A store that checks every input a backend must refuse before anything is stored (the
+/// `validate` methods of the model types, guards, instance ids, node names, the purge
+/// retention), then delegates to the store it wraps.
+///
+/// [`crate::BackendRegistry::open`] wraps every store it opens in it, so a backend reached
+/// through the registry never sees an input every backend must refuse. A store built
+/// directly (`MemoryStore::new`, `PgStore::connect`, `SqliteStore::open`) is not wrapped:
+/// wrap it with [`Checked::new`] to get the same checks. A backend keeps only the limits of
+/// its own (a largest value, say) and what can only be checked inside its transaction.
+#[derive(Debug)]
+pub struct Checked<S: ?Sized> {
+    inner: Arc<S>,
+}
+
+impl<S> Checked<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> Self {
+        Checked {
+            inner: Arc::new(inner),
+        }
+    }
+}
+
+impl<S: ?Sized> Checked<S> {
+    /// Wraps a shared store, e.g. an `Arc<dyn StateStore>`.
+    pub fn from_arc(inner: Arc<S>) -> Self {
+        Checked { inner }
+    }
+
+    /// The wrapped store, unchecked.
+    pub fn inner(&self) -> &Arc<S> {
+        &self.inner
+    }
+}
+
+impl<S: ?Sized> Clone for Checked<S> {
+    fn clone(&self) -> Self {
+        Checked {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+fn guard_ok(guard: Option<&Claim>) -> Result<()> {
+    guard.map_or(Ok(()), Claim::validate)
+}
+
+#[async_trait]
+impl<S: TaskStore + ?Sized> TaskStore for Checked<S> {
+    async fn create_task(&self, task: &NewTask) -> Result<Task> {
+        task.validate()?;
+        self.inner.create_task(task).await
+    }
+
+    async fn get_task(&self, id: TaskId) -> Result<Option<Task>> {
+        self.inner.get_task(id).await
+    }
+
+    async fn update_task(
+        &self,
+        id: TaskId,
+        update: &TaskUpdate,
+        guard: Option<&Claim>,
+    ) -> Result<Task> {
+        update.validate(id)?;
+        guard_ok(guard)?;
+        self.inner.update_task(id, update, guard).await
+    }
+
+    async fn set_status(
+        &self,
+        id: TaskId,
+        status: TaskStatus,
+        guard: Option<&Claim>,
+    ) -> Result<Task> {
+        guard_ok(guard)?;
+        self.inner.set_status(id, status, guard).await
+    }
+
+    async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>> {
+        filter.validate()?;
+        self.inner.list_tasks(filter).await
+    }
+
+    async fn add_subtask(
+        &self,
+        parent: TaskId,
+        child: TaskId,
+        guard: Option<&Claim>,
+    ) -> Result<()> {
+        guard_ok(guard)?;
+        self.inner.add_subtask(parent, child, guard).await
+    }
+
+    async fn task_tree(&self, root: TaskId, depth: Option<u32>) -> Result<Vec<TreeNode>> {
+        self.inner.task_tree(root, depth).await
+    }
+
+    async fn subtasks(&self, parent: TaskId, which: SubtaskFilter) -> Result<Vec<Task>> {
+        self.inner.subtasks(parent, which).await
+    }
+
+    async fn claim_next(&self, request: &ClaimRequest) -> Result<Option<Task>> {
+        request.validate()?;
+        self.inner.claim_next(request).await
+    }
+
+    async fn recover_orphans(
+        &self,
+        current_term: i64,
+        policy: OrphanPolicy,
+    ) -> Result<Vec<TaskId>> {
+        self.inner.recover_orphans(current_term, policy).await
+    }
+
+    async fn terminate_task(&self, id: TaskId, by: &str, guard: Option<&Claim>) -> Result<Task> {
+        no_nul("terminated_by", by)?;
+        guard_ok(guard)?;
+        self.inner.terminate_task(id, by, guard).await
+    }
+
+    async fn purge(&self, older_than: Duration) -> Result<PurgeReport> {
+        purge_cutoff(older_than)?;
+        self.inner.purge(older_than).await
+    }
+
+    async fn wait_for_queued(&self, max_wait: Duration) -> Result<()> {
+        self.inner.wait_for_queued(max_wait).await
+    }
+}
+
+#[async_trait]
+impl<S: MessageStore + ?Sized> MessageStore for Checked<S> {
+    async fn append_message(
+        &self,
+        task: TaskId,
+        message: &NewMessage,
+        guard: Option<&Claim>,
+    ) -> Result<ResultMessage> {
+        message.validate()?;
+        guard_ok(guard)?;
+        self.inner.append_message(task, message, guard).await
+    }
+
+    async fn append_messages(
+        &self,
+        task: TaskId,
+        messages: &[NewMessage],
+        guard: Option<&Claim>,
+    ) -> Result<Vec<ResultMessage>> {
+        messages.iter().try_for_each(NewMessage::validate)?;
+        guard_ok(guard)?;
+        self.inner.append_messages(task, messages, guard).await
+    }
+
+    async fn messages(&self, task: TaskId) -> Result<Vec<ResultMessage>> {
+        self.inner.messages(task).await
+    }
+}
+
+#[async_trait]
+impl<S: BuildStore + ?Sized> BuildStore for Checked<S> {
+    async fn record_build_data(&self, data: &BuildData, guard: Option<&Claim>) -> Result<()> {
+        data.validate()?;
+        guard_ok(guard)?;
+        self.inner.record_build_data(data, guard).await
+    }
+
+    async fn build_data_of_tasks(
+        &self,
+        tasks: &[TaskId],
+        verbosity: Verbosity,
+    ) -> Result<Vec<BuildData>> {
+        self.inner.build_data_of_tasks(tasks, verbosity).await
+    }
+
+    async fn build_data(&self, query: &BuildDataQuery) -> Result<Vec<BuildData>> {
+        query.validate()?;
+        self.inner.build_data(query).await
+    }
+}
+
+#[async_trait]
+impl<S: InstanceLock + ?Sized> InstanceLock for Checked<S> {
+    async fn claim_lease(&self, instance_id: &str) -> Result<LeaseOutcome> {
+        validate_instance_id("instance_id", instance_id)?;
+        self.inner.claim_lease(instance_id).await
+    }
+
+    async fn renew_lease(&self, instance_id: &str) -> Result<LeaseOutcome> {
+        validate_instance_id("instance_id", instance_id)?;
+        self.inner.renew_lease(instance_id).await
+    }
+
+    async fn release_lease(&self, instance_id: &str) -> Result<bool> {
+        validate_instance_id("instance_id", instance_id)?;
+        self.inner.release_lease(instance_id).await
+    }
+
+    async fn current_lease(&self) -> Result<Option<Lease>> {
+        self.inner.current_lease().await
+    }
+}
+
+#[async_trait]
+impl<S: BootActionStore + ?Sized> BootActionStore for Checked<S> {
+    async fn set_boot_action_context(&self, context: &BootActionContext) -> Result<()> {
+        context.validate()?;
+        self.inner.set_boot_action_context(context).await
+    }
+
+    async fn boot_action_context(&self, node_name: &str) -> Result<Option<BootActionContext>> {
+        no_nul("boot_action.node_name", node_name)?;
+        self.inner.boot_action_context(node_name).await
+    }
+
+    async fn add_boot_action(&self, action: &BootAction) -> Result<()> {
+        action.validate()?;
+        self.inner.add_boot_action(action).await
+    }
+
+    async fn set_boot_action_status(
+        &self,
+        id: BootActionId,
+        status: BootActionStatus,
+        details: &[NewMessage],
+    ) -> Result<BootAction> {
+        details.iter().try_for_each(NewMessage::validate)?;
+        self.inner.set_boot_action_status(id, status, details).await
+    }
+
+    async fn boot_actions_for_node(&self, node_name: &str) -> Result<BTreeMap<String, BootAction>> {
+        no_nul("boot_action.node_name", node_name)?;
+        self.inner.boot_actions_for_node(node_name).await
+    }
+
+    async fn boot_action(&self, id: BootActionId) -> Result<Option<BootAction>> {
+        self.inner.boot_action(id).await
+    }
+}
+
+#[async_trait]
+impl<S: StateStore + ?Sized> StateStore for Checked<S> {
+    fn backend_name(&self) -> &'static str {
+        self.inner.backend_name()
+    }
+
+    async fn ping(&self) -> Result<DateTime<Utc>> {
+        self.inner.ping().await
+    }
+}
