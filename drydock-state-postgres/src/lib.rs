@@ -3,12 +3,13 @@
 
 mod boot_actions;
 mod build_data;
+mod config;
 mod error;
 mod guard;
 mod lease;
 mod messages;
 pub mod migrate;
-pub mod queries;
+mod queries;
 mod rows;
 mod sql;
 mod store;
@@ -24,6 +25,10 @@ pub use tasks::PURGE_BATCH_ROOTS;
 pub const URL_SCHEMES: &[&str] = &["postgres", "postgresql"];
 
 /// Registers the PostgreSQL backend under [`URL_SCHEMES`]: opening connects and migrates.
+///
+/// Also submitted to `inventory`; register it explicitly
+/// (`BackendRegistry::register(&drydock_state_postgres::REGISTRATION)`) where this crate might
+/// not be linked otherwise.
 pub const REGISTRATION: BackendRegistration = BackendRegistration {
     name: "postgres",
     schemes: URL_SCHEMES,

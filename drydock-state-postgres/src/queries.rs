@@ -138,13 +138,11 @@ pub const GET_TASK: &str = concat!(
 pub const TASK_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM drydock.tasks WHERE task_id = $1)";
 
 /// Why a guarded write changed nothing, asked only then: the task as stored (no row: it does
-/// not exist), whether the guard's instance `$2` holds the live lease with term `$3`, and
-/// whether `$4` (a subtask being added) is already listed.
+/// not exist) and whether the guard's instance `$2` holds the live lease with term `$3`.
 pub const WRITE_REFUSED: &str = "
 SELECT t.*,
        EXISTS (SELECT 1 FROM drydock.active_instance
-               WHERE instance_id = $2 AND term = $3 AND expires_at > now()) AS lease_held,
-       COALESCE($4::uuid = ANY (t.subtask_id_list), false) AS listed
+               WHERE instance_id = $2 AND term = $3 AND expires_at > now()) AS lease_held
 FROM drydock.tasks AS t
 WHERE t.task_id = $1";
 

@@ -64,13 +64,12 @@ pub(crate) fn task(row: &PgRow) -> Result<Task> {
     })
 }
 
-/// A row of [`crate::queries::WRITE_REFUSED`]: the task as stored, whether the guard's lease
-/// is live and whether the subtask being added is already listed.
+/// A row of [`crate::queries::WRITE_REFUSED`]: the task as stored and whether the guard's
+/// lease is live.
 pub(crate) fn refusal(row: &PgRow) -> Result<crate::guard::Stored> {
     Ok(crate::guard::Stored {
         task: task(row)?,
         lease_held: col(row, "lease_held")?,
-        listed: col(row, "listed")?,
     })
 }
 
