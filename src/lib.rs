@@ -41,6 +41,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 pub use drydock_state_core::*;
 
 #[cfg(feature = "design-deckhand")]
@@ -108,9 +110,8 @@ pub async fn open(url: &str, config: &Config) -> Result<Arc<dyn StateStore>> {
     let scheme = backend::url_scheme(url)?;
     let registry = backends()?;
     let span = tracing::info_span!("open", scheme = %scheme);
-    let _enter = span.enter();
     match (
-        registry.open(url, config).await,
+        registry.open(url, config).instrument(span).await,
         feature_for(BACKEND_FEATURES, &scheme),
     ) {
         (Err(Error::UnknownScheme { .. }), Some(feature)) => {
