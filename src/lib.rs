@@ -94,11 +94,11 @@ pub fn design_resolver(config: &DesignConfig) -> Result<DesignResolver> {
     #[allow(unused_mut)]
     let mut resolver = DesignResolver::from_registry(config)?;
     #[cfg(feature = "design-file")]
-    resolver.register(&drydock_design_file::REGISTRATION, config)?;
+    resolver.register(&drydock_design_file::REGISTRATION)?;
     #[cfg(feature = "design-http")]
-    resolver.register(&drydock_design_http::REGISTRATION, config)?;
+    resolver.register(&drydock_design_http::REGISTRATION)?;
     #[cfg(feature = "design-deckhand")]
-    resolver.register(&drydock_design_deckhand::REGISTRATION, config)?;
+    resolver.register(&drydock_design_deckhand::REGISTRATION)?;
     Ok(resolver)
 }
 

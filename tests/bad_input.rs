@@ -114,7 +114,7 @@ fn build(node: &str, task: TaskId, generator: &str, element: Option<&str>) -> Bu
     BuildData {
         node_name: node.into(),
         task_id: task,
-        collected_date: Some(drydock_state::now()),
+        collected_date: Some(drydock_state::backend::now()),
         generator: generator.into(),
         data_format: "text/plain".into(),
         data_element: element.map(str::to_string),
@@ -1492,7 +1492,7 @@ async fn metacharacters_verbatim(backend: Backend) {
     let mut ids = Vec::new();
     for (i, action) in METACHARACTERS.iter().enumerate() {
         let mut t = NewTask::new(*action).with_status(TaskStatus::Queued);
-        t.created = drydock_state::now() - chrono::Duration::seconds(100 - i as i64);
+        t.created = drydock_state::backend::now() - chrono::Duration::seconds(100 - i as i64);
         t.created_by = Some(format!("{action} ' \" \\ %"));
         t.node_filter = Some(json!({"?": [action], "@>": {"'": action}}));
         store

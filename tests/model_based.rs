@@ -981,7 +981,7 @@ async fn run_case(ops: Vec<Op>) -> std::result::Result<(), TestCaseError> {
     let mut world = World {
         ids: Vec::new(),
         unknown: TaskId(uuid::Uuid::new_v4()),
-        base: drydock_state::now(),
+        base: drydock_state::backend::now(),
         last_term: 1,
         holder: None,
         claims: Vec::new(),

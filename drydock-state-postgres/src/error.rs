@@ -202,8 +202,9 @@ impl<T> OrStore<T> for Result<T, sqlx::Error> {
 pub(crate) trait Named<T> {
     /// A [`Error::NotFound`] (a foreign-key violation) as `entity` `id` not found.
     fn missing_as(self, entity: &'static str, id: impl std::fmt::Display) -> Result<T, Error>;
-    /// A [`Error::Conflict`] (a unique violation) as `entity` `id` already existing.
-    fn duplicate_as(self, entity: &'static str, id: impl std::fmt::Display) -> Result<T, Error>;
+    /// A [`Error::Conflict`] (a unique violation) as the error `exists` makes (one of core's
+    /// constructors, such as [`drydock_state_core::backend::task_exists`]).
+    fn duplicate_as(self, exists: impl FnOnce() -> Error) -> Result<T, Error>;
 }
 
 impl<T> Named<T> for Result<T, Error> {
@@ -214,9 +215,9 @@ impl<T> Named<T> for Result<T, Error> {
         })
     }
 
-    fn duplicate_as(self, entity: &'static str, id: impl std::fmt::Display) -> Result<T, Error> {
+    fn duplicate_as(self, exists: impl FnOnce() -> Error) -> Result<T, Error> {
         self.map_err(|e| match e {
-            Error::Conflict(_) => Error::Conflict(format!("{entity} {id} already exists")),
+            Error::Conflict(_) => exists(),
             other => other,
         })
     }
@@ -461,12 +462,14 @@ mod tests {
         ));
         let e = Err::<(), _>(classify("op", answer("23505")));
         assert_eq!(
-            e.duplicate_as("task", "abc").unwrap_err().to_string(),
+            e.duplicate_as(|| drydock_state_core::backend::task_exists("abc"))
+                .unwrap_err()
+                .to_string(),
             "conflict: task abc already exists"
         );
         let e = Err::<(), _>(classify("op", answer("23503")));
         assert!(matches!(
-            e.duplicate_as("task", "abc"),
+            e.duplicate_as(|| drydock_state_core::backend::task_exists("abc")),
             Err(Error::NotFound { .. })
         ));
     }

@@ -25,14 +25,9 @@ pub use tasks::PURGE_BATCH_ROOTS;
 pub const URL_SCHEMES: &[&str] = &["postgres", "postgresql"];
 
 /// Registers the PostgreSQL backend under [`URL_SCHEMES`]: opening connects and migrates.
-///
-/// Also submitted to `inventory`; register it explicitly
-/// (`BackendRegistry::register(&drydock_state_postgres::REGISTRATION)`) where this crate might
-/// not be linked otherwise.
-pub const REGISTRATION: BackendRegistration = BackendRegistration {
-    name: "postgres",
-    schemes: URL_SCHEMES,
-    open: |url, config| Box::pin(store::open(url, config)),
-};
+pub const REGISTRATION: BackendRegistration =
+    BackendRegistration::new("postgres", URL_SCHEMES, |url, config| {
+        Box::pin(store::open(url, config))
+    });
 
 inventory::submit! { REGISTRATION }

@@ -325,8 +325,9 @@ impl<T> OrStore<T> for Result<T, sqlx::Error> {
 pub(crate) trait Named<T> {
     /// A [`Error::NotFound`] (a foreign-key violation) as `entity` `id` not found.
     fn missing_as(self, entity: &'static str, id: impl std::fmt::Display) -> Result<T, Error>;
-    /// A [`Error::Conflict`] (a unique violation) as `entity` `id` already existing.
-    fn duplicate_as(self, entity: &'static str, id: impl std::fmt::Display) -> Result<T, Error>;
+    /// A [`Error::Conflict`] (a unique violation) as the error `exists` makes (one of core's
+    /// constructors, such as [`drydock_state_core::backend::task_exists`]).
+    fn duplicate_as(self, exists: impl FnOnce() -> Error) -> Result<T, Error>;
 }
 
 impl<T> Named<T> for Result<T, Error> {
@@ -337,9 +338,9 @@ impl<T> Named<T> for Result<T, Error> {
         })
     }
 
-    fn duplicate_as(self, entity: &'static str, id: impl std::fmt::Display) -> Result<T, Error> {
+    fn duplicate_as(self, exists: impl FnOnce() -> Error) -> Result<T, Error> {
         self.map_err(|e| match e {
-            Error::Conflict(_) => Error::Conflict(format!("{entity} {id} already exists")),
+            Error::Conflict(_) => exists(),
             other => other,
         })
     }
@@ -542,13 +543,13 @@ mod tests {
         ));
         assert_eq!(
             named(2067)
-                .duplicate_as("task", "t")
+                .duplicate_as(|| drydock_state_core::backend::task_exists("t"))
                 .unwrap_err()
                 .to_string(),
             "conflict: task t already exists"
         );
         assert!(matches!(
-            named(275).duplicate_as("task", "t"),
+            named(275).duplicate_as(|| drydock_state_core::backend::task_exists("t")),
             Err(Error::Backend { .. })
         ));
         assert!(classify("x", sqlx::Error::PoolTimedOut).is_retryable());

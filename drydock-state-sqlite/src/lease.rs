@@ -1,7 +1,8 @@
 //! [`InstanceLock`] on SQLite: the single-row leader lease, judged by the database's clock.
 
 use async_trait::async_trait;
-use drydock_state_core::{validate_instance_id, InstanceLock, Lease, LeaseOutcome, Result};
+use drydock_state_core::backend::validate_instance_id;
+use drydock_state_core::{InstanceLock, Lease, LeaseOutcome, Result};
 
 use crate::error::OrStore;
 use crate::queries;

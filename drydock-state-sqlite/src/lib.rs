@@ -29,10 +29,9 @@ pub const URL_SCHEMES: &[&str] = &["sqlite"];
 /// Also submitted to `inventory`; register it explicitly
 /// (`BackendRegistry::register(&drydock_state_sqlite::REGISTRATION)`) where this crate might not
 /// be linked otherwise.
-pub const REGISTRATION: BackendRegistration = BackendRegistration {
-    name: "sqlite",
-    schemes: URL_SCHEMES,
-    open: |url, config| Box::pin(store::open(url, config)),
-};
+pub const REGISTRATION: BackendRegistration =
+    BackendRegistration::new("sqlite", URL_SCHEMES, |url, config| {
+        Box::pin(store::open(url, config))
+    });
 
 inventory::submit! { REGISTRATION }

@@ -5,14 +5,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use drydock_state_core::memory::{
-    orphan_message, purge_cutoff, purge_keeps, refuse_new_work_under, terminated_status, Recovery,
-    ORPHAN_FAILURE_REASON,
+use drydock_state_core::backend::{
+    no_nul, orphan_message, purge_cutoff, purge_keeps, refuse_new_work_under, task_exists,
+    terminated_status, Recovery, ORPHAN_FAILURE_REASON,
 };
 use drydock_state_core::{
-    lease_not_held, no_nul, Claim, ClaimRequest, Error, NewMessage, NewTask, OrphanPolicy,
-    PurgeReport, Result, ResultDetails, ResultMessage, SubtaskFilter, Task, TaskFilter, TaskId,
-    TaskStatus, TaskStore, TaskUpdate, TreeNode,
+    lease_not_held, Claim, ClaimRequest, Error, NewMessage, NewTask, OrphanPolicy, PurgeReport,
+    Result, ResultDetails, ResultMessage, SubtaskFilter, Task, TaskFilter, TaskId, TaskStatus,
+    TaskStore, TaskUpdate, TreeNode,
 };
 use sqlx::sqlite::SqliteConnection;
 
@@ -116,7 +116,7 @@ impl TaskStore for SqliteStore {
             .fetch_one(&self.pool)
             .await
             .or_store("create_task")
-            .duplicate_as("task", task.task_id)
+            .duplicate_as(|| task_exists(task.task_id))
             .missing_as("parent task", parent_id(task.parent_task_id))?;
         let stored = row.into_task()?;
         self.wake_if_queued(stored.status);

@@ -8,7 +8,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use drydock_state_core::{now, ClaimRequest, NewTask, TaskFilter, TaskId, TaskStatus, TaskStore};
+use drydock_state_core::backend::now;
+use drydock_state_core::{ClaimRequest, NewTask, TaskFilter, TaskId, TaskStatus, TaskStore};
 
 /// Queues `n` tasks of `action` with `creators` concurrent creators; task `i` is created an
 /// hour ago plus `i` ms, so the oldest is claimed first. Returns their ids.

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::{kit_config, with_grace, StoreFactory};
+use crate::backend::now;
 use crate::error::Error;
 use crate::model::*;
 use crate::store::StateStore;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::{kit_config, StoreFactory};
+use crate::backend::now;
 use crate::model::*;
 use crate::store::StateStore;
 
