@@ -78,6 +78,7 @@ pub const DESIGN_FEATURES: &[(&str, &str)] = &[
 /// The backends compiled into this program: those of the enabled features, named explicitly
 /// so they are linked, plus any a third-party crate submitted through `inventory`.
 pub fn backends() -> Result<BackendRegistry> {
+    #[allow(unused_mut)]
     let mut registry = BackendRegistry::from_inventory()?;
     #[cfg(feature = "memory")]
     registry.register(&drydock_state_core::memory::REGISTRATION)?;
