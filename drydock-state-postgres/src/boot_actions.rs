@@ -75,28 +75,28 @@ impl BootActionStore for PgStore {
     ) -> Result<BootAction> {
         details.iter().try_for_each(NewMessage::validate)?;
         const OP: &str = "set_boot_action_status";
-        // One transaction: the action locked, checked, updated, and the messages appended to
-        // its task; a refusal rolls back (the transaction is dropped) with nothing written.
+        // One transaction: the action locked and updated in one statement, which returns the
+        // status it had; then checked, and the messages appended to its task. A refusal rolls
+        // back (the transaction is dropped) with nothing written.
         let mut tx = self.pool.begin().await.or_store(OP)?;
-        let row = queries::query(queries::LOCK_BOOT_ACTION)
+        let row = queries::query(queries::SET_BOOT_ACTION_STATUS)
             .bind(&id.as_bytes()[..])
+            .bind(status.as_str())
             .fetch_optional(&mut *tx)
             .await
             .or_store(OP)?;
         let Some(row) = row else {
             return Err(Error::not_found("boot action", id));
         };
-        let action = rows::boot_action(&row)?;
+        let stored = rows::boot_action(&row)?;
+        let action = BootAction {
+            action_status: rows::previous_status(&row)?,
+            ..stored.clone()
+        };
         if action.action_status.is_final() {
+            // Dropping the transaction rolls the write back.
             return Err(action.finalized(status));
         }
-        let row = queries::query(queries::SET_BOOT_ACTION_STATUS)
-            .bind(&id.as_bytes()[..])
-            .bind(status.as_str())
-            .fetch_one(&mut *tx)
-            .await
-            .or_store(OP)?;
-        let stored = rows::boot_action(&row)?;
         let mut notes = MessageBatch::default();
         notes.push_message(action.task_id, &action.status_message(status));
         for detail in details {

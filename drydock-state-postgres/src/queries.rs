@@ -656,15 +656,18 @@ SELECT EXISTS (SELECT 1 FROM added) AS added,
 /// `boot_action`: one action by id.
 pub const BOOT_ACTION: &str = "SELECT * FROM drydock.boot_action_status WHERE action_id = $1";
 
-/// `set_boot_action_status`, first in its transaction: the action `$1`, locked until the
-/// transaction ends, so concurrent reports of one action queue up and each sees the status
-/// the previous one wrote.
-pub const LOCK_BOOT_ACTION: &str = "
-SELECT * FROM drydock.boot_action_status WHERE action_id = $1 FOR UPDATE";
-
-/// `set_boot_action_status`, on the locked action `$1`: writes the status `$2`.
+/// `set_boot_action_status`, first in its transaction: writes the status `$2` of action `$1`
+/// and returns the action with the status it had (`previous_status`); no row for an unknown
+/// id. The action is locked first, until the transaction ends, so concurrent reports of one
+/// action queue up and each sees the status the previous one wrote (after the wait, the lock
+/// returns the row as committed); the caller rolls back when that status was final.
 pub const SET_BOOT_ACTION_STATUS: &str = "
-UPDATE drydock.boot_action_status SET action_status = $2 WHERE action_id = $1 RETURNING *";
+WITH old AS MATERIALIZED (
+    SELECT action_id, action_status FROM drydock.boot_action_status
+    WHERE action_id = $1 FOR UPDATE)
+UPDATE drydock.boot_action_status AS s SET action_status = $2
+FROM old WHERE s.action_id = old.action_id
+RETURNING s.*, old.action_status AS previous_status";
 
 /// `boot_actions_for_node`: node `$1`'s actions in id order (`boot_action_status_node_idx`);
 /// ULIDs sort by time and bytea bytewise, so the newest of a repeated name comes last.

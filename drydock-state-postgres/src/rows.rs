@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use drydock_state_core::{
-    BootAction, BootActionContext, BootActionId, BuildData, IdentityKey, Lease, Link, Result,
-    ResultDetails, ResultMessage, Task, TaskId, TaskResult, TreeNode,
+    BootAction, BootActionContext, BootActionId, BootActionStatus, BuildData, IdentityKey, Lease,
+    Link, Result, ResultDetails, ResultMessage, Task, TaskId, TaskResult, TreeNode,
 };
 use sqlx::postgres::PgRow;
 use sqlx::Row;
@@ -128,6 +128,14 @@ pub(crate) fn boot_action(row: &PgRow) -> Result<BootAction> {
             .parse()
             .map_err(|e| crate::error::corrupt("boot action status", e))?,
     })
+}
+
+/// The `previous_status` of a row of [`crate::queries::SET_BOOT_ACTION_STATUS`].
+pub(crate) fn previous_status(row: &PgRow) -> Result<BootActionStatus> {
+    let status: String = col(row, "previous_status")?;
+    status
+        .parse()
+        .map_err(|e| crate::error::corrupt("boot action status", e))
 }
 
 fn identity_key(row: &PgRow) -> Result<IdentityKey> {
