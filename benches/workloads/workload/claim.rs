@@ -1,0 +1,221 @@
+//! W5 and the enqueue-to-claim latency: draining the queue with one and with eight claimers,
+//! and how soon a waiting claimer gets a task just queued.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use drydock_state::{ClaimRequest, Config, NewTask, StateStore, TaskStatus};
+use serde_json::json;
+
+use crate::baseline::Baselines;
+use crate::measure::{count_statements, create_many, rate};
+use crate::report::{round3, Figure};
+use crate::BenchResult;
+
+/// What one drain measured.
+struct Drained {
+    claims_per_s: f64,
+    duplicates: usize,
+    unclaimed: usize,
+    /// Mean latency of one `claim_next` call that claimed a task, and of one completion.
+    claim_ms: f64,
+    complete_ms: f64,
+}
+
+/// Drains the `n` queued tasks of `action` with `claimers` concurrent claimers, each claiming
+/// then marking complete under its claim (the guarded write a worker makes).
+async fn drain(
+    store: Arc<dyn StateStore>,
+    n: usize,
+    action: &'static str,
+    claimers: usize,
+) -> Drained {
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for w in 0..claimers {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            let request = ClaimRequest::new(format!("bench-{w}")).actions([action]);
+            let mut mine = Vec::new();
+            let (mut claiming, mut completing) = (Duration::ZERO, Duration::ZERO);
+            loop {
+                let at = Instant::now();
+                let Some(t) = store.claim_next(&request).await.expect("claim") else {
+                    break;
+                };
+                let claimed = Instant::now();
+                let guard = t.claim().expect("a claimed task carries its claim");
+                store
+                    .set_status(t.task_id, TaskStatus::Complete, Some(&guard))
+                    .await
+                    .expect("complete");
+                claiming += claimed - at;
+                completing += claimed.elapsed();
+                mine.push(t.task_id);
+            }
+            (mine, claiming, completing)
+        }));
+    }
+    let mut all = Vec::new();
+    let (mut claiming, mut completing) = (Duration::ZERO, Duration::ZERO);
+    for h in handles {
+        let (mine, c, d) = h.await.expect("claimer");
+        all.extend(mine);
+        claiming += c;
+        completing += d;
+    }
+    let elapsed = started.elapsed();
+    let unique: HashSet<_> = all.iter().collect();
+    let per_call = |d: Duration| d.as_secs_f64() * 1e3 / all.len().max(1) as f64;
+    Drained {
+        claims_per_s: rate(all.len(), elapsed),
+        duplicates: all.len() - unique.len(),
+        unclaimed: n - unique.len(),
+        claim_ms: per_call(claiming),
+        complete_ms: per_call(completing),
+    }
+}
+
+/// W5: the two drains, and the statements of one claim and its completion.
+pub struct W5 {
+    one: Drained,
+    eight: Drained,
+    statements: u64,
+    counted: usize,
+}
+
+pub async fn w5_claim(store: &Arc<dyn StateStore>, s: usize) -> W5 {
+    eprintln!("W5 claim...");
+    let n = 2000 / s;
+    create_many(store, n, "bench_w5a", TaskStatus::Queued).await;
+    let w5_1 = drain(store.clone(), n, "bench_w5a", 1).await;
+    // The statements of a claim and a completion, counted on a drain of their own (untimed).
+    let counted = 100 / s.min(10);
+    create_many(store, counted, "bench_w5c", TaskStatus::Queued).await;
+    let (_, w5_1_statements) =
+        count_statements(drain(store.clone(), counted, "bench_w5c", 1)).await;
+    create_many(store, n, "bench_w5b", TaskStatus::Queued).await;
+    let w5_8 = drain(store.clone(), n, "bench_w5b", 8).await;
+    W5 {
+        one: w5_1,
+        eight: w5_8,
+        statements: w5_1_statements,
+        counted,
+    }
+}
+
+impl W5 {
+    pub fn figures(&self, base: &Baselines) -> Vec<Figure> {
+        let (w5_1, w5_8) = (&self.one, &self.eight);
+        vec![
+            Figure::rate(
+                "W5_claim_1",
+                w5_1.claims_per_s,
+                "claims/s",
+                "update_c1",
+                base.update_c1,
+            )
+            .with("duplicates", json!(w5_1.duplicates))
+            .with("unclaimed", json!(w5_1.unclaimed))
+            .with(
+                "statements_per_claim",
+                json!(self.statements as f64 / self.counted as f64),
+            )
+            .with("claim_ms", json!(round3(w5_1.claim_ms)))
+            .with("complete_ms", json!(round3(w5_1.complete_ms)))
+            .target("0 duplicates", |_| {
+                w5_1.duplicates == 0 && w5_1.unclaimed == 0
+            }),
+            Figure::rate(
+                "W5_claim_8",
+                w5_8.claims_per_s,
+                "claims/s",
+                "update_c8",
+                base.update_c8,
+            )
+            .with("duplicates", json!(w5_8.duplicates))
+            .with("unclaimed", json!(w5_8.unclaimed))
+            .with("claim_ms", json!(round3(w5_8.claim_ms)))
+            .with("complete_ms", json!(round3(w5_8.complete_ms)))
+            .target(">= 0.5 x update_c8, 0 duplicates", |f| {
+                f.at_least(0.5) && w5_8.duplicates == 0 && w5_8.unclaimed == 0
+            }),
+        ]
+    }
+}
+
+/// The enqueue-to-claim latencies, in seconds, sorted.
+pub struct Latency {
+    latencies: Vec<f64>,
+}
+
+/// One claimer waits for queued tasks (`wait_for_queued`, as an idle orchestrator does); each
+/// round queues one task and measures until the claimer has it.
+pub async fn latency(
+    store: &Arc<dyn StateStore>,
+    s: usize,
+    config: &Config,
+) -> BenchResult<Latency> {
+    eprintln!("enqueue-to-claim latency...");
+    let rounds = 200 / s.min(4);
+    // The PostgreSQL store starts its LISTEN connection on the first wait; a claimer that has
+    // run for a while has it, so start it before measuring.
+    store.wait_for_queued(Duration::from_millis(1)).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let claimer = {
+        let store = store.clone();
+        let poll = config.leader.poll_interval;
+        tokio::spawn(async move {
+            let request = ClaimRequest::new("bench-latency").actions(["bench_latency"]);
+            let mut claimed = 0;
+            while claimed < rounds {
+                match store.claim_next(&request).await.expect("claim") {
+                    Some(t) => {
+                        claimed += 1;
+                        let _ = tx.send((t.task_id, Instant::now()));
+                    }
+                    None => store.wait_for_queued(poll).await.expect("wait"),
+                }
+            }
+        })
+    };
+    let mut latencies = Vec::new();
+    for _ in 0..rounds {
+        // Enqueue only once the claimer is waiting, as an idle orchestrator is.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let t = NewTask::new("bench_latency").with_status(TaskStatus::Queued);
+        let enqueued = Instant::now();
+        store.create_task(&t).await?;
+        let (id, at) = rx.recv().await.expect("claimed");
+        assert_eq!(id, t.task_id);
+        latencies.push(at.duration_since(enqueued).as_secs_f64());
+    }
+    claimer.await?;
+    latencies.sort_by(f64::total_cmp);
+    Ok(Latency { latencies })
+}
+
+impl Latency {
+    pub fn figures(&self, _: &Baselines) -> Vec<Figure> {
+        let latencies = &self.latencies;
+        let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
+        vec![
+            Figure::seconds(
+                "latency_enqueue_claim_p50",
+                pct(0.5),
+                "drydock_poll_10s",
+                10.0,
+            )
+            .with("samples", json!(latencies.len()))
+            .target("<= 5 ms", |f| f.value <= 0.005),
+            Figure::seconds(
+                "latency_enqueue_claim_p99",
+                pct(0.99),
+                "drydock_poll_10s",
+                10.0,
+            )
+            .with("samples", json!(latencies.len())),
+        ]
+    }
+}
