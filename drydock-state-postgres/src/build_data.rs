@@ -4,19 +4,19 @@ use async_trait::async_trait;
 use drydock_state_core::{BuildData, BuildDataQuery, BuildStore, Claim, Result, TaskId, Verbosity};
 use uuid::Uuid;
 
-use crate::error::db_error;
+use crate::error::OrStore;
 use crate::guard;
 use crate::store::PgStore;
 use crate::{queries, rows};
 
 #[async_trait]
 impl BuildStore for PgStore {
-    #[tracing::instrument(skip_all, fields(task_id = %data.task_id, generator = %data.generator, guarded = guard.is_some()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(task_id = %data.task_id, generator = %data.generator, guarded = guard.is_some()))]
     async fn record_build_data(&self, data: &BuildData, guard: Option<&Claim>) -> Result<()> {
         data.validate()?;
         guard::validate(guard)?;
-        let op = db_error("record_build_data", "build_data.data_element");
-        let Some(claim) = guard else {
+        const OP: &str = "record_build_data";
+        if guard.is_none() {
             queries::query(queries::RECORD_BUILD_DATA)
                 .bind(&data.node_name)
                 .bind(data.task_id.0)
@@ -26,11 +26,11 @@ impl BuildStore for PgStore {
                 .bind(&data.data_element)
                 .execute(&self.pool)
                 .await
-                .map_err(op)?;
+                .or_store(OP)?;
             return Ok(());
-        };
+        }
         let (by, term, attempt) = guard::binds(guard);
-        for _ in 0..guard::ATTEMPTS {
+        let write = || async move {
             let done = queries::query(queries::RECORD_BUILD_DATA_GUARDED)
                 .bind(&data.node_name)
                 .bind(data.task_id.0)
@@ -43,21 +43,14 @@ impl BuildStore for PgStore {
                 .bind(attempt)
                 .execute(&self.pool)
                 .await
-                .map_err(&op)?;
-            if done.rows_affected() == 1 {
-                return Ok(());
-            }
-            let stored = self
-                .refused_write("record_build_data", data.task_id, guard, None)
-                .await?;
-            if let Some(refused) = stored.guard_error(Some(claim)) {
-                return Err(refused);
-            }
-        }
-        Err(guard::kept_changing("record_build_data", data.task_id))
+                .or_store(OP)?;
+            Ok((done.rows_affected() == 1).then_some(()))
+        };
+        self.guarded(OP, data.task_id, guard, write, |_| Ok(None))
+            .await
     }
 
-    #[tracing::instrument(skip_all, fields(tasks = tasks.len(), verbosity = ?verbosity))]
+    #[tracing::instrument(level = "debug", skip_all, fields(tasks = tasks.len(), verbosity = ?verbosity))]
     async fn build_data_of_tasks(
         &self,
         tasks: &[TaskId],
@@ -72,11 +65,11 @@ impl BuildStore for PgStore {
             .bind(verbosity == Verbosity::Full)
             .fetch_all(&self.pool)
             .await
-            .map_err(db_error("build_data_of_tasks", "task_id"))?;
+            .or_store("build_data_of_tasks")?;
         rows.iter().map(rows::build_data).collect()
     }
 
-    #[tracing::instrument(skip_all, fields(task_id = ?query.task_id, latest = query.latest))]
+    #[tracing::instrument(level = "debug", skip_all, fields(task_id = ?query.task_id, latest = query.latest))]
     async fn build_data(&self, query: &BuildDataQuery) -> Result<Vec<BuildData>> {
         query.validate()?;
         let full = query.verbosity == Verbosity::Full;
@@ -111,7 +104,7 @@ impl BuildStore for PgStore {
         let rows = statement
             .fetch_all(&self.pool)
             .await
-            .map_err(db_error("build_data", "build_data.node_name"))?;
+            .or_store("build_data")?;
         rows.iter().map(rows::build_data).collect()
     }
 }

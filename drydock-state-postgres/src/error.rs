@@ -155,14 +155,10 @@ pub(crate) fn failure(e: &sqlx::Error) -> DatabaseFailure {
     }
 }
 
-/// Maps a failure of operation `op`. `field` names the input a refusal of text (22021, 22P05)
-/// is blamed on. A foreign-key violation (23503) is reported as a missing task; callers that
-/// know which one override it with [`missing`].
-pub(crate) fn db_error(op: &'static str, field: &'static str) -> impl Fn(sqlx::Error) -> Error {
-    move |e| classify(op, field, e)
-}
-
-fn classify(op: &'static str, field: &'static str, e: sqlx::Error) -> Error {
+/// How a sqlx error is reported by the operation `op` (a store method name). A foreign-key
+/// violation (23503) is reported as a missing task and a unique violation as a conflict;
+/// callers that know which row name it with [`Named`].
+pub(crate) fn classify(op: &'static str, e: sqlx::Error) -> Error {
     let class = match (&e, sqlx_kind(&e)) {
         (_, Some(kind)) => row_for_sqlx(kind).1,
         (sqlx::Error::Database(db), None) => row_for_state(db.code().as_deref().unwrap_or("")).1,
@@ -176,10 +172,54 @@ fn classify(op: &'static str, field: &'static str, e: sqlx::Error) -> Error {
         Class::Conflict => Error::conflict(Entity::Row, format!("(in {op})"), failure.message()),
         Class::MissingRow => Error::not_found(Entity::Task, "(a referenced task)"),
         Class::UnstorableText => Error::invalid(
-            field,
-            "contains text PostgreSQL cannot store (a NUL byte or an untranslatable character)",
+            "text",
+            format!(
+                "{op}: contains text PostgreSQL cannot store (a NUL byte or an untranslatable \
+                 character)"
+            ),
         ),
         Class::Permanent => Error::backend(message, failure),
+    }
+}
+
+/// Classifies in place: a sqlx result gets `.or_store("create_task")`, its error
+/// [`classify`]d for that operation.
+pub(crate) trait OrStore<T> {
+    /// The result with its sqlx error classified for operation `op`.
+    fn or_store(self, op: &'static str) -> Result<T, Error>;
+}
+
+impl<T> OrStore<T> for Result<T, sqlx::Error> {
+    fn or_store(self, op: &'static str) -> Result<T, Error> {
+        self.map_err(|e| classify(op, e))
+    }
+}
+
+/// Names what a classified failure is about, where the caller knows it better than the
+/// database: a foreign-key violation becomes the missing entity the caller names, a unique
+/// violation the entity that already exists (the constraint's name is ours, not the caller's
+/// business). Any other error is returned as is.
+pub(crate) trait Named<T> {
+    /// A [`Error::NotFound`] (a foreign-key violation) as `entity` `id` not found.
+    fn missing_as(self, entity: Entity, id: impl std::fmt::Display) -> Result<T, Error>;
+    /// A [`Error::Conflict`] (a unique violation) as the error `exists` makes (one of core's
+    /// constructors, such as [`drydock_state_core::backend::task_exists`]).
+    fn duplicate_as(self, exists: impl FnOnce() -> Error) -> Result<T, Error>;
+}
+
+impl<T> Named<T> for Result<T, Error> {
+    fn missing_as(self, entity: Entity, id: impl std::fmt::Display) -> Result<T, Error> {
+        self.map_err(|e| match e {
+            Error::NotFound { .. } => Error::not_found(entity, id),
+            other => other,
+        })
+    }
+
+    fn duplicate_as(self, exists: impl FnOnce() -> Error) -> Result<T, Error> {
+        self.map_err(|e| match e {
+            Error::Conflict { .. } => exists(),
+            other => other,
+        })
     }
 }
 
@@ -189,7 +229,7 @@ pub(crate) fn migrate_error(e: sqlx::migrate::MigrateError) -> Error {
     use sqlx::migrate::MigrateError;
     match e {
         MigrateError::Execute(inner) | MigrateError::ExecuteMigration(inner, _) => {
-            classify("migrate", "database", inner)
+            classify("migrate", inner)
         }
         other => Error::Backend {
             message: format!("migrate: {other}"),
@@ -202,25 +242,6 @@ pub(crate) fn migrate_error(e: sqlx::migrate::MigrateError) -> Error {
 /// sqlx error is not kept (see the module's documentation).
 pub(crate) fn decode_error(column: &str, e: &sqlx::Error) -> Error {
     Error::backend(format!("reading column {column}"), failure(e))
-}
-
-/// Replaces the generic "referenced task not found" of a foreign-key violation with the
-/// entity and id the caller knows; any other error is returned as is.
-pub(crate) fn missing(entity: Entity, id: impl std::fmt::Display) -> impl Fn(Error) -> Error {
-    move |e| match e {
-        Error::NotFound { .. } => Error::not_found(entity, &id),
-        other => other,
-    }
-}
-
-/// Replaces the database's wording of a unique violation with the entity and id the caller
-/// knows (the constraint name is ours, not the caller's business); any other error is
-/// returned as is.
-pub(crate) fn duplicate(entity: Entity, id: impl std::fmt::Display) -> impl Fn(Error) -> Error {
-    move |e| match e {
-        Error::Conflict { .. } => Error::already_exists(entity, &id),
-        other => other,
-    }
 }
 
 /// A stored value this crate cannot read back: corrupt data or a schema it does not know.
@@ -329,7 +350,7 @@ mod tests {
             Class::Conflict => matches!(e, Error::Conflict { .. }) && !e.is_retryable(),
             Class::MissingRow => matches!(e, Error::NotFound { .. }) && !e.is_retryable(),
             Class::UnstorableText => {
-                matches!(e, Error::InvalidInput { field, .. } if field == "task.action")
+                matches!(e, Error::InvalidInput { field, .. } if field == "text")
                     && !e.is_retryable()
             }
             Class::Permanent => matches!(e, Error::Backend { .. }) && !e.is_retryable(),
@@ -353,7 +374,7 @@ mod tests {
                 On::Sqlx(kind) => (row_for_sqlx(kind), example(kind)),
             };
             assert_eq!(found, row, "{on:?}");
-            let e = classify("op", "task.action", e);
+            let e = classify("op", e);
             assert_class(&e, *class, &format!("{on:?}"));
             let mut source = e.source();
             while let Some(s) = source {
@@ -394,22 +415,22 @@ mod tests {
             "40001", "40P01", "53300",
         ] {
             assert_eq!(row_for_state(code).1, Class::Transient, "{code}");
-            assert!(classify("op", "f", answer(code)).is_retryable(), "{code}");
+            assert!(classify("op", answer(code)).is_retryable(), "{code}");
         }
         for code in [
             "23505", "23503", "22021", "42P01", "XX000", "25P02", "55000", "57000", "", "08",
         ] {
             assert_ne!(row_for_state(code).1, Class::Transient, "{code}");
-            assert!(!classify("op", "f", answer(code)).is_retryable(), "{code}");
+            assert!(!classify("op", answer(code)).is_retryable(), "{code}");
         }
         for kind in [SqlxKind::PoolClosed, SqlxKind::Tls] {
-            let e = classify("op", "f", example(kind));
+            let e = classify("op", example(kind));
             assert!(
                 matches!(e, Error::Backend { .. }) && !e.is_retryable(),
                 "{e:?}"
             );
         }
-        assert!(classify("op", "f", sqlx::Error::PoolTimedOut).is_retryable());
+        assert!(classify("op", sqlx::Error::PoolTimedOut).is_retryable());
     }
 
     /// What is kept of a server's answer is its SQLSTATE and primary message: never the
@@ -417,7 +438,7 @@ mod tests {
     #[test]
     fn the_detail_is_never_kept() {
         for code in ["23514", "57014", "23505", "P0001"] {
-            let e = classify("create_task", "task", answer(code));
+            let e = classify("create_task", answer(code));
             let chain = whole_chain(&e);
             assert!(!chain.contains("Pw-Unit-9"), "{code}: {chain}");
             if !matches!(e, Error::Conflict { .. } | Error::NotFound { .. }) {
@@ -430,10 +451,26 @@ mod tests {
     }
 
     #[test]
-    fn missing_names_the_entity() {
-        let e = missing(Entity::ParentTask, "abc")(Error::not_found(Entity::Task, "x"));
+    fn named_errors_name_the_entity() {
+        let missing = || Err::<(), _>(classify("op", answer("23503")));
+        let e = missing().missing_as(Entity::ParentTask, "abc").unwrap_err();
         assert_eq!(e.to_string(), "parent task not found: abc");
-        let e = missing(Entity::ParentTask, "abc")(Error::conflict(Entity::Row, "(in x)", "c"));
-        assert!(matches!(e, Error::Conflict { .. }));
+        let e = Err::<(), _>(classify("op", answer("23505")));
+        assert!(matches!(
+            e.missing_as(Entity::ParentTask, "abc"),
+            Err(Error::Conflict { .. })
+        ));
+        let e = Err::<(), _>(classify("op", answer("23505")));
+        assert_eq!(
+            e.duplicate_as(|| drydock_state_core::backend::task_exists("abc"))
+                .unwrap_err()
+                .to_string(),
+            "task abc already exists"
+        );
+        let e = Err::<(), _>(classify("op", answer("23503")));
+        assert!(matches!(
+            e.duplicate_as(|| drydock_state_core::backend::task_exists("abc")),
+            Err(Error::NotFound { .. })
+        ));
     }
 }

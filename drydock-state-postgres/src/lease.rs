@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use drydock_state_core::{InstanceLock, Lease, LeaseOutcome, Result};
 
-use crate::error::db_error;
+use crate::error::OrStore;
 use crate::store::PgStore;
 use crate::{queries, rows};
 
@@ -23,7 +23,7 @@ impl PgStore {
             .bind(self.grace_micros)
             .fetch_optional(&self.pool)
             .await
-            .map_err(db_error(op, "instance_id"))?;
+            .or_store(op)?;
         match row {
             Some(row) => Ok(LeaseOutcome::Held(rows::lease(&row)?)),
             None => Ok(LeaseOutcome::Denied(self.live_lease().await?)),
@@ -34,37 +34,37 @@ impl PgStore {
         let row = queries::query(queries::CURRENT_LEASE)
             .fetch_optional(&self.pool)
             .await
-            .map_err(db_error("current_lease", "instance_id"))?;
+            .or_store("current_lease")?;
         row.as_ref().map(rows::lease).transpose()
     }
 }
 
 #[async_trait]
 impl InstanceLock for PgStore {
-    #[tracing::instrument(skip_all, fields(instance_id = %instance_id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(instance_id = %instance_id))]
     async fn claim_lease(&self, instance_id: &str) -> Result<LeaseOutcome> {
         self.take_lease("claim_lease", queries::CLAIM_LEASE, instance_id)
             .await
     }
 
-    #[tracing::instrument(skip_all, fields(instance_id = %instance_id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(instance_id = %instance_id))]
     async fn renew_lease(&self, instance_id: &str) -> Result<LeaseOutcome> {
         self.take_lease("renew_lease", queries::RENEW_LEASE, instance_id)
             .await
     }
 
-    #[tracing::instrument(skip_all, fields(instance_id = %instance_id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(instance_id = %instance_id))]
     async fn release_lease(&self, instance_id: &str) -> Result<bool> {
         drydock_state_core::backend::validate_instance_id("instance_id", instance_id)?;
         let done = queries::query(queries::RELEASE_LEASE)
             .bind(instance_id)
             .execute(&self.pool)
             .await
-            .map_err(db_error("release_lease", "instance_id"))?;
+            .or_store("release_lease")?;
         Ok(done.rows_affected() == 1)
     }
 
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn current_lease(&self) -> Result<Option<Lease>> {
         self.live_lease().await
     }

@@ -3,12 +3,13 @@
 
 mod boot_actions;
 mod build_data;
+mod config;
 mod error;
 mod guard;
 mod lease;
 mod messages;
 pub mod migrate;
-pub mod queries;
+mod queries;
 mod rows;
 mod sql;
 mod store;

@@ -6,7 +6,7 @@ use drydock_state_core::{Claim, Error, MessageStore, NewMessage, Result, ResultM
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::error::{db_error, missing};
+use crate::error::{Named, OrStore};
 use crate::guard;
 use crate::store::PgStore;
 use crate::tasks::json_text;
@@ -57,7 +57,7 @@ impl MessageBatch {
             .bind(&self.extras)
             .fetch_all(conn)
             .await
-            .map_err(db_error("append_messages", "message.message"))?;
+            .or_store("append_messages")?;
         sorted(&rows)
     }
 
@@ -79,19 +79,20 @@ impl MessageBatch {
             .bind(task.0)
             .fetch_all(conn)
             .await
-            .map_err(db_error("append_messages", "message.message"))?;
+            .or_store("append_messages")?;
         sorted(&rows)
     }
 
-    /// Inserts them all for `task` in one statement guarded by `guard`, in the order pushed;
-    /// `None` (nothing inserted) when the task is missing or the guard does not hold.
+    /// Inserts them all for `task` in one statement guarded by `guard`, in the order pushed,
+    /// and returns them as stored; none (nothing inserted) when the task is missing or the
+    /// guard does not hold.
     pub(crate) async fn append_guarded(
         &self,
         pool: &PgPool,
         task: TaskId,
-        guard: &Claim,
-    ) -> Result<Option<Vec<ResultMessage>>> {
-        let (by, term, attempt) = guard::binds(Some(guard));
+        guard: Option<&Claim>,
+    ) -> Result<Vec<ResultMessage>> {
+        let (by, term, attempt) = guard::binds(guard);
         let rows = queries::query(queries::APPEND_MESSAGES_GUARDED)
             .bind(&self.task_ids)
             .bind(&self.texts)
@@ -105,11 +106,8 @@ impl MessageBatch {
             .bind(attempt)
             .fetch_all(pool)
             .await
-            .map_err(db_error("append_messages", "message.message"))?;
-        if rows.is_empty() {
-            return Ok(None);
-        }
-        sorted(&rows).map(Some)
+            .or_store("append_messages")?;
+        sorted(&rows)
     }
 }
 
@@ -120,116 +118,98 @@ fn sorted(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<ResultMessage>> {
     Ok(stored)
 }
 
-impl PgStore {
-    /// Why a guarded append changed nothing: `NotFound`, another claim or a lost lease; `Ok`
-    /// when the guard holds now (the task changed in between, so the append is tried again).
-    async fn refused_append(&self, task: TaskId, guard: &Claim) -> Result<()> {
-        let stored = self
-            .refused_write("append_messages", task, Some(guard), None)
-            .await?;
-        stored.guard_error(Some(guard)).map_or(Ok(()), Err)
-    }
-}
-
 #[async_trait]
 impl MessageStore for PgStore {
-    #[tracing::instrument(skip_all, fields(task_id = %task, guarded = guard.is_some()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task, guarded = guard.is_some()))]
     async fn append_message(
         &self,
         task: TaskId,
         message: &NewMessage,
         guard: Option<&Claim>,
     ) -> Result<ResultMessage> {
+        const OP: &str = "append_message";
         message.validate()?;
         guard::validate(guard)?;
-        let Some(guard) = guard else {
+        let extra = &json_text(&message.extra);
+        if guard.is_none() {
             let row = queries::query(queries::APPEND_MESSAGE)
                 .bind(task.0)
                 .bind(&message.message)
                 .bind(message.error)
                 .bind(&message.context_type)
                 .bind(&message.context)
-                .bind(json_text(&message.extra))
+                .bind(extra)
                 .fetch_one(&self.pool)
                 .await
-                .map_err(db_error("append_message", "message.message"))
-                .map_err(missing(Entity::Task, task))?;
+                .or_store(OP)
+                .missing_as(Entity::Task, task)?;
             return rows::message(&row);
-        };
-        let (by, term, attempt) = guard::binds(Some(guard));
-        for _ in 0..guard::ATTEMPTS {
+        }
+        let (by, term, attempt) = guard::binds(guard);
+        let write = || async move {
             let row = queries::query(queries::APPEND_MESSAGE_GUARDED)
                 .bind(task.0)
                 .bind(&message.message)
                 .bind(message.error)
                 .bind(&message.context_type)
                 .bind(&message.context)
-                .bind(json_text(&message.extra))
+                .bind(extra)
                 .bind(by)
                 .bind(term)
                 .bind(attempt)
                 .fetch_optional(&self.pool)
                 .await
-                .map_err(db_error("append_message", "message.message"))?;
-            if let Some(row) = row {
-                return rows::message(&row);
-            }
-            self.refused_append(task, guard).await?;
-        }
-        Err(guard::kept_changing("append_message", task))
+                .or_store(OP)?;
+            row.as_ref().map(rows::message).transpose()
+        };
+        self.guarded(OP, task, guard, write, |_| Ok(None)).await
     }
 
-    #[tracing::instrument(skip_all, fields(task_id = %task, count = messages.len(), guarded = guard.is_some()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task, count = messages.len(), guarded = guard.is_some()))]
     async fn append_messages(
         &self,
         task: TaskId,
         messages: &[NewMessage],
         guard: Option<&Claim>,
     ) -> Result<Vec<ResultMessage>> {
+        const OP: &str = "append_messages";
         messages.iter().try_for_each(NewMessage::validate)?;
         guard::validate(guard)?;
         if messages.is_empty() {
             // Nothing to insert, but an unknown task or a refused guard is still an error,
             // as for a non-empty batch.
-            return match guard {
-                Some(guard) => self.refused_append(task, guard).await.map(|()| Vec::new()),
-                None => match self.task_exists(task).await? {
-                    true => Ok(Vec::new()),
-                    false => Err(Error::not_found(Entity::Task, task)),
-                },
+            if guard.is_some() {
+                let stored = self.refused_write(OP, task, guard).await?;
+                return stored.guard_error(guard).map_or(Ok(Vec::new()), Err);
+            }
+            return match self.task_exists(task, OP).await? {
+                true => Ok(Vec::new()),
+                false => Err(Error::not_found(Entity::Task, task)),
             };
         }
         let mut batch = MessageBatch::default();
         for m in messages {
             batch.push_message(task, m);
         }
-        let Some(guard) = guard else {
-            let mut conn = self
-                .pool
-                .acquire()
-                .await
-                .map_err(db_error("append_messages", "message.message"))?;
-            return batch
-                .append(&mut conn)
-                .await
-                .map_err(missing(Entity::Task, task));
-        };
-        for _ in 0..guard::ATTEMPTS {
-            if let Some(stored) = batch.append_guarded(&self.pool, task, guard).await? {
-                return Ok(stored);
-            }
-            self.refused_append(task, guard).await?;
+        if guard.is_none() {
+            let mut conn = self.pool.acquire().await.or_store(OP)?;
+            return batch.append(&mut conn).await.missing_as(Entity::Task, task);
         }
-        Err(guard::kept_changing("append_messages", task))
+        let batch = &batch;
+        let write = || async move {
+            let stored = batch.append_guarded(&self.pool, task, guard).await?;
+            Ok((!stored.is_empty()).then_some(stored))
+        };
+        self.guarded(OP, task, guard, write, |_| Ok(None)).await
     }
 
-    #[tracing::instrument(skip_all, fields(task_id = %task))]
+    #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task))]
     async fn messages(&self, task: TaskId) -> Result<Vec<ResultMessage>> {
         let rows = queries::query(queries::MESSAGES_OF_TASK)
             .bind(task.0)
             .fetch_all(&self.pool)
             .await
-            .map_err(db_error("messages", "task_id"))?;
+            .or_store("messages")?;
         rows.iter().map(rows::message).collect()
     }
 }

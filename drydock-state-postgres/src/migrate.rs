@@ -17,10 +17,10 @@
 //! (keyed by database name) is kept too; it only serialises us with other sqlx migrators.
 
 use drydock_state_core::Result;
-use sqlx::migrate::Migrator;
+use sqlx::migrate::{Migrate, Migrator};
 use sqlx::{Connection, PgPool};
 
-use crate::error::db_error;
+use crate::error::OrStore;
 use crate::queries;
 
 /// The migrations of this crate, embedded at compile time from `migrations/`.
@@ -29,43 +29,55 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// The advisory lock key under which drydock-state migrates: the bytes of `"drydock\0"`.
 pub const MIGRATION_LOCK_KEY: i64 = 0x6472_7964_6f63_6b00;
 
-/// Creates the schema `drydock` if needed and applies every pending migration.
-pub(crate) async fn run(pool: &PgPool) -> Result<()> {
+/// Creates the schema `drydock` if needed and applies every pending migration; returns how
+/// many were applied.
+pub(crate) async fn run(pool: &PgPool) -> Result<usize> {
     // A connection of our own, taken out of the pool: its search_path is changed below and
     // it is closed afterwards, releasing the advisory lock with it even if we fail midway.
-    let mut conn = pool
-        .acquire()
-        .await
-        .map_err(db_error("migrate", "database"))?
-        .detach();
+    let mut conn = pool.acquire().await.or_store("migrate")?.detach();
     let outcome = migrate_on(&mut conn).await;
     let closed = conn.close().await;
-    outcome?;
-    closed.map_err(db_error("migrate", "database"))
+    let applied = outcome?;
+    closed.or_store("migrate")?;
+    Ok(applied)
 }
 
-async fn migrate_on(conn: &mut sqlx::PgConnection) -> Result<()> {
+async fn migrate_on(conn: &mut sqlx::PgConnection) -> Result<usize> {
     queries::query(queries::MIGRATION_LOCK)
         .bind(MIGRATION_LOCK_KEY)
         .execute(&mut *conn)
         .await
-        .map_err(db_error("migrate: lock", "database"))?;
+        .or_store("migrate: lock")?;
     queries::query(queries::MIGRATION_CREATE_SCHEMA)
         .execute(&mut *conn)
         .await
-        .map_err(db_error("migrate: create schema", "database"))?;
+        .or_store("migrate: create schema")?;
     queries::query(queries::MIGRATION_SEARCH_PATH)
         .execute(&mut *conn)
         .await
-        .map_err(db_error("migrate: search_path", "database"))?;
+        .or_store("migrate: search_path")?;
+    // What was applied before and after, read under our lock: the difference is this run's.
+    conn.ensure_migrations_table()
+        .await
+        .map_err(crate::error::migrate_error)?;
+    let before = conn
+        .list_applied_migrations()
+        .await
+        .map_err(crate::error::migrate_error)?
+        .len();
     MIGRATOR
         .run_direct(&mut *conn)
         .await
         .map_err(crate::error::migrate_error)?;
+    let after = conn
+        .list_applied_migrations()
+        .await
+        .map_err(crate::error::migrate_error)?
+        .len();
     queries::query(queries::MIGRATION_UNLOCK)
         .bind(MIGRATION_LOCK_KEY)
         .execute(&mut *conn)
         .await
-        .map_err(db_error("migrate: unlock", "database"))?;
-    Ok(())
+        .or_store("migrate: unlock")?;
+    Ok(after.saturating_sub(before))
 }

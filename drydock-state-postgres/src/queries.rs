@@ -138,13 +138,11 @@ pub const GET_TASK: &str = concat!(
 pub const TASK_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM drydock.tasks WHERE task_id = $1)";
 
 /// Why a guarded write changed nothing, asked only then: the task as stored (no row: it does
-/// not exist), whether the guard's instance `$2` holds the live lease with term `$3`, and
-/// whether `$4` (a subtask being added) is already listed.
+/// not exist) and whether the guard's instance `$2` holds the live lease with term `$3`.
 pub const WRITE_REFUSED: &str = "
 SELECT t.*,
        EXISTS (SELECT 1 FROM drydock.active_instance
-               WHERE instance_id = $2 AND term = $3 AND expires_at > now()) AS lease_held,
-       COALESCE($4::uuid = ANY (t.subtask_id_list), false) AS listed
+               WHERE instance_id = $2 AND term = $3 AND expires_at > now()) AS lease_held
 FROM drydock.tasks AS t
 WHERE t.task_id = $1";
 
@@ -269,7 +267,7 @@ LEFT JOIN drydock.tasks AS t ON t.task_id = x.tree_id",
     " ORDER BY l.depth, x.tree_pos"
 );
 
-/// `claim_next`, in one statement. The fence (`$3` NULL = unfenced) share-locks the lease row
+/// `claim_next`, in one statement. The fence (`fence!`; `$3` NULL = unfenced) share-locks the lease row
 /// so no change of holder can commit between the check and the claim; nothing happens
 /// unless it holds. A claim id (`$4`) already carried by a task returns that task as it is
 /// (the caller tells its own re-sent claim from another instance's id) and claims nothing.
@@ -278,11 +276,9 @@ LEFT JOIN drydock.tasks AS t ON t.task_id = x.tree_id",
 /// skipping those other claimers hold, and moved to running with the claim recorded (one
 /// more attempt) on the database's clock. The task comes back with its messages.
 pub const CLAIM_NEXT: &str = concat!(
-    "WITH fence AS MATERIALIZED (
-    SELECT 1 FROM drydock.active_instance
-    WHERE $3::bigint IS NOT NULL AND instance_id = $2 AND term = $3 AND expires_at > now()
-    FOR SHARE
-), go AS MATERIALIZED (
+    "WITH ",
+    fence!(2, 3),
+    ", go AS MATERIALIZED (
     SELECT ($3::bigint IS NULL OR EXISTS (SELECT 1 FROM fence)) AS fenced,
            EXISTS (SELECT 1 FROM drydock.tasks
                    WHERE $4::uuid IS NOT NULL AND claim_id = $4) AS resent
@@ -417,6 +413,20 @@ pub const PURGE_DELETE_MESSAGES: &str =
 /// count (every descendant is in `$1`, so the cascade finds nothing more).
 pub const PURGE_DELETE_TASKS: &str = "DELETE FROM drydock.tasks WHERE task_id = ANY ($1)";
 
+/// The insert of a batch of messages bound as parallel arrays (`$1` task ids, `$2` texts, `$3`
+/// error flags, `$4` context types, `$5` contexts, `$6` extras as JSON text), to be followed
+/// by its `WHERE` (if any), `ORDER BY m.ord` and `RETURNING *`: rows are sequenced in array
+/// order (the ordered subquery is evaluated before the `bigserial` default).
+macro_rules! insert_messages {
+    () => {
+        "
+INSERT INTO drydock.result_message (task_id, message, error, context_type, context, extra)
+SELECT m.task_id, m.message, m.error, m.context_type, m.context, m.extra::json
+FROM unnest($1::uuid[], $2::text[], $3::boolean[], $4::text[], $5::text[], $6::text[])
+     WITH ORDINALITY AS m(task_id, message, error, context_type, context, extra, ord)"
+    };
+}
+
 // ---- messages ---------------------------------------------------------------------------
 
 /// `append_message`: one message, stamped and sequenced by the database.
@@ -427,13 +437,12 @@ RETURNING *";
 
 /// `append_messages` (and `recover_orphans`): many messages in one statement, sequenced in
 /// array order (the ordered subquery is evaluated before the `bigserial` default).
-pub const APPEND_MESSAGES: &str = "
-INSERT INTO drydock.result_message (task_id, message, error, context_type, context, extra)
-SELECT m.task_id, m.message, m.error, m.context_type, m.context, m.extra::json
-FROM unnest($1::uuid[], $2::text[], $3::boolean[], $4::text[], $5::text[], $6::text[])
-     WITH ORDINALITY AS m(task_id, message, error, context_type, context, extra, ord)
+pub const APPEND_MESSAGES: &str = concat!(
+    insert_messages!(),
+    "
 ORDER BY m.ord
-RETURNING *";
+RETURNING *"
+);
 
 /// `append_message` with a guard (`$7` instance, `$8` term, `$9` attempt; `holder!`):
 /// inserted only if the task carries that claim; no row otherwise.
@@ -456,11 +465,8 @@ pub const APPEND_MESSAGES_GUARDED: &str = concat!(
     fence!(8, 9),
     ", ",
     holder!(7, 8, 9, 10),
+    insert_messages!(),
     "
-INSERT INTO drydock.result_message (task_id, message, error, context_type, context, extra)
-SELECT m.task_id, m.message, m.error, m.context_type, m.context, m.extra::json
-FROM unnest($1::uuid[], $2::text[], $3::boolean[], $4::text[], $5::text[], $6::text[])
-     WITH ORDINALITY AS m(task_id, message, error, context_type, context, extra, ord)
 WHERE EXISTS (SELECT 1 FROM holder)
 ORDER BY m.ord
 RETURNING *"
@@ -469,16 +475,16 @@ RETURNING *"
 /// `set_boot_action_status`: the messages of [`APPEND_MESSAGES`], all for task `$7`, inserted
 /// only if it exists, key-share-locked (as the foreign key would) so that a purge cannot delete
 /// it before the transaction commits; no rows when it does not exist (purged meanwhile).
-pub const APPEND_MESSAGES_IF_TASK: &str = "
+pub const APPEND_MESSAGES_IF_TASK: &str = concat!(
+    "
 WITH task AS MATERIALIZED (
-    SELECT 1 FROM drydock.tasks WHERE task_id = $7 FOR KEY SHARE)
-INSERT INTO drydock.result_message (task_id, message, error, context_type, context, extra)
-SELECT m.task_id, m.message, m.error, m.context_type, m.context, m.extra::json
-FROM unnest($1::uuid[], $2::text[], $3::boolean[], $4::text[], $5::text[], $6::text[])
-     WITH ORDINALITY AS m(task_id, message, error, context_type, context, extra, ord)
+    SELECT 1 FROM drydock.tasks WHERE task_id = $7 FOR KEY SHARE)",
+    insert_messages!(),
+    "
 WHERE EXISTS (SELECT 1 FROM task)
 ORDER BY m.ord
-RETURNING *";
+RETURNING *"
+);
 
 /// `messages`: one task's messages in sequence order.
 pub const MESSAGES_OF_TASK: &str =
@@ -650,15 +656,18 @@ SELECT EXISTS (SELECT 1 FROM added) AS added,
 /// `boot_action`: one action by id.
 pub const BOOT_ACTION: &str = "SELECT * FROM drydock.boot_action_status WHERE action_id = $1";
 
-/// `set_boot_action_status`, first in its transaction: the action `$1`, locked until the
-/// transaction ends, so concurrent reports of one action queue up and each sees the status
-/// the previous one wrote.
-pub const LOCK_BOOT_ACTION: &str = "
-SELECT * FROM drydock.boot_action_status WHERE action_id = $1 FOR UPDATE";
-
-/// `set_boot_action_status`, on the locked action `$1`: writes the status `$2`.
+/// `set_boot_action_status`, first in its transaction: writes the status `$2` of action `$1`
+/// and returns the action with the status it had (`previous_status`); no row for an unknown
+/// id. The action is locked first, until the transaction ends, so concurrent reports of one
+/// action queue up and each sees the status the previous one wrote (after the wait, the lock
+/// returns the row as committed); the caller rolls back when that status was final.
 pub const SET_BOOT_ACTION_STATUS: &str = "
-UPDATE drydock.boot_action_status SET action_status = $2 WHERE action_id = $1 RETURNING *";
+WITH old AS MATERIALIZED (
+    SELECT action_id, action_status FROM drydock.boot_action_status
+    WHERE action_id = $1 FOR UPDATE)
+UPDATE drydock.boot_action_status AS s SET action_status = $2
+FROM old WHERE s.action_id = old.action_id
+RETURNING s.*, old.action_status AS previous_status";
 
 /// `boot_actions_for_node`: node `$1`'s actions in id order (`boot_action_status_node_idx`);
 /// ULIDs sort by time and bytea bytewise, so the newest of a repeated name comes last.

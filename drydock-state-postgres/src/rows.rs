@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use drydock_state_core::{
-    BootAction, BootActionContext, BootActionId, BuildData, IdentityKey, Lease, Link, Result,
-    ResultDetails, ResultMessage, Task, TaskId, TaskResult, TreeNode,
+    BootAction, BootActionContext, BootActionId, BootActionStatus, BuildData, IdentityKey, Lease,
+    Link, Result, ResultDetails, ResultMessage, Task, TaskId, TaskResult, TreeNode,
 };
 use sqlx::postgres::PgRow;
 use sqlx::Row;
@@ -64,13 +64,12 @@ pub(crate) fn task(row: &PgRow) -> Result<Task> {
     })
 }
 
-/// A row of [`crate::queries::WRITE_REFUSED`]: the task as stored, whether the guard's lease
-/// is live and whether the subtask being added is already listed.
+/// A row of [`crate::queries::WRITE_REFUSED`]: the task as stored and whether the guard's
+/// lease is live.
 pub(crate) fn refusal(row: &PgRow) -> Result<crate::guard::Stored> {
     Ok(crate::guard::Stored {
         task: task(row)?,
         lease_held: col(row, "lease_held")?,
-        listed: col(row, "listed")?,
     })
 }
 
@@ -129,6 +128,14 @@ pub(crate) fn boot_action(row: &PgRow) -> Result<BootAction> {
             .parse()
             .map_err(|e| crate::error::corrupt("boot action status", e))?,
     })
+}
+
+/// The `previous_status` of a row of [`crate::queries::SET_BOOT_ACTION_STATUS`].
+pub(crate) fn previous_status(row: &PgRow) -> Result<BootActionStatus> {
+    let status: String = col(row, "previous_status")?;
+    status
+        .parse()
+        .map_err(|e| crate::error::corrupt("boot action status", e))
 }
 
 fn identity_key(row: &PgRow) -> Result<IdentityKey> {

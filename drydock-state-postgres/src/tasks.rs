@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use drydock_state_core::backend::{
     no_nul, orphan_message, purge_cutoff, purge_keeps, refuse_new_work_under, retention_too_large,
-    Recovery, ORPHAN_FAILURE_REASON,
+    task_exists, Recovery, ORPHAN_FAILURE_REASON,
 };
 use drydock_state_core::Entity;
 use drydock_state_core::{
@@ -17,7 +17,7 @@ use drydock_state_core::{
 };
 use uuid::Uuid;
 
-use crate::error::{db_error, duplicate, missing};
+use crate::error::{classify, Named, OrStore};
 use crate::guard;
 use crate::messages::MessageBatch;
 use crate::store::PgStore;
@@ -30,6 +30,11 @@ pub const PURGE_BATCH_ROOTS: i64 = 500;
 /// The result links as the JSON stored in `result_links`.
 fn links_json(links: &[drydock_state_core::Link]) -> Result<serde_json::Value> {
     serde_json::to_value(links).map_err(|e| Error::invalid("task.result.links", e.to_string()))
+}
+
+/// A parent id as an error names it (empty when there is none).
+fn parent_id(parent: Option<TaskId>) -> String {
+    parent.map(|p| p.to_string()).unwrap_or_default()
 }
 
 /// A patch field that may be cleared: whether to write it, and the value (NULL clears).
@@ -49,7 +54,7 @@ pub(crate) fn json_text(value: &Option<serde_json::Value>) -> Option<String> {
 
 #[async_trait]
 impl TaskStore for PgStore {
-    #[tracing::instrument(skip_all, fields(task_id = %task.task_id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task.task_id))]
     async fn create_task(&self, task: &NewTask) -> Result<Task> {
         task.validate()?;
         let row = queries::query(queries::CREATE_TASK)
@@ -65,63 +70,58 @@ impl TaskStore for PgStore {
             .bind(json_text(&task.request_context))
             .fetch_one(&self.pool)
             .await
-            .map_err(db_error("create_task", "task"))
-            .map_err(duplicate(Entity::Task, task.task_id))
-            .map_err(missing(
-                Entity::ParentTask,
-                task.parent_task_id
-                    .map(|p| p.to_string())
-                    .unwrap_or_default(),
-            ))?;
+            .or_store("create_task")
+            .duplicate_as(|| task_exists(task.task_id))
+            .missing_as(Entity::ParentTask, parent_id(task.parent_task_id))?;
         rows::task(&row)
     }
 
-    #[tracing::instrument(skip_all, fields(task_id = %id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(task_id = %id))]
     async fn get_task(&self, id: TaskId) -> Result<Option<Task>> {
         let row = queries::query(queries::GET_TASK)
             .bind(id.0)
             .fetch_optional(&self.pool)
             .await
-            .map_err(db_error("get_task", "task_id"))?;
+            .or_store("get_task")?;
         match row {
             None => Ok(None),
             Some(row) => rows::assembled(&row).map(Some),
         }
     }
 
-    #[tracing::instrument(skip_all, fields(task_id = %id, status = ?update.status, guarded = guard.is_some()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(task_id = %id, status = ?update.status, guarded = guard.is_some()))]
     async fn update_task(
         &self,
         id: TaskId,
         update: &TaskUpdate,
         guard: Option<&Claim>,
     ) -> Result<Task> {
+        const OP: &str = "update_task";
         update.validate(id)?;
-        guard::validate(guard)?;
-        let links = update.links.as_deref().map(links_json).transpose()?;
-        let (set_message, message) = set(&update.result_message);
-        let (set_reason, reason) = set(&update.result_reason);
-        let (set_filter, filter) = set(&update.node_filter);
-        let (set_design, design) = set(&update.design_ref);
+        let links = &update.links.as_deref().map(links_json).transpose()?;
+        let (set_message, message) = &set(&update.result_message);
+        let (set_reason, reason) = &set(&update.result_reason);
+        let (set_filter, filter) = &set(&update.node_filter);
+        let (set_design, design) = &set(&update.design_ref);
         let (set_parent, parent) = set(&update.parent_task_id);
         let (by, term, attempt) = guard::binds(guard);
-        for _ in 0..guard::ATTEMPTS {
+        let write = || async move {
             let row = queries::query(queries::UPDATE_TASK)
                 .bind(id.0)
                 .bind(update.status.map(|s| s.as_str()))
                 .bind(update.result_status.map(|s| s.as_str()))
                 .bind(set_message)
-                .bind(&message)
+                .bind(message)
                 .bind(set_reason)
-                .bind(&reason)
+                .bind(reason)
                 .bind(&update.successes)
                 .bind(&update.failures)
-                .bind(&links)
+                .bind(links)
                 .bind(update.retry)
                 .bind(set_filter)
-                .bind(json_text(&filter))
+                .bind(json_text(filter))
                 .bind(set_design)
-                .bind(&design)
+                .bind(design)
                 .bind(set_parent)
                 .bind(parent.map(|p| p.0))
                 .bind(by)
@@ -129,24 +129,19 @@ impl TaskStore for PgStore {
                 .bind(attempt)
                 .fetch_optional(&self.pool)
                 .await
-                .map_err(db_error("update_task", "task"))
-                .map_err(missing(
-                    Entity::ParentTask,
-                    parent.map(|p| p.to_string()).unwrap_or_default(),
-                ))?;
-            if let Some(row) = row {
-                return rows::assembled(&row);
-            }
-            let stored = self.refused_write("update_task", id, guard, None).await?;
-            if let Some(refused) = stored.guard_error(guard) {
-                return Err(refused);
-            }
-            update.check_transition(id, stored.task.status)?;
-        }
-        Err(guard::kept_changing("update_task", id))
+                .or_store(OP)
+                .missing_as(Entity::ParentTask, parent_id(parent))?;
+            row.as_ref().map(rows::assembled).transpose()
+        };
+        self.guarded(OP, id, guard, write, |stored| {
+            update
+                .check_transition(id, stored.task.status)
+                .map(|()| None)
+        })
+        .await
     }
 
-    #[tracing::instrument(skip_all, fields(limit = ?filter.limit))]
+    #[tracing::instrument(level = "debug", skip_all, fields(limit = ?filter.limit))]
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>> {
         filter.validate()?;
         let rows = queries::query(queries::LIST_TASKS)
@@ -162,20 +157,20 @@ impl TaskStore for PgStore {
             .bind(filter.claim_term)
             .fetch_all(&self.pool)
             .await
-            .map_err(db_error("list_tasks", "filter"))?;
+            .or_store("list_tasks")?;
         rows.iter().map(rows::assembled).collect()
     }
 
-    #[tracing::instrument(skip_all, fields(parent = %parent, child = %child, guarded = guard.is_some()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(parent = %parent, child = %child, guarded = guard.is_some()))]
     async fn add_subtask(
         &self,
         parent: TaskId,
         child: TaskId,
         guard: Option<&Claim>,
     ) -> Result<()> {
-        guard::validate(guard)?;
+        const OP: &str = "add_subtask";
         let (by, term, attempt) = guard::binds(guard);
-        for _ in 0..guard::ATTEMPTS {
+        let write = || async move {
             let done = queries::query(queries::ADD_SUBTASK)
                 .bind(parent.0)
                 .bind(child.0)
@@ -184,34 +179,26 @@ impl TaskStore for PgStore {
                 .bind(attempt)
                 .execute(&self.pool)
                 .await
-                .map_err(db_error("add_subtask", "subtask_id_list"))?;
-            if done.rows_affected() == 1 {
-                return Ok(());
-            }
-            // No row: no parent, a refused guard, a parent taking no new work, or the child
-            // already listed (a no-op).
-            let stored = self
-                .refused_write("add_subtask", parent, guard, Some(child))
-                .await?;
-            if let Some(refused) = stored.guard_error(guard) {
-                return Err(refused);
-            }
+                .or_store(OP)?;
+            Ok((done.rows_affected() == 1).then_some(()))
+        };
+        // No row: no parent, a refused guard, a parent taking no new work, or the child
+        // already listed (a no-op).
+        self.guarded(OP, parent, guard, write, |stored| {
             refuse_new_work_under(&stored.task)?;
-            if stored.listed {
-                return Ok(());
-            }
-        }
-        Err(guard::kept_changing("add_subtask", parent))
+            Ok(stored.task.subtask_id_list.contains(&child).then_some(()))
+        })
+        .await
     }
 
-    #[tracing::instrument(skip_all, fields(root = %root, depth = ?depth))]
+    #[tracing::instrument(level = "debug", skip_all, fields(root = %root, depth = ?depth))]
     async fn task_tree(&self, root: TaskId, depth: Option<u32>) -> Result<Vec<TreeNode>> {
         let rows = queries::query(queries::TASK_TREE)
             .bind(root.0)
             .bind(depth.map(i64::from))
             .fetch_all(&self.pool)
             .await
-            .map_err(db_error("task_tree", "task_id"))?;
+            .or_store("task_tree")?;
         // The statement lists each id once, breadth first; keep the first occurrence anyway,
         // so the reference store's rule holds whatever the rows.
         let mut seen = HashSet::with_capacity(rows.len());
@@ -225,7 +212,7 @@ impl TaskStore for PgStore {
         Ok(tree)
     }
 
-    #[tracing::instrument(skip_all, fields(parent = %parent))]
+    #[tracing::instrument(level = "debug", skip_all, fields(parent = %parent))]
     async fn subtasks(&self, parent: TaskId, which: SubtaskFilter) -> Result<Vec<Task>> {
         let finished = match which {
             SubtaskFilter::All => None,
@@ -237,14 +224,14 @@ impl TaskStore for PgStore {
             .bind(finished)
             .fetch_all(&self.pool)
             .await
-            .map_err(db_error("subtasks", "parent"))?;
-        if rows.is_empty() && !self.task_exists(parent).await? {
+            .or_store("subtasks")?;
+        if rows.is_empty() && !self.task_exists(parent, "subtasks").await? {
             return Err(Error::not_found(Entity::Task, parent));
         }
         rows.iter().map(rows::assembled).collect()
     }
 
-    #[tracing::instrument(skip_all, fields(instance_id = %request.instance_id, term = ?request.term, claim_id = ?request.claim_id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(instance_id = %request.instance_id, term = ?request.term, claim_id = ?request.claim_id))]
     async fn claim_next(&self, request: &ClaimRequest) -> Result<Option<Task>> {
         request.validate()?;
         // Two claims sent at once with one new claim id both find it unused; the second then
@@ -259,7 +246,7 @@ impl TaskStore for PgStore {
                 .bind(request.claim_id)
                 .fetch_optional(&self.pool)
                 .await
-                .map_err(db_error("claim_next", "claim"));
+                .or_store("claim_next");
             match sent {
                 Err(Error::Conflict { .. }) if tries > 0 && request.claim_id.is_some() => continue,
                 other => break other?,
@@ -284,7 +271,7 @@ impl TaskStore for PgStore {
             .bind(term)
             .fetch_one(&self.pool)
             .await
-            .map_err(db_error("claim_next", "claim"))?;
+            .or_store("claim_next")?;
         if holds {
             Ok(None)
         } else {
@@ -295,19 +282,19 @@ impl TaskStore for PgStore {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(current_term, policy = ?policy))]
+    #[tracing::instrument(level = "debug", skip_all, fields(current_term, policy = ?policy))]
     async fn recover_orphans(
         &self,
         current_term: i64,
         policy: OrphanPolicy,
     ) -> Result<Vec<TaskId>> {
-        let op = db_error("recover_orphans", "task");
-        let mut tx = self.pool.begin().await.map_err(&op)?;
+        const OP: &str = "recover_orphans";
+        let mut tx = self.pool.begin().await.or_store(OP)?;
         let rows = queries::query(queries::RECOVER_ORPHANS_LOCK)
             .bind(current_term)
             .fetch_all(&mut *tx)
             .await
-            .map_err(&op)?;
+            .or_store(OP)?;
         let orphans = rows::tasks(&rows)?;
         if orphans.is_empty() {
             return Ok(Vec::new());
@@ -334,19 +321,19 @@ impl TaskStore for PgStore {
             .bind(ORPHAN_FAILURE_REASON)
             .execute(&mut *tx)
             .await
-            .map_err(&op)?;
+            .or_store(OP)?;
         notes.append(&mut tx).await?;
-        tx.commit().await.map_err(&op)?;
+        tx.commit().await.or_store(OP)?;
         tracing::info!(recovered = ids.len(), "recovered orphaned tasks");
         Ok(orphans.into_iter().map(|t| t.task_id).collect())
     }
 
-    #[tracing::instrument(skip_all, fields(task_id = %id, guarded = guard.is_some()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(task_id = %id, guarded = guard.is_some()))]
     async fn terminate_task(&self, id: TaskId, by: &str, guard: Option<&Claim>) -> Result<Task> {
+        const OP: &str = "terminate_task";
         no_nul("terminated_by", by)?;
-        guard::validate(guard)?;
         let (g_by, g_term, g_attempt) = guard::binds(guard);
-        for _ in 0..guard::ATTEMPTS {
+        let write = || async move {
             let row = queries::query(queries::TERMINATE_TASK)
                 .bind(id.0)
                 .bind(by)
@@ -355,18 +342,10 @@ impl TaskStore for PgStore {
                 .bind(g_attempt)
                 .fetch_optional(&self.pool)
                 .await
-                .map_err(db_error("terminate_task", "terminated_by"))?;
-            if let Some(row) = row {
-                return rows::assembled(&row);
-            }
-            let stored = self
-                .refused_write("terminate_task", id, guard, None)
-                .await?;
-            if let Some(refused) = stored.guard_error(guard) {
-                return Err(refused);
-            }
-        }
-        Err(guard::kept_changing("terminate_task", id))
+                .or_store(OP)?;
+            row.as_ref().map(rows::assembled).transpose()
+        };
+        self.guarded(OP, id, guard, write, |_| Ok(None)).await
     }
 
     /// Returns when a task is queued anywhere (the `tasks_notify_queued` trigger's `NOTIFY`,
@@ -377,12 +356,12 @@ impl TaskStore for PgStore {
         Ok(())
     }
 
-    #[tracing::instrument(skip_all, fields(older_than_secs = older_than.as_secs()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(older_than_secs = older_than.as_secs()))]
     async fn purge(&self, older_than: Duration) -> Result<PurgeReport> {
         // The memory store's rule (zero and absurd retentions refused), on the database clock.
         purge_cutoff(older_than)?;
+        const OP: &str = "purge";
         let micros = i64::try_from(older_than.as_micros()).map_err(|_| retention_too_large())?;
-        let op = db_error("purge", "purge.older_than");
         let cutoff: DateTime<Utc> = queries::query_scalar(queries::PURGE_CUTOFF)
             .bind(micros)
             .fetch_one(&self.pool)
@@ -392,14 +371,14 @@ impl TaskStore for PgStore {
                 sqlx::Error::Database(db) if db.code().as_deref() == Some("22008") => {
                     retention_too_large()
                 }
-                _ => op(e),
+                _ => classify(OP, e),
             })?;
         let mut report = PurgeReport::default();
         let mut after: Option<(DateTime<Utc>, Uuid)> = None;
         loop {
             // One short transaction per batch: lock the roots, then their trees level by
             // level, delete the trees without live work, commit.
-            let mut tx = self.pool.begin().await.map_err(&op)?;
+            let mut tx = self.pool.begin().await.or_store(OP)?;
             let roots: Vec<(Uuid, DateTime<Utc>, String)> =
                 queries::query_as(queries::PURGE_LOCK_ROOTS)
                     .bind(cutoff)
@@ -408,28 +387,28 @@ impl TaskStore for PgStore {
                     .bind(after.map(|(_, id)| id))
                     .fetch_all(&mut *tx)
                     .await
-                    .map_err(&op)?;
+                    .or_store(OP)?;
             // Rows locked after a wait may come out of order: the keyset is the largest.
             let Some(last) = roots.iter().map(|(id, created, _)| (*created, *id)).max() else {
                 break;
             };
             after = Some(last);
-            let batch = lock_trees(&mut tx, &roots, &op).await?;
+            let batch = lock_trees(&mut tx, &roots).await?;
             if !batch.is_empty() {
                 let messages = queries::query(queries::PURGE_DELETE_MESSAGES)
                     .bind(&batch)
                     .execute(&mut *tx)
                     .await
-                    .map_err(&op)?;
+                    .or_store(OP)?;
                 let tasks = queries::query(queries::PURGE_DELETE_TASKS)
                     .bind(&batch)
                     .execute(&mut *tx)
                     .await
-                    .map_err(&op)?;
+                    .or_store(OP)?;
                 report.tasks += tasks.rows_affected();
                 report.messages += messages.rows_affected();
             }
-            tx.commit().await.map_err(&op)?;
+            tx.commit().await.or_store(OP)?;
         }
         tracing::info!(
             tasks = report.tasks,
@@ -440,6 +419,17 @@ impl TaskStore for PgStore {
     }
 }
 
+impl PgStore {
+    /// Whether a task exists; asked only to tell "not found" from "nothing to do".
+    pub(crate) async fn task_exists(&self, id: TaskId, op: &'static str) -> Result<bool> {
+        queries::query_scalar(queries::TASK_EXISTS)
+            .bind(id.0)
+            .fetch_one(&self.pool)
+            .await
+            .or_store(op)
+    }
+}
+
 /// Locks the trees of the locked `roots` (id, created, status) one level at a time, from the
 /// roots down, and returns the tasks of the trees to delete: every tree with no task that
 /// [`purge_keeps`] (such a tree is kept whole, and its lower levels are not even locked).
@@ -447,8 +437,8 @@ impl TaskStore for PgStore {
 async fn lock_trees(
     tx: &mut sqlx::PgConnection,
     roots: &[(Uuid, DateTime<Utc>, String)],
-    op: &impl Fn(sqlx::Error) -> Error,
 ) -> Result<Vec<Uuid>> {
+    const OP: &str = "purge";
     let keeps = |status: &str| -> Result<bool> {
         let status: TaskStatus = status
             .parse()
@@ -474,7 +464,7 @@ async fn lock_trees(
             .bind(&level)
             .fetch_all(&mut *tx)
             .await
-            .map_err(op)?;
+            .or_store(OP)?;
         let mut next = Vec::with_capacity(rows.len());
         for (id, parent, status) in rows {
             // The lock re-checked that the parent is in this level.

@@ -91,14 +91,22 @@ async fn application_migrations_in_public_are_untouched() {
     app.run(&pool)
         .await
         .expect("the application migrates first");
-    store.migrate().await.expect("then we migrate");
+    assert_eq!(
+        store.migrate().await.expect("then we migrate"),
+        MIGRATOR.iter().count(),
+        "the first run applies every migration, and says so"
+    );
     app.run(&pool)
         .await
         .expect("the application migrates again");
-    store
-        .migrate()
-        .await
-        .expect("we migrate again (idempotent)");
+    assert_eq!(
+        store
+            .migrate()
+            .await
+            .expect("we migrate again (idempotent)"),
+        0,
+        "a second run applies nothing"
+    );
 
     let app_history: Vec<(i64, String)> =
         sql::query_as("SELECT version, description FROM public._sqlx_migrations ORDER BY version")

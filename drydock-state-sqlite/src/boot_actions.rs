@@ -17,28 +17,24 @@ use drydock_state_core::{
     NewMessage, Result,
 };
 
-use crate::codec::{id_text, BootActionContextRow, BootActionForStatusRow, BootActionRow};
-use crate::error::{is_unique_violation, OrStore};
-use crate::queries;
-use crate::store::{batch_json, insert_messages, SqliteStore};
+use crate::codec::id_text;
+use crate::error::OrStore;
+use crate::messages::{batch_json, insert_messages};
+use crate::rows::{BootActionContextRow, BootActionForStatusRow, BootActionRow};
+use crate::store::SqliteStore;
+use crate::{guard, queries};
 
 #[async_trait]
 impl BootActionStore for SqliteStore {
-    /// One `BEGIN IMMEDIATE` transaction: `TASK_EXISTS`, then the upsert
+    /// One `BEGIN IMMEDIATE` transaction: `FENCE` without a guard (unknown task: `NotFound`),
+    /// then the upsert
     /// `SET_BOOT_ACTION_CONTEXT`.
-    #[tracing::instrument(name = "sqlite.set_boot_action_context", level = "debug", skip_all, fields(node = %context.node_name, task_id = %context.task_id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(node = %context.node_name, task_id = %context.task_id))]
     async fn set_boot_action_context(&self, context: &BootActionContext) -> Result<()> {
         const OP: &str = "set_boot_action_context";
         context.validate()?;
         let mut tx = self.begin_write(OP).await?;
-        let task_exists: bool = queries::query_scalar(queries::TASK_EXISTS)
-            .bind(id_text(context.task_id))
-            .fetch_one(&mut *tx)
-            .await
-            .or_store(OP)?;
-        if !task_exists {
-            return Err(Error::not_found(Entity::Task, context.task_id));
-        }
+        guard::fence(&mut tx, context.task_id, None, OP).await?;
         queries::query(queries::SET_BOOT_ACTION_CONTEXT)
             .bind(context.node_name.as_str())
             .bind(id_text(context.task_id))
@@ -50,12 +46,12 @@ impl BootActionStore for SqliteStore {
         Ok(())
     }
 
-    #[tracing::instrument(name = "sqlite.boot_action_context", level = "debug", skip_all, fields(node = %node_name))]
+    #[tracing::instrument(level = "debug", skip_all, fields(node = %node_name))]
     async fn boot_action_context(&self, node_name: &str) -> Result<Option<BootActionContext>> {
         no_nul("boot_action.node_name", node_name)?;
         queries::query_as::<_, BootActionContextRow>(queries::BOOT_ACTION_CONTEXT)
             .bind(node_name)
-            .fetch_optional(self.pool())
+            .fetch_optional(&self.pool)
             .await
             .or_store("boot_action_context")?
             .map(BootActionContextRow::into_context)
@@ -64,11 +60,10 @@ impl BootActionStore for SqliteStore {
 
     /// One `BEGIN IMMEDIATE` transaction: `BOOT_ACTION_ADD_CHECK` (id taken: `Conflict`;
     /// no task: `NotFound`), then `ADD_BOOT_ACTION`.
-    #[tracing::instrument(name = "sqlite.add_boot_action", level = "debug", skip_all, fields(action_id = %action.action_id, node = %action.node_name, task_id = %action.task_id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(action_id = %action.action_id, node = %action.node_name, task_id = %action.task_id))]
     async fn add_boot_action(&self, action: &BootAction) -> Result<()> {
         const OP: &str = "add_boot_action";
         action.validate()?;
-        let conflict = || boot_action_exists(action.action_id);
         let mut tx = self.begin_write(OP).await?;
         let (id_taken, task_exists): (bool, bool) =
             queries::query_as(queries::BOOT_ACTION_ADD_CHECK)
@@ -78,7 +73,7 @@ impl BootActionStore for SqliteStore {
                 .await
                 .or_store(OP)?;
         if id_taken {
-            return Err(conflict());
+            return Err(boot_action_exists(action.action_id));
         }
         if !task_exists {
             return Err(Error::not_found(Entity::Task, action.task_id));
@@ -92,13 +87,7 @@ impl BootActionStore for SqliteStore {
             .bind(action.action_status.as_str())
             .execute(&mut *tx)
             .await
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    conflict()
-                } else {
-                    crate::error::classify(OP, e)
-                }
-            })?;
+            .or_store(OP)?;
         tx.commit().await.or_store(OP)?;
         Ok(())
     }
@@ -106,7 +95,7 @@ impl BootActionStore for SqliteStore {
     /// One `BEGIN IMMEDIATE` transaction: `BOOT_ACTION_FOR_STATUS` (unknown id: `NotFound`;
     /// a final status: [`BootAction::finalized`]), `SET_BOOT_ACTION_STATUS`, then, if the task
     /// still exists, [`BootAction::status_message`] and the details in one `APPEND_MESSAGES`.
-    #[tracing::instrument(name = "sqlite.set_boot_action_status", level = "debug", skip_all, fields(action_id = %id, status = %status, details = details.len()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(action_id = %id, status = %status, details = details.len()))]
     async fn set_boot_action_status(
         &self,
         id: BootActionId,
@@ -127,10 +116,10 @@ impl BootActionStore for SqliteStore {
         if action.action_status.is_final() {
             return Err(action.finalized(status));
         }
-        let updated: BootActionRow = queries::query_as(queries::SET_BOOT_ACTION_STATUS)
+        queries::query(queries::SET_BOOT_ACTION_STATUS)
             .bind(id.as_bytes().as_slice())
             .bind(status.as_str())
-            .fetch_one(&mut *tx)
+            .execute(&mut *tx)
             .await
             .or_store(OP)?;
         if task_exists {
@@ -141,17 +130,20 @@ impl BootActionStore for SqliteStore {
             insert_messages(&mut tx, action.task_id, &messages, Some(batch), OP).await?;
         }
         tx.commit().await.or_store(OP)?;
-        updated.into_boot_action()
+        Ok(BootAction {
+            action_status: status,
+            ..action
+        })
     }
 
     /// One statement, `BOOT_ACTIONS_FOR_NODE`, oldest id first: of a repeated name the newest
     /// is inserted last and kept.
-    #[tracing::instrument(name = "sqlite.boot_actions_for_node", level = "debug", skip_all, fields(node = %node_name))]
+    #[tracing::instrument(level = "debug", skip_all, fields(node = %node_name))]
     async fn boot_actions_for_node(&self, node_name: &str) -> Result<BTreeMap<String, BootAction>> {
         no_nul("boot_action.node_name", node_name)?;
         let rows: Vec<BootActionRow> = queries::query_as(queries::BOOT_ACTIONS_FOR_NODE)
             .bind(node_name)
-            .fetch_all(self.pool())
+            .fetch_all(&self.pool)
             .await
             .or_store("boot_actions_for_node")?;
         let mut actions = BTreeMap::new();
@@ -162,11 +154,11 @@ impl BootActionStore for SqliteStore {
         Ok(actions)
     }
 
-    #[tracing::instrument(name = "sqlite.boot_action", level = "debug", skip_all, fields(action_id = %id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(action_id = %id))]
     async fn boot_action(&self, id: BootActionId) -> Result<Option<BootAction>> {
         queries::query_as::<_, BootActionRow>(queries::BOOT_ACTION)
             .bind(id.as_bytes().as_slice())
-            .fetch_optional(self.pool())
+            .fetch_optional(&self.pool)
             .await
             .or_store("boot_action")?
             .map(BootActionRow::into_boot_action)

@@ -305,18 +305,8 @@ pub(crate) fn is_busy(e: &sqlx::Error) -> bool {
         if matches!(primary_code(db.as_ref()), Some(SQLITE_BUSY | SQLITE_LOCKED)))
 }
 
-/// Whether `e` is a foreign-key failure, which an operation reports as its own `NotFound`.
-pub(crate) fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
-    class_of_answer(e) == Some(Class::MissingRow)
-}
-
-/// Whether `e` is a unique violation, which an operation reports as its own `Conflict`.
-pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
-    class_of_answer(e) == Some(Class::Conflict)
-}
-
-/// Extension to classify in place: `.map_err(classify("create_task"))` reads poorly with
-/// closures, so results get `.or_store("create_task")`.
+/// Classifies in place: a sqlx result gets `.or_store("create_task")`, its error
+/// [`classify`]d for that operation.
 pub(crate) trait OrStore<T> {
     /// The result with its sqlx error classified for operation `op`.
     fn or_store(self, op: &'static str) -> drydock_state_core::Result<T>;
@@ -325,6 +315,41 @@ pub(crate) trait OrStore<T> {
 impl<T> OrStore<T> for Result<T, sqlx::Error> {
     fn or_store(self, op: &'static str) -> drydock_state_core::Result<T> {
         self.map_err(|e| classify(op, e))
+    }
+}
+
+/// Names what a classified failure is about, where the caller knows it better than the
+/// database: a foreign-key violation becomes the missing entity the caller names, a unique
+/// violation the entity that already exists. Any other error is returned as is.
+pub(crate) trait Named<T> {
+    /// A [`Error::NotFound`] (a foreign-key violation) as `entity` `id` not found.
+    fn missing_as(self, entity: Entity, id: impl std::fmt::Display) -> Result<T, Error>;
+    /// A [`Error::Conflict`] (a unique violation) as the error `exists` makes (one of core's
+    /// constructors, such as [`drydock_state_core::backend::task_exists`]).
+    fn duplicate_as(self, exists: impl FnOnce() -> Error) -> Result<T, Error>;
+}
+
+impl<T> Named<T> for Result<T, Error> {
+    fn missing_as(self, entity: Entity, id: impl std::fmt::Display) -> Result<T, Error> {
+        self.map_err(|e| match e {
+            Error::NotFound { .. } => Error::not_found(entity, id),
+            other => other,
+        })
+    }
+
+    fn duplicate_as(self, exists: impl FnOnce() -> Error) -> Result<T, Error> {
+        self.map_err(|e| match e {
+            Error::Conflict { .. } => exists(),
+            other => other,
+        })
+    }
+}
+
+/// A stored value this backend cannot read back: the file was changed behind its back.
+pub(crate) fn corrupt(column: &str, why: &str) -> Error {
+    Error::Backend {
+        message: format!("sqlite: stored {column} is unreadable: {why}"),
+        source: None,
     }
 }
 
@@ -512,8 +537,29 @@ mod tests {
             Error::Conflict { .. }
         ));
         assert!(matches!(classify("x", answer(787)), Error::NotFound { .. }));
-        assert!(is_unique_violation(&answer(2067)) && !is_unique_violation(&answer(275)));
-        assert!(is_foreign_key_violation(&answer(787)) && !is_foreign_key_violation(&answer(19)));
+        let named = |code| Err::<(), _>(classify("x", answer(code)));
+        assert_eq!(
+            named(787)
+                .missing_as(Entity::Task, "t")
+                .unwrap_err()
+                .to_string(),
+            "task not found: t"
+        );
+        assert!(matches!(
+            named(19).missing_as(Entity::Task, "t"),
+            Err(Error::Backend { .. })
+        ));
+        assert_eq!(
+            named(2067)
+                .duplicate_as(|| drydock_state_core::backend::task_exists("t"))
+                .unwrap_err()
+                .to_string(),
+            "task t already exists"
+        );
+        assert!(matches!(
+            named(275).duplicate_as(|| drydock_state_core::backend::task_exists("t")),
+            Err(Error::Backend { .. })
+        ));
         assert!(classify("x", sqlx::Error::PoolTimedOut).is_retryable());
         assert!(!classify("x", sqlx::Error::PoolClosed).is_retryable());
         assert!(classify("x", example(SqlxKind::Io)).is_retryable());

@@ -2,17 +2,21 @@
 #![warn(missing_docs)]
 
 mod boot_actions;
+mod build_data;
 mod codec;
 mod config;
 mod error;
+mod guard;
+mod lease;
+mod messages;
 pub mod migrate;
 mod queries;
+mod rows;
 mod sql;
 mod store;
+mod tasks;
 
-use std::sync::Arc;
-
-use drydock_state_core::{BackendRegistration, StateStore};
+use drydock_state_core::BackendRegistration;
 
 pub use codec::MAX_VALUE_BYTES;
 pub use store::SqliteStore;
@@ -20,18 +24,14 @@ pub use store::SqliteStore;
 /// The URL schemes this backend serves.
 pub const URL_SCHEMES: &[&str] = &["sqlite"];
 
-/// Registers the SQLite backend under `sqlite:`; its `open` opens the database and migrates it.
+/// Registers the SQLite backend under [`URL_SCHEMES`]: opening opens the database and migrates.
 ///
 /// Also submitted to `inventory`; register it explicitly
 /// (`BackendRegistry::register(&drydock_state_sqlite::REGISTRATION)`) where this crate might not
 /// be linked otherwise.
 pub const REGISTRATION: BackendRegistration =
     BackendRegistration::new("sqlite", URL_SCHEMES, |url, config| {
-        Box::pin(async move {
-            let store = SqliteStore::open(&url, &config).await?;
-            store.migrate().await?;
-            Ok(Arc::new(store) as Arc<dyn StateStore>)
-        })
+        Box::pin(store::open(url, config))
     });
 
 inventory::submit! { REGISTRATION }

@@ -108,13 +108,15 @@ pub const GET_TASK: &str = concat!(
     " FROM drydock_tasks WHERE task_id = ?1"
 );
 
-/// Every guarded write, first statement of its `BEGIN IMMEDIATE` transaction: what the guard
-/// and the operation's rules check of task `?1` (no row: no such task), and whether the
+/// Every guarded write, first statement of its `BEGIN IMMEDIATE` transaction: task `?1` as
+/// stored, for the guard and the operation's rules (no row: no such task), and whether the
 /// guard's instance `?2` holds the live lease with its term `?3`. SQLite lets one writer at a
 /// time hold the write lock, taken when the transaction began, so neither the task nor the
 /// lease can change between this check and the write that follows it.
 pub const FENCE: &str = concat!(
-    "SELECT status, terminate, claimed_by, claim_term, attempt, ",
+    "SELECT ",
+    task_columns!(),
+    ", ",
     lease_held!("?2", "?3"),
     " AS lease_held FROM drydock_tasks WHERE task_id = ?1"
 );
@@ -239,9 +241,10 @@ pub const CLAIMED_UNDER_ID: &str = concat!(
 );
 
 /// `claim_next`: queued tasks of the allowed actions (`?1`, a JSON array, or NULL for any)
-/// that are marked for termination become terminated instead of being handed out.
+/// that are marked for termination take status `?2` (terminated, by core's rule) instead of
+/// being handed out.
 pub const TERMINATE_MARKED_QUEUED: &str = concat!(
-    "UPDATE drydock_tasks SET status = 'terminated', updated = ",
+    "UPDATE drydock_tasks SET status = ?2, updated = ",
     now_us!(),
     " WHERE status = 'queued' AND terminate = 1 \
        AND (?1 IS NULL OR action IN (SELECT value FROM json_each(?1)))"
@@ -521,12 +524,8 @@ pub const CURRENT_LEASE: &str = concat!(
 // Boot actions
 // ---------------------------------------------------------------------------------------------
 
-/// `set_boot_action_context` and `add_boot_action`, first statement of their `BEGIN
-/// IMMEDIATE` transaction: whether task `?1` exists (the boot-action tables have no foreign
-/// key, so that a report outlives a purged task).
-pub const TASK_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM drydock_tasks WHERE task_id = ?1)";
-
-/// `set_boot_action_context`, after [`TASK_EXISTS`]: node `?1`'s context, replacing the one it
+/// `set_boot_action_context`, after [`FENCE`] on the task (the boot-action tables have no
+/// foreign key, so that a report outlives a purged task): node `?1`'s context, replacing the one it
 /// had.
 pub const SET_BOOT_ACTION_CONTEXT: &str = "\
 INSERT INTO drydock_boot_action (node_name, task_id, identity_key) VALUES (?1, ?2, ?3)
@@ -563,10 +562,8 @@ pub const BOOT_ACTION_FOR_STATUS: &str = concat!(
 
 /// `set_boot_action_status`, after [`BOOT_ACTION_FOR_STATUS`] and the finality rule: the new
 /// status `?2` of action `?1`; the task's messages follow with [`APPEND_MESSAGES`].
-pub const SET_BOOT_ACTION_STATUS: &str = concat!(
-    "UPDATE drydock_boot_action_status SET action_status = ?2 WHERE action_id = ?1 RETURNING ",
-    boot_action_columns!()
-);
+pub const SET_BOOT_ACTION_STATUS: &str =
+    "UPDATE drydock_boot_action_status SET action_status = ?2 WHERE action_id = ?1";
 
 /// `boot_actions_for_node`: node `?1`'s actions, oldest id first (BLOBs compare bytewise and
 /// ULIDs sort by time), so that of a repeated name the newest comes last.
