@@ -12,6 +12,7 @@
 //! | `sqlite` (default) | embedded SQLite backend | `sqlite://` |
 //! | `memory` (default) | in-memory backend | `memory://` |
 //! | `postgres` | PostgreSQL backend | `postgres://`, `postgresql://` |
+//! | `mysql` | MariaDB/MySQL backend | `mysql://`, `mariadb://` |
 //! | `design-file` (default) | `file://` design driver | `file://` |
 //! | `design-http` | `http://`, `https://` design driver | `http://`, `https://` |
 //! | `design-deckhand` | Deckhand and Promenade design driver (one Keystone auth) | `deckhand+http://`, `deckhand+https://`, `promenade+http://`, `promenade+https://` |
@@ -51,6 +52,8 @@ pub use drydock_design_deckhand as design_deckhand;
 pub use drydock_design_file as design_file;
 #[cfg(feature = "design-http")]
 pub use drydock_design_http as design_http;
+#[cfg(feature = "mysql")]
+pub use drydock_state_mysql as mysql;
 #[cfg(feature = "postgres")]
 pub use drydock_state_postgres as postgres;
 #[cfg(feature = "sqlite")]
@@ -58,7 +61,9 @@ pub use drydock_state_sqlite as sqlite;
 
 /// Every backend scheme drydock-state ships, with the feature that provides it.
 pub const BACKEND_FEATURES: &[(&str, &str)] = &[
+    ("mariadb", "mysql"),
     ("memory", "memory"),
+    ("mysql", "mysql"),
     ("postgres", "postgres"),
     ("postgresql", "postgres"),
     ("sqlite", "sqlite"),
@@ -82,6 +87,8 @@ pub fn backends() -> Result<BackendRegistry> {
     let mut registry = BackendRegistry::from_inventory()?;
     #[cfg(feature = "memory")]
     registry.register(&drydock_state_core::memory::REGISTRATION)?;
+    #[cfg(feature = "mysql")]
+    registry.register(&drydock_state_mysql::REGISTRATION)?;
     #[cfg(feature = "postgres")]
     registry.register(&drydock_state_postgres::REGISTRATION)?;
     #[cfg(feature = "sqlite")]

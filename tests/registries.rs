@@ -19,6 +19,8 @@ fn backend_schemes_follow_features() {
     enabled(cfg!(feature = "sqlite"), "sqlite", &served);
     enabled(cfg!(feature = "postgres"), "postgres", &served);
     enabled(cfg!(feature = "postgres"), "postgresql", &served);
+    enabled(cfg!(feature = "mysql"), "mysql", &served);
+    enabled(cfg!(feature = "mysql"), "mariadb", &served);
 }
 
 #[test]
@@ -34,13 +36,13 @@ fn design_schemes_follow_features() {
 
 #[tokio::test]
 async fn unknown_backend_scheme_lists_served_ones() {
-    let e = drydock_state::open("mysql://db/x", &Config::default())
+    let e = drydock_state::open("oracle://db/x", &Config::default())
         .await
         .err()
         .expect("refused");
     match &e {
         Error::UnknownScheme { scheme, known } => {
-            assert_eq!(scheme, "mysql");
+            assert_eq!(scheme, "oracle");
             assert_eq!(known, &drydock_state::backends().unwrap().schemes());
         }
         other => panic!("expected UnknownScheme, got {other}"),
@@ -54,6 +56,7 @@ async fn compiled_out_backend_names_its_feature() {
             "memory" => cfg!(feature = "memory"),
             "sqlite" => cfg!(feature = "sqlite"),
             "postgres" => cfg!(feature = "postgres"),
+            "mysql" => cfg!(feature = "mysql"),
             other => panic!("unexpected feature {other}"),
         };
         if on {

@@ -983,7 +983,7 @@ fn no_sql_is_assembled_at_run_time() {
             .iter()
             .map(|(path, source)| (source.as_str(), is_statements_module(path))),
     );
-    for expected in ["CLAIM_NEXT", "GET_TASK", "MIGRATION_LOCK"] {
+    for expected in ["CLAIM_NEXT", "GET_TASK", "MIGRATION_LOCK", "NEXT_QUEUED"] {
         assert!(
             names.consts.contains(expected),
             "the scan does not know the statement {expected}; is it reading the backends?"

@@ -3,5 +3,6 @@
 
 pub mod claims;
 pub mod http;
+pub mod mysql;
 pub mod postgres;
 pub mod sql;

@@ -97,6 +97,28 @@ pub async fn database_ddl(
     Ok(())
 }
 
+/// [`database_ddl`] on a MariaDB/MySQL server: `CREATE DATABASE` / `DROP DATABASE IF EXISTS`
+/// of `name`, quoted with backticks, under the same rule (a generated, plain lower-case
+/// identifier, or a panic). `DropIfExistsForce` is `DropIfExists` (MariaDB drops a database
+/// whatever its sessions); `Set` is refused with a panic (no per-database session defaults).
+pub async fn mysql_database_ddl(
+    conn: &mut sqlx::MySqlConnection,
+    ddl: DatabaseDdl,
+    name: &str,
+) -> sqlx::Result<()> {
+    check_name(name);
+    let verb = match ddl {
+        DatabaseDdl::Create => "CREATE DATABASE",
+        DatabaseDdl::DropIfExists | DatabaseDdl::DropIfExistsForce => "DROP DATABASE IF EXISTS",
+        DatabaseDdl::Set(_) => panic!("MariaDB has no per-database session settings"),
+    };
+    // sql-hygiene: allow (the documented exception: DDL of a checked, generated database name)
+    let text = format!("{verb} `{name}`");
+    #[allow(clippy::disallowed_methods)] // the documented exception (clippy.toml): generated DDL
+    sqlx::Executor::execute(conn, text.as_str()).await?;
+    Ok(())
+}
+
 /// Panics unless `name` is a plain lower-case identifier (see [`database_ddl`]).
 fn check_name(name: &str) {
     assert!(
