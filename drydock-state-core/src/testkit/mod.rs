@@ -20,11 +20,18 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::store::StateStore;
 
-pub mod cases;
-pub mod cases_boot;
-pub mod cases_fencing;
-pub mod cases_purge;
-pub mod cases_views;
+pub mod boot;
+pub mod build_data;
+pub mod claims;
+pub mod fencing;
+pub mod lease;
+pub mod messages;
+pub mod purge;
+pub mod recovery;
+pub mod subtasks;
+mod support;
+pub mod tasks;
+pub mod views;
 
 /// Opens an empty store for one case.
 pub trait StoreFactory: Send + Sync {
@@ -64,76 +71,75 @@ pub fn with_grace(grace: Duration) -> Config {
 macro_rules! __kit_cases {
     ($callback:ident { $($args:tt)* }) => {
         $crate::$callback! { $($args)*;
-            cases::task_create_and_get,
-            cases::task_create_duplicate_is_conflict,
-            cases::task_create_with_unknown_parent_is_not_found,
-            cases::task_get_unknown_is_none,
-            cases::task_node_filter_round_trip,
-            cases::task_update_writes_what_it_sets,
-            cases::task_update_unknown_is_not_found,
-            cases::task_terminal_status_is_final,
-            cases::task_running_only_by_a_claim,
-            cases::task_invalid_input_is_refused_and_nothing_stored,
-            cases::task_sql_metacharacters_stored_verbatim,
-            cases::task_list_filters,
-            cases::task_list_keyset_pagination,
-            cases::task_list_assembles_messages,
-            cases::task_json_shape_from_store,
-            cases::subtask_append_is_atomic,
-            cases::subtasks_active_vs_complete,
-            cases::subtask_of_unknown_parent_is_not_found,
-            cases::terminate_task_records_who_and_when,
-            cases::purge_removes_old_trees_keeps_young,
-            cases::purge_zero_retention_is_invalid,
-            cases::messages_error_count,
-            cases::message_5000_chars_stored_whole,
-            cases::messages_in_sequence_order,
-            cases::message_to_unknown_task_is_not_found,
-            cases::message_batch_is_all_or_nothing,
-            cases::build_data_with_and_without_collected_date,
-            cases::build_data_by_node_task_and_both,
-            cases::build_data_latest_per_generator,
-            cases::build_data_latest_without_node_filter,
-            cases::build_data_brief_omits_element,
-            cases::lease_claim_and_deny,
-            cases::lease_usurp_after_grace,
-            cases::lease_renew_keeps_term_and_denies_others,
-            cases::lease_release_lets_another_claim_with_higher_term,
-            cases::claim_oldest_queued_first,
-            cases::claim_respects_actions,
-            cases::claim_nothing_queued_is_none,
-            cases::claim_fenced_with_stale_term_is_refused,
-            cases::claim_concurrent_exactly_once,
-            cases::recover_orphans_requeues_with_message,
-            cases::recover_orphans_fail_policy,
-            cases::stalled_leader_is_fenced_out_and_recovered_once,
-            cases::late_write_with_a_stale_claim_is_refused,
-            cases_fencing::late_writes_after_fail_recovery_are_refused,
-            cases_fencing::late_writes_after_requeue_are_refused,
-            cases_fencing::second_run_under_the_same_term_fences_out_the_first,
-            cases_fencing::guarded_write_after_losing_the_lease_is_refused,
-            cases_fencing::guard_must_match_the_stored_claim_exactly,
-            cases_fencing::resent_claim_id_returns_the_same_task,
-            cases_fencing::list_by_claimant_and_term,
-            cases_fencing::terminate_marks_the_whole_subtree,
-            cases_fencing::claim_terminates_a_marked_queued_task,
-            cases_fencing::recover_orphans_terminates_terminating_tasks,
-            cases_fencing::update_parent_must_exist,
-            cases_fencing::keyset_pages_with_ties_across_boundaries,
-            cases_boot::boot_action_context_is_one_per_node,
-            cases_boot::boot_action_post_put_get,
-            cases_boot::boot_action_final_status_never_changes,
-            cases_boot::boot_action_unknown_id_is_not_found,
-            cases_boot::boot_actions_of_a_node_keyed_by_name,
-            cases_boot::boot_action_status_details_go_to_the_task,
-            cases_boot::ping_returns_the_store_clock,
-            cases_views::task_tree_follows_subtask_lists,
-            cases_views::task_view_of_one_task,
-            cases_views::task_view_layers,
-            cases_views::task_tree_order_follows_the_lists_not_the_ids,
-            cases_views::build_data_of_tasks_orders_ties_alike,
-            cases_purge::purge_keeps_trees_with_live_tasks,
-            cases_purge::json_text_kept_as_given,
+            tasks::task_create_and_get,
+            tasks::task_create_duplicate_is_conflict,
+            tasks::task_create_with_unknown_parent_is_not_found,
+            tasks::task_get_unknown_is_none,
+            tasks::task_node_filter_round_trip,
+            tasks::task_update_writes_what_it_sets,
+            tasks::task_update_unknown_is_not_found,
+            tasks::task_terminal_status_is_final,
+            tasks::task_running_only_by_a_claim,
+            tasks::task_invalid_input_is_refused_and_nothing_stored,
+            tasks::task_sql_metacharacters_stored_verbatim,
+            tasks::task_list_filters,
+            tasks::task_list_keyset_pagination,
+            tasks::task_list_assembles_messages,
+            tasks::task_json_shape_from_store,
+            subtasks::subtask_append_is_atomic,
+            subtasks::subtasks_active_vs_complete,
+            subtasks::subtask_of_unknown_parent_is_not_found,
+            subtasks::terminate_task_records_who_and_when,
+            purge::purge_removes_old_trees_keeps_young,
+            purge::purge_zero_retention_is_invalid,
+            messages::messages_error_count,
+            messages::message_5000_chars_stored_whole,
+            messages::messages_in_sequence_order,
+            messages::message_to_unknown_task_is_not_found,
+            messages::message_batch_is_all_or_nothing,
+            build_data::build_data_with_and_without_collected_date,
+            build_data::build_data_by_node_task_and_both,
+            build_data::build_data_latest_per_generator,
+            build_data::build_data_latest_without_node_filter,
+            build_data::build_data_brief_omits_element,
+            lease::lease_claim_and_deny,
+            lease::lease_usurp_after_grace,
+            lease::lease_renew_keeps_term_and_denies_others,
+            lease::lease_release_lets_another_claim_with_higher_term,
+            claims::claim_oldest_queued_first,
+            claims::claim_respects_actions,
+            claims::claim_nothing_queued_is_none,
+            claims::claim_fenced_with_stale_term_is_refused,
+            recovery::recover_orphans_requeues_with_message,
+            recovery::recover_orphans_fail_policy,
+            recovery::stalled_leader_is_fenced_out_and_recovered_once,
+            recovery::late_write_with_a_stale_claim_is_refused,
+            fencing::late_writes_after_fail_recovery_are_refused,
+            fencing::late_writes_after_requeue_are_refused,
+            fencing::second_run_under_the_same_term_fences_out_the_first,
+            fencing::guarded_write_after_losing_the_lease_is_refused,
+            fencing::guard_must_match_the_stored_claim_exactly,
+            fencing::resent_claim_id_returns_the_same_task,
+            fencing::list_by_claimant_and_term,
+            fencing::terminate_marks_the_whole_subtree,
+            fencing::claim_terminates_a_marked_queued_task,
+            fencing::recover_orphans_terminates_terminating_tasks,
+            fencing::update_parent_must_exist,
+            fencing::keyset_pages_with_ties_across_boundaries,
+            boot::boot_action_context_is_one_per_node,
+            boot::boot_action_post_put_get,
+            boot::boot_action_final_status_never_changes,
+            boot::boot_action_unknown_id_is_not_found,
+            boot::boot_actions_of_a_node_keyed_by_name,
+            boot::boot_action_status_details_go_to_the_task,
+            boot::ping_returns_the_store_clock,
+            views::task_tree_follows_subtask_lists,
+            views::task_view_of_one_task,
+            views::task_view_layers,
+            views::task_tree_order_follows_the_lists_not_the_ids,
+            views::build_data_of_tasks_orders_ties_alike,
+            purge::purge_keeps_trees_with_live_tasks,
+            purge::json_text_kept_as_given,
         }
     };
 }
@@ -179,11 +185,17 @@ mod tests {
     #[test]
     fn every_written_case_is_listed() {
         let sources = [
-            include_str!("cases.rs"),
-            include_str!("cases_fencing.rs"),
-            include_str!("cases_purge.rs"),
-            include_str!("cases_boot.rs"),
-            include_str!("cases_views.rs"),
+            include_str!("boot.rs"),
+            include_str!("build_data.rs"),
+            include_str!("claims.rs"),
+            include_str!("fencing.rs"),
+            include_str!("lease.rs"),
+            include_str!("messages.rs"),
+            include_str!("purge.rs"),
+            include_str!("recovery.rs"),
+            include_str!("subtasks.rs"),
+            include_str!("tasks.rs"),
+            include_str!("views.rs"),
         ];
         let mut written: Vec<&str> = sources
             .iter()
