@@ -6,7 +6,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{kit_config, StoreFactory};
+use std::time::Duration;
+
+use super::{kit_config, with_grace, StoreFactory};
+use crate::config::Config;
 use crate::error::Error;
 use crate::model::*;
 use crate::store::StateStore;
@@ -119,4 +122,50 @@ pub(crate) async fn held(store: &dyn StateStore, instance: &str) -> Lease {
 /// Claims the lease as `instance`, which must get it: its term.
 pub(crate) async fn held_term(store: &dyn StateStore, instance: &str) -> i64 {
     held(store, instance).await.term
+}
+
+/// The configuration of the catalogue and the model: a lease that never lapses during a case.
+pub(crate) fn test_config() -> Config {
+    with_grace(Duration::from_secs(3600))
+}
+
+/// Everything a caller can observe of a store: every task (messages assembled), all build
+/// data (full), and the live lease.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Snapshot {
+    pub(crate) tasks: Vec<Task>,
+    pub(crate) build_data: Vec<BuildData>,
+    pub(crate) lease: Option<Lease>,
+}
+
+/// The [`Snapshot`] of `store` now.
+pub(crate) async fn snapshot(store: &dyn StateStore) -> Snapshot {
+    Snapshot {
+        tasks: store
+            .list_tasks(&TaskFilter::default())
+            .await
+            .expect("list every task"),
+        build_data: store
+            .build_data(&BuildDataQuery::default())
+            .await
+            .expect("read all build data"),
+        lease: store.current_lease().await.expect("read the lease"),
+    }
+}
+
+/// The kind of an error, for comparing stores whose texts legitimately differ.
+pub(crate) fn kind(e: &Error) -> &'static str {
+    match e {
+        Error::NotFound { .. } => "not_found",
+        Error::Conflict(_) => "conflict",
+        Error::InvalidInput { .. } => "invalid_input",
+        Error::Config { .. } => "config",
+        Error::UnknownScheme { .. } => "unknown_scheme",
+        Error::FeatureDisabled { .. } => "feature_disabled",
+        Error::DuplicateScheme { .. } => "duplicate_scheme",
+        Error::DesignFetch { .. } => "design_fetch",
+        Error::Unavailable { .. } => "unavailable",
+        Error::LeaseLost(_) => "lease_lost",
+        Error::Backend { .. } => "backend",
+    }
 }
