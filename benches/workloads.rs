@@ -721,10 +721,10 @@ fn w8_child(mut args: impl Iterator<Item = String>) -> ! {
         };
         let mut resolver = DesignResolver::new(&design_config);
         resolver
-            .register(&drydock_design_file::REGISTRATION, &design_config)
+            .register(&drydock_design_file::REGISTRATION)
             .expect("file driver");
         resolver
-            .register(&drydock_design_http::REGISTRATION, &design_config)
+            .register(&drydock_design_http::REGISTRATION)
             .expect("http driver");
         let client = reqwest::Client::new();
         let path = uri.strip_prefix("file://").map(PathBuf::from);

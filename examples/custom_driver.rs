@@ -16,10 +16,6 @@ struct EnvDriver;
 
 #[async_trait]
 impl DesignDriver for EnvDriver {
-    fn schemes(&self) -> &'static [&'static str] {
-        &["env"]
-    }
-
     async fn fetch(&self, design_ref: &DesignRef, _: &FetchOptions) -> Result<DesignDocument> {
         let name = design_ref.url().host_str().unwrap_or_default();
         let value = std::env::var(name).map_err(|e| {
@@ -34,7 +30,7 @@ impl DesignDriver for EnvDriver {
 }
 
 inventory::submit! {
-    DesignDriverRegistration { name: "example-env", schemes: &["env"], build: |_| Ok(Arc::new(EnvDriver)) }
+    DesignDriverRegistration::new("example-env", &["env"], |_| Ok(Arc::new(EnvDriver)))
 }
 
 #[tokio::main(flavor = "current_thread")]

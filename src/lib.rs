@@ -41,6 +41,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 pub use drydock_state_core::*;
 
 #[cfg(feature = "design-deckhand")]
@@ -92,11 +94,11 @@ pub fn design_resolver(config: &DesignConfig) -> Result<DesignResolver> {
     #[allow(unused_mut)]
     let mut resolver = DesignResolver::from_registry(config)?;
     #[cfg(feature = "design-file")]
-    resolver.register(&drydock_design_file::REGISTRATION, config)?;
+    resolver.register(&drydock_design_file::REGISTRATION)?;
     #[cfg(feature = "design-http")]
-    resolver.register(&drydock_design_http::REGISTRATION, config)?;
+    resolver.register(&drydock_design_http::REGISTRATION)?;
     #[cfg(feature = "design-deckhand")]
-    resolver.register(&drydock_design_deckhand::REGISTRATION, config)?;
+    resolver.register(&drydock_design_deckhand::REGISTRATION)?;
     Ok(resolver)
 }
 
@@ -108,9 +110,8 @@ pub async fn open(url: &str, config: &Config) -> Result<Arc<dyn StateStore>> {
     let scheme = backend::url_scheme(url)?;
     let registry = backends()?;
     let span = tracing::info_span!("open", scheme = %scheme);
-    let _enter = span.enter();
     match (
-        registry.open(url, config).await,
+        registry.open(url, config).instrument(span).await,
         feature_for(BACKEND_FEATURES, &scheme),
     ) {
         (Err(Error::UnknownScheme { .. }), Some(feature)) => {

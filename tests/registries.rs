@@ -114,3 +114,34 @@ fn default_database_is_an_absolute_sqlite_url() {
         "{url}"
     );
 }
+
+/// Drivers are built on first use, each for its own schemes: a Deckhand section that cannot
+/// be used fails Deckhand fetches (naming its key, never its secret) and nothing else, and
+/// `check` reports it up front.
+#[cfg(all(feature = "design-file", feature = "design-deckhand"))]
+#[tokio::test]
+async fn a_bad_driver_section_breaks_only_its_own_schemes() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site.yaml");
+    std::fs::write(&site, "kind: Region\n").unwrap();
+    let mut design = DesignConfig::default();
+    design.drivers.insert(
+        "deckhand".into(),
+        serde_json::json!({"token": "tok-hunter2", "keystone": {
+            "auth_url": "https://keystone:5000/v3", "username": "u",
+            "password": "pw-hunter2", "project_name": "p"}}),
+    );
+    let resolver = drydock_state::design_resolver(&design).unwrap();
+    let document = drydock_state::fetch_design(&resolver, &format!("file://{}", site.display()))
+        .await
+        .unwrap();
+    assert_eq!(&document.bytes[..], b"kind: Region\n");
+    let e = drydock_state::fetch_design(&resolver, "deckhand+https://127.0.0.1:1/revisions/1")
+        .await
+        .expect_err("the Deckhand driver cannot be built");
+    let text = format!("{e} {e:?}");
+    assert!(text.contains("design.drivers.deckhand.token"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    let e = resolver.check().expect_err("check builds every driver");
+    assert!(e.to_string().contains("design.drivers.deckhand"), "{e}");
+}

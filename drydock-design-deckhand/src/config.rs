@@ -2,18 +2,19 @@
 
 use std::fmt;
 
-use drydock_state_core::{DesignConfig, Error, Result};
-use serde::Deserialize;
+use drydock_state_core::{DesignConfig, Error, Result, Secret};
+use serde::{Deserialize, Serialize};
 
 /// The name of this driver's section under `[design.drivers]`.
 pub const CONFIG_SECTION: &str = "deckhand";
 
-/// How the driver authenticates to Deckhand. Its `Debug` hides the token and the password.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+/// How the driver authenticates to Deckhand. The token and the password are [`Secret`]s: its
+/// `Debug` and its serialized form (what `drydock-state config` prints) show them as `***`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DeckhandConfig {
     /// A fixed token, sent as `X-Auth-Token`.
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// Keystone v3 password authentication, instead of a fixed token.
     pub keystone: Option<KeystoneConfig>,
 }
@@ -25,7 +26,7 @@ pub struct DeckhandConfig {
 /// a name** (only the id is sent). With neither, a domain is the stock default domain by id
 /// (`default`), which every Keystone has; Keystone looks names up case-sensitively (that
 /// domain is *named* `Default`). A project given by `project_id` needs no domain.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeystoneConfig {
     /// The identity endpoint, e.g. `https://keystone:5000/v3` (or without the `/v3`).
@@ -33,7 +34,7 @@ pub struct KeystoneConfig {
     /// The user name.
     pub username: String,
     /// The user's password.
-    pub password: String,
+    pub password: Secret,
     /// The project the token is scoped to, by name (looked up in the project's domain).
     #[serde(default)]
     pub project_name: Option<String>,
@@ -136,20 +137,23 @@ impl DeckhandConfig {
                 "set either `token` or `keystone`, not both",
             ));
         }
-        if self.token.as_deref() == Some("") {
+        if self.token.as_ref().is_some_and(|t| t.expose().is_empty()) {
             return Err(config_error(key("token"), "is empty"));
         }
         if let Some(keystone) = &self.keystone {
             for (field, value) in [
-                ("auth_url", Some(&keystone.auth_url)),
-                ("username", Some(&keystone.username)),
-                ("password", Some(&keystone.password)),
-                ("project_name", keystone.project_name.as_ref()),
-                ("project_id", keystone.project_id.as_ref()),
-                ("project_domain_name", keystone.project_domain_name.as_ref()),
-                ("project_domain_id", keystone.project_domain_id.as_ref()),
-                ("user_domain_name", keystone.user_domain_name.as_ref()),
-                ("user_domain_id", keystone.user_domain_id.as_ref()),
+                ("auth_url", Some(keystone.auth_url.as_str())),
+                ("username", Some(keystone.username.as_str())),
+                ("password", Some(keystone.password.expose())),
+                ("project_name", keystone.project_name.as_deref()),
+                ("project_id", keystone.project_id.as_deref()),
+                (
+                    "project_domain_name",
+                    keystone.project_domain_name.as_deref(),
+                ),
+                ("project_domain_id", keystone.project_domain_id.as_deref()),
+                ("user_domain_name", keystone.user_domain_name.as_deref()),
+                ("user_domain_id", keystone.user_domain_id.as_deref()),
             ] {
                 if value.is_some_and(|v| v.is_empty()) {
                     return Err(config_error(key(&format!("keystone.{field}")), "is empty"));
@@ -183,21 +187,12 @@ fn config_error(key: String, reason: &str) -> Error {
     }
 }
 
-impl fmt::Debug for DeckhandConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DeckhandConfig")
-            .field("token", &self.token.as_ref().map(|_| "***"))
-            .field("keystone", &self.keystone)
-            .finish()
-    }
-}
-
 impl fmt::Debug for KeystoneConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeystoneConfig")
             .field("auth_url", &drydock_state_core::redact_uri(&self.auth_url))
             .field("username", &self.username)
-            .field("password", &"***")
+            .field("password", &self.password)
             .field("project_name", &self.project_name)
             .field("project_id", &self.project_id)
             .field("project_domain_name", &self.project_domain_name)

@@ -7,14 +7,14 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use drydock_design_http::{ErrorDetail, Exchange, Fetcher};
 use drydock_state_core::{
-    DesignConfig, DesignDocument, DesignDriver, DesignRef, Error, FetchOptions, Result,
+    DesignConfig, DesignDocument, DesignDriver, DesignRef, Error, FetchOptions, Result, Secret,
 };
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 
 use crate::config::DeckhandConfig;
 use crate::keystone::Keystone;
-use crate::{status, SCHEMES};
+use crate::status;
 
 /// The Deckhand API path a revision shorthand expands to, after the revision id.
 const RENDERED: &str = "rendered-documents";
@@ -53,7 +53,7 @@ pub struct DeckhandDriver {
 
 enum Auth {
     None,
-    Token(String),
+    Token(Secret),
     Keystone(Box<Keystone>),
 }
 
@@ -90,7 +90,7 @@ impl DeckhandDriver {
     async fn token(&self, design_ref: &DesignRef) -> Result<Option<String>> {
         match &self.auth {
             Auth::None => Ok(None),
-            Auth::Token(token) => Ok(Some(token.clone())),
+            Auth::Token(token) => Ok(Some(token.expose().to_string())),
             Auth::Keystone(keystone) => keystone
                 .token(self.fetcher.client(), design_ref)
                 .await
@@ -101,10 +101,6 @@ impl DeckhandDriver {
 
 #[async_trait]
 impl DesignDriver for DeckhandDriver {
-    fn schemes(&self) -> &'static [&'static str] {
-        SCHEMES
-    }
-
     #[tracing::instrument(skip_all, fields(design_ref = %design_ref.without_credentials()))]
     async fn fetch(
         &self,
@@ -183,7 +179,7 @@ impl Exchange for ServiceRequest<'_> {
         let sent = self.sent();
         let mut secrets: Vec<&str> = sent.as_deref().into_iter().collect();
         match &self.driver.auth {
-            Auth::Token(token) => secrets.push(token),
+            Auth::Token(token) => secrets.push(token.expose()),
             Auth::Keystone(keystone) => secrets.push(keystone.password()),
             Auth::None => {}
         }

@@ -70,7 +70,7 @@ impl Keystone {
 
     /// The password, for scrubbing server messages.
     pub(crate) fn password(&self) -> &str {
-        &self.config.password
+        self.config.password.expose()
     }
 
     /// The current token, authenticating first if there is none or it is about to expire.
@@ -116,7 +116,7 @@ impl Keystone {
                         "user": {
                             "name": c.username,
                             "domain": c.user_domain().to_json(),
-                            "password": c.password,
+                            "password": c.password.expose(),
                         }
                     }
                 },
@@ -134,7 +134,7 @@ impl Keystone {
         let status = response.status();
         if !status.is_success() {
             let body = read_error_body(response).await;
-            let mut detail = status::error_detail("keystone", &body, &[&c.password]);
+            let mut detail = status::error_detail("keystone", &body, &[c.password.expose()]);
             if status == StatusCode::UNAUTHORIZED {
                 detail = self.explain_refusal(detail);
             }

@@ -8,16 +8,10 @@ mod status;
 
 use std::sync::Arc;
 
-use drydock_state_core::{DesignConfig, DesignDriverRegistration, DesignResolver, Result};
+use drydock_state_core::DesignDriverRegistration;
 
 pub use config::{DeckhandConfig, KeystoneConfig, KeystoneRef, CONFIG_SECTION, DEFAULT_DOMAIN_ID};
 pub use driver::{promenade_url, rendered_documents_url, DeckhandDriver};
-
-/// The Deckhand schemes.
-pub const DECKHAND_SCHEMES: &[&str] = &["deckhand+http", "deckhand+https"];
-
-/// The Promenade schemes.
-pub const PROMENADE_SCHEMES: &[&str] = &["promenade+http", "promenade+https"];
 
 /// Every URI scheme this driver serves: Deckhand's and Promenade's, which Drydock resolves
 /// through one Keystone session. One driver serves them all, so that they share one
@@ -30,17 +24,12 @@ pub const SCHEMES: &[&str] = &[
 ];
 
 /// Registers [`DeckhandDriver`] under `deckhand+http(s)://` and `promenade+http(s)://`.
-pub const REGISTRATION: DesignDriverRegistration = DesignDriverRegistration {
-    name: "drydock-design-deckhand",
-    schemes: SCHEMES,
-    build: |config| Ok(Arc::new(DeckhandDriver::new(config)?)),
-};
+/// Its settings are the `[design.drivers.deckhand]` section ([`DeckhandConfig`]); the token and
+/// the Keystone password are [`drydock_state_core::Secret`]s.
+pub const REGISTRATION: DesignDriverRegistration =
+    DesignDriverRegistration::new("drydock-design-deckhand", SCHEMES, |config| {
+        Ok(Arc::new(DeckhandDriver::new(config)?))
+    })
+    .with_config::<DeckhandConfig>(CONFIG_SECTION);
 
 inventory::submit! { REGISTRATION }
-
-/// Adds the Deckhand and Promenade driver to `resolver`: the explicit fallback for programs
-/// in which this crate might not be linked (registering twice is harmless).
-pub fn register(resolver: &mut DesignResolver, config: &DesignConfig) -> Result<()> {
-    resolver.register(&REGISTRATION, config)?;
-    Ok(())
-}

@@ -70,7 +70,9 @@ fn keystone_section_with(keystone: &TestServer, extra: serde_json::Value) -> ser
 
 fn resolver(config: &DesignConfig) -> DesignResolver {
     let mut resolver = DesignResolver::from_registry(config).unwrap();
-    drydock_design_deckhand::register(&mut resolver, config).unwrap();
+    resolver
+        .register(&drydock_design_deckhand::REGISTRATION)
+        .unwrap();
     let schemes = resolver.schemes();
     for scheme in drydock_design_deckhand::SCHEMES {
         assert!(schemes.contains(scheme), "{schemes:?}");

@@ -7,8 +7,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use drydock_state_core::{DesignDocument, DesignDriver, DesignRef, Error, FetchOptions, Result};
 
-use crate::SCHEMES;
-
 /// Reads design documents from the local file system.
 #[derive(Clone, Debug, Default)]
 pub struct FileDriver {
@@ -24,10 +22,6 @@ impl FileDriver {
 
 #[async_trait]
 impl DesignDriver for FileDriver {
-    fn schemes(&self) -> &'static [&'static str] {
-        SCHEMES
-    }
-
     #[tracing::instrument(skip_all, fields(design_ref = %design_ref.without_credentials()))]
     async fn fetch(
         &self,

@@ -21,7 +21,9 @@ fn file_uri(path: &Path) -> String {
 fn resolver(config: &DesignConfig) -> DesignResolver {
     let mut resolver = DesignResolver::from_registry(config).unwrap();
     // The explicit fallback is harmless when inventory already registered the driver.
-    drydock_design_file::register(&mut resolver, config).unwrap();
+    resolver
+        .register(&drydock_design_file::REGISTRATION)
+        .unwrap();
     assert!(resolver.schemes().contains(&"file"), "{resolver:?}");
     resolver
 }

@@ -67,8 +67,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..DesignConfig::default()
     };
     let mut resolver = DesignResolver::new(&config);
-    drydock_design_file::register(&mut resolver, &config)?;
-    drydock_design_http::register(&mut resolver, &config)?;
+    resolver
+        .register(&drydock_design_file::REGISTRATION)?
+        .register(&drydock_design_http::REGISTRATION)?;
 
     let before = peak_rss_kib();
     let started = Instant::now();

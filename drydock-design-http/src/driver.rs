@@ -34,10 +34,6 @@ impl HttpDriver {
 
 #[async_trait]
 impl DesignDriver for HttpDriver {
-    fn schemes(&self) -> &'static [&'static str] {
-        SCHEMES
-    }
-
     #[tracing::instrument(skip_all, fields(design_ref = %design_ref.without_credentials()))]
     async fn fetch(
         &self,

@@ -9,7 +9,7 @@ mod retry;
 
 use std::sync::Arc;
 
-use drydock_state_core::{DesignConfig, DesignDriverRegistration, DesignResolver, Result};
+use drydock_state_core::DesignDriverRegistration;
 
 pub use client::{build_client, MAX_REDIRECTS};
 pub use driver::HttpDriver;
@@ -19,17 +19,9 @@ pub use fetcher::{ErrorDetail, Exchange, Fetcher};
 pub const SCHEMES: &[&str] = &["http", "https"];
 
 /// Registers [`HttpDriver`] under `http://` and `https://`.
-pub const REGISTRATION: DesignDriverRegistration = DesignDriverRegistration {
-    name: "drydock-design-http",
-    schemes: SCHEMES,
-    build: |config| Ok(Arc::new(HttpDriver::new(config)?)),
-};
+pub const REGISTRATION: DesignDriverRegistration =
+    DesignDriverRegistration::new("drydock-design-http", SCHEMES, |config| {
+        Ok(Arc::new(HttpDriver::new(config)?))
+    });
 
 inventory::submit! { REGISTRATION }
-
-/// Adds the `http://` and `https://` driver to `resolver`: the explicit fallback for programs
-/// in which this crate might not be linked (registering twice is harmless).
-pub fn register(resolver: &mut DesignResolver, config: &DesignConfig) -> Result<()> {
-    resolver.register(&REGISTRATION, config)?;
-    Ok(())
-}

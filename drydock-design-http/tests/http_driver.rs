@@ -28,7 +28,9 @@ fn config() -> DesignConfig {
 
 fn resolver(config: &DesignConfig) -> DesignResolver {
     let mut resolver = DesignResolver::from_registry(config).unwrap();
-    drydock_design_http::register(&mut resolver, config).unwrap();
+    resolver
+        .register(&drydock_design_http::REGISTRATION)
+        .unwrap();
     let schemes = resolver.schemes();
     assert!(
         schemes.contains(&"http") && schemes.contains(&"https"),

@@ -851,7 +851,7 @@ async fn task(cmd: TaskCommand, store: &dyn StateStore) -> Result<Outcome> {
                     .get_task(parent)
                     .await?
                     .ok_or_else(|| Error::not_found("parent task", parent))?;
-                drydock_state::memory::refuse_new_work_under(&stored)?;
+                drydock_state::backend::refuse_new_work_under(&stored)?;
             }
             let mut stored = store.create_task(&task).await?;
             if let Some(parent) = parent {

@@ -1494,3 +1494,40 @@ fn health_of_an_unreachable_postgres_is_exit_1() {
         assert!(stdout(&out).is_empty(), "nothing on stdout");
     }
 }
+
+/// `config` hides secrets by their type: the Deckhand driver declares its settings, so its
+/// token and Keystone password print as `***` while its other settings show; a section no
+/// linked driver declares (a third party's `api_key`, say) is hidden whole.
+#[test]
+fn config_hides_driver_secrets_by_type() {
+    let out = Command::new(BIN)
+        .args(["config", "--output", "json"])
+        .env(
+            "DRYDOCK_DESIGN__DRIVERS__DECKHAND__KEYSTONE__AUTH_URL",
+            "https://ks:5000/v3",
+        )
+        .env(
+            "DRYDOCK_DESIGN__DRIVERS__DECKHAND__KEYSTONE__USERNAME",
+            "drydock-user",
+        )
+        .env(
+            "DRYDOCK_DESIGN__DRIVERS__DECKHAND__KEYSTONE__PASSWORD",
+            "pw-hunter2",
+        )
+        .env(
+            "DRYDOCK_DESIGN__DRIVERS__DECKHAND__KEYSTONE__PROJECT_NAME",
+            "service",
+        )
+        .env("DRYDOCK_DESIGN__DRIVERS__ACME__API_KEY", "key-hunter2")
+        .env("DRYDOCK_DESIGN__DRIVERS__ACME__REGION", "north")
+        .output()
+        .unwrap();
+    assert_status(&out, 0, &["config"]);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = shown.to_string();
+    assert!(!text.contains("hunter2"), "{text}");
+    let keystone = &shown["design"]["drivers"]["deckhand"]["keystone"];
+    assert_eq!(keystone["password"], "***", "{text}");
+    assert_eq!(keystone["username"], "drydock-user", "{text}");
+    assert_eq!(shown["design"]["drivers"]["acme"], "***", "{text}");
+}

@@ -1,4 +1,7 @@
-//! Store backends by URL scheme: how a backend crate announces itself, and opening one.
+//! Store backends by URL scheme: how a backend crate announces itself, and opening one; and
+//! what a backend author builds on: the rules every backend applies the same way
+//! ([`Recovery`], [`purge_cutoff`], ...), the shared checks and clock ([`no_nul`], [`now`]) and
+//! the shared error constructors ([`task_exists`], ...).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -9,10 +12,35 @@ use crate::error::{Error, Result};
 use crate::registry::SchemeRegistry;
 use crate::store::StateStore;
 
+mod errors;
+mod rules;
+mod values;
+
+pub use errors::*;
+pub use rules::*;
+pub use values::*;
+
 /// The future a backend's `open` returns.
 pub type OpenFuture = Pin<Box<dyn Future<Output = Result<Arc<dyn StateStore>>> + Send>>;
 
+/// Opens a backend: connects, runs migrations and returns the store.
+pub type OpenBackend = fn(url: String, config: Config) -> OpenFuture;
+
 /// How a backend crate announces itself: its name, its URL schemes and how to open it.
+///
+/// Built with [`BackendRegistration::new`] (fields may be added in any release, so it cannot
+/// be written as a struct literal outside this crate):
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use drydock_state_core::{BackendRegistration, MemoryStore, StateStore};
+/// pub const REGISTRATION: BackendRegistration =
+///     BackendRegistration::new("my-store", &["my-store"], |_url, config| {
+///         Box::pin(async move { Ok(Arc::new(MemoryStore::new(&config)) as Arc<dyn StateStore>) })
+///     });
+/// ```
+#[derive(Clone, Copy)]
+#[non_exhaustive]
 pub struct BackendRegistration {
     /// A name unique to the backend (`postgres`, `sqlite`, `memory`).
     pub name: &'static str,
@@ -20,7 +48,22 @@ pub struct BackendRegistration {
     pub schemes: &'static [&'static str],
     /// Connects, runs migrations and returns the store. The URL may carry a password: an
     /// implementation must never log it or put it in an error.
-    pub open: fn(url: String, config: Config) -> OpenFuture,
+    pub open: OpenBackend,
+}
+
+impl BackendRegistration {
+    /// A backend `name` serving `schemes`, opened by `open`.
+    pub const fn new(
+        name: &'static str,
+        schemes: &'static [&'static str],
+        open: OpenBackend,
+    ) -> Self {
+        BackendRegistration {
+            name,
+            schemes,
+            open,
+        }
+    }
 }
 
 inventory::collect!(BackendRegistration);

@@ -6,7 +6,7 @@
 //! scheme needs no change to this workspace.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -141,12 +141,10 @@ impl From<&DesignConfig> for FetchOptions {
     }
 }
 
-/// Resolves design references of the schemes it serves into documents.
+/// Resolves design references into documents. Which schemes a driver serves is said by its
+/// [`DesignDriverRegistration`], not by the driver.
 #[async_trait]
 pub trait DesignDriver: Send + Sync {
-    /// The schemes it serves, lowercase.
-    fn schemes(&self) -> &'static [&'static str];
-
     /// Fetches the document `design_ref` names. Errors are [`Error::DesignFetch`] (naming the
     /// URI without its password, and saying whether a retry may help) or
     /// [`Error::InvalidInput`] for a reference the driver cannot serve.
@@ -154,14 +152,106 @@ pub trait DesignDriver: Send + Sync {
         -> Result<DesignDocument>;
 }
 
-/// How a driver crate announces itself: its name, its schemes and how to build it.
+/// Builds a driver from the design configuration.
+pub type BuildDriver = fn(&DesignConfig) -> Result<Arc<dyn DesignDriver>>;
+
+/// Shows a driver's configuration section with its secrets as `***`: the section read into the
+/// driver's own settings type and written back (see [`DesignDriverRegistration::with_config`]).
+pub type RedactSection = fn(&serde_json::Value) -> Result<serde_json::Value>;
+
+/// How a driver crate announces itself: its name, its schemes, how to build it and, if it has
+/// one, its configuration section.
+///
+/// Built with [`DesignDriverRegistration::new`] (fields may be added in any release, so it
+/// cannot be written as a struct literal outside this crate):
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use drydock_state_core::{DesignDocument, DesignDriver, DesignDriverRegistration, DesignRef, FetchOptions, Result};
+/// struct Env;
+/// #[async_trait::async_trait]
+/// impl DesignDriver for Env {
+///     async fn fetch(&self, r: &DesignRef, _: &FetchOptions) -> Result<DesignDocument> {
+///         Err(r.fetch_error("not here", false))
+///     }
+/// }
+/// pub const REGISTRATION: DesignDriverRegistration =
+///     DesignDriverRegistration::new("example-env", &["env"], |_config| Ok(Arc::new(Env)));
+/// ```
+#[derive(Clone, Copy)]
+#[non_exhaustive]
 pub struct DesignDriverRegistration {
     /// A name unique to the driver (its crate name is a good one).
     pub name: &'static str,
     /// The schemes it serves, lowercase.
     pub schemes: &'static [&'static str],
-    /// Builds the driver from the design configuration.
-    pub build: fn(&DesignConfig) -> Result<Arc<dyn DesignDriver>>,
+    /// Builds the driver from the design configuration. Called the first time one of its
+    /// schemes is fetched, not before: a driver whose settings are wrong fails its own
+    /// fetches only.
+    pub build: BuildDriver,
+    /// The driver's section under `[design.drivers]`, if it reads one.
+    pub config_section: Option<&'static str>,
+    /// Shows that section with its secrets as `***`, by the types of the driver's settings.
+    pub redact_section: Option<RedactSection>,
+}
+
+impl DesignDriverRegistration {
+    /// A driver `name` serving `schemes`, built by `build`.
+    pub const fn new(
+        name: &'static str,
+        schemes: &'static [&'static str],
+        build: BuildDriver,
+    ) -> Self {
+        DesignDriverRegistration {
+            name,
+            schemes,
+            build,
+            config_section: None,
+            redact_section: None,
+        }
+    }
+
+    /// Declares the driver's section under `[design.drivers]` and its settings type `T`.
+    /// Secrets in `T` are [`crate::Secret`]s: `drydock-state config` shows the section as `T`
+    /// writes it back, so they print as `***` because of their type, whatever their name. A
+    /// section that does not read as `T` is shown as `***` whole.
+    pub const fn with_config<T>(mut self, section: &'static str) -> Self
+    where
+        T: serde::de::DeserializeOwned + serde::Serialize,
+    {
+        self.config_section = Some(section);
+        self.redact_section = Some(redact_as::<T>);
+        self
+    }
+}
+
+fn redact_as<T>(section: &serde_json::Value) -> Result<serde_json::Value>
+where
+    T: serde::de::DeserializeOwned + serde::Serialize,
+{
+    let typed: T = serde_json::from_value(section.clone())
+        .map_err(|e| Error::invalid("design.drivers", e.to_string()))?;
+    serde_json::to_value(&typed).map_err(|e| Error::invalid("design.drivers", e.to_string()))
+}
+
+/// Replaces each section of `drivers` (the `[design.drivers]` table as JSON) with what its
+/// driver's [`DesignDriverRegistration::redact_section`] shows, and every section no linked
+/// driver declares, or that does not read as its driver's settings, with `"***"`: only a type
+/// can say what is secret, so what no type describes is not shown.
+pub fn redact_driver_sections(drivers: &mut serde_json::Value) {
+    let serde_json::Value::Object(map) = drivers else {
+        *drivers = serde_json::Value::String("***".into());
+        return;
+    };
+    for (name, section) in map.iter_mut() {
+        let redact = registered_design_drivers()
+            .find(|r| r.config_section == Some(name.as_str()))
+            .and_then(|r| r.redact_section);
+        *section = match redact.map(|f| f(section)) {
+            Some(Ok(shown)) => shown,
+            _ => serde_json::Value::String("***".into()),
+        };
+    }
 }
 
 inventory::collect!(DesignDriverRegistration);
@@ -171,10 +261,31 @@ pub fn registered_design_drivers() -> impl Iterator<Item = &'static DesignDriver
     inventory::iter::<DesignDriverRegistration>.into_iter()
 }
 
-/// Dispatches design references to drivers by scheme.
+/// A registered driver, built the first time one of its schemes is fetched.
+struct LazyDriver {
+    registration: DesignDriverRegistration,
+    driver: OnceLock<Arc<dyn DesignDriver>>,
+}
+
+impl LazyDriver {
+    fn get(&self, config: &DesignConfig) -> Result<&Arc<dyn DesignDriver>> {
+        if let Some(driver) = self.driver.get() {
+            return Ok(driver);
+        }
+        // Two first fetches may both build; one driver is kept. A failed build is not kept:
+        // the next fetch reports the same error.
+        let built = (self.registration.build)(config)?;
+        Ok(self.driver.get_or_init(|| built))
+    }
+}
+
+/// Dispatches design references to drivers by scheme. Drivers are built lazily, each the
+/// first time one of its schemes is fetched, so a driver with bad settings breaks only the
+/// fetches of its own schemes ([`DesignResolver::check`] builds them all at once).
 #[derive(Clone)]
 pub struct DesignResolver {
-    drivers: SchemeRegistry<Arc<dyn DesignDriver>>,
+    drivers: SchemeRegistry<Arc<LazyDriver>>,
+    config: Arc<DesignConfig>,
     options: FetchOptions,
 }
 
@@ -188,40 +299,52 @@ impl fmt::Debug for DesignResolver {
 }
 
 impl DesignResolver {
-    /// An empty resolver; add drivers with [`DesignResolver::register`].
+    /// An empty resolver; add drivers with [`DesignResolver::register`]. They are built with
+    /// `config`.
     pub fn new(config: &DesignConfig) -> Self {
         DesignResolver {
             drivers: SchemeRegistry::default(),
+            config: Arc::new(config.clone()),
             options: FetchOptions::from(config),
         }
     }
 
-    /// A resolver with every driver registered through `inventory` in this program.
+    /// A resolver with every driver registered through `inventory` in this program. Fails only
+    /// when two registrations claim one scheme; no driver is built yet.
     pub fn from_registry(config: &DesignConfig) -> Result<Self> {
         let mut resolver = Self::new(config);
         for registration in registered_design_drivers() {
-            resolver.register(registration, config)?;
+            resolver.register(registration)?;
         }
         Ok(resolver)
     }
 
-    /// Builds and adds one driver. Registering the same registration again is a no-op; a
-    /// different registration for a scheme already served is [`Error::DuplicateScheme`].
-    pub fn register(
-        &mut self,
-        registration: &DesignDriverRegistration,
-        config: &DesignConfig,
-    ) -> Result<&mut Self> {
+    /// Adds one driver, to be built on first use. Registering the same registration again is
+    /// a no-op; a different registration for a scheme already served is
+    /// [`Error::DuplicateScheme`].
+    pub fn register(&mut self, registration: &DesignDriverRegistration) -> Result<&mut Self> {
         if self
             .drivers
             .check(registration.name, registration.schemes)?
         {
             return Ok(self);
         }
-        let driver = (registration.build)(config)?;
+        let lazy = Arc::new(LazyDriver {
+            registration: *registration,
+            driver: OnceLock::new(),
+        });
         self.drivers
-            .insert(registration.name, registration.schemes, driver)?;
+            .insert(registration.name, registration.schemes, lazy)?;
         Ok(self)
+    }
+
+    /// Builds every registered driver now, so wrong driver settings are found at start-up
+    /// rather than at the first fetch; the first failure is returned.
+    pub fn check(&self) -> Result<()> {
+        for (scheme, _) in self.drivers.owners() {
+            self.drivers.get(scheme)?.get(&self.config)?;
+        }
+        Ok(())
     }
 
     /// The schemes served, sorted.
@@ -237,7 +360,7 @@ impl DesignResolver {
     /// Fetches `design_ref` with the driver registered for its scheme.
     #[tracing::instrument(skip(self), fields(design_ref = %design_ref))]
     pub async fn fetch(&self, design_ref: &DesignRef) -> Result<DesignDocument> {
-        let driver = self.drivers.get(design_ref.scheme())?;
+        let driver = self.drivers.get(design_ref.scheme())?.get(&self.config)?;
         let document = driver.fetch(design_ref, &self.options).await?;
         if document.bytes.len() as u64 > self.options.max_size {
             return Err(design_ref.fetch_error(
@@ -290,9 +413,6 @@ mod tests {
     struct Echo;
     #[async_trait]
     impl DesignDriver for Echo {
-        fn schemes(&self) -> &'static [&'static str] {
-            &["echo"]
-        }
         async fn fetch(&self, r: &DesignRef, _: &FetchOptions) -> Result<DesignDocument> {
             Ok(DesignDocument {
                 bytes: Bytes::from(r.url().path().to_string()),
@@ -302,25 +422,23 @@ mod tests {
         }
     }
 
-    static ECHO: DesignDriverRegistration = DesignDriverRegistration {
-        name: "echo",
-        schemes: &["echo"],
-        build: |_| Ok(Arc::new(Echo)),
-    };
-    static OTHER_ECHO: DesignDriverRegistration = DesignDriverRegistration {
-        name: "other-echo",
-        schemes: &["echo"],
-        build: |_| Ok(Arc::new(Echo)),
-    };
+    static ECHO: DesignDriverRegistration =
+        DesignDriverRegistration::new("echo", &["echo"], |_| Ok(Arc::new(Echo)));
+    static OTHER_ECHO: DesignDriverRegistration =
+        DesignDriverRegistration::new("other-echo", &["echo"], |_| Ok(Arc::new(Echo)));
+    static BROKEN: DesignDriverRegistration =
+        DesignDriverRegistration::new("broken", &["broken"], |_| {
+            Err(Error::invalid("design.drivers.broken", "cannot be built"))
+        });
 
     #[tokio::test]
     async fn resolver_dispatches_and_reports() {
         let config = DesignConfig::default();
         let mut r = DesignResolver::new(&config);
-        r.register(&ECHO, &config).unwrap();
-        r.register(&ECHO, &config).unwrap();
+        r.register(&ECHO).unwrap();
+        r.register(&ECHO).unwrap();
         assert!(matches!(
-            r.register(&OTHER_ECHO, &config),
+            r.register(&OTHER_ECHO),
             Err(Error::DuplicateScheme { .. })
         ));
         let d = r.fetch_uri("echo://h/p").await.unwrap();
@@ -329,6 +447,51 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "unknown scheme `nope`; registered schemes: echo"
+        );
+    }
+
+    /// A driver that cannot be built fails its own scheme's fetches, not the others', and
+    /// `check` reports it.
+    #[tokio::test]
+    async fn a_driver_that_cannot_be_built_breaks_only_its_own_scheme() {
+        let config = DesignConfig::default();
+        let mut r = DesignResolver::new(&config);
+        r.register(&BROKEN).unwrap();
+        r.register(&ECHO).unwrap();
+        let d = r.fetch_uri("echo://h/p").await.unwrap();
+        assert_eq!(&d.bytes[..], b"/p");
+        let e = r.fetch_uri("broken://h/p").await.unwrap_err();
+        assert!(e.to_string().contains("design.drivers.broken"), "{e}");
+        let e = r.check().unwrap_err();
+        assert!(e.to_string().contains("cannot be built"), "{e}");
+    }
+
+    #[derive(serde::Deserialize, serde::Serialize)]
+    struct EchoSettings {
+        user: String,
+        api_key: crate::Secret,
+    }
+
+    static SECRETIVE: DesignDriverRegistration =
+        DesignDriverRegistration::new("secretive", &["secretive"], |_| Ok(Arc::new(Echo)))
+            .with_config::<EchoSettings>("secretive");
+    inventory::submit! { SECRETIVE }
+
+    /// Redaction is by the settings' types: `api_key` is a `Secret`, `user` is not; a section
+    /// no driver declares is hidden whole.
+    #[test]
+    fn driver_sections_are_redacted_by_type() {
+        let section = serde_json::json!({"user": "me", "api_key": "k-123"});
+        let shown = (SECRETIVE.redact_section.unwrap())(&section).unwrap();
+        assert_eq!(shown, serde_json::json!({"user": "me", "api_key": "***"}));
+        let mut drivers = serde_json::json!({
+            "secretive": {"user": "me", "api_key": "k-123"},
+            "nobody": {"user": "x", "plain": "p-456"},
+        });
+        redact_driver_sections(&mut drivers);
+        assert_eq!(
+            drivers,
+            serde_json::json!({"secretive": {"user": "me", "api_key": "***"}, "nobody": "***"})
         );
     }
 }

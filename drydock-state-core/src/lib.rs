@@ -8,6 +8,7 @@ pub mod error;
 pub mod memory;
 pub mod model;
 pub mod registry;
+pub mod secret;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -21,6 +22,7 @@ pub use design::{
 pub use error::{redact_uri, Error, Result};
 pub use memory::MemoryStore;
 pub use model::*;
+pub use secret::Secret;
 pub use store::{BootActionStore, BuildStore, InstanceLock, MessageStore, StateStore, TaskStore};
 pub use views::{task_view, TaskViewOptions};
 

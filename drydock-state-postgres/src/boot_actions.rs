@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use drydock_state_core::model::no_nul;
+use drydock_state_core::backend::{boot_action_exists, no_nul};
 use drydock_state_core::{
     BootAction, BootActionContext, BootActionId, BootActionStatus, BootActionStore, Error,
     NewMessage, Result,
@@ -61,10 +61,7 @@ impl BootActionStore for PgStore {
         match (added, id_taken) {
             (true, _) => Ok(()),
             // The reference store's order: a taken id is a conflict before a missing task.
-            (false, true) => Err(Error::Conflict(format!(
-                "boot action {} already exists",
-                action.action_id
-            ))),
+            (false, true) => Err(boot_action_exists(action.action_id)),
             (false, false) => Err(Error::not_found("task", action.task_id)),
         }
     }

@@ -17,7 +17,7 @@ impl PgStore {
         statement: &'static str,
         instance_id: &str,
     ) -> Result<LeaseOutcome> {
-        drydock_state_core::model::validate_instance_id("instance_id", instance_id)?;
+        drydock_state_core::backend::validate_instance_id("instance_id", instance_id)?;
         let row = queries::query(statement)
             .bind(instance_id)
             .bind(self.grace_micros)
@@ -55,7 +55,7 @@ impl InstanceLock for PgStore {
 
     #[tracing::instrument(skip_all, fields(instance_id = %instance_id))]
     async fn release_lease(&self, instance_id: &str) -> Result<bool> {
-        drydock_state_core::model::validate_instance_id("instance_id", instance_id)?;
+        drydock_state_core::backend::validate_instance_id("instance_id", instance_id)?;
         let done = queries::query(queries::RELEASE_LEASE)
             .bind(instance_id)
             .execute(&self.pool)

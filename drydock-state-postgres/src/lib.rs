@@ -24,10 +24,9 @@ pub use tasks::PURGE_BATCH_ROOTS;
 pub const URL_SCHEMES: &[&str] = &["postgres", "postgresql"];
 
 /// Registers the PostgreSQL backend under [`URL_SCHEMES`]: opening connects and migrates.
-pub const REGISTRATION: BackendRegistration = BackendRegistration {
-    name: "postgres",
-    schemes: URL_SCHEMES,
-    open: |url, config| Box::pin(store::open(url, config)),
-};
+pub const REGISTRATION: BackendRegistration =
+    BackendRegistration::new("postgres", URL_SCHEMES, |url, config| {
+        Box::pin(store::open(url, config))
+    });
 
 inventory::submit! { REGISTRATION }

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use drydock_state_core::memory::{
-    orphan_message, purge_cutoff, purge_keeps, refuse_new_work_under, Recovery,
-    ORPHAN_FAILURE_REASON,
+use drydock_state_core::backend::{
+    no_nul, orphan_message, purge_cutoff, purge_keeps, refuse_new_work_under, retention_too_large,
+    Recovery, ORPHAN_FAILURE_REASON,
 };
 use drydock_state_core::{
     Claim, ClaimRequest, Error, NewTask, OrphanPolicy, PurgeReport, Result, SubtaskFilter, Task,
@@ -342,7 +342,7 @@ impl TaskStore for PgStore {
 
     #[tracing::instrument(skip_all, fields(task_id = %id, guarded = guard.is_some()))]
     async fn terminate_task(&self, id: TaskId, by: &str, guard: Option<&Claim>) -> Result<Task> {
-        drydock_state_core::model::no_nul("terminated_by", by)?;
+        no_nul("terminated_by", by)?;
         guard::validate(guard)?;
         let (g_by, g_term, g_attempt) = guard::binds(guard);
         for _ in 0..guard::ATTEMPTS {
@@ -380,8 +380,7 @@ impl TaskStore for PgStore {
     async fn purge(&self, older_than: Duration) -> Result<PurgeReport> {
         // The memory store's rule (zero and absurd retentions refused), on the database clock.
         purge_cutoff(older_than)?;
-        let micros = i64::try_from(older_than.as_micros())
-            .map_err(|_| Error::invalid("purge.older_than", "is too large"))?;
+        let micros = i64::try_from(older_than.as_micros()).map_err(|_| retention_too_large())?;
         let op = db_error("purge", "purge.older_than");
         let cutoff: DateTime<Utc> = queries::query_scalar(queries::PURGE_CUTOFF)
             .bind(micros)
@@ -390,7 +389,7 @@ impl TaskStore for PgStore {
             .map_err(|e| match &e {
                 // 22008: the cutoff falls before the earliest timestamp PostgreSQL can hold.
                 sqlx::Error::Database(db) if db.code().as_deref() == Some("22008") => {
-                    Error::invalid("purge.older_than", "is too large")
+                    retention_too_large()
                 }
                 _ => op(e),
             })?;

@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use drydock_state_core::backend::now;
 use drydock_state_core::testkit::with_grace;
 use drydock_state_core::*;
 use drydock_state_postgres::PgStore;

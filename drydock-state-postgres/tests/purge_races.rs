@@ -8,6 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use drydock_state_core::backend::now;
 use drydock_state_core::testkit::kit_config;
 use drydock_state_core::*;
 use drydock_state_postgres::PgStore;

@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use drydock_state_core::backend::now;
 use drydock_state_core::testkit::with_grace;
 use drydock_state_core::*;
 use drydock_state_postgres::PgStore;

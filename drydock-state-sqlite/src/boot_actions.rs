@@ -10,8 +10,9 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use drydock_state_core::backend::{boot_action_exists, no_nul};
 use drydock_state_core::{
-    no_nul, BootAction, BootActionContext, BootActionId, BootActionStatus, BootActionStore, Error,
+    BootAction, BootActionContext, BootActionId, BootActionStatus, BootActionStore, Error,
     NewMessage, Result,
 };
 
@@ -66,8 +67,7 @@ impl BootActionStore for SqliteStore {
     async fn add_boot_action(&self, action: &BootAction) -> Result<()> {
         const OP: &str = "add_boot_action";
         action.validate()?;
-        let conflict =
-            || Error::Conflict(format!("boot action {} already exists", action.action_id));
+        let conflict = || boot_action_exists(action.action_id);
         let mut tx = self.begin_write(OP).await?;
         let (id_taken, task_exists): (bool, bool) =
             queries::query_as(queries::BOOT_ACTION_ADD_CHECK)

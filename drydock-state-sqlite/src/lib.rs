@@ -25,16 +25,13 @@ pub const URL_SCHEMES: &[&str] = &["sqlite"];
 /// Also submitted to `inventory`; register it explicitly
 /// (`BackendRegistry::register(&drydock_state_sqlite::REGISTRATION)`) where this crate might not
 /// be linked otherwise.
-pub const REGISTRATION: BackendRegistration = BackendRegistration {
-    name: "sqlite",
-    schemes: URL_SCHEMES,
-    open: |url, config| {
+pub const REGISTRATION: BackendRegistration =
+    BackendRegistration::new("sqlite", URL_SCHEMES, |url, config| {
         Box::pin(async move {
             let store = SqliteStore::open(&url, &config).await?;
             store.migrate().await?;
             Ok(Arc::new(store) as Arc<dyn StateStore>)
         })
-    },
-};
+    });
 
 inventory::submit! { REGISTRATION }

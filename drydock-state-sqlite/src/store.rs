@@ -21,16 +21,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use drydock_state_core::memory::{
-    orphan_message, purge_cutoff, purge_keeps, refuse_new_work_under, terminated_status, Recovery,
-    ORPHAN_FAILURE_REASON,
+use drydock_state_core::backend::{
+    no_nul, orphan_message, purge_cutoff, purge_keeps, refuse_new_work_under, task_exists,
+    terminated_status, validate_instance_id, Recovery, ORPHAN_FAILURE_REASON,
 };
 use drydock_state_core::{
-    lease_not_held, no_nul, validate_instance_id, BuildData, BuildDataQuery, BuildStore, Claim,
-    ClaimRequest, Config, Error, InstanceLock, Lease, LeaseOutcome, MessageStore, NewMessage,
-    NewTask, OrphanPolicy, PurgeReport, Result, ResultDetails, ResultMessage, StateStore,
-    SubtaskFilter, Task, TaskFilter, TaskId, TaskStatus, TaskStore, TaskUpdate, TreeNode,
-    Verbosity,
+    lease_not_held, BuildData, BuildDataQuery, BuildStore, Claim, ClaimRequest, Config, Error,
+    InstanceLock, Lease, LeaseOutcome, MessageStore, NewMessage, NewTask, OrphanPolicy,
+    PurgeReport, Result, ResultDetails, ResultMessage, StateStore, SubtaskFilter, Task, TaskFilter,
+    TaskId, TaskStatus, TaskStore, TaskUpdate, TreeNode, Verbosity,
 };
 use sqlx::sqlite::{SqliteArguments, SqliteConnection};
 use sqlx::{Sqlite, SqlitePool};
@@ -409,10 +408,7 @@ impl TaskStore for SqliteStore {
                 self.wake_if_queued(stored.status);
                 Ok(stored)
             }
-            Err(e) if is_unique_violation(&e) => Err(Error::Conflict(format!(
-                "task {} already exists",
-                task.task_id
-            ))),
+            Err(e) if is_unique_violation(&e) => Err(task_exists(task.task_id)),
             Err(e) if is_foreign_key_violation(&e) => Err(Error::not_found(
                 "parent task",
                 task.parent_task_id

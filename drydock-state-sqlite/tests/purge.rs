@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
+use drydock_state_core::backend::now;
 use drydock_state_core::{
-    now, Config, MessageStore, NewMessage, NewTask, PurgeReport, TaskId, TaskStatus, TaskStore,
+    Config, MessageStore, NewMessage, NewTask, PurgeReport, TaskId, TaskStatus, TaskStore,
 };
 use drydock_state_sqlite::SqliteStore;
 

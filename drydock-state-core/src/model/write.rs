@@ -9,9 +9,10 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::task::{api_v1, kind_task};
 use super::{
-    api_v1, json_no_nul, kind_task, no_nul, now, Link, NodeFilter, ResultDetails, ResultStatus,
-    Task, TaskId, TaskResult, TaskStatus, MAX_ACTION_LEN,
+    json_no_nul, no_nul, now, Link, NodeFilter, ResultDetails, ResultStatus, Task, TaskId,
+    TaskResult, TaskStatus, MAX_ACTION_LEN,
 };
 use crate::error::{Error, Result};
 

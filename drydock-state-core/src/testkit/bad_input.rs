@@ -17,6 +17,7 @@ use serde_json::json;
 
 use super::support::{kind, snapshot, test_config};
 use super::StoreFactory;
+use crate::backend::now;
 use crate::error::Result;
 use crate::memory::MemoryStore;
 use crate::model::*;

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 
 use super::support::*;
 use super::StoreFactory;
+use crate::backend::now;
 use crate::error::Error;
 use crate::model::*;
 

@@ -18,7 +18,8 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use super::{case_name, env_number, kit_config, StoreFactory};
-use crate::model::{now, ClaimRequest, NewTask, TaskFilter, TaskId, TaskStatus};
+use crate::backend::now;
+use crate::model::{ClaimRequest, NewTask, TaskFilter, TaskId, TaskStatus};
 use crate::store::TaskStore;
 
 /// How many tasks each drain queues.

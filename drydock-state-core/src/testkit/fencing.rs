@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::support::held_term;
 use super::{kit_config, StoreFactory};
+use crate::backend::now;
 use crate::error::Error;
 use crate::model::*;
 use crate::store::StateStore;

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::support::*;
 use super::{kit_config, StoreFactory};
+use crate::backend::now;
 use crate::error::Error;
 use crate::model::*;
 use crate::store::StateStore;

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use super::support::*;
 use super::StoreFactory;
+use crate::backend::now;
 use crate::error::Error;
 use crate::model::*;
 

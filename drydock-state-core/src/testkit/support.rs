@@ -9,6 +9,7 @@ use serde_json::json;
 use std::time::Duration;
 
 use super::{kit_config, with_grace, StoreFactory};
+use crate::backend::now;
 use crate::config::Config;
 use crate::error::Error;
 use crate::model::*;

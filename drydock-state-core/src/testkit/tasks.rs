@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::support::*;
 use super::StoreFactory;
+use crate::backend::now;
 use crate::error::Error;
 use crate::model::*;
 

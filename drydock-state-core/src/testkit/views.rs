@@ -5,6 +5,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{kit_config, StoreFactory};
+use crate::backend::now;
 use crate::model::*;
 use crate::store::StateStore;
 use crate::views::{task_view, TaskViewOptions};

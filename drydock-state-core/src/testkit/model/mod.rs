@@ -45,6 +45,7 @@ use self::exec::*;
 use self::ops::*;
 use super::support::test_config;
 use super::{case_manifest_dir, env_number, reference_store, StoreFactory};
+use crate::backend::now;
 use crate::model::*;
 use crate::store::StateStore;
 

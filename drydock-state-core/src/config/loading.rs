@@ -1,10 +1,6 @@
-//! Configuration: defaults, then a TOML file, then `DRYDOCK_`-prefixed environment variables
-//! (`__` separates levels: `DRYDOCK_DATABASE__POOL_SIZE=20`).
-//!
-//! Durations are written as a number of seconds or a human string (`30s`, `5m`, `1h 30m`),
-//! and none may exceed [`MAX_DURATION`] (`36500d`, 100 years).
-//! A bad value is an [`Error::Config`] naming the key and where it came from; the value is never
-//! echoed, so a misplaced password cannot leak through an error message.
+//! Loading: the configuration structs and their defaults, the figment that reads them
+//! (defaults, a TOML file, `DRYDOCK_` environment variables), the checks applied after
+//! extraction, and errors that name the key and where its value came from.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -16,17 +12,11 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use super::duration::{self, MAX_DURATION};
 use crate::error::{redact_uri, Error, Result};
 
 /// The prefix of every environment variable read.
 pub const ENV_PREFIX: &str = "DRYDOCK_";
-
-/// The longest duration any setting accepts: 36,500 days (100 years). Stores and drivers add
-/// durations to the current time (a lease's expiry, a cache entry's, a fetch deadline), and
-/// now plus this is still a time that chrono, PostgreSQL (`timestamptz`, `interval`, a
-/// microsecond count in a `bigint`), SQLite (microseconds in an `INTEGER`) and
-/// `std::time::Instant` all represent, so no accepted value can overflow them.
-pub const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
 
 /// Everything drydock-state can be configured with.
 #[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -302,42 +292,6 @@ impl Config {
         }
         Ok(())
     }
-
-    /// The configuration as JSON with every secret replaced by `***`: the database URL's
-    /// password, and any driver setting whose name mentions a password, token or secret.
-    pub fn to_redacted_json(&self) -> serde_json::Value {
-        let mut value = serde_json::to_value(self).unwrap_or_default();
-        if let Some(url) = self.database.url.as_deref() {
-            value["database"]["url"] = serde_json::Value::String(redact_uri(url));
-        }
-        if let Some(drivers) = value.pointer_mut("/design/drivers") {
-            redact_secrets(drivers);
-        }
-        value
-    }
-}
-
-fn redact_secrets(value: &mut serde_json::Value) {
-    match value {
-        serde_json::Value::Object(map) => {
-            for (key, v) in map.iter_mut() {
-                let k = key.to_ascii_lowercase();
-                if ["password", "token", "secret"]
-                    .iter()
-                    .any(|s| k.contains(s))
-                {
-                    *v = serde_json::Value::String("***".into());
-                } else {
-                    redact_secrets(v);
-                }
-            }
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_secrets),
-        serde_json::Value::String(s) if s.contains('@') && s.contains("://") => {
-            *s = redact_uri(s);
-        }
-        _ => {}
-    }
 }
 
 fn origin_of(figment: &Figment, key: &str) -> String {
@@ -444,112 +398,6 @@ fn actual_kind(actual: &Actual) -> &'static str {
     }
 }
 
-/// Parses a duration: a whole number of seconds, or a human string such as `30s`, `5m`,
-/// `1h 30m`, `30d`.
-pub fn parse_duration(text: &str) -> Result<Duration> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err(Error::invalid("duration", "is empty"));
-    }
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    if text.starts_with('-') {
-        return Err(Error::invalid("duration", "must not be negative"));
-    }
-    // humantime is given one term at a time and the sum is ours: its own running sum panics
-    // (`Duration::new` overflow) when the nanoseconds carry into a total of u64::MAX seconds,
-    // e.g. `18446744073709551615s 1000000000ns` (found while writing the fuzz oracle).
-    let mut total = Duration::ZERO;
-    for term in duration_terms(text)? {
-        let term = humantime::parse_duration(term).map_err(|e| {
-            Error::invalid("duration", format!("{e}; write e.g. 30s, 5m, 12h or 30d"))
-        })?;
-        total = total
-            .checked_add(term)
-            .ok_or_else(|| Error::invalid("duration", "too large"))?;
-    }
-    Ok(total)
-}
-
-/// Splits `5m30s` or `1h 30m` into its terms (`5m`, `30s`): digits, an optional fraction, optional
-/// whitespace and a unit made of the letters humantime reads.
-fn duration_terms(text: &str) -> Result<Vec<&str>> {
-    let is_unit = |c: char| c.is_ascii_alphabetic() || c == 'µ';
-    let mut terms = Vec::new();
-    let mut rest = text.trim_start();
-    while !rest.is_empty() {
-        if !rest.starts_with(|c: char| c.is_ascii_digit()) {
-            return Err(Error::invalid(
-                "duration",
-                format!(
-                    "expected a number at byte {}; write e.g. 30s, 5m, 12h or 30d",
-                    text.len() - rest.len()
-                ),
-            ));
-        }
-        let mut end = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if let Some(fraction) = rest[end..].strip_prefix('.') {
-            end += 1 + fraction
-                .find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(fraction.len());
-        }
-        end = rest.len() - rest[end..].trim_start().len();
-        end += rest[end..]
-            .find(|c| !is_unit(c))
-            .unwrap_or(rest.len() - end);
-        terms.push(rest[..end].trim_end());
-        rest = rest[end..].trim_start();
-    }
-    Ok(terms)
-}
-
-/// Serde for [`Duration`] fields: seconds (integer or float) or a human string in, a human
-/// string out.
-pub mod duration {
-    use std::time::Duration;
-
-    use serde::de::{self, Visitor};
-    use serde::{Deserializer, Serializer};
-
-    /// Writes the duration as a human string (`1m 30s`).
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    /// Reads seconds or a human string.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Duration;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a duration such as 30s or a number of seconds")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
-                Ok(Duration::from_secs(v))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
-                u64::try_from(v)
-                    .map(Duration::from_secs)
-                    .map_err(|_| E::custom("a duration must not be negative"))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
-                Duration::try_from_secs_f64(v).map_err(|_| {
-                    E::custom("a duration must be a finite, non-negative number of seconds")
-                })
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
-                super::parse_duration(v).map_err(|_| {
-                    E::custom("expected a duration such as 30s, 5m or a number of seconds")
-                })
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
 #[cfg(test)]
 // figment's Jail closures return figment::Error, which is large; that is figment's API.
 #[allow(clippy::result_large_err)]
@@ -623,22 +471,6 @@ mod tests {
     }
 
     #[test]
-    fn redacted_json_hides_password() {
-        let mut c = Config::default();
-        c.database.url = Some("postgres://u:pw-xyz@h/db".into());
-        c.design.drivers.insert(
-            "deckhand".into(),
-            serde_json::json!({"token": "tok-abc", "keystone": {"password": "kpw"}}),
-        );
-        let s = c.to_redacted_json().to_string();
-        assert!(
-            !s.contains("pw-xyz") && !s.contains("tok-abc") && !s.contains("kpw"),
-            "{s}"
-        );
-        assert!(!format!("{c:?}").contains("pw-xyz"));
-    }
-
-    #[test]
     fn zero_grace_is_refused() {
         Jail::expect_with(|jail| {
             jail.set_env("DRYDOCK_LEADER__GRACE_PERIOD", "0");
@@ -649,109 +481,5 @@ mod tests {
             );
             Ok(())
         });
-    }
-
-    /// Every duration key of the configuration, as dotted keys: the string leaves of the
-    /// serialized defaults (durations serialize as human strings, nothing else does), so a
-    /// duration added later is covered without editing this list.
-    fn duration_keys() -> Vec<String> {
-        let defaults = serde_json::to_value(Config::default()).unwrap();
-        let mut keys = Vec::new();
-        for (section, fields) in defaults.as_object().unwrap() {
-            for (field, value) in fields.as_object().unwrap() {
-                if let Some(text) = value.as_str() {
-                    assert!(parse_duration(text).is_ok(), "{section}.{field} = {text:?}");
-                    keys.push(format!("{section}.{field}"));
-                }
-            }
-        }
-        keys
-    }
-
-    #[test]
-    fn duration_keys_are_all_found() {
-        assert_eq!(duration_keys().len(), 10, "{:?}", duration_keys());
-    }
-
-    /// Issue 10, item 6: a duration no store can add to the current time (the memory store
-    /// panicked on `leader.grace_period = "1000000000d"`) is refused, naming the key and the
-    /// file, for every duration key; the bound itself is accepted.
-    #[test]
-    fn too_large_duration_in_file_is_refused_naming_the_key() {
-        for key in duration_keys() {
-            let (section, field) = key.split_once('.').unwrap();
-            for value in ["1000000000d", "36501d", "18446744073709551615"] {
-                Jail::expect_with(|jail| {
-                    jail.create_file("d.toml", &format!("[{section}]\n{field} = \"{value}\"\n"))?;
-                    let e = Config::load(Some(Path::new("d.toml")))
-                        .expect_err(&format!("{key} = {value} is refused"));
-                    let text = e.to_string();
-                    assert!(
-                        matches!(&e, Error::Config { key: k, .. } if *k == key),
-                        "{key} = {value}: {text}"
-                    );
-                    assert!(text.contains("d.toml"), "{text}");
-                    assert!(text.contains("at most"), "{text}");
-                    assert!(!text.contains(value), "echoes the value: {text}");
-                    Ok(())
-                });
-            }
-            Jail::expect_with(|jail| {
-                jail.create_file("d.toml", &format!("[{section}]\n{field} = \"36500d\"\n"))?;
-                let c = Config::load(Some(Path::new("d.toml"))).unwrap();
-                assert_eq!(c, {
-                    let mut v = serde_json::to_value(Config::default()).unwrap();
-                    v[section][field] = "36500d".into();
-                    serde_json::from_value::<Config>(v).unwrap()
-                });
-                Ok(())
-            });
-        }
-    }
-
-    /// The same bound through `DRYDOCK_` environment variables, whose error names the variable.
-    #[test]
-    fn too_large_duration_in_env_is_refused_naming_the_key() {
-        for key in duration_keys() {
-            let var = format!("DRYDOCK_{}", key.replace('.', "__").to_ascii_uppercase());
-            for value in ["1000000000d", "36501d", "3153686400"] {
-                Jail::expect_with(|jail| {
-                    jail.set_env(&var, value);
-                    let e = Config::load(None).expect_err(&format!("{var}={value} is refused"));
-                    let text = e.to_string();
-                    assert!(
-                        matches!(&e, Error::Config { key: k, .. } if *k == key),
-                        "{var}={value}: {text}"
-                    );
-                    assert!(text.contains(&var), "{text}");
-                    assert!(!text.contains(value), "echoes the value: {text}");
-                    Ok(())
-                });
-            }
-        }
-    }
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(
-            parse_duration("30d").unwrap(),
-            Duration::from_secs(30 * 86400)
-        );
-        assert_eq!(
-            parse_duration("12h").unwrap(),
-            Duration::from_secs(12 * 3600)
-        );
-        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
-        assert!(parse_duration("-1d").is_err());
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("").is_err());
-        assert_eq!(
-            parse_duration("1h30m 5 s 1.5ms").unwrap(),
-            Duration::new(5405, 1_500_000)
-        );
-        assert!(parse_duration("5s x").is_err());
-        // humantime alone panics on this one (its nanosecond carry overflows Duration::new).
-        let e = parse_duration("18446744073709551615s 1000000000ns").unwrap_err();
-        assert!(e.to_string().contains("too large"), "{e}");
     }
 }
