@@ -1,8 +1,6 @@
 //! The whole conformance kit of drydock-state-core against MariaDB/MySQL, a fresh database per
-//! case.
+//! store; the multi-process drain reaches its database from child processes by URL.
 
 mod common;
 
-drydock_state_core::conformance_tests!(|config: drydock_state_core::Config| async move {
-    common::conformance_store(config).await
-});
+drydock_state_core::conformance_tests!(common::Databases, common::CAPABILITIES);

@@ -1,5 +1,7 @@
-//! Concurrency on a real PostgreSQL: claimers racing for a queue, instances racing for the
-//! lease, and fencing. Run with `--nocapture` to see the figures.
+//! Concurrency on a real PostgreSQL: instances racing for the lease, fencing under a takeover,
+//! and wake-ups across pools. The exactly-once drains (claimers racing for a queue, in one
+//! process and across processes) are the kit's, run from `tests/conformance.rs`.
+//! Run with `--nocapture` to see the figures.
 
 mod common;
 
@@ -8,9 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use drydock_state_core::testkit::drains;
 use drydock_state_core::testkit::with_grace;
 use drydock_state_core::*;
-use drydock_state_testsupport::claims;
 use rand::Rng;
 
 fn config(grace: Duration, pool: u32) -> Config {
@@ -22,41 +24,7 @@ fn config(grace: Duration, pool: u32) -> Config {
 
 /// Queues `n` `deploy_nodes` tasks with 8 concurrent creators, oldest first by `created`.
 async fn queue(store: &Arc<drydock_state_postgres::PgStore>, n: usize) -> HashSet<TaskId> {
-    claims::queue(store, "deploy_nodes", n, 8).await
-}
-
-/// 8 concurrent claimers draining 2,000 queued tasks claim each exactly once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn eight_claimers_drain_2000_tasks_exactly_once() {
-    const TASKS: usize = 2000;
-    const CLAIMERS: usize = 8;
-    let (store, _db) = common::fresh_store(&config(Duration::from_secs(60), 10)).await;
-    let store = Arc::new(store);
-    let all = queue(&store, TASKS).await;
-
-    let started = Instant::now();
-    let per_claimer = claims::drain_concurrently(&store, "claimer", CLAIMERS).await;
-    let elapsed = started.elapsed();
-    let per_worker: Vec<usize> = per_claimer.iter().map(Vec::len).collect();
-    let claimed: Vec<TaskId> = per_claimer.into_iter().flatten().collect();
-
-    claims::assert_each_once(&claimed, &all);
-    claims::assert_nothing_queued(&*store).await;
-    let running = store
-        .list_tasks(&TaskFilter {
-            status: Some(TaskStatus::Running),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(running.len(), TASKS);
-    assert!(running.iter().all(|t| t.claimed_at.is_some()));
-    println!(
-        "claim_next: {TASKS} tasks drained by {CLAIMERS} claimers in {:.3} s = {:.0} claims/s \
-         (per claimer: {per_worker:?})",
-        elapsed.as_secs_f64(),
-        TASKS as f64 / elapsed.as_secs_f64()
-    );
+    drains::queue(store, "deploy_nodes", n, 8).await
 }
 
 #[derive(Clone, Debug)]

@@ -1,7 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
-pub mod claims;
 pub mod http;
 pub mod mysql;
 pub mod postgres;

@@ -7,6 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use drydock_state_core::testkit::{
+    Capabilities, SharedFuture, SharedStore, StoreFactory, StoreFuture,
+};
 use drydock_state_core::*;
 use drydock_state_mysql::MySqlStore;
 pub use drydock_state_testsupport::mysql::*;
@@ -23,9 +26,35 @@ pub async fn fresh_store(config: &Config) -> (MySqlStore, TestDatabase) {
 
 /// A store for the conformance kit: a [`MySqlStore`] that drops its database when dropped.
 pub async fn conformance_store(config: Config) -> Arc<dyn StateStore> {
-    let (store, db) = fresh_store(&config).await;
-    Arc::new(TestStore { store, _db: db })
+    conformance_store_and_url(config).await.0
 }
+
+/// [`conformance_store`] and the URL of its database, which other processes open.
+async fn conformance_store_and_url(config: Config) -> (Arc<dyn StateStore>, String) {
+    let (store, db) = fresh_store(&config).await;
+    let url = db.url.clone();
+    (Arc::new(TestStore { store, _db: db }), url)
+}
+
+/// The kit's factory: a fresh migrated database per store, which other processes reach by
+/// its URL (they open it through the registered `mysql` backend).
+pub struct Databases;
+
+impl StoreFactory for Databases {
+    fn open(&self, config: Config) -> StoreFuture {
+        Box::pin(conformance_store(config))
+    }
+    fn open_shared(&self, config: Config) -> SharedFuture {
+        Box::pin(async move {
+            let (store, url) = conformance_store_and_url(config).await;
+            Some(SharedStore::new(store, url))
+        })
+    }
+}
+
+/// What MariaDB stores do beyond what every store must: any process reaches a database by
+/// URL. There is no `LISTEN`: `wait_for_queued` is the trait's poll.
+pub const CAPABILITIES: Capabilities = Capabilities::new().shared_between_processes();
 
 /// A [`MySqlStore`] owning its test database (fields drop in order: the pool, then the database).
 pub struct TestStore {

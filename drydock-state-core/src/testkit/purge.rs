@@ -1,12 +1,14 @@
-//! Conformance cases for purge's live-work rule and for JSON kept as given, run by every
-//! backend through [`crate::conformance_tests!`] (re-exported by [`super::cases`]).
+//! Kit cases for purge (old trees removed, young ones and trees with live work kept, a zero
+//! retention refused) and for JSON kept as given.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::support::*;
 use super::{kit_config, StoreFactory};
 use crate::backend::now;
+use crate::error::Error;
 use crate::model::*;
 use crate::store::StateStore;
 
@@ -213,4 +215,80 @@ pub async fn json_text_kept_as_given(factory: &dyn StoreFactory) {
         OTHER,
         "list_tasks request_context"
     );
+}
+
+/// Purge removes old trees with their subtasks and messages, and leaves younger ones whole.
+pub async fn purge_removes_old_trees_keeps_young(factory: &dyn StoreFactory) {
+    let store = store(factory).await;
+    let day = 86_400;
+    let old_root = full_task("deploy_nodes", secs_ago(40 * day));
+    create(&*store, &old_root).await;
+    let mut old_child = NewTask::new("deploy_node").with_parent(old_root.task_id);
+    old_child.created = secs_ago(40 * day - 10);
+    create(&*store, &old_child).await;
+    let young_grandchild = NewTask::new("deploy_node").with_parent(old_child.task_id);
+    create(&*store, &young_grandchild).await;
+    store
+        .add_subtask(old_root.task_id, old_child.task_id, None)
+        .await
+        .unwrap();
+    for id in [
+        old_root.task_id,
+        old_child.task_id,
+        young_grandchild.task_id,
+    ] {
+        store
+            .append_messages(id, &[NewMessage::info("a"), NewMessage::error("b")], None)
+            .await
+            .unwrap();
+    }
+    let young_root = full_task("deploy_nodes", secs_ago(day));
+    create(&*store, &young_root).await;
+    let young_child = NewTask::new("deploy_node").with_parent(young_root.task_id);
+    create(&*store, &young_child).await;
+    store
+        .append_message(young_root.task_id, &NewMessage::info("keep me"), None)
+        .await
+        .unwrap();
+
+    let report = store
+        .purge(Duration::from_secs(30 * day as u64))
+        .await
+        .unwrap();
+    assert_eq!(report.tasks, 3);
+    assert_eq!(report.messages, 6);
+    for gone in [
+        old_root.task_id,
+        old_child.task_id,
+        young_grandchild.task_id,
+    ] {
+        assert!(store.get_task(gone).await.unwrap().is_none());
+        assert!(store.messages(gone).await.unwrap().is_empty());
+    }
+    assert_eq!(
+        get(&*store, young_root.task_id)
+            .await
+            .result
+            .details
+            .message_list
+            .len(),
+        1
+    );
+    assert!(store.get_task(young_child.task_id).await.unwrap().is_some());
+    let again = store
+        .purge(Duration::from_secs(30 * day as u64))
+        .await
+        .unwrap();
+    assert_eq!(again, PurgeReport::default());
+}
+
+/// A zero retention is refused rather than deleting everything.
+pub async fn purge_zero_retention_is_invalid(factory: &dyn StoreFactory) {
+    let store = store(factory).await;
+    let t = NewTask::new("deploy_nodes");
+    create(&*store, &t).await;
+    assert_kind(store.purge(Duration::ZERO).await, "zero retention", |e| {
+        matches!(e, Error::InvalidInput { .. })
+    });
+    assert!(store.get_task(t.task_id).await.unwrap().is_some());
 }

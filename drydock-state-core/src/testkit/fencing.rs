@@ -6,26 +6,17 @@
 
 use uuid::Uuid;
 
+use super::support::held_term;
 use super::{kit_config, StoreFactory};
 use crate::backend::now;
 use crate::error::Error;
 use crate::model::*;
 use crate::store::StateStore;
 
-async fn term_of(store: &dyn StateStore, instance: &str) -> i64 {
-    store
-        .claim_lease(instance)
-        .await
-        .expect("claim_lease")
-        .held()
-        .unwrap_or_else(|| panic!("{instance} takes the free lease"))
-        .term
-}
-
 /// `from` gives the lease up and `to` takes it: a change of leader without waiting.
 async fn hand_over(store: &dyn StateStore, from: &str, to: &str) -> i64 {
     assert!(store.release_lease(from).await.unwrap(), "{from} held it");
-    term_of(store, to).await
+    held_term(store, to).await
 }
 
 async fn new_queued(store: &dyn StateStore, action: &str) -> Task {
@@ -186,7 +177,7 @@ async fn every_write_accepted(store: &dyn StateStore, id: TaskId, guard: &Claim)
 pub async fn late_writes_after_fail_recovery_are_refused(factory: &dyn StoreFactory) {
     let store = factory.open(kit_config()).await;
     let t = new_queued(&*store, "deploy_nodes").await;
-    let ta = term_of(&*store, "instance-a").await;
+    let ta = held_term(&*store, "instance-a").await;
     let claimed = claim_one(&*store, &ClaimRequest::new("instance-a").fenced(ta)).await;
     let guard = claimed.claim().expect("a claimed task carries its claim");
     assert_eq!(guard, Claim::new("instance-a", Some(ta), 1));
@@ -214,7 +205,7 @@ pub async fn late_writes_after_fail_recovery_are_refused(factory: &dyn StoreFact
 pub async fn late_writes_after_requeue_are_refused(factory: &dyn StoreFactory) {
     let store = factory.open(kit_config()).await;
     let t = new_queued(&*store, "deploy_nodes").await;
-    let ta = term_of(&*store, "instance-a").await;
+    let ta = held_term(&*store, "instance-a").await;
     let old = claim_one(&*store, &ClaimRequest::new("instance-a").fenced(ta))
         .await
         .claim()
@@ -243,7 +234,7 @@ pub async fn late_writes_after_requeue_are_refused(factory: &dyn StoreFactory) {
 /// runs. Unfenced claims are told apart the same way.
 pub async fn second_run_under_the_same_term_fences_out_the_first(factory: &dyn StoreFactory) {
     let store = factory.open(kit_config()).await;
-    let term = term_of(&*store, "instance-a").await;
+    let term = held_term(&*store, "instance-a").await;
     for request in [
         ClaimRequest::new("instance-a").fenced(term),
         ClaimRequest::new("instance-a"),
@@ -275,7 +266,7 @@ pub async fn second_run_under_the_same_term_fences_out_the_first(factory: &dyn S
 pub async fn guarded_write_after_losing_the_lease_is_refused(factory: &dyn StoreFactory) {
     let store = factory.open(kit_config()).await;
     let t = new_queued(&*store, "deploy_nodes").await;
-    let ta = term_of(&*store, "instance-a").await;
+    let ta = held_term(&*store, "instance-a").await;
     let guard = claim_one(&*store, &ClaimRequest::new("instance-a").fenced(ta))
         .await
         .claim()
@@ -287,7 +278,7 @@ pub async fn guarded_write_after_losing_the_lease_is_refused(factory: &dyn Store
         "the refusal says why: {}",
         why[0]
     );
-    let tb = term_of(&*store, "instance-b").await;
+    let tb = held_term(&*store, "instance-b").await;
     assert!(tb > ta);
     every_write_refused(&*store, t.task_id, &guard).await;
     // The same instance leading again under a new term does not revive the old claim.
@@ -340,7 +331,7 @@ pub async fn guard_must_match_the_stored_claim_exactly(factory: &dyn StoreFactor
 /// another; the id is the claimant's own; a new id claims the next task.
 pub async fn resent_claim_id_returns_the_same_task(factory: &dyn StoreFactory) {
     let store = factory.open(kit_config()).await;
-    let term = term_of(&*store, "instance-a").await;
+    let term = held_term(&*store, "instance-a").await;
     let first = new_queued(&*store, "deploy_nodes").await;
     let second = new_queued(&*store, "deploy_nodes").await;
     let id = Uuid::new_v4();
@@ -391,7 +382,7 @@ pub async fn resent_claim_id_returns_the_same_task(factory: &dyn StoreFactory) {
 /// reply) by listing running tasks by claimant and term.
 pub async fn list_by_claimant_and_term(factory: &dyn StoreFactory) {
     let store = factory.open(kit_config()).await;
-    let ta = term_of(&*store, "instance-a").await;
+    let ta = held_term(&*store, "instance-a").await;
     for _ in 0..3 {
         new_queued(&*store, "deploy_nodes").await;
     }
@@ -544,7 +535,7 @@ pub async fn claim_terminates_a_marked_queued_task(factory: &dyn StoreFactory) {
 /// the policy, and ends its claim.
 pub async fn recover_orphans_terminates_terminating_tasks(factory: &dyn StoreFactory) {
     let store = factory.open(kit_config()).await;
-    let ta = term_of(&*store, "instance-a").await;
+    let ta = held_term(&*store, "instance-a").await;
     let stopping = new_queued(&*store, "deploy_nodes").await;
     let working = new_queued(&*store, "deploy_nodes").await;
     let s = claim_one(&*store, &ClaimRequest::new("instance-a").fenced(ta)).await;
