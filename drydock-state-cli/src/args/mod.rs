@@ -30,7 +30,7 @@ pub use task::{InitialStatus, TaskCommand};
     about = "Inspect and drive drydock-state: tasks, messages, build data, boot actions, the leader lease and designs."
 )]
 pub struct Cli {
-    /// Database URL (postgres://…, sqlite://…, memory://). Default: the config file, then
+    /// Database URL (postgres://…, mysql://…, sqlite://…, memory://). Default: the config file, then
     /// DRYDOCK_DATABASE__URL, then the embedded SQLite database.
     #[arg(long, global = true, value_name = "URL")]
     pub database_url: Option<String>,
