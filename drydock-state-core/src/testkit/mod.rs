@@ -17,7 +17,7 @@
 //! called with the configuration a case needs (some shorten the lease grace period) and must
 //! return an empty store of its own, so cases can run in parallel. A backend whose stores
 //! other processes can reach by URL implements [`StoreFactory::open_shared`] (and, if its
-//! URLs are not opened through the [`BackendRegistry`](crate::BackendRegistry),
+//! URLs are not opened through the [`BackendRegistry`],
 //! [`StoreFactory::connect`]) and declares
 //! [`Capabilities::shared_between_processes`]. The caller needs `tokio` (with `macros` and
 //! `rt-multi-thread`) as a dev-dependency.
