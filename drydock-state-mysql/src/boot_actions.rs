@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use drydock_state_core::backend::no_nul;
 use drydock_state_core::Entity;
 use drydock_state_core::{
     BootAction, BootActionContext, BootActionId, BootActionStatus, BootActionStore, Error,
@@ -122,12 +121,10 @@ async fn exists_locked(
 #[async_trait]
 impl BootActionStore for MySqlStore {
     async fn set_boot_action_context(&self, context: &BootActionContext) -> Result<()> {
-        context.validate()?;
         retry_races!(self.try_set_context(context).await)
     }
 
     async fn boot_action_context(&self, node_name: &str) -> Result<Option<BootActionContext>> {
-        no_nul("boot_action.node_name", node_name)?;
         let row = queries::query(queries::BOOT_CONTEXT)
             .bind(node_name)
             .fetch_optional(&self.pool)
@@ -137,7 +134,6 @@ impl BootActionStore for MySqlStore {
     }
 
     async fn add_boot_action(&self, action: &BootAction) -> Result<()> {
-        action.validate()?;
         retry_races!(self.try_add(action).await)
     }
 
@@ -148,14 +144,12 @@ impl BootActionStore for MySqlStore {
         details: &[NewMessage],
     ) -> Result<BootAction> {
         for detail in details {
-            detail.validate()?;
             self.check_size("message.message", message_bytes(detail))?;
         }
         retry_races!(self.try_set_status(id, status, details).await)
     }
 
     async fn boot_actions_for_node(&self, node_name: &str) -> Result<BTreeMap<String, BootAction>> {
-        no_nul("boot_action.node_name", node_name)?;
         let found = queries::query(queries::BOOT_ACTIONS_OF_NODE)
             .bind(node_name)
             .fetch_all(&self.pool)

@@ -43,8 +43,6 @@ impl MySqlStore {
 #[async_trait]
 impl BuildStore for MySqlStore {
     async fn record_build_data(&self, data: &BuildData, guard: Option<&Claim>) -> Result<()> {
-        data.validate()?;
-        guard::validate(guard)?;
         let bytes = data.node_name.len()
             + data.generator.len()
             + data.data_format.len()
@@ -74,7 +72,6 @@ impl BuildStore for MySqlStore {
     }
 
     async fn build_data(&self, query: &BuildDataQuery) -> Result<Vec<BuildData>> {
-        query.validate()?;
         let statement = match query.verbosity {
             Verbosity::Full => queries::BUILD_DATA_FULL,
             Verbosity::Brief => queries::BUILD_DATA_BRIEF,

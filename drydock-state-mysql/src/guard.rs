@@ -14,11 +14,6 @@ use sqlx::MySqlConnection;
 use crate::error::db_error;
 use crate::{queries, rows};
 
-/// Refuses a guard no statement can match before anything is sent.
-pub(crate) fn validate(guard: Option<&Claim>) -> Result<()> {
-    guard.map_or(Ok(()), Claim::validate)
-}
-
 /// Checks `guard` against `task` (read and locked in this transaction on `conn`); when the
 /// guard has a term, share-locks the lease row and checks that its instance holds it with
 /// that term. `LeaseLost` when refused; `Ok` without a guard.

@@ -7,7 +7,6 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use drydock_state_core::backend::validate_instance_id;
 use drydock_state_core::{Error, InstanceLock, Lease, LeaseOutcome, Result};
 
 use crate::error::db_error;
@@ -89,17 +88,14 @@ impl MySqlStore {
 #[async_trait]
 impl InstanceLock for MySqlStore {
     async fn claim_lease(&self, instance_id: &str) -> Result<LeaseOutcome> {
-        validate_instance_id("instance_id", instance_id)?;
         retry_races!(self.take_lease("claim_lease", instance_id, false).await)
     }
 
     async fn renew_lease(&self, instance_id: &str) -> Result<LeaseOutcome> {
-        validate_instance_id("instance_id", instance_id)?;
         retry_races!(self.take_lease("renew_lease", instance_id, true).await)
     }
 
     async fn release_lease(&self, instance_id: &str) -> Result<bool> {
-        validate_instance_id("instance_id", instance_id)?;
         let done = queries::query(queries::RELEASE_LEASE)
             .bind(instance_id)
             .execute(&self.pool)

@@ -34,7 +34,6 @@ impl MySqlStore {
 
     fn check_messages(&self, messages: &[NewMessage]) -> Result<()> {
         for message in messages {
-            message.validate()?;
             self.check_size("message.message", message_bytes(message))?;
         }
         Ok(())
@@ -51,7 +50,6 @@ impl MessageStore for MySqlStore {
     ) -> Result<ResultMessage> {
         let batch = std::slice::from_ref(message);
         self.check_messages(batch)?;
-        guard::validate(guard)?;
         let mut appended = retry_races!(self.try_append(task, batch, guard).await)?;
         appended
             .pop()
@@ -65,7 +63,6 @@ impl MessageStore for MySqlStore {
         guard: Option<&Claim>,
     ) -> Result<Vec<ResultMessage>> {
         self.check_messages(messages)?;
-        guard::validate(guard)?;
         retry_races!(self.try_append(task, messages, guard).await)
     }
 

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use drydock_state_core::backend::no_nul;
 use drydock_state_core::backend::{
     orphan_message, purge_cutoff, purge_keeps, refuse_new_work_under, terminated_status, Recovery,
 };
@@ -320,7 +319,6 @@ fn min_datetime() -> DateTime<Utc> {
 #[async_trait]
 impl TaskStore for MySqlStore {
     async fn create_task(&self, task: &NewTask) -> Result<Task> {
-        task.validate()?;
         retry_races!(self.try_create(task).await)
     }
 
@@ -344,13 +342,11 @@ impl TaskStore for MySqlStore {
         guard: Option<&Claim>,
     ) -> Result<Task> {
         update.validate(id)?;
-        guard::validate(guard)?;
         retry_races!(self.try_update(id, update, guard).await)
     }
 
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>> {
         const OP: &str = "list_tasks";
-        filter.validate()?;
         let mut conn = self
             .pool
             .acquire()
@@ -395,7 +391,6 @@ impl TaskStore for MySqlStore {
         child: TaskId,
         guard: Option<&Claim>,
     ) -> Result<()> {
-        guard::validate(guard)?;
         retry_races!(self.try_add_subtask(parent, child, guard).await)
     }
 
@@ -480,7 +475,6 @@ impl TaskStore for MySqlStore {
     }
 
     async fn claim_next(&self, request: &ClaimRequest) -> Result<Option<Task>> {
-        request.validate()?;
         retry_races!(self.try_claim(request).await)
     }
 
@@ -493,8 +487,6 @@ impl TaskStore for MySqlStore {
     }
 
     async fn terminate_task(&self, id: TaskId, by: &str, guard: Option<&Claim>) -> Result<Task> {
-        no_nul("terminated_by", by)?;
-        guard::validate(guard)?;
         retry_races!(self.try_terminate(id, by, guard).await)
     }
 

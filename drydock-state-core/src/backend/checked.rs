@@ -24,21 +24,39 @@ use crate::store::*;
 #[derive(Debug)]
 pub struct Checked<S: ?Sized> {
     inner: Arc<S>,
+    /// Dropped after `inner` (fields drop in order): what the store lives on.
+    keep: Option<Kept>,
+}
+
+/// What a [`Checked`] store keeps alive beside its store.
+#[derive(Clone)]
+struct Kept(#[allow(dead_code)] Arc<dyn std::any::Any + Send + Sync>);
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Kept")
+    }
 }
 
 impl<S> Checked<S> {
     /// Wraps `inner`.
     pub fn new(inner: S) -> Self {
-        Checked {
-            inner: Arc::new(inner),
-        }
+        Checked::from_arc(Arc::new(inner))
     }
 }
 
 impl<S: ?Sized> Checked<S> {
     /// Wraps a shared store, e.g. an `Arc<dyn StateStore>`.
     pub fn from_arc(inner: Arc<S>) -> Self {
-        Checked { inner }
+        Checked { inner, keep: None }
+    }
+
+    /// Keeps `resource` (a test database, a temporary directory) alive as long as the store,
+    /// and drops it after the store: for tests and tools whose store lives on something that
+    /// must outlast it.
+    pub fn keeping(mut self, resource: impl std::any::Any + Send + Sync) -> Self {
+        self.keep = Some(Kept(Arc::new(resource)));
+        self
     }
 
     /// The wrapped store, unchecked.
@@ -51,6 +69,7 @@ impl<S: ?Sized> Clone for Checked<S> {
     fn clone(&self) -> Self {
         Checked {
             inner: Arc::clone(&self.inner),
+            keep: self.keep.clone(),
         }
     }
 }

@@ -19,7 +19,6 @@ use super::support::{kind, snapshot, test_config};
 use super::StoreFactory;
 use crate::backend::now;
 use crate::error::Result;
-use crate::memory::MemoryStore;
 use crate::model::*;
 use crate::store::StateStore;
 
@@ -1376,10 +1375,10 @@ async fn nul_lookups(store: Arc<dyn StateStore>) -> Vec<(&'static str, String)> 
 }
 
 /// A NUL byte in what is only looked up (filters, lease instance ids) is answered as the
-/// reference ([`MemoryStore`]) answers it: "nothing matches", not an error; and no lookup
-/// changes the store.
+/// reference answers it (the in-memory store behind [`Checked`](crate::backend::Checked), as
+/// every store is reached), and no lookup changes the store.
 pub async fn nul_in_lookups_answered_as_the_reference_does(factory: &dyn StoreFactory) {
-    let reference = nul_lookups(Arc::new(MemoryStore::new(&test_config()))).await;
+    let reference = nul_lookups(super::reference_store(&test_config())).await;
     let store = factory.open(test_config()).await;
     let backend = store.backend_name();
     assert_eq!(
