@@ -19,7 +19,7 @@ const BAD_DATABASE_URLS: &[(&str, &str, &str)] = &[
     ("/abs/state.db", "invalid_input", "database.url"),
     ("memory", "invalid_input", "database.url"),
     ("ftp://host/state", "unknown_scheme", "ftp"),
-    ("MySQL://host/db", "unknown_scheme", "mysql"),
+    ("Oracle://host/db", "unknown_scheme", "oracle"),
     ("sqlite://", "invalid_input", "database.url"),
     (
         "postgres://host:notaport/db",

@@ -546,9 +546,9 @@ fn rows(t: &Target, s: &Seeded) -> Vec<Row> {
         ),
         with_url(
             "upper-case unknown scheme",
-            os("MySQL://h/d"),
+            os("Oracle://h/d"),
             1,
-            &["mysql"],
+            &["unknown scheme `oracle`"],
         ),
         with_url(
             "relative database path",
