@@ -148,6 +148,8 @@ pub enum Entity {
     BootAction,
     /// A node's boot-action context.
     BootActionContext,
+    /// A result message, named by its sequence number.
+    Message,
     /// A row the database refers to but the backend cannot name (a foreign key, a unique
     /// index): what a backend reports when it cannot tell which entity it is.
     Row,
@@ -162,6 +164,7 @@ impl Entity {
             Entity::Claim => "claim",
             Entity::BootAction => "boot action",
             Entity::BootActionContext => "boot-action context",
+            Entity::Message => "message",
             Entity::Row => "row",
         }
     }

@@ -23,7 +23,9 @@ pub use error::{redact_uri, Entity, Error, Result};
 pub use memory::MemoryStore;
 pub use model::*;
 pub use secret::Secret;
-pub use store::{BootActionStore, BuildStore, InstanceLock, MessageStore, StateStore, TaskStore};
+pub use store::{
+    BootActionStore, BuildStore, ImportStore, InstanceLock, MessageStore, StateStore, TaskStore,
+};
 pub use views::{task_view, TaskViewOptions};
 
 #[doc(hidden)]

@@ -37,7 +37,7 @@ pub struct MemoryStore {
     queued: tokio::sync::Notify,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Inner {
     tasks: HashMap<TaskId, Task>,
     messages: HashMap<TaskId, Vec<ResultMessage>>,
@@ -707,6 +707,105 @@ impl BootActionStore for MemoryStore {
 
     async fn boot_action(&self, id: BootActionId) -> Result<Option<BootAction>> {
         Ok(self.lock().boot_actions.get(&id).cloned())
+    }
+}
+
+#[async_trait]
+impl ImportStore for MemoryStore {
+    async fn import(&self, batch: &ImportBatch, mode: ImportMode) -> Result<ImportOutcome> {
+        let mut inner = self.lock();
+        // All or nothing: the import works on a copy that replaces the store only on success.
+        let mut next = inner.clone();
+        let outcome = next.import(batch)?;
+        if mode == ImportMode::Write {
+            *inner = next;
+            drop(inner);
+            if batch.tasks.iter().any(|t| t.status == TaskStatus::Queued) {
+                self.queued.notify_waiters();
+            }
+        }
+        Ok(outcome)
+    }
+}
+
+impl Inner {
+    fn import(&mut self, batch: &ImportBatch) -> Result<ImportOutcome> {
+        let mut outcome = ImportOutcome::default();
+        for task in &batch.tasks {
+            if self.tasks.contains_key(&task.task_id) {
+                outcome.tasks.present += 1;
+                continue;
+            }
+            if let Some(parent) = task.parent_task_id {
+                if !self.tasks.contains_key(&parent) {
+                    return Err(Error::not_found(Entity::ParentTask, parent));
+                }
+            }
+            let mut stored = task.clone();
+            stored.result.details = ResultDetails::default();
+            self.tasks.insert(task.task_id, stored);
+            outcome.tasks.written += 1;
+        }
+        for message in &batch.messages {
+            let owner = self
+                .messages
+                .values()
+                .flatten()
+                .find(|m| m.sequence == message.sequence)
+                .map(|m| m.task_id);
+            match owner {
+                Some(owner) if owner == message.task_id => outcome.messages.present += 1,
+                Some(owner) => {
+                    return Err(Error::conflict(
+                        Entity::Message,
+                        message.sequence,
+                        format!("is stored for task {owner}, not {}", message.task_id),
+                    ))
+                }
+                None => {
+                    if !self.tasks.contains_key(&message.task_id) {
+                        return Err(Error::not_found(Entity::Task, message.task_id));
+                    }
+                    let list = self.messages.entry(message.task_id).or_default();
+                    list.push(message.clone());
+                    list.sort_by_key(|m| m.sequence);
+                    self.next_sequence = self.next_sequence.max(message.sequence);
+                    outcome.messages.written += 1;
+                }
+            }
+        }
+        // Build data by content, with multiplicity: the n-th copy in the batch is present when
+        // the store held n copies before the import.
+        let before = self.build_data.clone();
+        let mut seen: Vec<&BuildData> = Vec::new();
+        for data in &batch.build_data {
+            let nth = seen.iter().filter(|d| **d == data).count() + 1;
+            seen.push(data);
+            if before.iter().filter(|d| *d == data).count() >= nth {
+                outcome.build_data.present += 1;
+            } else {
+                self.build_data.push(data.clone());
+                outcome.build_data.written += 1;
+            }
+        }
+        for context in &batch.boot_contexts {
+            if self.boot_contexts.contains_key(&context.node_name) {
+                outcome.boot_contexts.present += 1;
+            } else {
+                self.boot_contexts
+                    .insert(context.node_name.clone(), context.clone());
+                outcome.boot_contexts.written += 1;
+            }
+        }
+        for action in &batch.boot_actions {
+            if self.boot_actions.contains_key(&action.action_id) {
+                outcome.boot_actions.present += 1;
+            } else {
+                self.boot_actions.insert(action.action_id, action.clone());
+                outcome.boot_actions.written += 1;
+            }
+        }
+        Ok(outcome)
     }
 }
 

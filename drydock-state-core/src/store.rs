@@ -1,6 +1,6 @@
 //! The store traits every backend implements, and the guarantee of each method.
 //!
-//! A backend is one value implementing all five; [`StateStore`] names the combination and
+//! A backend is one value implementing all six; [`StateStore`] names the combination and
 //! applications hold it as `Arc<dyn StateStore>`. The conformance kit
 //! ([`crate::testkit`], feature `testkit`) checks every guarantee stated here.
 
@@ -239,10 +239,35 @@ pub trait BootActionStore: Send + Sync {
     async fn boot_action(&self, id: BootActionId) -> Result<Option<BootAction>>;
 }
 
-/// A complete backend: all five stores in one value.
+/// Importing rows as they are, keys and times included: how a site's history moves in (from
+/// Drydock, see [`crate::adopt`]).
+#[async_trait]
+pub trait ImportStore: Send + Sync {
+    /// Writes `batch` ([`ImportBatch::validate`] refuses a malformed one) in one transaction,
+    /// all or nothing, each row exactly as given: ids, statuses, claims (a task can arrive
+    /// `running` with a claim, which [`TaskStore::recover_orphans`] then treats as any
+    /// other), attempts, message sequence numbers and timestamps.
+    ///
+    /// A row already stored is not written again and counts as present, so importing the same
+    /// batch twice writes nothing the second time:
+    /// * a task by its id, a boot-action context by its node, a boot action by its id (the
+    ///   stored row wins; it is not compared);
+    /// * a message by its sequence number: `Conflict` (entity `Message`) when the stored
+    ///   message of that number belongs to another task;
+    /// * build data, which has no key, by its whole content counted with multiplicity: the
+    ///   n-th of several identical elements in the batch is present when the store holds at
+    ///   least n such elements.
+    ///
+    /// `NotFound` when a task's parent or a message's task is neither in the batch nor stored.
+    /// Afterwards the next appended message is numbered above every imported one. With
+    /// [`ImportMode::DryRun`] the same work is done and rolled back.
+    async fn import(&self, batch: &ImportBatch, mode: ImportMode) -> Result<ImportOutcome>;
+}
+
+/// A complete backend: all six stores in one value.
 #[async_trait]
 pub trait StateStore:
-    TaskStore + MessageStore + BuildStore + InstanceLock + BootActionStore
+    TaskStore + MessageStore + BuildStore + InstanceLock + BootActionStore + ImportStore
 {
     /// The backend's name (`postgres`, `sqlite`, `memory`), for logs and summaries.
     fn backend_name(&self) -> &'static str;

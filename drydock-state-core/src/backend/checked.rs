@@ -273,6 +273,14 @@ impl<S: BootActionStore + ?Sized> BootActionStore for Checked<S> {
 }
 
 #[async_trait]
+impl<S: ImportStore + ?Sized> ImportStore for Checked<S> {
+    async fn import(&self, batch: &ImportBatch, mode: ImportMode) -> Result<ImportOutcome> {
+        batch.validate()?;
+        self.inner.import(batch, mode).await
+    }
+}
+
+#[async_trait]
 impl<S: StateStore + ?Sized> StateStore for Checked<S> {
     fn backend_name(&self) -> &'static str {
         self.inner.backend_name()

@@ -7,7 +7,8 @@
 //! One file per entity: [`Task`] with its ids, statuses, results, filters and reports
 //! (`task.rs`), what writes a task ([`NewTask`], [`TaskUpdate`]: `write.rs`), a claimant's
 //! [`Claim`] and [`ClaimRequest`] (`claim.rs`), result messages (`message.rs`), build data
-//! (`build_data.rs`), boot actions (`boot_action.rs`) and the [`Lease`] (`lease.rs`);
+//! (`build_data.rs`), boot actions (`boot_action.rs`), the [`Lease`] (`lease.rs`) and the
+//! rows of an [`ImportBatch`] (`import.rs`);
 //! `drydock_json.rs` reads the looser forms of Drydock's own JSON.
 
 use crate::backend::{json_no_nul, no_nul, now, validate_instance_id};
@@ -63,6 +64,7 @@ mod boot_action;
 mod build_data;
 mod claim;
 mod drydock_json;
+mod import;
 mod lease;
 mod message;
 mod task;
@@ -71,6 +73,7 @@ mod write;
 pub use boot_action::*;
 pub use build_data::*;
 pub use claim::*;
+pub use import::*;
 pub use lease::*;
 pub use message::*;
 pub use task::*;

@@ -47,6 +47,7 @@ pub mod build_data;
 pub mod claims;
 pub mod drains;
 pub mod fencing;
+pub mod import;
 pub mod lease;
 pub mod messages;
 pub mod model;
@@ -350,6 +351,12 @@ macro_rules! __kit_cases {
             boot::boot_actions_of_a_node_keyed_by_name,
             boot::boot_action_status_details_go_to_the_task,
             boot::ping_returns_the_store_clock,
+            import::import_keeps_rows_as_given,
+            import::import_twice_writes_nothing_more,
+            import::import_dry_run_changes_nothing,
+            import::import_is_all_or_nothing,
+            import::import_build_data_by_content,
+            import::import_refuses_a_malformed_batch,
             views::task_tree_follows_subtask_lists,
             views::task_view_of_one_task,
             views::task_view_layers,
@@ -433,6 +440,7 @@ mod tests {
             include_str!("claims.rs"),
             include_str!("drains.rs"),
             include_str!("fencing.rs"),
+            include_str!("import.rs"),
             include_str!("lease.rs"),
             include_str!("messages.rs"),
             include_str!("model/mod.rs"),
