@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod adopt;
 pub mod backend;
 pub mod config;
 pub mod design;

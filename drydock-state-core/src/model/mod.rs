@@ -63,7 +63,7 @@ macro_rules! string_enum {
 mod boot_action;
 mod build_data;
 mod claim;
-mod drydock_json;
+pub(crate) mod drydock_json;
 mod import;
 mod lease;
 mod message;
