@@ -95,6 +95,22 @@ pub enum Command {
         #[arg(long, value_enum)]
         policy: Policy,
     },
+    /// Import a Drydock database (its alembic schema, head 4713e7ebca9) into the configured
+    /// store, in one transaction, and print what each table gave. Stop Drydock first. Safe to
+    /// run again: nothing is imported twice. The source is only read.
+    Adopt {
+        /// The Drydock database, postgres://user[:password]@host/db.
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// Do everything, report it, and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The time zone Drydock's sessions wrote naive task and message times in (an IANA
+        /// name, e.g. UTC). Default: the source server's setting for Drydock's role and
+        /// database.
+        #[arg(long, value_name = "ZONE")]
+        time_zone: Option<String>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

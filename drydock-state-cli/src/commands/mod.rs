@@ -11,6 +11,7 @@ use crate::args::Command;
 use crate::output::Outcome;
 
 mod admin;
+mod adopt;
 mod boot_action;
 mod build_data;
 mod design;
@@ -35,6 +36,14 @@ pub async fn execute(command: Command, config: &Config) -> Result<Outcome> {
         Command::BuildData(cmd) => build_data::run(cmd, &*open(config).await?).await,
         Command::Lease(cmd) => lease::run(cmd, &*open(config).await?).await,
         Command::BootAction(cmd) => boot_action::run(cmd, &*open(config).await?).await,
+        Command::Adopt {
+            from,
+            dry_run,
+            time_zone,
+        } => {
+            let store = open(config).await?;
+            adopt::run(&*store, config, &from, dry_run, time_zone.as_deref()).await
+        }
     }
 }
 

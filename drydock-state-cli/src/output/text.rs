@@ -268,3 +268,60 @@ fn errors_phrase(n: u64) -> String {
 fn str_of<'a>(value: &'a Value, key: &str) -> &'a str {
     value.get(key).and_then(Value::as_str).unwrap_or("-")
 }
+
+/// The report of `adopt`: where from and to, the time zone, then a line per Drydock table
+/// with what was done to its rows and why.
+pub fn adopt_report(report: &drydock_state::adopt::AdoptReport, from: &str, into: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} {from} (alembic {}) into {into}{}",
+        if report.dry_run {
+            "dry run: would adopt"
+        } else {
+            "adopted"
+        },
+        report.revision,
+        if report.dry_run {
+            "; nothing was written"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        out,
+        "task and message times read as {} ({}); build data as UTC",
+        report.time_zone, report.time_zone_origin
+    );
+    let _ = writeln!(
+        out,
+        "\n{:<20} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "TABLE", "READ", "WRITTEN", "PRESENT", "CHANGES", "SKIPPED"
+    );
+    for table in &report.tables {
+        let changed: u64 = table.transformed.values().sum();
+        let skipped: u64 = table.skipped.values().sum();
+        let _ = writeln!(
+            out,
+            "{:<20} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            table.table, table.read, table.written, table.present, changed, skipped
+        );
+    }
+    for table in &report.tables {
+        let lines = table
+            .transformed
+            .iter()
+            .map(|(why, n)| ("changed", why, n))
+            .chain(table.skipped.iter().map(|(why, n)| ("skipped", why, n)))
+            .chain(table.noted.iter().map(|(why, n)| ("noted", why, n)));
+        let mut first = true;
+        for (what, why, n) in lines {
+            if first {
+                let _ = writeln!(out, "\n{}:", table.table);
+                first = false;
+            }
+            let _ = writeln!(out, "  {what:<8} {n:>6}  {why}");
+        }
+    }
+    out
+}
