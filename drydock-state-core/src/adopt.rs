@@ -735,3 +735,285 @@ fn plan_boot_actions(rows: &[DrydockBootAction]) -> (Vec<BootAction>, TableRepor
     }
     (out, report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn id(n: u8) -> Vec<u8> {
+        let mut b = vec![0u8; 16];
+        b[15] = n;
+        b
+    }
+
+    fn tid(n: u8) -> TaskId {
+        uuid_of(&id(n)).unwrap()
+    }
+
+    fn at(minute: u32) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(&format!("2024-03-01T12:{minute:02}:00Z"))
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn task(n: u8, parent: Option<u8>, list: &[u8], status: &str) -> DrydockTask {
+        DrydockTask {
+            task_id: id(n),
+            parent_task_id: parent.map(id),
+            subtask_id_list: Some(list.iter().map(|c| Some(id(*c))).collect()),
+            status: Some(status.into()),
+            action: Some("deploy_nodes".into()),
+            created: Some(at(n as u32)),
+            terminate: Some(false),
+            retry: Some(0),
+            result_status: Some("incomplete".into()),
+            ..Default::default()
+        }
+    }
+
+    fn planned(tasks: Vec<DrydockTask>) -> (Vec<Task>, TableReport) {
+        let (batch, report) = plan(&DrydockSource {
+            tasks,
+            ..Default::default()
+        });
+        (batch.tasks, report.table("tasks").unwrap().clone())
+    }
+
+    fn get(tasks: &[Task], n: u8) -> &Task {
+        tasks.iter().find(|t| t.task_id == tid(n)).unwrap()
+    }
+
+    #[test]
+    fn subtask_lists_and_parent_links_are_made_to_agree() {
+        // 1 lists 2 twice, 9 (not stored) and 5 (whose parent is 4); 3 names 1 as parent but
+        // is not listed; 6 is listed by 4 and has no parent link; 7's parent is gone.
+        let (tasks, report) = planned(vec![
+            task(1, None, &[2, 9, 2, 5], "complete"),
+            task(2, Some(1), &[], "complete"),
+            task(3, Some(1), &[], "complete"),
+            task(4, None, &[6], "complete"),
+            task(5, Some(4), &[], "complete"),
+            task(6, None, &[], "complete"),
+            task(7, Some(8), &[], "complete"),
+        ]);
+        assert_eq!(get(&tasks, 1).subtask_id_list, vec![tid(2), tid(3)]);
+        // 6 as listed, then 5, which names 4 as parent but was not listed.
+        assert_eq!(get(&tasks, 4).subtask_id_list, vec![tid(6), tid(5)]);
+        assert_eq!(get(&tasks, 6).parent_task_id, Some(tid(4)));
+        assert_eq!(get(&tasks, 7).parent_task_id, None);
+        let t = &report.transformed;
+        assert_eq!(
+            t["subtask_id_list named an id twice: kept once, in order"],
+            1
+        );
+        assert_eq!(t["listed subtask not in the source: dropped"], 1);
+        assert_eq!(t["listed subtask belongs to another parent: dropped"], 1);
+        assert_eq!(
+            t["child missing from its parent's subtask_id_list: appended"],
+            2,
+            "3 under 1, 5 under 4"
+        );
+        assert_eq!(t["parent link set from the parent's subtask list"], 1);
+        assert_eq!(t["subtask whose parent is gone: kept as a root"], 1);
+    }
+
+    #[test]
+    fn parents_come_first_and_a_cycle_is_broken() {
+        // 2 was created before its parent 5; 3 and 4 are each other's parent.
+        let (tasks, report) = planned(vec![
+            task(2, Some(5), &[], "complete"),
+            task(3, Some(4), &[], "complete"),
+            task(4, Some(3), &[], "complete"),
+            task(5, None, &[2], "complete"),
+        ]);
+        let pos = |n| tasks.iter().position(|t| t.task_id == tid(n)).unwrap();
+        assert!(pos(5) < pos(2));
+        let roots = [3, 4]
+            .iter()
+            .filter(|n| get(&tasks, **n).parent_task_id.is_none())
+            .count();
+        assert_eq!(roots, 1, "exactly one link of the cycle is cleared");
+        assert_eq!(
+            report.transformed["parent links formed a cycle: kept as a root"],
+            1
+        );
+        let batch = ImportBatch {
+            tasks,
+            ..Default::default()
+        };
+        batch.validate().expect("parents first");
+    }
+
+    #[test]
+    fn drydock_states_become_ours() {
+        let mut marked = task(1, None, &[], "queued");
+        marked.terminate = Some(true);
+        let mut running = task(2, None, &[], "running");
+        running.updated = Some(at(30));
+        let mut null_terminate = task(3, None, &[], "requested");
+        null_terminate.terminate = None;
+        let (tasks, report) = planned(vec![
+            marked,
+            running,
+            null_terminate,
+            task(4, None, &[], "terminating"),
+            task(5, None, &[], "bogus"),
+        ]);
+        assert_eq!(get(&tasks, 1).status, TaskStatus::Terminated);
+        let r = get(&tasks, 2);
+        assert_eq!(r.status, TaskStatus::Running);
+        assert_eq!(r.claimed_by.as_deref(), Some(LEGACY_CLAIMANT));
+        assert_eq!(r.claim_term, Some(0));
+        assert_eq!(r.claimed_at, Some(at(30)));
+        assert_eq!(r.attempt, 1);
+        assert_eq!(get(&tasks, 4).claim_term, Some(0));
+        assert!(!get(&tasks, 3).terminate);
+        assert_eq!(tasks.len(), 4);
+        assert_eq!(report.skipped["status is not one Drydock defines"], 1);
+        assert_eq!(report.transformed["terminate NULL read as false"], 1);
+    }
+
+    #[test]
+    fn json_written_twice_null_and_links_are_read_as_drydock_meant() {
+        let mut t = task(1, None, &[], "complete");
+        t.request_context = Some(json!("{\"user\": \"shipyard\", \"request_id\": \"r\"}"));
+        t.node_filter = Some(Value::Null);
+        t.result_links = Some(json!({"detail_logs": ["http://a", "http://b"]}));
+        t.result_successes = None;
+        t.result_failures = Some(vec![Some("n2".into()), None]);
+        let (tasks, report) = planned(vec![t]);
+        let t = &tasks[0];
+        assert_eq!(
+            t.request_context,
+            Some(json!({"user": "shipyard", "request_id": "r"}))
+        );
+        assert_eq!(t.node_filter, None);
+        assert_eq!(
+            t.result
+                .links
+                .iter()
+                .map(|l| l.href.as_str())
+                .collect::<Vec<_>>(),
+            ["http://a", "http://b"]
+        );
+        assert!(t.result.successes.is_empty());
+        assert_eq!(t.result.failures, ["n2"]);
+        assert_eq!(
+            report.transformed["request_context was JSON inside a JSON string: decoded"],
+            1
+        );
+        assert_eq!(report.transformed["node_filter JSON null read as none"], 1);
+    }
+
+    #[test]
+    fn messages_keep_their_order_and_times_and_lose_only_what_has_no_task() {
+        let message = |sequence: i64, task: Option<Vec<u8>>, text: &str| DrydockMessage {
+            sequence,
+            task_id: task,
+            message: Some(text.into()),
+            error: Some(sequence % 2 == 0),
+            context: Some("n1".into()),
+            context_type: Some("node".into()),
+            ts: Some(at(sequence as u32)),
+            extra: Some(json!("{}")),
+        };
+        let cut = "x".repeat(127);
+        let (batch, report) = plan(&DrydockSource {
+            tasks: vec![task(1, None, &[], "complete")],
+            messages: vec![
+                message(7, Some(id(1)), "later"),
+                message(3, Some(id(1)), &cut),
+                message(5, Some(id(9)), "of a task that is gone"),
+                message(6, None, "of no task"),
+            ],
+            ..Default::default()
+        });
+        let seqs: Vec<i64> = batch.messages.iter().map(|m| m.sequence).collect();
+        assert_eq!(seqs, [3, 7]);
+        assert_eq!(batch.messages[0].message, cut, "kept as stored");
+        assert_eq!(batch.messages[0].ts, at(3));
+        assert_eq!(batch.messages[0].extra, Some(json!({})));
+        let r = report.table("result_message").unwrap();
+        assert_eq!(r.read, 4);
+        assert_eq!(
+            r.skipped["its task is not in the source (or was skipped)"],
+            1
+        );
+        assert_eq!(r.skipped["task_id is NULL or not 16 bytes"], 1);
+        assert_eq!(
+            r.noted["127 characters long: possibly cut by Drydock, kept as stored"],
+            1
+        );
+        assert_eq!(
+            r.transformed["extra was JSON inside a JSON string: decoded"],
+            2
+        );
+    }
+
+    #[test]
+    fn build_data_and_boot_actions_keep_their_bytes() {
+        let data = DrydockBuildData {
+            node_name: Some("n1".into()),
+            task_id: Some(id(1)),
+            collected_date: Some(at(1)),
+            generator: Some("lshw".into()),
+            data_format: Some("text/plain".into()),
+            data_element: Some("<xml/>".into()),
+        };
+        let ulid: Vec<u8> = (1..=16).collect();
+        let key: Vec<u8> = (0..32).collect();
+        let (batch, report) = plan(&DrydockSource {
+            build_data: vec![
+                data.clone(),
+                data.clone(),
+                DrydockBuildData {
+                    collected_date: None,
+                    ..data.clone()
+                },
+            ],
+            boot_contexts: vec![DrydockBootContext {
+                node_name: "n1".into(),
+                task_id: Some(id(1)),
+                identity_key: Some(key.clone()),
+            }],
+            boot_actions: vec![
+                DrydockBootAction {
+                    node_name: Some("n1".into()),
+                    action_id: ulid.clone(),
+                    action_name: Some("promjoin".into()),
+                    task_id: Some(id(1)),
+                    identity_key: Some(key.clone()),
+                    action_status: Some("success".into()),
+                },
+                DrydockBootAction {
+                    action_id: vec![1, 2, 3],
+                    ..Default::default()
+                },
+            ],
+            active_instances: 1,
+            ..Default::default()
+        });
+        assert_eq!(batch.build_data.len(), 2, "identical rows are both kept");
+        assert_eq!(
+            report.table("build_data").unwrap().skipped["collected_date is NULL"],
+            1
+        );
+        assert_eq!(batch.boot_contexts[0].identity_key.0.to_vec(), key);
+        assert_eq!(batch.boot_actions.len(), 1);
+        assert_eq!(batch.boot_actions[0].action_id.0.to_vec(), ulid);
+        assert_eq!(
+            batch.boot_actions[0].action_status,
+            BootActionStatus::Success
+        );
+        assert_eq!(
+            report
+                .table("active_instance")
+                .unwrap()
+                .skipped
+                .values()
+                .sum::<u64>(),
+            1
+        );
+    }
+}
