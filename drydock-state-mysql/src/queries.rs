@@ -336,6 +336,35 @@ pub(crate) const BUILD_DATA_OF_TASKS_BRIEF: &str = concat!(
     ") ORDER BY b.collected_date DESC, b.task_id, b.id DESC"
 );
 
+// ---- import -----------------------------------------------------------------------------
+
+/// `import`: the stored message numbered `?`, if any (whose task it is decides whether an
+/// imported message of that number is present or a conflict).
+pub(crate) const MESSAGE_BY_SEQUENCE: &str = "SELECT m.sequence, m.task_id, m.message, m.error,
+    m.context_type, m.context, m.ts, m.extra
+    FROM drydock_result_message AS m WHERE m.sequence = ?";
+
+/// `import`: a message with its own sequence number and time. InnoDB moves the
+/// `AUTO_INCREMENT` counter past an explicit value larger than it, so the next appended
+/// message is numbered above every imported one.
+pub(crate) const IMPORT_MESSAGE: &str = "INSERT INTO drydock_result_message
+    (sequence, task_id, message, error, context_type, context, ts, extra)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// `import`: how many stored build-data rows hold exactly this content (node, task, date,
+/// generator, format, element), read before the import writes any.
+pub(crate) const IMPORT_BUILD_DATA_COUNT: &str = "SELECT COUNT(*) FROM drydock_build_data AS b
+    WHERE b.node_name = ? AND b.task_id = ? AND b.collected_date = ? AND b.generator = ?
+      AND b.data_format = ? AND b.data_element = ?";
+
+/// `import`: whether a node has a boot-action context (1 or 0).
+pub(crate) const BOOT_CONTEXT_EXISTS: &str =
+    "SELECT COUNT(*) FROM drydock_boot_action WHERE node_name = ?";
+
+/// `import`: a node's boot-action context, the node having none.
+pub(crate) const INSERT_BOOT_CONTEXT: &str = "INSERT INTO drydock_boot_action
+    (node_name, task_id, identity_key) VALUES (?, ?, ?)";
+
 // ---- lease ------------------------------------------------------------------------------
 
 /// The lease row, locked for a change, with the database's now.

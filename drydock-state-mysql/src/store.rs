@@ -1,6 +1,6 @@
 //! The MariaDB/MySQL store: its connection pool, opening it from a URL, the helpers every
 //! operation shares, and the [`StateStore`] glue. The traits themselves are implemented in
-//! `tasks.rs`, `messages.rs`, `build_data.rs`, `lease.rs` and `boot_actions.rs`.
+//! `tasks.rs`, `messages.rs`, `build_data.rs`, `lease.rs`, `boot_actions.rs` and `import.rs`.
 
 use std::fmt;
 use std::sync::Arc;
@@ -36,7 +36,7 @@ macro_rules! retry_races {
 }
 pub(crate) use retry_races;
 
-/// All five drydock-state stores in a MariaDB or MySQL database, in tables named
+/// All six drydock-state stores in a MariaDB or MySQL database, in tables named
 /// `drydock_...` beside whatever else the database holds.
 ///
 /// Cheap to clone: clones share one connection pool.

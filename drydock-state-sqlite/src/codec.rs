@@ -3,7 +3,9 @@
 //! back is [`crate::rows`]'s.
 
 use chrono::{DateTime, Utc};
-use drydock_state_core::{Error, NewTask, Result, ResultStatus, TaskId, TaskStatus, TaskUpdate};
+use drydock_state_core::{
+    Error, NewTask, Result, ResultStatus, Task, TaskId, TaskStatus, TaskUpdate,
+};
 
 use crate::error::corrupt;
 
@@ -105,6 +107,99 @@ impl NewTaskParams {
             created_by: task.created_by.clone(),
             retry: i64::from(task.retry),
             request_context,
+        })
+    }
+}
+
+/// The bind values of a whole task row as imported, every column as given, in the order
+/// [`crate::queries::IMPORT_TASK`] uses them (the task column list's). `result.details` is
+/// not a column: messages are imported as rows of their own.
+pub(crate) struct TaskRowParams {
+    pub task_id: String,
+    pub parent_task_id: Option<String>,
+    pub action: String,
+    pub design_ref: Option<String>,
+    pub status: &'static str,
+    pub result_status: &'static str,
+    pub result_message: Option<String>,
+    pub result_reason: Option<String>,
+    pub result_successes: String,
+    pub result_failures: String,
+    pub result_links: String,
+    pub node_filter: Option<String>,
+    pub subtask_id_list: String,
+    pub created: i64,
+    pub created_by: Option<String>,
+    pub updated: Option<i64>,
+    pub retry: i64,
+    pub terminated: Option<i64>,
+    pub terminated_by: Option<String>,
+    pub terminate: bool,
+    pub request_context: Option<String>,
+    pub claimed_by: Option<String>,
+    pub claim_term: Option<i64>,
+    pub claimed_at: Option<i64>,
+    pub attempt: i64,
+    pub claim_id: Option<String>,
+}
+
+impl TaskRowParams {
+    /// Prepares `task`'s bind values, JSON written as [`NewTaskParams`] and [`UpdateParams`]
+    /// write it, after checking every value fits.
+    pub(crate) fn of(task: &Task) -> Result<Self> {
+        let json_opt = |field: &str, v: Option<&serde_json::Value>| -> Result<Option<String>> {
+            v.map(|v| to_json(field, v)).transpose()
+        };
+        let node_filter = json_opt("task.node_filter", task.node_filter.as_ref())?;
+        let request_context = json_opt("task.request_context", task.request_context.as_ref())?;
+        let result_successes = to_json("task.result.successes", &task.result.successes)?;
+        let result_failures = to_json("task.result.failures", &task.result.failures)?;
+        let result_links = to_json("task.result.links", &task.result.links)?;
+        let subtask_id_list = id_array(&task.subtask_id_list);
+        for (field, text) in [
+            ("task.action", Some(task.action.as_str())),
+            ("task.design_ref", task.design_ref.as_deref()),
+            ("task.result.message", task.result.message.as_deref()),
+            ("task.result.reason", task.result.reason.as_deref()),
+            ("task.result.successes", Some(result_successes.as_str())),
+            ("task.result.failures", Some(result_failures.as_str())),
+            ("task.result.links", Some(result_links.as_str())),
+            ("task.node_filter", node_filter.as_deref()),
+            ("task.subtask_id_list", Some(subtask_id_list.as_str())),
+            ("task.created_by", task.created_by.as_deref()),
+            ("task.terminated_by", task.terminated_by.as_deref()),
+            ("task.request_context", request_context.as_deref()),
+            ("task.claimed_by", task.claimed_by.as_deref()),
+        ] {
+            fits(field, text.unwrap_or_default())?;
+        }
+        Ok(TaskRowParams {
+            task_id: id_text(task.task_id),
+            parent_task_id: task.parent_task_id.map(id_text),
+            action: task.action.clone(),
+            design_ref: task.design_ref.clone(),
+            status: task.status.as_str(),
+            result_status: task.result.status.as_str(),
+            result_message: task.result.message.clone(),
+            result_reason: task.result.reason.clone(),
+            result_successes,
+            result_failures,
+            result_links,
+            node_filter,
+            subtask_id_list,
+            created: to_micros(task.created),
+            created_by: task.created_by.clone(),
+            updated: task.updated.map(to_micros),
+            retry: i64::from(task.retry),
+            terminated: task.terminated.map(to_micros),
+            terminated_by: task.terminated_by.clone(),
+            terminate: task.terminate,
+            request_context,
+            claimed_by: task.claimed_by.clone(),
+            claim_term: task.claim_term,
+            claimed_at: task.claimed_at.map(to_micros),
+            attempt: task.attempt,
+            claim_id: task.claim_id.map(uuid_text),
         })
     }
 }

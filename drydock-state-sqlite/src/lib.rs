@@ -7,6 +7,7 @@ mod codec;
 mod config;
 mod error;
 mod guard;
+mod import;
 mod lease;
 mod messages;
 pub mod migrate;

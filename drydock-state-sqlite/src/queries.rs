@@ -581,6 +581,55 @@ pub const BOOT_ACTION: &str = concat!(
 );
 
 // ---------------------------------------------------------------------------------------------
+// Import
+// ---------------------------------------------------------------------------------------------
+
+/// `import`: task `?1` with every column as given (the task column list, in order), unless a
+/// task of that id is stored: then nothing is written and no row is changed (present). An
+/// unknown parent fails the foreign key; a parent imported earlier in the same transaction
+/// is found.
+pub const IMPORT_TASK: &str = concat!(
+    "INSERT INTO drydock_tasks (",
+    task_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
+        ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26) \
+     ON CONFLICT (task_id) DO NOTHING"
+);
+
+/// `import`: message `?1` with its own sequence number and time (the message column list, in
+/// order), unless that sequence is stored: then no row is changed, and [`MESSAGE_OWNER`]
+/// says whose it is. `sequence` is the rowid (`INTEGER PRIMARY KEY AUTOINCREMENT`): an
+/// explicit one larger than any seen raises `sqlite_sequence`, so the next appended message
+/// is numbered above it. An unknown task fails the foreign key.
+pub const IMPORT_MESSAGE: &str = concat!(
+    "INSERT INTO drydock_result_messages (",
+    message_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (sequence) DO NOTHING"
+);
+
+/// `import`: the task of the stored message numbered `?1`, if any.
+pub const MESSAGE_OWNER: &str = "SELECT task_id FROM drydock_result_messages WHERE sequence = ?1";
+
+/// `import`: how many stored build-data rows hold exactly this content (node `?1`, task `?2`,
+/// date `?3`, generator `?4`, format `?5`, element `?6`), read before the import writes any.
+pub const IMPORT_BUILD_DATA_COUNT: &str = "\
+SELECT COUNT(*) FROM drydock_build_data
+WHERE node_name = ?1 AND generator = ?4 AND collected_date = ?3
+  AND task_id = ?2 AND data_format = ?5 AND data_element = ?6";
+
+/// `import`: node `?1`'s boot-action context, unless the node has one (then it is kept).
+pub const IMPORT_BOOT_ACTION_CONTEXT: &str = "\
+INSERT INTO drydock_boot_action (node_name, task_id, identity_key) VALUES (?1, ?2, ?3)
+ON CONFLICT (node_name) DO NOTHING";
+
+/// `import`: boot action `?1` as given, unless its id is stored (then it is kept).
+pub const IMPORT_BOOT_ACTION: &str = concat!(
+    "INSERT INTO drydock_boot_action_status (",
+    boot_action_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (action_id) DO NOTHING"
+);
+
+// ---------------------------------------------------------------------------------------------
 // Health
 // ---------------------------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 //! The SQLite store: its pool over one database file (or an in-memory database), opening it
 //! from a URL, migrating it, and the [`StateStore`] glue. The store traits are implemented in
-//! `tasks.rs`, `messages.rs`, `build_data.rs`, `lease.rs` and `boot_actions.rs`.
+//! `tasks.rs`, `messages.rs`, `build_data.rs`, `lease.rs`, `boot_actions.rs` and `import.rs`.
 //!
 //! Writes that need more than one statement run in `BEGIN IMMEDIATE` transactions, which take
 //! SQLite's write lock up front (waiting up to the busy timeout) instead of upgrading a read
@@ -22,7 +22,7 @@ use crate::config::{period_micros, Target};
 use crate::error::{is_busy, OrStore};
 use crate::queries;
 
-/// The SQLite backend: all five stores over one database file (or an in-memory database).
+/// The SQLite backend: all six stores over one database file (or an in-memory database).
 ///
 /// Open it with [`SqliteStore::open`], then [`SqliteStore::migrate`] (the registry's `open`
 /// does both). Cloning is not offered: share it as `Arc<dyn StateStore>`.

@@ -3,6 +3,9 @@
 //! made to it, to show the shape every backend has: the store traits implemented, a
 //! [`BackendRegistration`] submitted to `inventory`, and a `tests/conformance.rs` that runs
 //! the whole public conformance kit (`drydock_state_core::conformance_tests!`).
+//!
+//! The store traits are the six [`StateStore`] combines: [`TaskStore`], [`MessageStore`],
+//! [`BuildStore`], [`InstanceLock`], [`BootActionStore`] and [`ImportStore`].
 
 #![warn(missing_docs)]
 
@@ -15,9 +18,10 @@ use async_trait::async_trait;
 use drydock_state_core::{
     BackendRegistration, BootAction, BootActionContext, BootActionId, BootActionStatus,
     BootActionStore, BuildData, BuildDataQuery, BuildStore, Claim, ClaimRequest, Config, Error,
-    InstanceLock, Lease, LeaseOutcome, MemoryStore, MessageStore, NewMessage, NewTask,
-    OrphanPolicy, PurgeReport, Result, ResultMessage, StateStore, SubtaskFilter, Task, TaskFilter,
-    TaskId, TaskStore, TaskUpdate, TreeNode, Verbosity,
+    ImportBatch, ImportMode, ImportOutcome, ImportStore, InstanceLock, Lease, LeaseOutcome,
+    MemoryStore, MessageStore, NewMessage, NewTask, OrphanPolicy, PurgeReport, Result,
+    ResultMessage, StateStore, SubtaskFilter, Task, TaskFilter, TaskId, TaskStore, TaskUpdate,
+    TreeNode, Verbosity,
 };
 
 /// The URL schemes this backend serves.
@@ -202,6 +206,13 @@ impl BootActionStore for TinyStore {
     }
     async fn boot_action(&self, id: BootActionId) -> Result<Option<BootAction>> {
         self.count().boot_action(id).await
+    }
+}
+
+#[async_trait]
+impl ImportStore for TinyStore {
+    async fn import(&self, batch: &ImportBatch, mode: ImportMode) -> Result<ImportOutcome> {
+        self.count().import(batch, mode).await
     }
 }
 
