@@ -3,6 +3,7 @@
 //! It keeps nothing across restarts and shares nothing between processes; it is the reference
 //! the SQL backends are checked against, and handy in tests. Open it as `memory://`.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -789,20 +790,21 @@ impl Inner {
             }
         }
         for context in &batch.boot_contexts {
-            if self.boot_contexts.contains_key(&context.node_name) {
-                outcome.boot_contexts.present += 1;
-            } else {
-                self.boot_contexts
-                    .insert(context.node_name.clone(), context.clone());
-                outcome.boot_contexts.written += 1;
+            match self.boot_contexts.entry(context.node_name.clone()) {
+                Entry::Occupied(_) => outcome.boot_contexts.present += 1,
+                Entry::Vacant(slot) => {
+                    slot.insert(context.clone());
+                    outcome.boot_contexts.written += 1;
+                }
             }
         }
         for action in &batch.boot_actions {
-            if self.boot_actions.contains_key(&action.action_id) {
-                outcome.boot_actions.present += 1;
-            } else {
-                self.boot_actions.insert(action.action_id, action.clone());
-                outcome.boot_actions.written += 1;
+            match self.boot_actions.entry(action.action_id) {
+                Entry::Occupied(_) => outcome.boot_actions.present += 1,
+                Entry::Vacant(slot) => {
+                    slot.insert(action.clone());
+                    outcome.boot_actions.written += 1;
+                }
             }
         }
         Ok(outcome)
