@@ -290,7 +290,7 @@ async fn query_errors_never_show_the_password() {
     // A check the model does not know, so the database refuses the row and quotes it.
     let mut admin = PgConnection::connect(&db.url).await.unwrap();
     sql::query(
-        "ALTER TABLE drydock.tasks ADD CONSTRAINT no_secrets_refused \
+        "ALTER TABLE drydock_state.tasks ADD CONSTRAINT no_secrets_refused \
          CHECK (action <> 'refused_by_the_database' AND retry <> 7)",
     )
     .execute(&mut admin)

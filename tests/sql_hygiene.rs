@@ -1008,7 +1008,7 @@ fn no_sql_is_assembled_at_run_time() {
 
 /// The names a snippet's own `queries` module would define, for the unit tests below.
 const SNIPPET_QUERIES: &str = r#"
-pub const LIST_TASKS: &str = "SELECT task_id FROM drydock.tasks";
+pub const LIST_TASKS: &str = "SELECT task_id FROM drydock_state.tasks";
 pub const BASE: &str = concat!("select * from tasks", " where true");
 "#;
 
@@ -1035,7 +1035,7 @@ fn the_detector_catches_every_evasion() {
         // SQL across lines.
         (
             "across lines",
-            "let q = format!(\n    \"UPDATE drydock.tasks\n     SET status = '{s}'\n     WHERE task_id = {id}\"\n);",
+            "let q = format!(\n    \"UPDATE drydock_state.tasks\n     SET status = '{s}'\n     WHERE task_id = {id}\"\n);",
         ),
         (
             "across lines, continued",
@@ -1133,7 +1133,7 @@ fn the_detector_lets_static_statements_through() {
 fn sql_is_recognised_in_any_case_and_across_lines() {
     for sql in [
         "SELECT * FROM tasks",
-        "select task_id\n  from drydock.tasks",
+        "select task_id\n  from drydock_state.tasks",
         "InSeRt InTo t (a) VALUES ($1)",
         "update tasks\n\tset status = $1",
         " WHERE task_id = $1",

@@ -3,7 +3,7 @@
 -- `wait_for_queued` listens on. PostgreSQL folds identical notifications of one transaction
 -- into one, so a batch costs a single wake-up.
 
-CREATE FUNCTION drydock.notify_task_queued() RETURNS trigger
+CREATE FUNCTION notify_task_queued() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_notify('drydock_task_queued', '');
@@ -12,6 +12,6 @@ END
 $$;
 
 CREATE TRIGGER tasks_notify_queued
-    AFTER INSERT OR UPDATE OF status ON drydock.tasks
+    AFTER INSERT OR UPDATE OF status ON tasks
     FOR EACH ROW WHEN (NEW.status = 'queued')
-    EXECUTE FUNCTION drydock.notify_task_queued();
+    EXECUTE FUNCTION notify_task_queued();

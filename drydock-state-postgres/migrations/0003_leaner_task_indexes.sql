@@ -9,8 +9,8 @@
 --   lookups by parent (list by parent, purge's subtask walk, the ON DELETE CASCADE) all
 --   compare with `=`, which a partial index on non-NULL parents serves.
 
-DROP INDEX drydock.tasks_root_created_idx;
+DROP INDEX tasks_root_created_idx;
 
-CREATE INDEX tasks_parent_nonnull_idx ON drydock.tasks (parent_task_id)
+CREATE INDEX tasks_parent_nonnull_idx ON tasks (parent_task_id)
     WHERE parent_task_id IS NOT NULL;
-DROP INDEX drydock.tasks_parent_idx;
+DROP INDEX tasks_parent_idx;

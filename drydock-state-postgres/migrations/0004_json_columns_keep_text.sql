@@ -7,9 +7,9 @@
 -- result_links stays `jsonb`: the store writes it from its own structs and reads it into them.
 -- Each ALTER rewrites its table under an exclusive lock.
 
-ALTER TABLE drydock.tasks
+ALTER TABLE tasks
     ALTER COLUMN node_filter TYPE json USING node_filter::json,
     ALTER COLUMN request_context TYPE json USING request_context::json;
 
-ALTER TABLE drydock.result_message
+ALTER TABLE result_message
     ALTER COLUMN extra TYPE json USING extra::json;

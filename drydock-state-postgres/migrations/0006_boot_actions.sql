@@ -7,7 +7,7 @@
 -- action is written, in the writing statement.
 
 -- A node's boot-action context: the task deploying it and the key it presents. One per node.
-CREATE TABLE drydock.boot_action (
+CREATE TABLE boot_action (
     node_name    text  PRIMARY KEY
                        CHECK (node_name <> '' AND char_length(node_name) <= 280),
     task_id      uuid  NOT NULL,
@@ -16,7 +16,7 @@ CREATE TABLE drydock.boot_action (
 
 -- The boot actions: a ULID id (16 bytes), the node, the action's name, its task and key, and
 -- what the node reported.
-CREATE TABLE drydock.boot_action_status (
+CREATE TABLE boot_action_status (
     action_id     bytea PRIMARY KEY CHECK (octet_length(action_id) = 16),
     node_name     text  NOT NULL
                         CHECK (node_name <> '' AND char_length(node_name) <= 280),
@@ -30,4 +30,4 @@ CREATE TABLE drydock.boot_action_status (
 
 -- boot_actions_for_node: a node's actions in id order (ULIDs sort by time, bytea bytewise),
 -- so the newest of a repeated name comes last.
-CREATE INDEX boot_action_status_node_idx ON drydock.boot_action_status (node_name, action_id);
+CREATE INDEX boot_action_status_node_idx ON boot_action_status (node_name, action_id);

@@ -1,5 +1,5 @@
-//! [`BootActionStore`] on PostgreSQL: boot-action contexts (`drydock.boot_action`) and boot
-//! actions with their reported status (`drydock.boot_action_status`), ids and keys as bytea.
+//! [`BootActionStore`] on PostgreSQL: boot-action contexts (`boot_action`) and boot
+//! actions with their reported status (`boot_action_status`), ids and keys as bytea.
 
 use std::collections::BTreeMap;
 

@@ -12,14 +12,18 @@ pub(crate) struct Target {
     pub connect: PgConnectOptions,
     /// The pool's size and timeouts.
     pub pool: PgPoolOptions,
+    /// The schema of our tables, `config.database.schema`, checked.
+    pub schema: String,
 }
 
 impl Target {
     /// Reads `url` (`postgres://` or `postgresql://`) and the pool settings of `config`: at
     /// most `pool_size + pool_overflow` connections, waiting at most `pool_timeout` for one,
     /// testing each on checkout if `pool_pre_ping`, and closing those older than
-    /// `pool_recycle`.
+    /// `pool_recycle`. Every connection's `search_path` is `database.schema` alone, so the
+    /// store's unqualified statements reach our tables and nothing else.
     pub(crate) fn from_url(url: &str, config: &Config) -> Result<Self> {
+        let schema = checked_schema(config)?;
         let connect = PgConnectOptions::from_str(url).map_err(|e| {
             scrubbed(
                 url,
@@ -29,14 +33,38 @@ impl Target {
                 ),
             )
         })?;
+        let connect = with_search_path(connect, &schema);
         let db = &config.database;
         let pool = PgPoolOptions::new()
             .max_connections(db.max_connections().max(1))
             .acquire_timeout(db.pool_timeout)
             .test_before_acquire(db.pool_pre_ping)
             .max_lifetime(Some(db.pool_recycle).filter(|d| !d.is_zero()));
-        Ok(Target { connect, pool })
+        Ok(Target {
+            connect,
+            pool,
+            schema,
+        })
     }
+}
+
+/// `config.database.schema`, checked again here (a [`Config`] built in code has not been
+/// through loading's checks): it is written into the connection's startup options, which a
+/// plain lowercase identifier cannot break out of.
+pub(crate) fn checked_schema(config: &Config) -> Result<String> {
+    let schema = &config.database.schema;
+    drydock_state_core::config::check_schema_name(schema).map_err(|reason| Error::Config {
+        key: "database.schema".into(),
+        origin: "configuration".into(),
+        reason: reason.into(),
+    })?;
+    Ok(schema.clone())
+}
+
+/// `connect` with the session's `search_path` set to `schema` alone (a startup option, so it
+/// holds from the connection's first statement). `schema` is checked ([`checked_schema`]).
+pub(crate) fn with_search_path(connect: PgConnectOptions, schema: &str) -> PgConnectOptions {
+    connect.options([("search_path", schema)])
 }
 
 /// A failure to connect to `url`, prefixed with where (password redacted) and scrubbed of the
@@ -163,6 +191,24 @@ mod tests {
         };
         let clean = scrubbed(url, leaky);
         assert!(!format!("{clean} {clean:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_bad_schema_is_refused_before_connecting() {
+        let mut config = Config::default();
+        config.database.schema = "a -c log_statement=all".into();
+        match Target::from_url("postgres://u@h/db", &config) {
+            Err(Error::Config { key, .. }) => assert_eq!(key, "database.schema"),
+            Err(other) => panic!("{other:?}"),
+            Ok(_) => panic!("accepted"),
+        }
+        config.database.schema = "site_state".into();
+        let target = Target::from_url("postgres://u@h/db", &config).unwrap();
+        assert_eq!(target.schema, "site_state");
+        assert_eq!(
+            target.connect.get_options(),
+            Some("-c search_path=site_state")
+        );
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub(crate) enum Class {
     MissingRow,
     /// Text PostgreSQL cannot store: [`Error::InvalidInput`] on the caller's field.
     UnstorableText,
+    /// A table of ours is missing from the configured schema: [`Error::Backend`] telling the
+    /// operator to run `drydock-state migrate`.
+    Unmigrated,
     /// Retrying will not help: [`Error::Backend`].
     Permanent,
 }
@@ -86,6 +89,8 @@ pub(crate) const CLASSIFICATION: &[(On, Class, &str)] = &[
      "character not in repertoire: text the database encoding cannot hold"),
     (On::State("22P05"), Class::UnstorableText,
      "untranslatable character (a NUL byte in text)"),
+    (On::State("42P01"), Class::Unmigrated,
+     "undefined table: our tables are not in the configured schema (never migrated, or       migrated under the old schema name `drydock`); migrating creates or upgrades them"),
     (On::OtherState, Class::Permanent,
      "any other SQLSTATE: a refused statement, a missing object, an internal error; the same       call fails the same way"),
     // sqlx's own failures.
@@ -177,6 +182,14 @@ pub(crate) fn classify(op: &'static str, e: sqlx::Error) -> Error {
                 "{op}: contains text PostgreSQL cannot store (a NUL byte or an untranslatable \
                  character)"
             ),
+        ),
+        Class::Unmigrated => Error::backend(
+            format!(
+                "{message} (the schema of database.schema is missing or not migrated: run \
+                 `drydock-state migrate`, which also upgrades a database migrated under the old \
+                 schema name `drydock`)"
+            ),
+            failure,
         ),
         Class::Permanent => Error::backend(message, failure),
     }
@@ -353,6 +366,11 @@ mod tests {
                 matches!(e, Error::InvalidInput { field, .. } if field == "text")
                     && !e.is_retryable()
             }
+            Class::Unmigrated => {
+                matches!(e, Error::Backend { .. })
+                    && !e.is_retryable()
+                    && e.to_string().contains("drydock-state migrate")
+            }
             Class::Permanent => matches!(e, Error::Backend { .. }) && !e.is_retryable(),
         };
         assert!(ok, "{what}: expected {class:?}, got {e:?}");
@@ -370,7 +388,7 @@ mod tests {
                     let code = format!("{prefix}999");
                     (row_for_state(&code), answer(&code))
                 }
-                On::OtherState => (row_for_state("42P01"), answer("42P01")),
+                On::OtherState => (row_for_state("42P02"), answer("42P02")),
                 On::Sqlx(kind) => (row_for_sqlx(kind), example(kind)),
             };
             assert_eq!(found, row, "{on:?}");

@@ -1,7 +1,8 @@
 //! Every SQL statement the PostgreSQL backend runs, each named after the operation it serves.
 //!
 //! All statements are static and take their values as bind parameters. Table names are
-//! qualified with the `drydock` schema, so they work whatever the session's `search_path`.
+//! unqualified: every pooled connection's `search_path` is the configured schema alone
+//! (`database.schema`, see `crate::config`), and so is the migration connection's.
 //! Every time comes from the database's clock (`now()`), never the caller's, and every column
 //! is `timestamptz`, so the session's `TimeZone` does not matter.
 //!
@@ -32,7 +33,7 @@ macro_rules! with_messages {
            array_agg(m.error) AS msg_error, array_agg(m.context_type) AS msg_context_type,
            array_agg(m.context) AS msg_context, array_agg(m.ts) AS msg_ts,
            array_agg(m.extra::text) AS msg_extra
-    FROM (SELECT * FROM drydock.result_message AS r
+    FROM (SELECT * FROM result_message AS r
           WHERE r.task_id = t.task_id ORDER BY r.sequence) AS m
 ) AS msgs ON true"
     };
@@ -46,11 +47,61 @@ pub const MIGRATION_LOCK: &str = "SELECT pg_advisory_lock($1)";
 /// Releases [`MIGRATION_LOCK`].
 pub const MIGRATION_UNLOCK: &str = "SELECT pg_advisory_unlock($1)";
 
-/// Our own schema; creating it concurrently can fail, hence [`MIGRATION_LOCK`].
-pub const MIGRATION_CREATE_SCHEMA: &str = "CREATE SCHEMA IF NOT EXISTS drydock";
+/// Puts the configured schema's name (`$1`) in the session setting `drydock_state.schema`,
+/// where [`MIGRATION_CREATE_SCHEMA`] and [`MIGRATION_RENAME_LEGACY`] read it: DDL takes no
+/// bind parameters, so the name travels as a value and is quoted by the server (`%I`).
+pub const MIGRATION_SET_SCHEMA_NAME: &str = "SELECT set_config('drydock_state.schema', $1, false)";
 
-/// Points the migration connection at our schema, so sqlx keeps its history table there.
-pub const MIGRATION_SEARCH_PATH: &str = "SET search_path TO drydock";
+/// Whether a schema named `$1` exists.
+pub const MIGRATION_SCHEMA_EXISTS: &str =
+    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)";
+
+/// Whether a role named `$1` exists: its default `search_path` (`"$user", public`) would
+/// resolve to a schema of the same name.
+pub const MIGRATION_ROLE_EXISTS: &str =
+    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)";
+
+/// Whether the schema `drydock` (the name drydock-state used before `database.schema`)
+/// holds our tables and a history table: then [`MIGRATION_LEGACY_HISTORY`] says whether the
+/// history is ours.
+pub const MIGRATION_LEGACY_TABLES: &str = "
+SELECT to_regclass('drydock._sqlx_migrations') IS NOT NULL
+   AND to_regclass('drydock.tasks') IS NOT NULL
+   AND to_regclass('drydock.result_message') IS NOT NULL
+   AND to_regclass('drydock.build_data') IS NOT NULL
+   AND to_regclass('drydock.active_instance') IS NOT NULL";
+
+/// Whether the legacy schema's history records our migration 1 (`$1`, its checksum before
+/// the rename, or `$2`, its checksum now). Run only once [`MIGRATION_LEGACY_TABLES`] is true.
+pub const MIGRATION_LEGACY_HISTORY: &str = "
+SELECT EXISTS (SELECT 1 FROM drydock._sqlx_migrations
+               WHERE version = 1 AND checksum IN ($1, $2))";
+
+/// Renames the legacy schema `drydock` to the configured one (from the session setting, see
+/// [`MIGRATION_SET_SCHEMA_NAME`]); its tables, indexes, sequences, functions and the
+/// `notify_task_queued` trigger function move with it.
+pub const MIGRATION_RENAME_LEGACY: &str = "
+DO $$ BEGIN
+    EXECUTE format('ALTER SCHEMA %I RENAME TO %I', 'drydock',
+                   current_setting('drydock_state.schema'));
+END $$";
+
+/// Our own schema, named by the session setting (see [`MIGRATION_SET_SCHEMA_NAME`]); creating
+/// it concurrently can fail, hence [`MIGRATION_LOCK`].
+pub const MIGRATION_CREATE_SCHEMA: &str = "
+DO $$ BEGIN
+    EXECUTE format('CREATE SCHEMA IF NOT EXISTS %I', current_setting('drydock_state.schema'));
+END $$";
+
+/// Points the migration connection at our schema (`$1`) alone, so sqlx keeps its history
+/// table there and the migrations' unqualified names land there.
+pub const MIGRATION_SEARCH_PATH: &str = "SELECT set_config('search_path', $1, false)";
+
+/// Restamps migration `$1` of the history (in the schema of [`MIGRATION_SEARCH_PATH`]) with
+/// its current checksum `$3` if it still has exactly the legacy checksum `$2` (see
+/// `crate::migrate::LEGACY_CHECKSUMS`).
+pub const MIGRATION_RESTAMP: &str =
+    "UPDATE _sqlx_migrations SET checksum = $3 WHERE version = $1 AND checksum = $2";
 
 /// The fence of a guarded write whose guard names instance `$by` and term `$term`: the live
 /// lease row of that instance and term, share-locked, so that no change of holder can commit
@@ -60,7 +111,7 @@ macro_rules! fence {
     ($by:literal, $term:literal) => {
         concat!(
             "fence AS MATERIALIZED (
-    SELECT 1 FROM drydock.active_instance
+    SELECT 1 FROM active_instance
     WHERE $",
             $by,
             "::text IS NOT NULL AND $",
@@ -106,7 +157,7 @@ macro_rules! holder {
     ($task:literal, $by:literal, $term:literal, $attempt:literal) => {
         concat!(
             "holder AS MATERIALIZED (
-    SELECT 1 FROM drydock.tasks AS t
+    SELECT 1 FROM tasks AS t
     WHERE t.task_id = $",
             $task,
             " AND ",
@@ -121,7 +172,7 @@ macro_rules! holder {
 
 /// `create_task`: a new task, no claim, no subtasks, result incomplete; returns the row.
 pub const CREATE_TASK: &str = "
-INSERT INTO drydock.tasks (
+INSERT INTO tasks (
     task_id, parent_task_id, action, design_ref, status, result_status,
     node_filter, created, created_by, retry, request_context)
 VALUES ($1, $2, $3, $4, $5, 'incomplete', $6::text::json, $7, $8, $9, $10::text::json)
@@ -129,21 +180,21 @@ RETURNING *";
 
 /// `get_task`: one task with its messages, in one round trip.
 pub const GET_TASK: &str = concat!(
-    "SELECT t.*, msgs.* FROM drydock.tasks AS t",
+    "SELECT t.*, msgs.* FROM tasks AS t",
     with_messages!(),
     " WHERE t.task_id = $1"
 );
 
 /// Whether a task exists; only asked to tell "not found" from "nothing to do".
-pub const TASK_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM drydock.tasks WHERE task_id = $1)";
+pub const TASK_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM tasks WHERE task_id = $1)";
 
 /// Why a guarded write changed nothing, asked only then: the task as stored (no row: it does
 /// not exist) and whether the guard's instance `$2` holds the live lease with term `$3`.
 pub const WRITE_REFUSED: &str = "
 SELECT t.*,
-       EXISTS (SELECT 1 FROM drydock.active_instance
+       EXISTS (SELECT 1 FROM active_instance
                WHERE instance_id = $2 AND term = $3 AND expires_at > now()) AS lease_held
-FROM drydock.tasks AS t
+FROM tasks AS t
 WHERE t.task_id = $1";
 
 /// `update_task`, in one statement: writes the fields set (`NULL` keeps a plain field; a
@@ -156,7 +207,7 @@ pub const UPDATE_TASK: &str = concat!(
     "WITH ",
     fence!(18, 19),
     ", t AS (
-UPDATE drydock.tasks AS t SET
+UPDATE tasks AS t SET
     status = COALESCE($2::text, t.status),
     result_status = COALESCE($3::text, t.result_status),
     result_message = CASE WHEN $4::boolean THEN $5::text ELSE t.result_message END,
@@ -188,7 +239,7 @@ SELECT t.*, msgs.* FROM t",
 /// the page of tasks and all their messages in one statement.
 pub const LIST_TASKS: &str = concat!(
     "SELECT t.*, msgs.* FROM (
-    SELECT * FROM drydock.tasks
+    SELECT * FROM tasks
     WHERE ($1::text IS NULL OR status = $1)
       AND ($2::text IS NULL OR action = $2)
       AND ($3::uuid IS NULL OR parent_task_id = $3)
@@ -211,7 +262,7 @@ pub const ADD_SUBTASK: &str = concat!(
     "WITH ",
     fence!(3, 4),
     "
-UPDATE drydock.tasks AS t SET subtask_id_list = array_append(t.subtask_id_list, $2)
+UPDATE tasks AS t SET subtask_id_list = array_append(t.subtask_id_list, $2)
 WHERE t.task_id = $1 AND NOT ($2 = ANY (t.subtask_id_list))
   AND t.status NOT IN ('complete', 'terminated', 'terminating') AND NOT t.terminate
   AND ",
@@ -221,9 +272,9 @@ WHERE t.task_id = $1 AND NOT ($2 = ANY (t.subtask_id_list))
 /// `subtasks`: the parent's listed subtasks in list order; `$2` NULL = all, true = finished
 /// ones, false = unfinished ones.
 pub const SUBTASKS: &str = concat!(
-    "SELECT t.*, msgs.* FROM drydock.tasks AS p
+    "SELECT t.*, msgs.* FROM tasks AS p
 CROSS JOIN LATERAL unnest(p.subtask_id_list) WITH ORDINALITY AS s(task_id, ord)
-JOIN drydock.tasks AS t ON t.task_id = s.task_id",
+JOIN tasks AS t ON t.task_id = s.task_id",
     with_messages!(),
     " WHERE p.task_id = $1
   AND ($2::boolean IS NULL OR (t.status IN ('complete', 'terminated')) = $2)
@@ -242,7 +293,7 @@ ORDER BY s.ord"
 pub const TASK_TREE: &str = concat!(
     "WITH RECURSIVE level(depth, ids, seen) AS (
     SELECT 0, ARRAY[r.task_id], ARRAY[r.task_id]
-    FROM drydock.tasks AS r WHERE r.task_id = $1
+    FROM tasks AS r WHERE r.task_id = $1
   UNION ALL
     SELECT l.depth + 1, n.ids, l.seen || n.ids
     FROM level AS l
@@ -251,7 +302,7 @@ pub const TASK_TREE: &str = concat!(
         FROM (
             SELECT DISTINCT ON (s.id) s.id, p.pos, s.ord
             FROM unnest(l.ids) WITH ORDINALITY AS p(id, pos)
-            JOIN drydock.tasks AS t ON t.task_id = p.id
+            JOIN tasks AS t ON t.task_id = p.id
             CROSS JOIN LATERAL unnest(t.subtask_id_list) WITH ORDINALITY AS s(id, ord)
             WHERE s.id <> ALL (l.seen)
             ORDER BY s.id, p.pos, s.ord
@@ -262,7 +313,7 @@ pub const TASK_TREE: &str = concat!(
 SELECT l.depth AS tree_depth, x.tree_id, x.tree_pos, t.*, msgs.*
 FROM level AS l
 CROSS JOIN LATERAL unnest(l.ids) WITH ORDINALITY AS x(tree_id, tree_pos)
-LEFT JOIN drydock.tasks AS t ON t.task_id = x.tree_id",
+LEFT JOIN tasks AS t ON t.task_id = x.tree_id",
     with_messages!(),
     " ORDER BY l.depth, x.tree_pos"
 );
@@ -280,18 +331,18 @@ pub const CLAIM_NEXT: &str = concat!(
     fence!(2, 3),
     ", go AS MATERIALIZED (
     SELECT ($3::bigint IS NULL OR EXISTS (SELECT 1 FROM fence)) AS fenced,
-           EXISTS (SELECT 1 FROM drydock.tasks
+           EXISTS (SELECT 1 FROM tasks
                    WHERE $4::uuid IS NOT NULL AND claim_id = $4) AS resent
 ), doomed AS (
-    UPDATE drydock.tasks AS d SET status = 'terminated', updated = now()
+    UPDATE tasks AS d SET status = 'terminated', updated = now()
     WHERE d.task_id IN (
-        SELECT task_id FROM drydock.tasks
+        SELECT task_id FROM tasks
         WHERE status = 'queued' AND terminate
           AND (cardinality($1::text[]) = 0 OR action = ANY ($1::text[]))
           AND (SELECT fenced AND NOT resent FROM go)
         FOR UPDATE SKIP LOCKED)
 ), next AS MATERIALIZED (
-    SELECT task_id FROM drydock.tasks
+    SELECT task_id FROM tasks
     WHERE status = 'queued' AND NOT terminate
       AND (cardinality($1::text[]) = 0 OR action = ANY ($1::text[]))
       AND (SELECT fenced AND NOT resent FROM go)
@@ -299,7 +350,7 @@ pub const CLAIM_NEXT: &str = concat!(
     LIMIT 1
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
-    UPDATE drydock.tasks AS c
+    UPDATE tasks AS c
     SET status = 'running', claimed_by = $2, claim_term = $3, claim_id = $4,
         claimed_at = now(), attempt = c.attempt + 1, updated = now()
     FROM next
@@ -308,7 +359,7 @@ pub const CLAIM_NEXT: &str = concat!(
 ), t AS (
     SELECT * FROM claimed
     UNION ALL
-    SELECT * FROM drydock.tasks
+    SELECT * FROM tasks
     WHERE $4::uuid IS NOT NULL AND claim_id = $4 AND (SELECT fenced FROM go)
 )
 SELECT t.*, msgs.* FROM t",
@@ -319,13 +370,13 @@ SELECT t.*, msgs.* FROM t",
 /// nothing, to tell "fenced out" from "nothing queued".
 pub const LEASE_HELD_WITH_TERM: &str = "
 SELECT EXISTS (
-    SELECT 1 FROM drydock.active_instance
+    SELECT 1 FROM active_instance
     WHERE instance_id = $1 AND term = $2 AND expires_at > now())";
 
 /// `recover_orphans`: the running and terminating tasks claimed under a term older than
 /// `$1`, locked (a concurrent recovery waits, then finds them recovered).
 pub const RECOVER_ORPHANS_LOCK: &str = "
-SELECT * FROM drydock.tasks
+SELECT * FROM tasks
 WHERE status IN ('running', 'terminating') AND claim_term < $1
 ORDER BY created, task_id
 FOR UPDATE";
@@ -334,7 +385,7 @@ FOR UPDATE";
 /// those whose flag (`$3`) says so with the reason `$4`, and ends every claim (the attempt
 /// count stays).
 pub const RECOVER_ORPHANS_APPLY: &str = "
-UPDATE drydock.tasks AS t SET
+UPDATE tasks AS t SET
     status = r.status,
     result_status = CASE WHEN r.fail THEN 'failure' ELSE t.result_status END,
     result_reason = CASE WHEN r.fail THEN $4 ELSE t.result_reason END,
@@ -353,7 +404,7 @@ pub const TERMINATE_TASK: &str = concat!(
     "WITH RECURSIVE ",
     fence!(3, 4),
     ", root AS MATERIALIZED (
-    SELECT t.task_id FROM drydock.tasks AS t
+    SELECT t.task_id FROM tasks AS t
     WHERE t.task_id = $1 AND ",
     guard!(3, 4, 5),
     "
@@ -361,9 +412,9 @@ pub const TERMINATE_TASK: &str = concat!(
 ), tree(task_id) AS (
     SELECT task_id FROM root
     UNION
-    SELECT c.task_id FROM drydock.tasks AS c JOIN tree ON c.parent_task_id = tree.task_id
+    SELECT c.task_id FROM tasks AS c JOIN tree ON c.parent_task_id = tree.task_id
 ), t AS (
-    UPDATE drydock.tasks AS m SET
+    UPDATE tasks AS m SET
         terminate = true, terminated = now(), terminated_by = $2, updated = now(),
         status = CASE WHEN m.status IN ('requested', 'queued') THEN 'terminated'
                       WHEN m.status IN ('running', 'terminating') THEN 'terminating'
@@ -385,7 +436,7 @@ pub const PURGE_CUTOFF: &str = "SELECT now() - $1::bigint * interval '1 microsec
 /// version once a lock it waited for is granted: a root that got a parent meanwhile is
 /// passed over. The keyset moves past trees kept for their live work.
 pub const PURGE_LOCK_ROOTS: &str = "
-SELECT task_id, created, status FROM drydock.tasks
+SELECT task_id, created, status FROM tasks
 WHERE parent_task_id IS NULL AND created < $1
   AND (created, task_id) > (COALESCE($3::timestamptz, '-infinity'),
                             COALESCE($4::uuid, '00000000-0000-0000-0000-000000000000'))
@@ -400,18 +451,17 @@ FOR UPDATE";
 /// level is read, no task can be moved or inserted under it (that needs a key-share lock on
 /// the parent), so the levels read are the whole tree.
 pub const PURGE_LOCK_LEVEL: &str = "
-SELECT task_id, parent_task_id, status FROM drydock.tasks
+SELECT task_id, parent_task_id, status FROM tasks
 WHERE parent_task_id = ANY ($1)
 FOR UPDATE";
 
 /// `purge`: deletes the messages of the locked tasks in `$1`; the rows deleted are the
 /// report's count.
-pub const PURGE_DELETE_MESSAGES: &str =
-    "DELETE FROM drydock.result_message WHERE task_id = ANY ($1)";
+pub const PURGE_DELETE_MESSAGES: &str = "DELETE FROM result_message WHERE task_id = ANY ($1)";
 
 /// `purge`: deletes the locked tasks in `$1`, whole trees; the rows deleted are the report's
 /// count (every descendant is in `$1`, so the cascade finds nothing more).
-pub const PURGE_DELETE_TASKS: &str = "DELETE FROM drydock.tasks WHERE task_id = ANY ($1)";
+pub const PURGE_DELETE_TASKS: &str = "DELETE FROM tasks WHERE task_id = ANY ($1)";
 
 /// The insert of a batch of messages bound as parallel arrays (`$1` task ids, `$2` texts, `$3`
 /// error flags, `$4` context types, `$5` contexts, `$6` extras as JSON text), to be followed
@@ -420,7 +470,7 @@ pub const PURGE_DELETE_TASKS: &str = "DELETE FROM drydock.tasks WHERE task_id = 
 macro_rules! insert_messages {
     () => {
         "
-INSERT INTO drydock.result_message (task_id, message, error, context_type, context, extra)
+INSERT INTO result_message (task_id, message, error, context_type, context, extra)
 SELECT m.task_id, m.message, m.error, m.context_type, m.context, m.extra::json
 FROM unnest($1::uuid[], $2::text[], $3::boolean[], $4::text[], $5::text[], $6::text[])
      WITH ORDINALITY AS m(task_id, message, error, context_type, context, extra, ord)"
@@ -431,7 +481,7 @@ FROM unnest($1::uuid[], $2::text[], $3::boolean[], $4::text[], $5::text[], $6::t
 
 /// `append_message`: one message, stamped and sequenced by the database.
 pub const APPEND_MESSAGE: &str = "
-INSERT INTO drydock.result_message (task_id, message, error, context_type, context, extra)
+INSERT INTO result_message (task_id, message, error, context_type, context, extra)
 VALUES ($1, $2, $3, $4, $5, $6::text::json)
 RETURNING *";
 
@@ -452,7 +502,7 @@ pub const APPEND_MESSAGE_GUARDED: &str = concat!(
     ", ",
     holder!(1, 7, 8, 9),
     "
-INSERT INTO drydock.result_message (task_id, message, error, context_type, context, extra)
+INSERT INTO result_message (task_id, message, error, context_type, context, extra)
 SELECT $1, $2, $3, $4, $5, $6::text::json WHERE EXISTS (SELECT 1 FROM holder)
 RETURNING *"
 );
@@ -478,7 +528,7 @@ RETURNING *"
 pub const APPEND_MESSAGES_IF_TASK: &str = concat!(
     "
 WITH task AS MATERIALIZED (
-    SELECT 1 FROM drydock.tasks WHERE task_id = $7 FOR KEY SHARE)",
+    SELECT 1 FROM tasks WHERE task_id = $7 FOR KEY SHARE)",
     insert_messages!(),
     "
 WHERE EXISTS (SELECT 1 FROM task)
@@ -488,13 +538,13 @@ RETURNING *"
 
 /// `messages`: one task's messages in sequence order.
 pub const MESSAGES_OF_TASK: &str =
-    "SELECT * FROM drydock.result_message WHERE task_id = $1 ORDER BY sequence";
+    "SELECT * FROM result_message WHERE task_id = $1 ORDER BY sequence";
 
 // ---- build data -------------------------------------------------------------------------
 
 /// `record_build_data`: a missing collected date becomes the database's now.
 pub const RECORD_BUILD_DATA: &str = "
-INSERT INTO drydock.build_data
+INSERT INTO build_data
     (node_name, task_id, collected_date, generator, data_format, data_element)
 VALUES ($1, $2, COALESCE($3, now()), $4, $5, $6)";
 
@@ -506,7 +556,7 @@ pub const RECORD_BUILD_DATA_GUARDED: &str = concat!(
     ", ",
     holder!(2, 7, 8, 9),
     "
-INSERT INTO drydock.build_data
+INSERT INTO build_data
     (node_name, task_id, collected_date, generator, data_format, data_element)
 SELECT $1, $2, COALESCE($3, now()), $4, $5, $6 WHERE EXISTS (SELECT 1 FROM holder)"
 );
@@ -516,7 +566,7 @@ SELECT $1, $2, COALESCE($3, now()), $4, $5, $6 WHERE EXISTS (SELECT 1 FROM holde
 pub const BUILD_DATA_BY_NODE: &str = "
 SELECT node_name, task_id, collected_date, generator, data_format,
        CASE WHEN $3 THEN data_element END AS data_element
-FROM drydock.build_data
+FROM build_data
 WHERE node_name = $1 AND ($2::uuid IS NULL OR task_id = $2)
 ORDER BY collected_date DESC, id DESC";
 
@@ -524,7 +574,7 @@ ORDER BY collected_date DESC, id DESC";
 pub const BUILD_DATA_BY_TASK: &str = "
 SELECT node_name, task_id, collected_date, generator, data_format,
        CASE WHEN $2 THEN data_element END AS data_element
-FROM drydock.build_data
+FROM build_data
 WHERE task_id = $1
 ORDER BY collected_date DESC, id DESC";
 
@@ -532,7 +582,7 @@ ORDER BY collected_date DESC, id DESC";
 pub const BUILD_DATA_ALL: &str = "
 SELECT node_name, task_id, collected_date, generator, data_format,
        CASE WHEN $1 THEN data_element END AS data_element
-FROM drydock.build_data
+FROM build_data
 ORDER BY collected_date DESC, id DESC";
 
 /// `build_data_of_tasks`: the build data of any of the tasks `$1`, newest first (among equal
@@ -541,7 +591,7 @@ ORDER BY collected_date DESC, id DESC";
 pub const BUILD_DATA_OF_TASKS: &str = "
 SELECT node_name, task_id, collected_date, generator, data_format,
        CASE WHEN $2 THEN data_element END AS data_element
-FROM drydock.build_data
+FROM build_data
 WHERE task_id = ANY ($1)
 ORDER BY collected_date DESC, task_id, id DESC";
 
@@ -551,7 +601,7 @@ SELECT node_name, task_id, collected_date, generator, data_format, data_element 
     SELECT DISTINCT ON (node_name, generator)
            id, node_name, task_id, collected_date, generator, data_format,
            CASE WHEN $3 THEN data_element END AS data_element
-    FROM drydock.build_data
+    FROM build_data
     WHERE node_name = $1 AND ($2::uuid IS NULL OR task_id = $2)
     ORDER BY node_name, generator, collected_date DESC, id DESC
 ) AS latest
@@ -563,7 +613,7 @@ SELECT node_name, task_id, collected_date, generator, data_format, data_element 
     SELECT DISTINCT ON (node_name, generator)
            id, node_name, task_id, collected_date, generator, data_format,
            CASE WHEN $2 THEN data_element END AS data_element
-    FROM drydock.build_data
+    FROM build_data
     WHERE task_id = $1
     ORDER BY node_name, generator, collected_date DESC, id DESC
 ) AS latest
@@ -575,7 +625,7 @@ SELECT node_name, task_id, collected_date, generator, data_format, data_element 
     SELECT DISTINCT ON (node_name, generator)
            id, node_name, task_id, collected_date, generator, data_format,
            CASE WHEN $1 THEN data_element END AS data_element
-    FROM drydock.build_data
+    FROM build_data
     ORDER BY node_name, generator, collected_date DESC, id DESC
 ) AS latest
 ORDER BY collected_date DESC, id DESC";
@@ -586,7 +636,7 @@ ORDER BY collected_date DESC, id DESC";
 /// ours and live (renewal: same term, same acquisition time) or lapsed (a new holding: term
 /// one higher); otherwise no row. `$2` is the grace period in microseconds.
 pub const CLAIM_LEASE: &str = "
-INSERT INTO drydock.active_instance AS a
+INSERT INTO active_instance AS a
     (singleton, instance_id, term, acquired_at, renewed_at, expires_at)
 VALUES (true, $1, 1, now(), now(), now() + $2::bigint * interval '1 microsecond')
 ON CONFLICT (singleton) DO UPDATE SET
@@ -602,20 +652,20 @@ RETURNING instance_id, term, acquired_at, renewed_at, expires_at";
 
 /// `renew_lease`: extends the lease if `$1` holds it and it has not lapsed.
 pub const RENEW_LEASE: &str = "
-UPDATE drydock.active_instance
+UPDATE active_instance
 SET renewed_at = now(), expires_at = now() + $2::bigint * interval '1 microsecond'
 WHERE instance_id = $1 AND expires_at > now()
 RETURNING instance_id, term, acquired_at, renewed_at, expires_at";
 
 /// `release_lease`: lapses the lease now if `$1` holds it; the row and its term stay.
 pub const RELEASE_LEASE: &str = "
-UPDATE drydock.active_instance SET expires_at = now()
+UPDATE active_instance SET expires_at = now()
 WHERE instance_id = $1 AND expires_at > now()";
 
 /// `current_lease`: the live lease, if any.
 pub const CURRENT_LEASE: &str = "
 SELECT instance_id, term, acquired_at, renewed_at, expires_at
-FROM drydock.active_instance
+FROM active_instance
 WHERE expires_at > now()";
 
 // ---- boot actions -----------------------------------------------------------------------
@@ -625,8 +675,8 @@ WHERE expires_at > now()";
 /// statement commits); no row written when it does not.
 pub const SET_BOOT_ACTION_CONTEXT: &str = "
 WITH task AS MATERIALIZED (
-    SELECT 1 FROM drydock.tasks WHERE task_id = $2 FOR KEY SHARE)
-INSERT INTO drydock.boot_action AS b (node_name, task_id, identity_key)
+    SELECT 1 FROM tasks WHERE task_id = $2 FOR KEY SHARE)
+INSERT INTO boot_action AS b (node_name, task_id, identity_key)
 SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM task)
 ON CONFLICT (node_name) DO UPDATE SET
     task_id = excluded.task_id,
@@ -634,7 +684,7 @@ ON CONFLICT (node_name) DO UPDATE SET
 
 /// `boot_action_context`: node `$1`'s context.
 pub const BOOT_ACTION_CONTEXT: &str = "
-SELECT node_name, task_id, identity_key FROM drydock.boot_action WHERE node_name = $1";
+SELECT node_name, task_id, identity_key FROM boot_action WHERE node_name = $1";
 
 /// `add_boot_action`, in one statement: inserts the action (`$1` id, `$2` node, `$3` name,
 /// `$4` task, `$5` key, `$6` status) only if its task exists (key-share-locked), and says
@@ -643,18 +693,18 @@ SELECT node_name, task_id, identity_key FROM drydock.boot_action WHERE node_name
 /// A taken id with the task present fails the primary key (a unique violation).
 pub const ADD_BOOT_ACTION: &str = "
 WITH task AS MATERIALIZED (
-    SELECT 1 FROM drydock.tasks WHERE task_id = $4 FOR KEY SHARE
+    SELECT 1 FROM tasks WHERE task_id = $4 FOR KEY SHARE
 ), added AS (
-    INSERT INTO drydock.boot_action_status
+    INSERT INTO boot_action_status
         (action_id, node_name, action_name, task_id, identity_key, action_status)
     SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM task)
     RETURNING 1
 )
 SELECT EXISTS (SELECT 1 FROM added) AS added,
-       EXISTS (SELECT 1 FROM drydock.boot_action_status WHERE action_id = $1) AS id_taken";
+       EXISTS (SELECT 1 FROM boot_action_status WHERE action_id = $1) AS id_taken";
 
 /// `boot_action`: one action by id.
-pub const BOOT_ACTION: &str = "SELECT * FROM drydock.boot_action_status WHERE action_id = $1";
+pub const BOOT_ACTION: &str = "SELECT * FROM boot_action_status WHERE action_id = $1";
 
 /// `set_boot_action_status`, first in its transaction: writes the status `$2` of action `$1`
 /// and returns the action with the status it had (`previous_status`); no row for an unknown
@@ -663,16 +713,16 @@ pub const BOOT_ACTION: &str = "SELECT * FROM drydock.boot_action_status WHERE ac
 /// returns the row as committed); the caller rolls back when that status was final.
 pub const SET_BOOT_ACTION_STATUS: &str = "
 WITH old AS MATERIALIZED (
-    SELECT action_id, action_status FROM drydock.boot_action_status
+    SELECT action_id, action_status FROM boot_action_status
     WHERE action_id = $1 FOR UPDATE)
-UPDATE drydock.boot_action_status AS s SET action_status = $2
+UPDATE boot_action_status AS s SET action_status = $2
 FROM old WHERE s.action_id = old.action_id
 RETURNING s.*, old.action_status AS previous_status";
 
 /// `boot_actions_for_node`: node `$1`'s actions in id order (`boot_action_status_node_idx`);
 /// ULIDs sort by time and bytea bytewise, so the newest of a repeated name comes last.
 pub const BOOT_ACTIONS_OF_NODE: &str = "
-SELECT * FROM drydock.boot_action_status WHERE node_name = $1 ORDER BY action_id";
+SELECT * FROM boot_action_status WHERE node_name = $1 ORDER BY action_id";
 
 // ---- health -----------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ where
         .map_err(|e| crate::error::decode_error(name, &e))
 }
 
-/// A `drydock.tasks` row as a task, without its messages.
+/// A `tasks` row as a task, without its messages.
 pub(crate) fn task(row: &PgRow) -> Result<Task> {
     let status: String = col(row, "status")?;
     let result_status: String = col(row, "result_status")?;
@@ -73,7 +73,7 @@ pub(crate) fn refusal(row: &PgRow) -> Result<crate::guard::Stored> {
     })
 }
 
-/// Rows of `drydock.tasks` as tasks, without their messages.
+/// Rows of `tasks` as tasks, without their messages.
 pub(crate) fn tasks(rows: &[PgRow]) -> Result<Vec<Task>> {
     rows.iter().map(task).collect()
 }

@@ -10,12 +10,13 @@ use chrono::{DateTime, Utc};
 use drydock_state_core::{redact_uri, Config, Result, StateStore};
 use sqlx::postgres::PgPool;
 
-use crate::config::{connect_error, grace_micros, Target};
+use crate::config::{checked_schema, connect_error, grace_micros, with_search_path, Target};
 use crate::error::OrStore;
 use crate::queries;
 use crate::wake::QueuedWake;
 
-/// All five drydock-state stores in a PostgreSQL database, in the schema `drydock`.
+/// All five drydock-state stores in a PostgreSQL database, in the schema `database.schema`
+/// (default `drydock_state`).
 ///
 /// Cheap to clone: clones share one connection pool.
 #[derive(Clone)]
@@ -23,6 +24,8 @@ pub struct PgStore {
     pub(crate) pool: PgPool,
     /// The lease's grace period in microseconds, bound into the lease statements.
     pub(crate) grace_micros: i64,
+    /// The schema of our tables: every pooled connection's `search_path`.
+    pub(crate) schema: String,
     /// Wakes claimers waiting in `wait_for_queued`.
     pub(crate) wake: Arc<QueuedWake>,
 }
@@ -33,6 +36,7 @@ impl fmt::Debug for PgStore {
         f.debug_struct("PgStore")
             .field("pool_size", &self.pool.size())
             .field("grace_micros", &self.grace_micros)
+            .field("schema", &self.schema)
             .finish()
     }
 }
@@ -41,7 +45,8 @@ impl PgStore {
     /// Connects to the database at `url` (`postgres://` or `postgresql://`) with a pool shaped
     /// by `config.database`: at most `pool_size + pool_overflow` connections, waiting at most
     /// `pool_timeout` for one, testing each on checkout if `pool_pre_ping`, and closing those
-    /// older than `pool_recycle`. The lease lasts `config.leader.grace_period`.
+    /// older than `pool_recycle`. The lease lasts `config.leader.grace_period`. Every
+    /// connection's `search_path` is `config.database.schema` alone.
     ///
     /// Does not migrate; call [`PgStore::migrate`] (the registered backend does both). An
     /// unreachable server is a retryable [`drydock_state_core::Error::Unavailable`] once
@@ -60,31 +65,43 @@ impl PgStore {
         Ok(PgStore {
             pool,
             grace_micros,
+            schema: target.schema,
             wake: Arc::default(),
         })
     }
 
-    /// A store over an existing pool (its connect options and size are the caller's). The
-    /// lease lasts `config.leader.grace_period`. Does not migrate.
+    /// A store over a pool shaped like `pool`: the same connect options, size, timeouts and
+    /// connection callbacks, but whose connections' `search_path` is `config.database.schema`
+    /// alone (the store's statements name no schema). `pool` itself is left as it is: its
+    /// connections keep their `search_path`, and the store's connections are its own (opened
+    /// on first use). The lease lasts `config.leader.grace_period`. Does not migrate.
     pub fn from_pool(pool: PgPool, config: &Config) -> Result<PgStore> {
+        let grace_micros = grace_micros(config)?;
+        let schema = checked_schema(config)?;
+        let connect = with_search_path((*pool.connect_options()).clone(), &schema);
+        let pool = pool.options().clone().connect_lazy_with(connect);
         Ok(PgStore {
             pool,
-            grace_micros: grace_micros(config)?,
+            grace_micros,
+            schema,
             wake: Arc::default(),
         })
     }
 
-    /// The connection pool, for an application that shares it.
+    /// The store's connection pool, for an application that shares it: its connections'
+    /// `search_path` is the store's schema.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
 
-    /// Brings the `drydock` schema up to date; returns how many migrations were applied (zero
-    /// when it already was). Safe to run from several instances at once; see
-    /// [`crate::migrate`].
-    #[tracing::instrument(level = "debug", skip_all)]
+    /// Brings the schema `database.schema` up to date; returns how many migrations were
+    /// applied (zero when it already was). Creating the schema is refused with an
+    /// [`drydock_state_core::Error::Config`] on `database.schema` when a role has its name; a
+    /// database migrated under the old schema name `drydock` is upgraded. Safe to run from
+    /// several instances at once; see [`crate::migrate`].
+    #[tracing::instrument(level = "debug", skip_all, fields(schema = %self.schema))]
     pub async fn migrate(&self) -> Result<usize> {
-        crate::migrate::run(&self.pool).await
+        crate::migrate::run(&self.pool, &self.schema).await
     }
 }
 

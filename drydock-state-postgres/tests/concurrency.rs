@@ -371,10 +371,12 @@ async fn takeover_during_a_guarded_write(
         .await
         .unwrap();
     let mut tx = takeover.begin().await.unwrap();
-    drydock_state_testsupport::sql::query("SELECT term FROM drydock.active_instance FOR UPDATE")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    drydock_state_testsupport::sql::query(
+        "SELECT term FROM drydock_state.active_instance FOR UPDATE",
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap();
 
     let writer = {
         let store = store.clone();
@@ -397,7 +399,7 @@ async fn takeover_during_a_guarded_write(
 
     if commit {
         drydock_state_testsupport::sql::query(
-            "UPDATE drydock.active_instance SET instance_id = 'instance-b', term = term + 1,
+            "UPDATE drydock_state.active_instance SET instance_id = 'instance-b', term = term + 1,
                  acquired_at = now(), renewed_at = now(), expires_at = now() + interval '1 hour'",
         )
         .execute(&mut *tx)

@@ -153,8 +153,10 @@ async fn constraint_detail_never_shows_the_design_refs_password() {
     let (store, db) = common::fresh_store(&kit_config()).await;
     admin_sql(
         &db.url,
-        &["ALTER TABLE drydock.tasks ADD CONSTRAINT no_https_designs \
-           CHECK (design_ref NOT LIKE 'https://%')"],
+        &[
+            "ALTER TABLE drydock_state.tasks ADD CONSTRAINT no_https_designs \
+           CHECK (design_ref NOT LIKE 'https://%')",
+        ],
     )
     .await;
     let design = format!("https://user:{DETAIL_SECRET}@design.example/site.yaml");
@@ -192,11 +194,11 @@ async fn raised_detail_never_shows_the_design_refs_password() {
     admin_sql(
         &db.url,
         &[
-            "CREATE FUNCTION drydock.refuse_tasks() RETURNS trigger LANGUAGE plpgsql AS $$ \
+            "CREATE FUNCTION drydock_state.refuse_tasks() RETURNS trigger LANGUAGE plpgsql AS $$ \
              BEGIN RAISE EXCEPTION 'tasks are frozen' USING DETAIL = 'row: ' || NEW.design_ref, \
              HINT = NEW.design_ref, ERRCODE = 'P0001'; END $$",
-            "CREATE TRIGGER refuse_tasks BEFORE INSERT ON drydock.tasks \
-             FOR EACH ROW EXECUTE FUNCTION drydock.refuse_tasks()",
+            "CREATE TRIGGER refuse_tasks BEFORE INSERT ON drydock_state.tasks \
+             FOR EACH ROW EXECUTE FUNCTION drydock_state.refuse_tasks()",
         ],
     )
     .await;
@@ -231,10 +233,10 @@ async fn statement_timeout_is_retryable_unavailable() {
     admin_sql(
         &db.url,
         &[
-            "CREATE FUNCTION drydock.slow_tasks() RETURNS trigger LANGUAGE plpgsql AS $$ \
+            "CREATE FUNCTION drydock_state.slow_tasks() RETURNS trigger LANGUAGE plpgsql AS $$ \
              BEGIN PERFORM pg_sleep(5); RETURN NEW; END $$",
-            "CREATE TRIGGER slow_tasks BEFORE INSERT ON drydock.tasks \
-             FOR EACH ROW EXECUTE FUNCTION drydock.slow_tasks()",
+            "CREATE TRIGGER slow_tasks BEFORE INSERT ON drydock_state.tasks \
+             FOR EACH ROW EXECUTE FUNCTION drydock_state.slow_tasks()",
         ],
     )
     .await;
@@ -258,7 +260,7 @@ async fn lock_timeout_is_retryable_unavailable() {
     let holder = sqlx::PgPool::connect(&db.url).await.unwrap();
     let mut tx = holder.begin().await.unwrap();
     drydock_state_testsupport::sql::query::<sqlx::Postgres>(
-        "LOCK TABLE drydock.tasks IN ACCESS EXCLUSIVE MODE",
+        "LOCK TABLE drydock_state.tasks IN ACCESS EXCLUSIVE MODE",
     )
     .execute(&mut *tx)
     .await

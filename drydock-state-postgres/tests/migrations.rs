@@ -14,7 +14,7 @@ use sqlx::postgres::PgPoolOptions;
 
 async fn our_history(pool: &sqlx::PgPool) -> Vec<(i64, String)> {
     sql::query_as(
-        "SELECT version, description FROM drydock._sqlx_migrations WHERE success ORDER BY version",
+        "SELECT version, description FROM drydock_state._sqlx_migrations WHERE success ORDER BY version",
     )
     .fetch_all(pool)
     .await
@@ -50,10 +50,10 @@ async fn concurrent_migrations_on_a_fresh_database_all_succeed() {
             .unwrap();
     assert_eq!(
         public_history, None,
-        "no history table outside schema drydock"
+        "no history table outside schema drydock_state"
     );
     let tables: i64 = sql::query_scalar(
-        "SELECT count(*) FROM pg_tables WHERE schemaname = 'drydock' \
+        "SELECT count(*) FROM pg_tables WHERE schemaname = 'drydock_state' \
          AND tablename IN ('tasks', 'result_message', 'build_data', 'active_instance', \
          'boot_action', 'boot_action_status')",
     )
@@ -160,7 +160,7 @@ async fn caller_json_columns_are_json() {
     let types: Vec<(String, String, String)> = drydock_state_testsupport::sql::query_as(
         "SELECT table_name::text, column_name::text, data_type::text
          FROM information_schema.columns
-         WHERE table_schema = 'drydock'
+         WHERE table_schema = 'drydock_state'
            AND column_name IN ('node_filter', 'request_context', 'extra', 'result_links')
          ORDER BY table_name, column_name",
     )

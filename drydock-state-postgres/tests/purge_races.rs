@@ -110,7 +110,7 @@ async fn a_child_moved_into_a_young_tree_while_purge_waited_survives() {
 
     let mut s = session(&db.url).await;
     drydock_state_testsupport::sql::query::<sqlx::Postgres>(
-        "UPDATE drydock.tasks SET parent_task_id = $1 WHERE task_id = $2",
+        "UPDATE drydock_state.tasks SET parent_task_id = $1 WHERE task_id = $2",
     )
     .bind(y.0)
     .bind(x.0)
@@ -150,7 +150,7 @@ async fn an_old_root_that_got_a_parent_while_purge_waited_survives() {
 
     let mut s = session(&db.url).await;
     drydock_state_testsupport::sql::query::<sqlx::Postgres>(
-        "UPDATE drydock.tasks SET parent_task_id = $1 WHERE task_id = $2",
+        "UPDATE drydock_state.tasks SET parent_task_id = $1 WHERE task_id = $2",
     )
     .bind(y.0)
     .bind(r2.0)
@@ -183,7 +183,7 @@ async fn a_child_inserted_while_purge_waited_is_counted() {
 
     let mut s = session(&db.url).await;
     drydock_state_testsupport::sql::query::<sqlx::Postgres>(
-        "INSERT INTO drydock.tasks (task_id, parent_task_id, action, status, result_status, created)
+        "INSERT INTO drydock_state.tasks (task_id, parent_task_id, action, status, result_status, created)
          VALUES ($1, $2, 'deploy_node', 'complete', 'success', now())",
     )
     .bind(c.0)
@@ -192,7 +192,7 @@ async fn a_child_inserted_while_purge_waited_is_counted() {
     .await
     .unwrap();
     drydock_state_testsupport::sql::query::<sqlx::Postgres>(
-        "INSERT INTO drydock.result_message (task_id, message, context_type, context)
+        "INSERT INTO drydock_state.result_message (task_id, message, context_type, context)
          VALUES ($1, 'c''s', 'task', '')",
     )
     .bind(c.0)
@@ -206,7 +206,7 @@ async fn a_child_inserted_while_purge_waited_is_counted() {
     assert!(store.get_task(r).await.unwrap().is_none());
     assert!(store.get_task(c).await.unwrap().is_none());
     let left: i64 = drydock_state_testsupport::sql::query_scalar::<sqlx::Postgres, _>(
-        "SELECT count(*) FROM drydock.result_message",
+        "SELECT count(*) FROM drydock_state.result_message",
     )
     .fetch_one(store.pool())
     .await
@@ -232,7 +232,7 @@ async fn a_task_started_while_purge_waited_keeps_its_tree() {
 
     let mut s = session(&db.url).await;
     drydock_state_testsupport::sql::query::<sqlx::Postgres>(
-        "UPDATE drydock.tasks SET status = 'running' WHERE task_id = $1",
+        "UPDATE drydock_state.tasks SET status = 'running' WHERE task_id = $1",
     )
     .bind(q.0)
     .execute(&mut s)

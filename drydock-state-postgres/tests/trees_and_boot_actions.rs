@@ -305,7 +305,7 @@ async fn ids_and_keys_are_stored_byte_for_byte() {
         .await
         .unwrap();
     let (id, stored_key): (Vec<u8>, Vec<u8>) = drydock_state_testsupport::sql::query_as(
-        "SELECT action_id, identity_key FROM drydock.boot_action_status",
+        "SELECT action_id, identity_key FROM drydock_state.boot_action_status",
     )
     .fetch_one(store.pool())
     .await
@@ -313,14 +313,14 @@ async fn ids_and_keys_are_stored_byte_for_byte() {
     assert_eq!(id, action.action_id.as_bytes());
     assert_eq!(stored_key, key);
     let context_key: Vec<u8> = drydock_state_testsupport::sql::query_scalar(
-        "SELECT identity_key FROM drydock.boot_action",
+        "SELECT identity_key FROM drydock_state.boot_action",
     )
     .fetch_one(store.pool())
     .await
     .unwrap();
     assert_eq!(context_key, key);
     let short = drydock_state_testsupport::sql::query(
-        "INSERT INTO drydock.boot_action (node_name, task_id, identity_key)
+        "INSERT INTO drydock_state.boot_action (node_name, task_id, identity_key)
          VALUES ('n2', gen_random_uuid(), '\\x00')",
     )
     .execute(store.pool())

@@ -124,14 +124,20 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
+    /// The string settings that are not durations.
+    const NOT_DURATIONS: &[&str] = &["database.schema"];
+
     /// Every duration key of the configuration, as dotted keys: the string leaves of the
-    /// serialized defaults (durations serialize as human strings, nothing else does), so a
-    /// duration added later is covered without editing this list.
+    /// serialized defaults (durations serialize as human strings, and the only other strings
+    /// are [`NOT_DURATIONS`]), so a duration added later is covered without editing this list.
     fn duration_keys() -> Vec<String> {
         let defaults = serde_json::to_value(Config::default()).unwrap();
         let mut keys = Vec::new();
         for (section, fields) in defaults.as_object().unwrap() {
             for (field, value) in fields.as_object().unwrap() {
+                if NOT_DURATIONS.contains(&format!("{section}.{field}").as_str()) {
+                    continue;
+                }
                 if let Some(text) = value.as_str() {
                     assert!(parse_duration(text).is_ok(), "{section}.{field} = {text:?}");
                     keys.push(format!("{section}.{field}"));

@@ -51,7 +51,18 @@ pub struct DatabaseConfig {
     /// Close connections older than this.
     #[serde(with = "duration")]
     pub pool_recycle: Duration,
+    /// The schema that holds drydock-state's tables and migration history in a PostgreSQL
+    /// database (other backends ignore it). Default `drydock_state`: a plain lowercase SQL
+    /// identifier (`[a-z_][a-z0-9_]*`, at most 63 characters, not starting with `pg_`). It
+    /// should not be the name of a database role: PostgreSQL's default `search_path`
+    /// (`"$user", public`) would make that role's unqualified table names resolve to our
+    /// tables (Airship Drydock's role is `drydock`), so migrate refuses to create a schema
+    /// named like a role.
+    pub schema: String,
 }
+
+/// The default of [`DatabaseConfig::schema`].
+pub const DEFAULT_SCHEMA: &str = "drydock_state";
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
@@ -62,6 +73,7 @@ impl Default for DatabaseConfig {
             pool_overflow: 10,
             pool_pre_ping: false,
             pool_recycle: Duration::from_secs(3600),
+            schema: DEFAULT_SCHEMA.into(),
         }
     }
 }
@@ -82,6 +94,7 @@ impl fmt::Debug for DatabaseConfig {
             .field("pool_overflow", &self.pool_overflow)
             .field("pool_pre_ping", &self.pool_pre_ping)
             .field("pool_recycle", &self.pool_recycle)
+            .field("schema", &self.schema)
             .finish()
     }
 }
@@ -290,8 +303,37 @@ impl Config {
                 return refuse("database.url", "is not a URL");
             }
         }
+        if let Err(reason) = check_schema_name(&self.database.schema) {
+            return refuse("database.schema", reason);
+        }
         Ok(())
     }
+}
+
+/// Whether `name` may be [`DatabaseConfig::schema`]: a plain lowercase SQL identifier
+/// (`^[a-z_][a-z0-9_]{0,62}$`) that does not start with `pg_` (reserved for system schemas).
+/// The reason it may not, otherwise (it never echoes the value).
+pub fn check_schema_name(name: &str) -> std::result::Result<(), &'static str> {
+    let bytes = name.as_bytes();
+    let Some(first) = bytes.first() else {
+        return Err("must not be empty");
+    };
+    if bytes.len() > 63 {
+        return Err("must be at most 63 characters");
+    }
+    let plain = (first.is_ascii_lowercase() || *first == b'_')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_');
+    if !plain {
+        return Err(
+            "must be a plain lowercase SQL identifier: a-z, 0-9 and _, not starting with a digit",
+        );
+    }
+    if name.starts_with("pg_") {
+        return Err("must not start with pg_ (reserved for PostgreSQL's system schemas)");
+    }
+    Ok(())
 }
 
 fn origin_of(figment: &Figment, key: &str) -> String {
@@ -466,6 +508,64 @@ mod tests {
             jail.set_env("DRYDOCK_DATABASE__POOLSIZE", "3");
             let e = Config::load(None).unwrap_err().to_string();
             assert!(e.contains("database.poolsize"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn schema_defaults_and_reads_from_env() {
+        Jail::expect_with(|jail| {
+            assert_eq!(Config::load(None).unwrap().database.schema, "drydock_state");
+            jail.set_env("DRYDOCK_DATABASE__SCHEMA", "site_state");
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.database.schema, "site_state");
+            assert!(format!("{c:?}").contains("site_state"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_schema_names_are_refused() {
+        let long = "a".repeat(64);
+        let just_fits = "a".repeat(63);
+        for bad in [
+            "Drydock",
+            "a;b",
+            "",
+            long.as_str(),
+            "1abc",
+            "pg_state",
+            "drydock state",
+            "dry-dock",
+            "\"x\"",
+            "état",
+        ] {
+            assert!(check_schema_name(bad).is_err(), "{bad:?} accepted");
+            let mut config = Config::default();
+            config.database.schema = bad.to_string();
+            let figment = Figment::from(Serialized::defaults(&config));
+            match Config::from_figment(&figment) {
+                Err(Error::Config { key, .. }) => assert_eq!(key, "database.schema", "{bad:?}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        for good in [
+            "drydock_state",
+            "_x",
+            "drydock",
+            "s1",
+            just_fits.as_str(),
+            "pgx",
+        ] {
+            assert_eq!(check_schema_name(good), Ok(()), "{good:?}");
+        }
+        Jail::expect_with(|jail| {
+            jail.set_env("DRYDOCK_DATABASE__SCHEMA", "Drydock");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(
+                e.contains("database.schema") && e.contains("DRYDOCK_DATABASE__SCHEMA"),
+                "{e}"
+            );
             Ok(())
         });
     }

@@ -16,4 +16,7 @@ mod loading;
 mod redaction;
 
 pub use duration::{parse_duration, MAX_DURATION};
-pub use loading::{Config, DatabaseConfig, DesignConfig, LeaderConfig, ENV_PREFIX};
+pub use loading::{
+    check_schema_name, Config, DatabaseConfig, DesignConfig, LeaderConfig, DEFAULT_SCHEMA,
+    ENV_PREFIX,
+};

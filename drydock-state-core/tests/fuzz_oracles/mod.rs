@@ -497,6 +497,7 @@ fn check_config_secrets(input: &mut Input) {
                     "pool_overflow",
                     "pool_pre_ping",
                     "pool_recycle",
+                    "schema",
                     "poolsize",
                 ],
             ),
