@@ -66,10 +66,10 @@ pub const MIGRATION_ROLE_EXISTS: &str =
 /// history is ours.
 pub const MIGRATION_LEGACY_TABLES: &str = "
 SELECT to_regclass('drydock._sqlx_migrations') IS NOT NULL
-   AND to_regclass('tasks') IS NOT NULL
-   AND to_regclass('result_message') IS NOT NULL
-   AND to_regclass('build_data') IS NOT NULL
-   AND to_regclass('active_instance') IS NOT NULL";
+   AND to_regclass('drydock.tasks') IS NOT NULL
+   AND to_regclass('drydock.result_message') IS NOT NULL
+   AND to_regclass('drydock.build_data') IS NOT NULL
+   AND to_regclass('drydock.active_instance') IS NOT NULL";
 
 /// Whether the legacy schema's history records our migration 1 (`$1`, its checksum before
 /// the rename, or `$2`, its checksum now). Run only once [`MIGRATION_LEGACY_TABLES`] is true.
