@@ -440,10 +440,10 @@ fn link_trees(tasks: &mut [Task], listed: &HashMap<TaskId, Vec<TaskId>>, report:
         .enumerate()
         .map(|(i, t)| (t.task_id, i))
         .collect();
-    for i in 0..tasks.len() {
-        if let Some(parent) = tasks[i].parent_task_id {
+    for task in tasks.iter_mut() {
+        if let Some(parent) = task.parent_task_id {
             if !index.contains_key(&parent) {
-                tasks[i].parent_task_id = None;
+                task.parent_task_id = None;
                 report.transformed("subtask whose parent is gone: kept as a root");
             }
         }
