@@ -7,6 +7,7 @@ mod build_data;
 mod config;
 mod error;
 mod guard;
+mod import;
 mod lease;
 mod messages;
 pub mod migrate;

@@ -679,6 +679,114 @@ SELECT * FROM drydock.boot_action_status WHERE node_name = $1 ORDER BY action_id
 /// `ping`: the database's clock, a round trip that proves it answers.
 pub const PING: &str = "SELECT now()";
 
+// ---- import -----------------------------------------------------------------------------
+
+/// `import`: which of the tasks `$1` are stored, each key-share-locked (as a foreign key
+/// would) until the import's transaction ends, so none is purged under the tasks and
+/// messages that refer to it.
+pub const IMPORT_STORED_TASKS: &str = "
+SELECT task_id FROM drydock.tasks WHERE task_id = ANY ($1::uuid[]) FOR KEY SHARE";
+
+/// `import`: tasks as given, every column, bound as parallel arrays in batch order (parents
+/// first; the parent's foreign key is checked at the end of the statement, so a parent and
+/// its child may come in one). The three list columns come as one JSON array text per task
+/// (`$3` subtask ids, `$10` successes, `$11` failures), unpacked in order; `$12` is the result
+/// links as JSON text (`jsonb`, as [`UPDATE_TASK`] writes them); `$13` node filter and `$21`
+/// request context are JSON text cast to `json`, kept as given. A task whose id is stored is
+/// not written: the rows affected are the tasks written.
+pub const IMPORT_TASKS: &str = "
+INSERT INTO drydock.tasks (
+    task_id, parent_task_id, subtask_id_list, action, design_ref, status, result_status,
+    result_message, result_reason, result_successes, result_failures, result_links,
+    node_filter, created, created_by, updated, retry, terminated, terminated_by, terminate,
+    request_context, claimed_by, claim_term, claimed_at, attempt, claim_id)
+SELECT t.task_id, t.parent_task_id,
+       ARRAY(SELECT s.e::uuid FROM json_array_elements_text(t.subtasks::json)
+             WITH ORDINALITY AS s(e, n) ORDER BY s.n),
+       t.action, t.design_ref, t.status, t.result_status, t.result_message, t.result_reason,
+       ARRAY(SELECT s.e FROM json_array_elements_text(t.successes::json)
+             WITH ORDINALITY AS s(e, n) ORDER BY s.n),
+       ARRAY(SELECT s.e FROM json_array_elements_text(t.failures::json)
+             WITH ORDINALITY AS s(e, n) ORDER BY s.n),
+       t.links::jsonb, t.node_filter::json, t.created, t.created_by, t.updated, t.retry,
+       t.terminated, t.terminated_by, t.terminate, t.request_context::json, t.claimed_by,
+       t.claim_term, t.claimed_at, t.attempt, t.claim_id
+FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
+            $13::text[], $14::timestamptz[], $15::text[], $16::timestamptz[], $17::integer[],
+            $18::timestamptz[], $19::text[], $20::boolean[], $21::text[], $22::text[],
+            $23::bigint[], $24::timestamptz[], $25::bigint[], $26::uuid[])
+     WITH ORDINALITY AS t(task_id, parent_task_id, subtasks, action, design_ref, status,
+                          result_status, result_message, result_reason, successes, failures,
+                          links, node_filter, created, created_by, updated, retry, terminated,
+                          terminated_by, terminate, request_context, claimed_by, claim_term,
+                          claimed_at, attempt, claim_id, ord)
+ORDER BY t.ord
+ON CONFLICT (task_id) DO NOTHING";
+
+/// `import`: the stored messages numbered as any of `$1`, with their task.
+pub const IMPORT_MESSAGE_OWNERS: &str = "
+SELECT sequence, task_id FROM drydock.result_message WHERE sequence = ANY ($1::bigint[])";
+
+/// `import`: moves the messages' `bigserial` to `$1` when it is below (never back), so the
+/// next appended message is numbered above every imported one. Only ever forward: a
+/// sequence already past `$1` is not touched, so concurrent appends are never renumbered.
+pub const IMPORT_ADVANCE_MESSAGE_SEQUENCE: &str = "
+SELECT setval(s.seq, $1::bigint)
+FROM (SELECT pg_get_serial_sequence('drydock.result_message', 'sequence')::regclass AS seq)
+     AS s
+WHERE $1::bigint > COALESCE(pg_sequence_last_value(s.seq), 0)";
+
+/// `import`: messages with their own sequence numbers and times, bound as parallel arrays;
+/// `$8` is each extra's JSON text, cast to `json` and kept as given.
+pub const IMPORT_MESSAGES: &str = "
+INSERT INTO drydock.result_message
+    (sequence, task_id, message, error, context_type, context, ts, extra)
+SELECT m.sequence, m.task_id, m.message, m.error, m.context_type, m.context, m.ts,
+       m.extra::json
+FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::boolean[], $5::text[], $6::text[],
+            $7::timestamptz[], $8::text[])
+     AS m(sequence, task_id, message, error, context_type, context, ts, extra)";
+
+/// `import`: how many stored build-data rows equal each of the elements bound as parallel
+/// arrays (every column compared), by the element's position (`ord`, from 1).
+pub const IMPORT_BUILD_DATA_COUNTS: &str = "
+SELECT d.ord, count(b.id) AS stored
+FROM unnest($1::text[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::text[])
+     WITH ORDINALITY AS d(node_name, task_id, collected_date, generator, data_format,
+                          data_element, ord)
+LEFT JOIN drydock.build_data AS b
+       ON b.node_name = d.node_name AND b.task_id = d.task_id
+      AND b.collected_date = d.collected_date AND b.generator = d.generator
+      AND b.data_format = d.data_format AND b.data_element = d.data_element
+GROUP BY d.ord";
+
+/// `import`: build data as given, in array order (the ordered subquery is evaluated before
+/// the `bigserial` default, so the rows' ids follow the batch).
+pub const IMPORT_BUILD_DATA: &str = "
+INSERT INTO drydock.build_data
+    (node_name, task_id, collected_date, generator, data_format, data_element)
+SELECT d.node_name, d.task_id, d.collected_date, d.generator, d.data_format, d.data_element
+FROM unnest($1::text[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::text[])
+     WITH ORDINALITY AS d(node_name, task_id, collected_date, generator, data_format,
+                          data_element, ord)
+ORDER BY d.ord";
+
+/// `import`: boot-action contexts (`$1` nodes, `$2` tasks, `$3` keys); a node that has one
+/// keeps it. The rows affected are the contexts written.
+pub const IMPORT_BOOT_CONTEXTS: &str = "
+INSERT INTO drydock.boot_action (node_name, task_id, identity_key)
+SELECT * FROM unnest($1::text[], $2::uuid[], $3::bytea[])
+ON CONFLICT (node_name) DO NOTHING";
+
+/// `import`: boot actions (`$1` ids, `$2` nodes, `$3` names, `$4` tasks, `$5` keys, `$6`
+/// statuses); a stored id keeps its action. The rows affected are the actions written.
+pub const IMPORT_BOOT_ACTIONS: &str = "
+INSERT INTO drydock.boot_action_status
+    (action_id, node_name, action_name, task_id, identity_key, action_status)
+SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::uuid[], $5::bytea[], $6::text[])
+ON CONFLICT (action_id) DO NOTHING";
+
 // ---- adopt: reading a Drydock database (its tables, in `public`) --------------------------
 
 /// `read_drydock`, first: a consistent snapshot that cannot change the source.

@@ -1,6 +1,6 @@
 //! The PostgreSQL store: its connection pool, opening it from a URL, migrating it, and the
 //! [`StateStore`] glue. The store traits are implemented in `tasks.rs`, `messages.rs`,
-//! `build_data.rs`, `lease.rs` and `boot_actions.rs`.
+//! `build_data.rs`, `lease.rs`, `boot_actions.rs` and `import.rs`.
 
 use std::fmt;
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use crate::error::OrStore;
 use crate::queries;
 use crate::wake::QueuedWake;
 
-/// All five drydock-state stores in a PostgreSQL database, in the schema `drydock`.
+/// All six drydock-state stores in a PostgreSQL database, in the schema `drydock`.
 ///
 /// Cheap to clone: clones share one connection pool.
 #[derive(Clone)]
