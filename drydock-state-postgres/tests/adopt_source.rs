@@ -346,3 +346,61 @@ async fn a_password_never_shows_when_the_source_cannot_be_reached() {
         assert!(!chain.contains(secret), "{url}: {chain}");
     }
 }
+
+#[tokio::test]
+async fn the_planned_site_imports_into_postgres_and_reads_back_once() {
+    use drydock_state_core::{
+        BootActionId, BootActionStore, BuildDataQuery, BuildStore, Config, ImportMode, ImportStore,
+        TaskStore,
+    };
+    let site = drydock::create().await;
+    let e = &site.expected;
+    let before = drydock::fingerprint(&site.url).await.unwrap();
+    let (batch, mut report) = plan(&read_drydock(&site.url, None).await.unwrap());
+    batch.validate().unwrap();
+
+    let target = fresh_database().await;
+    let store = drydock_state_postgres::PgStore::connect(&target.url, &Config::default())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let outcome = store.import(&batch, ImportMode::Write).await.unwrap();
+    report.record(&outcome, ImportMode::Write);
+    assert_eq!(report.table("tasks").unwrap().written, 10);
+    assert_eq!(report.table("result_message").unwrap().written, 4);
+    assert_eq!(report.table("build_data").unwrap().written, 5);
+
+    let root = store.get_task(TaskId(e.root)).await.unwrap().unwrap();
+    let children: Vec<TaskId> = e.children.iter().map(|id| TaskId(*id)).collect();
+    assert_eq!(root.subtask_id_list, children);
+    assert_eq!(root.created, e.times[&e.root].created);
+    assert_eq!(root.result.details.message_list.len(), 2);
+    assert_eq!(root.result.details.error_count, 1);
+    assert_eq!(root.result.links.len(), 2);
+    let orphan = store.get_task(TaskId(e.orphan)).await.unwrap().unwrap();
+    assert_eq!(orphan.parent_task_id, None);
+    let latest = store
+        .build_data(&BuildDataQuery {
+            node_name: Some("n1".into()),
+            latest: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(latest.len(), 2, "{latest:?}");
+    let action = store
+        .boot_action(BootActionId(e.boot_actions[1].action_id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(action.identity_key.as_bytes(), &e.identity_key);
+
+    // A second run imports nothing twice; the source never changed.
+    let again = store.import(&batch, ImportMode::Write).await.unwrap();
+    assert_eq!(
+        again.tasks.written + again.messages.written + again.build_data.written,
+        0
+    );
+    assert_eq!(again.tasks.present, 10);
+    assert_eq!(drydock::fingerprint(&site.url).await.unwrap(), before);
+}
