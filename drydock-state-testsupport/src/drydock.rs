@@ -704,6 +704,8 @@ pub async fn fill_canonical_site(url: &str) -> sqlx::Result<Expected> {
     let mut q = TaskRow::drydock(queued_terminate, "prepare_nodes", t_queued);
     q.status = Some("queued".into());
     q.terminate = Some(true);
+    // Drydock's terminate_task stamps terminated, terminated_by and terminate.
+    q.terminated = Some(at(2026, 7, 1, 3, 20, 0, 0));
     q.terminated_by = Some("shipyard".into());
     q.updated = Some(at(2026, 7, 1, 3, 20, 0, 0));
     tasks.push(q);
