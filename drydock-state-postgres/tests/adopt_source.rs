@@ -404,3 +404,103 @@ async fn the_planned_site_imports_into_postgres_and_reads_back_once() {
     assert_eq!(again.tasks.present, 10);
     assert_eq!(drydock::fingerprint(&site.url).await.unwrap(), before);
 }
+
+const NAME_ROLE: &str = "SELECT set_config('drydock_fixture.role', $1, false)";
+const CREATE_READER: &str = "DO $$ BEGIN \
+     EXECUTE format('CREATE ROLE %I LOGIN', current_setting('drydock_fixture.role')); \
+     EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA public TO %I', current_setting('drydock_fixture.role')); \
+     END $$";
+const DROP_READER: &str = "DO $$ BEGIN \
+     EXECUTE format('DROP OWNED BY %I', current_setting('drydock_fixture.role')); \
+     EXECUTE format('DROP ROLE %I', current_setting('drydock_fixture.role')); \
+     END $$";
+const RESET_DATABASE_ZONE: &str = "DO $$ BEGIN \
+     EXECUTE format('ALTER DATABASE %I RESET timezone', current_database()); END $$";
+
+/// A role that may read Drydock's tables and nothing else, dropped with this value.
+struct Reader {
+    admin_url: String,
+    name: String,
+}
+
+impl Reader {
+    async fn create(admin_url: &str) -> Reader {
+        let name = format!("drydock_adopt_{}", Uuid::new_v4().simple());
+        let mut site = DrydockSite::connect(admin_url, "UTC").await.unwrap();
+        sql::query(NAME_ROLE)
+            .bind(&name)
+            .execute(site.connection())
+            .await
+            .unwrap();
+        sql::query(CREATE_READER)
+            .execute(site.connection())
+            .await
+            .unwrap();
+        site.close().await.unwrap();
+        Reader {
+            admin_url: admin_url.to_string(),
+            name,
+        }
+    }
+
+    fn url(&self) -> String {
+        let mut url = url::Url::parse(&self.admin_url).unwrap();
+        url.set_username(&self.name).unwrap();
+        url.to_string()
+    }
+
+    async fn drop(self) {
+        let mut site = DrydockSite::connect(&self.admin_url, "UTC").await.unwrap();
+        sql::query(NAME_ROLE)
+            .bind(&self.name)
+            .execute(site.connection())
+            .await
+            .unwrap();
+        sql::query(DROP_READER)
+            .execute(site.connection())
+            .await
+            .unwrap();
+        site.close().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn without_a_setting_the_zone_is_the_servers_or_must_be_given() {
+    let site = drydock::create().await;
+    let reader = Reader::create(&site.url).await;
+    // An ordinary role reads the database's setting, as Drydock's sessions got it.
+    let read = read_drydock(&reader.url(), None).await;
+    let mut admin = DrydockSite::connect(&site.url, "UTC").await.unwrap();
+    sql::query(RESET_DATABASE_ZONE)
+        .execute(admin.connection())
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
+    // Without one, it may not read the server's configuration: the zone must be given.
+    let refused = read_drydock(&reader.url(), None).await;
+    let given = read_drydock(&reader.url(), Some(SITE_TIME_ZONE)).await;
+    reader.drop().await;
+
+    let read = read.unwrap();
+    assert_eq!(read.time_zone, SITE_TIME_ZONE);
+    let err = refused.unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidInput { field, reason }
+            if field == "adopt.time_zone" && reason.contains("--time-zone")),
+        "{err:?}"
+    );
+    assert_eq!(given.unwrap().tasks, read.tasks);
+    // A superuser reads the server's configuration files.
+    let server = read_drydock(&site.url, None).await.unwrap();
+    assert!(
+        server
+            .time_zone_origin
+            .starts_with("the server's configuration (")
+            || server
+                .time_zone_origin
+                .starts_with("the server's built-in default"),
+        "{}",
+        server.time_zone_origin
+    );
+    assert!(!server.time_zone.is_empty());
+}
