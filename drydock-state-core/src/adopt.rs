@@ -398,6 +398,11 @@ fn plan_tasks(rows: &[DrydockTask]) -> (Vec<Task>, TableReport) {
             TaskStatus::Queued if task.terminate => {
                 task.status = TaskStatus::Terminated;
                 report.transformed("queued but marked for termination: terminated");
+                if task.terminated.is_none() {
+                    // Drydock's terminate_task stamps it; a terminated task here has one.
+                    task.terminated = Some(task.updated.unwrap_or(task.created));
+                    report.transformed("terminated NULL: the updated (or created) time is used");
+                }
             }
             TaskStatus::Running | TaskStatus::Terminating => {
                 task.claimed_by = Some(LEGACY_CLAIMANT.to_string());
@@ -1013,6 +1018,44 @@ mod tests {
                 .values()
                 .sum::<u64>(),
             1
+        );
+    }
+
+    fn at_secs(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(secs, 0).unwrap()
+    }
+
+    #[test]
+    fn a_queued_task_marked_for_termination_is_terminated_with_a_time() {
+        let row = |id: u8, terminated: Option<DateTime<Utc>>| DrydockTask {
+            task_id: vec![id; 16],
+            status: Some("queued".into()),
+            action: Some("noop".into()),
+            created: Some(at_secs(100)),
+            updated: Some(at_secs(200)),
+            terminated,
+            terminate: Some(true),
+            ..Default::default()
+        };
+        let source = DrydockSource {
+            tasks: vec![row(1, None), row(2, Some(at_secs(150)))],
+            ..Default::default()
+        };
+        let (batch, report) = plan(&source);
+        assert!(batch
+            .tasks
+            .iter()
+            .all(|t| t.status == TaskStatus::Terminated));
+        assert_eq!(batch.tasks[0].terminated, Some(at_secs(200)));
+        assert_eq!(batch.tasks[1].terminated, Some(at_secs(150)));
+        let tasks = report.table("tasks").unwrap();
+        assert_eq!(
+            tasks.transformed["terminated NULL: the updated (or created) time is used"],
+            1
+        );
+        assert_eq!(
+            tasks.transformed["queued but marked for termination: terminated"],
+            2
         );
     }
 }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod adopt;
 mod boot_actions;
 mod build_data;
 mod config;

@@ -836,3 +836,95 @@ INSERT INTO boot_action_status
     (action_id, node_name, action_name, task_id, identity_key, action_status)
 SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::uuid[], $5::bytea[], $6::text[])
 ON CONFLICT (action_id) DO NOTHING";
+
+// ---- adopt: reading a Drydock database (its tables, in `public`) --------------------------
+
+/// `read_drydock`, first: a consistent snapshot that cannot change the source.
+pub const ADOPT_BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+
+/// `read_drydock`, last: ends the read-only snapshot.
+pub const ADOPT_END: &str = "ROLLBACK";
+
+/// `read_drydock`: the columns of the Drydock tables `$1` in `public`, with their types.
+pub const ADOPT_COLUMNS: &str = "
+SELECT table_name::text, column_name::text, udt_name::text
+FROM information_schema.columns
+WHERE table_schema = 'public' AND table_name = ANY($1::text[])";
+
+/// `read_drydock`: the alembic revision(s) recorded.
+pub const ADOPT_REVISION: &str =
+    "SELECT version_num::text FROM public.alembic_version ORDER BY version_num";
+
+/// `read_drydock`: the `TimeZone` settings that apply to this session's role and database
+/// (`ALTER ROLE ... IN DATABASE ... SET`, `ALTER ROLE ... SET`, `ALTER DATABASE ... SET`):
+/// whether each is for the role and for the database, and the `name=value` entry.
+pub const ADOPT_ROLE_DB_TIME_ZONE: &str = "
+SELECT s.setrole <> 0 AS for_role, s.setdatabase <> 0 AS for_database, cfg
+FROM pg_catalog.pg_db_role_setting s, unnest(s.setconfig) AS cfg
+WHERE (s.setrole = 0 OR s.setrole = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user))
+  AND (s.setdatabase = 0 OR s.setdatabase =
+       (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()))
+  AND NOT (s.setrole = 0 AND s.setdatabase = 0)
+  AND lower(split_part(cfg, '=', 1)) = 'timezone'";
+
+/// `read_drydock`: whether this role may read `pg_file_settings` (superusers and members of
+/// `pg_read_all_settings` may).
+pub const ADOPT_CAN_READ_FILE_SETTINGS: &str = "
+SELECT has_table_privilege('pg_catalog.pg_file_settings', 'SELECT')
+   AND has_function_privilege('pg_catalog.pg_show_all_file_settings()', 'EXECUTE')";
+
+/// `read_drydock`: the `timezone` the server's configuration files apply, and where.
+pub const ADOPT_FILE_TIME_ZONE: &str = "
+SELECT setting, coalesce(sourcefile, ''), coalesce(sourceline, 0)
+FROM pg_catalog.pg_file_settings
+WHERE lower(name) = 'timezone' AND applied AND error IS NULL
+ORDER BY seqno DESC LIMIT 1";
+
+/// `read_drydock`: the server's built-in `TimeZone` (used when no file sets one).
+pub const ADOPT_BOOT_TIME_ZONE: &str =
+    "SELECT boot_val FROM pg_catalog.pg_settings WHERE name = 'TimeZone'";
+
+/// `read_drydock`: checks that PostgreSQL knows the zone `$1` (fails if not).
+pub const ADOPT_CHECK_TIME_ZONE: &str = "SELECT now() AT TIME ZONE $1";
+
+/// `read_drydock`: Drydock's tasks, naive times read as wall times of zone `$1`, in
+/// `(created, task_id)` order.
+pub const ADOPT_TASKS: &str = "
+SELECT task_id::bytea, parent_task_id::bytea, subtask_id_list::bytea[],
+       result_status::text, result_message::text, result_reason::text, result_error_count,
+       result_successes::text[], result_failures::text[], result_links::json, retry,
+       status::text, (created AT TIME ZONE $1) AS created, created_by::text,
+       (updated AT TIME ZONE $1) AS updated, design_ref::text, request_context::json,
+       node_filter::json, action::text, (terminated AT TIME ZONE $1) AS terminated,
+       terminated_by::text, terminate
+FROM public.tasks
+ORDER BY (tasks.created AT TIME ZONE $1), tasks.task_id";
+
+/// `read_drydock`: Drydock's result messages, `ts` read in zone `$1`, in `sequence` order.
+pub const ADOPT_MESSAGES: &str = "
+SELECT sequence::bigint AS sequence, task_id::bytea, message::text, error, context::text,
+       context_type::text, (ts AT TIME ZONE $1) AS ts, extra::json
+FROM public.result_message
+ORDER BY result_message.sequence";
+
+/// `read_drydock`: Drydock's build data (no key; written in UTC), in collection order, then
+/// as stored.
+pub const ADOPT_BUILD_DATA: &str = "
+SELECT node_name::text, task_id::bytea, (collected_date AT TIME ZONE 'UTC') AS collected_date,
+       generator::text, data_format::text, data_element::text
+FROM public.build_data
+ORDER BY build_data.collected_date, build_data.ctid";
+
+/// `read_drydock`: Drydock's boot-action contexts, by node.
+pub const ADOPT_BOOT_CONTEXTS: &str = "
+SELECT node_name::text, task_id::bytea, identity_key::bytea
+FROM public.boot_action ORDER BY boot_action.node_name";
+
+/// `read_drydock`: Drydock's boot-action statuses, by id (ULIDs sort by time).
+pub const ADOPT_BOOT_ACTIONS: &str = "
+SELECT node_name::text, action_id::bytea, action_name::text, task_id::bytea,
+       identity_key::bytea, action_status::text
+FROM public.boot_action_status ORDER BY boot_action_status.action_id";
+
+/// `read_drydock`: rows in Drydock's `active_instance` (not carried over).
+pub const ADOPT_ACTIVE_INSTANCES: &str = "SELECT count(*) FROM public.active_instance";

@@ -51,6 +51,14 @@ pub async fn execute_script(
     sqlx::raw_sql(script).execute(conn).await.map(|_| ())
 }
 
+/// [`sqlx::raw_sql()`] for a static PostgreSQL script of several statements (a foreign
+/// schema a test recreates, such as [`crate::drydock::DRYDOCK_SCHEMA_SQL`]), run on `conn` in
+/// the simple-query protocol, as one implicit transaction.
+#[allow(clippy::disallowed_methods)] // the sanctioned wrapper: the script is `&'static str`
+pub async fn execute_pg_script(conn: &mut PgConnection, script: &'static str) -> sqlx::Result<()> {
+    sqlx::raw_sql(script).execute(conn).await.map(|_| ())
+}
+
 /// `PgConnection::copy_in_raw` for a static `COPY ... FROM STDIN` statement.
 #[allow(clippy::disallowed_methods)] // the sanctioned wrapper: the statement is `&'static str`
 pub async fn copy_in_raw<'c>(
