@@ -73,7 +73,10 @@ fn check_adopted(into: &str, home: &std::path::Path, x: &Expected) {
     let root = task(into, home, x.root);
     let ids: Vec<Uuid> = root.subtask_id_list.iter().map(|t| t.0).collect();
     assert_eq!(ids, x.children, "the root's subtasks");
-    assert_eq!(root.created, x.times[&x.root].created, "times converted from New York");
+    assert_eq!(
+        root.created, x.times[&x.root].created,
+        "times converted from New York"
+    );
     assert_eq!(root.updated, x.times[&x.root].updated);
     let links: Vec<(String, String)> = root
         .result
@@ -89,7 +92,7 @@ fn check_adopted(into: &str, home: &std::path::Path, x: &Expected) {
     }
     assert_eq!(links, want_links);
     for id in &x.task_ids {
-        if *id == x.orphan || x.times.get(id).is_none() {
+        if *id == x.orphan || !x.times.contains_key(id) {
             continue;
         }
         let t = task(into, home, *id);
@@ -106,7 +109,12 @@ fn check_adopted(into: &str, home: &std::path::Path, x: &Expected) {
         }
         assert_eq!(
             t.result.details.error_count,
-            t.result.details.message_list.iter().filter(|m| m.error).count() as u64
+            t.result
+                .details
+                .message_list
+                .iter()
+                .filter(|m| m.error)
+                .count() as u64
         );
         assert_eq!(t.created, x.times[id].created, "created of {id}");
     }
@@ -114,7 +122,10 @@ fn check_adopted(into: &str, home: &std::path::Path, x: &Expected) {
     assert_eq!(child.node_filter.as_ref(), Some(&x.node_filter));
     assert_eq!(child.parent_task_id.map(|p| p.0), Some(x.root));
     let orphan = task(into, home, x.orphan);
-    assert_eq!(orphan.parent_task_id, None, "a subtask whose parent is gone is a root");
+    assert_eq!(
+        orphan.parent_task_id, None,
+        "a subtask whose parent is gone is a root"
+    );
     assert_eq!(
         task(into, home, x.queued_terminate).status.as_str(),
         "terminated"
@@ -127,14 +138,15 @@ fn check_adopted(into: &str, home: &std::path::Path, x: &Expected) {
 
     // Build data by node, and the latest per generator.
     for node in &x.build_data_nodes {
-        let all: Vec<BuildData> = serde_json::from_value(json(
-            into,
-            home,
-            &["build-data", "list", "--node", node],
-        ))
-        .unwrap();
+        let all: Vec<BuildData> =
+            serde_json::from_value(json(into, home, &["build-data", "list", "--node", node]))
+                .unwrap();
         let want = x.build_data.iter().filter(|b| &b.node_name == node).count();
-        assert_eq!(all.len(), want, "every build element of {node}, duplicates too");
+        assert_eq!(
+            all.len(),
+            want,
+            "every build element of {node}, duplicates too"
+        );
         let latest: Vec<BuildData> = serde_json::from_value(json(
             into,
             home,
@@ -158,7 +170,11 @@ fn check_adopted(into: &str, home: &std::path::Path, x: &Expected) {
         assert_eq!(got["action_status"], action.action_status.as_str());
         assert_eq!(got["identity_key"], hex(&action.identity_key));
     }
-    let ctx = json(into, home, &["boot-action", "context", "get", "--node", &x.boot_node]);
+    let ctx = json(
+        into,
+        home,
+        &["boot-action", "context", "get", "--node", &x.boot_node],
+    );
     assert_eq!(ctx["identity_key"], hex(&x.identity_key));
 }
 
@@ -178,7 +194,12 @@ fn print_report(title: &str, into: &str, home: &std::path::Path, from: &str, dry
         args.push("--dry-run");
     }
     let out = run(into, home, &args);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     eprintln!("--- {title}\n{}", String::from_utf8_lossy(&out.stdout));
 }
 
@@ -193,26 +214,45 @@ async fn adopt_into_postgres_beside_drydock() {
     let x = &db.expected;
 
     print_report("dry run (text)", &into, home.path(), &db.url, true);
-    let dry = json(&into, home.path(), &["adopt", "--from", &db.url, "--dry-run"]);
+    let dry = json(
+        &into,
+        home.path(),
+        &["adopt", "--from", &db.url, "--dry-run"],
+    );
     assert_eq!(dry["dry_run"], true);
     let (read, written, present) = counts(&dry, "tasks");
     assert_eq!(read as usize, x.task_ids.len());
-    assert_eq!((written, present), (read, 0), "a dry run counts what it would write");
+    assert_eq!(
+        (written, present),
+        (read, 0),
+        "a dry run counts what it would write"
+    );
     let listed = json(&into, home.path(), &["task", "list"]);
     assert_eq!(listed, Value::Array(vec![]), "a dry run writes nothing");
 
     print_report("real run (text)", &into, home.path(), &db.url, false);
     let again = json(&into, home.path(), &["adopt", "--from", &db.url]);
-    for table in ["tasks", "result_message", "build_data", "boot_action", "boot_action_status"] {
+    for table in [
+        "tasks",
+        "result_message",
+        "build_data",
+        "boot_action",
+        "boot_action_status",
+    ] {
         let (read, written, present) = counts(&again, table);
         let skipped: u64 = reasons(&again, table, "skipped").values().sum();
         assert_eq!(written, 0, "{table}: nothing imported twice");
-        assert_eq!(present + skipped, read, "{table}: every row present or skipped");
+        assert_eq!(
+            present + skipped,
+            read,
+            "{table}: every row present or skipped"
+        );
     }
     let (_, _, present) = counts(&dry, "result_message");
     assert_eq!(present, 0);
     assert_eq!(
-        reasons(&dry, "result_message", "skipped")["its task is not in the source (or was skipped)"],
+        reasons(&dry, "result_message", "skipped")
+            ["its task is not in the source (or was skipped)"],
         1,
         "the message of a task that is gone"
     );
@@ -224,14 +264,17 @@ async fn adopt_into_postgres_beside_drydock() {
         "the source is unchanged"
     );
     let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    let path: (String, i64) = sqlx::query_as(
+    let path: (String, i64) = drydock_state_testsupport::sql::query_as(
         "SELECT (SELECT n.nspname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                  WHERE c.oid = to_regclass('tasks')), (SELECT count(*) FROM tasks)",
     )
     .fetch_one(&mut conn)
     .await
     .unwrap();
-    assert_eq!(path.0, "public", "Drydock's `tasks` still resolves to its own table");
+    assert_eq!(
+        path.0, "public",
+        "Drydock's `tasks` still resolves to its own table"
+    );
     assert_eq!(path.1 as usize, x.task_ids.len());
     conn.close().await.unwrap();
 }
@@ -247,8 +290,18 @@ async fn adopt_into_sqlite() {
     assert_eq!(read, written);
     check_adopted(&into, home.path(), &db.expected);
     let second = json(&into, home.path(), &["adopt", "--from", &db.url]);
-    for table in ["tasks", "result_message", "build_data", "boot_action", "boot_action_status"] {
-        assert_eq!(counts(&second, table).1, 0, "{table}: nothing imported twice");
+    for table in [
+        "tasks",
+        "result_message",
+        "build_data",
+        "boot_action",
+        "boot_action_status",
+    ] {
+        assert_eq!(
+            counts(&second, table).1,
+            0,
+            "{table}: nothing imported twice"
+        );
         assert_eq!(counts(&second, table).2, counts(&first, table).1);
     }
     assert_eq!(drydock::fingerprint(&db.url).await.unwrap(), before);
@@ -266,7 +319,10 @@ async fn adopt_refuses_what_is_not_drydock() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("public.tasks"), "names what is missing: {err}");
     assert!(err.contains("4713e7ebca9"), "{err}");
-    assert_eq!(json(&into, home.path(), &["task", "list"]), Value::Array(vec![]));
+    assert_eq!(
+        json(&into, home.path(), &["task", "list"]),
+        Value::Array(vec![])
+    );
 
     let secret = "postgres://drydock:s3cr3t-pw@127.0.0.1:1/drydock";
     let out = run(&into, home.path(), &["adopt", "--from", secret]);

@@ -290,7 +290,7 @@ pub fn adopt_report(report: &drydock_state::adopt::AdoptReport, from: &str, into
     );
     let _ = writeln!(
         out,
-        "task and message times read as {} ({}); build data as UTC",
+        "task and message times read in {}, {}; build data in UTC",
         report.time_zone, report.time_zone_origin
     );
     let _ = writeln!(
