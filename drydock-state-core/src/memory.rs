@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 
 use crate::backend::{
     boot_action_exists, now, orphan_message, purge_cutoff, purge_keeps, refuse_new_work_under,
-    task_exists, terminated_status, BackendRegistration, Recovery,
+    task_exists, terminated_status, BackendRegistration, BuildDataContents, Recovery,
 };
 use crate::config::Config;
 use crate::error::{Entity, Error, Result};
@@ -775,18 +775,19 @@ impl Inner {
                 }
             }
         }
-        // Build data by content, with multiplicity: the n-th copy in the batch is present when
-        // the store held n copies before the import.
-        let before = self.build_data.clone();
-        let mut seen: Vec<&BuildData> = Vec::new();
-        for data in &batch.build_data {
-            let nth = seen.iter().filter(|d| **d == data).count() + 1;
-            seen.push(data);
-            if before.iter().filter(|d| *d == data).count() >= nth {
-                outcome.build_data.present += 1;
-            } else {
+        // Build data by content, with multiplicity.
+        let contents = BuildDataContents::of(&batch.build_data);
+        let stored: Vec<u64> = contents
+            .distinct()
+            .iter()
+            .map(|d| self.build_data.iter().filter(|s| s == d).count() as u64)
+            .collect();
+        for (data, write) in batch.build_data.iter().zip(contents.to_write(&stored)) {
+            if write {
                 self.build_data.push(data.clone());
                 outcome.build_data.written += 1;
+            } else {
+                outcome.build_data.present += 1;
             }
         }
         for context in &batch.boot_contexts {

@@ -12,12 +12,13 @@
 //! a message numbered above the counter leaves the counter past it. Sequence numbers only
 //! ever need to rise, and gaps are allowed, so nothing depends on it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use async_trait::async_trait;
+use drydock_state_core::backend::BuildDataContents;
 use drydock_state_core::{
-    Entity, Error, ImportBatch, ImportCount, ImportMode, ImportOutcome, ImportStore, Result,
-    ResultMessage, TaskId,
+    BuildData, Entity, Error, ImportBatch, ImportCount, ImportMode, ImportOutcome, ImportStore,
+    Result, ResultMessage, TaskId,
 };
 use sqlx::MySqlConnection;
 
@@ -229,36 +230,35 @@ type BuildKey<'a> = (
     Option<&'a str>,
 );
 
-/// Imports the batch's build data: the n-th copy of a content is present when the store held
-/// at least n copies before this import (counted once per distinct content, before any
-/// insert); the others are inserted in batch order.
+fn build_key(data: &BuildData) -> Result<BuildKey<'_>> {
+    let collected = data.collected_date.ok_or_else(|| {
+        Error::invalid(
+            "import.build_data",
+            "every imported element needs its collected date",
+        )
+    })?;
+    Ok((
+        data.node_name.as_str(),
+        rows::id_text(data.task_id),
+        collected.naive_utc(),
+        data.generator.as_str(),
+        data.data_format.as_str(),
+        data.data_element.as_deref(),
+    ))
+}
+
+/// Imports the batch's build data by content with multiplicity ([`BuildDataContents`]): the
+/// stored copies of each distinct content are counted before any insert, then the elements
+/// to write are inserted in batch order.
 async fn import_build_data(
     conn: &mut MySqlConnection,
     batch: &ImportBatch,
     outcome: &mut ImportCount,
 ) -> Result<()> {
-    let mut keys: Vec<BuildKey<'_>> = Vec::with_capacity(batch.build_data.len());
-    for data in &batch.build_data {
-        let collected = data.collected_date.ok_or_else(|| {
-            Error::invalid(
-                "import.build_data",
-                "every imported element needs its collected date",
-            )
-        })?;
-        keys.push((
-            data.node_name.as_str(),
-            rows::id_text(data.task_id),
-            collected.naive_utc(),
-            data.generator.as_str(),
-            data.data_format.as_str(),
-            data.data_element.as_deref(),
-        ));
-    }
-    let mut before: HashMap<&BuildKey<'_>, i64> = HashMap::new();
-    for key in &keys {
-        if before.contains_key(key) {
-            continue;
-        }
+    let contents = BuildDataContents::of(&batch.build_data);
+    let mut stored = Vec::with_capacity(contents.distinct().len());
+    for data in contents.distinct() {
+        let key = build_key(data)?;
         let n: i64 = queries::query_scalar(queries::IMPORT_BUILD_DATA_COUNT)
             .bind(key.0)
             .bind(key.1.as_str())
@@ -269,14 +269,11 @@ async fn import_build_data(
             .fetch_one(&mut *conn)
             .await
             .map_err(db_error(OP, "build_data"))?;
-        before.insert(key, n);
+        stored.push(u64::try_from(n).unwrap_or(0));
     }
-    let mut seen: HashMap<&BuildKey<'_>, i64> = HashMap::new();
-    for key in &keys {
-        let nth = seen.entry(key).or_default();
-        *nth += 1;
-        let write = *nth > before.get(key).copied().unwrap_or_default();
+    for (data, write) in batch.build_data.iter().zip(contents.to_write(&stored)) {
         if write {
+            let key = build_key(data)?;
             queries::query(queries::INSERT_BUILD_DATA)
                 .bind(key.0)
                 .bind(key.1.as_str())

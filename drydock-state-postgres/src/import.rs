@@ -12,6 +12,7 @@ use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use drydock_state_core::backend::BuildDataContents;
 use drydock_state_core::{
     BootAction, BootActionContext, BuildData, Entity, Error, ImportBatch, ImportCount, ImportMode,
     ImportOutcome, ImportStore, Result, ResultMessage, Task,
@@ -323,37 +324,13 @@ async fn insert_messages(
     })
 }
 
-/// Build data's whole content, the key it is counted by (the date to the microsecond, as
-/// PostgreSQL keeps it).
-type Content<'b> = (&'b str, Uuid, i64, &'b str, &'b str, &'b str);
-
-fn content(data: &BuildData) -> Content<'_> {
-    (
-        &data.node_name,
-        data.task_id.0,
-        data.collected_date.map_or(0, |d| d.timestamp_micros()),
-        &data.generator,
-        &data.data_format,
-        data.data_element.as_deref().unwrap_or_default(),
-    )
-}
-
 /// Build data by content with multiplicity: the stored rows equal to each distinct element
 /// are counted (before anything is inserted), the n-th copy in the batch is present when
 /// at least n are stored, and the rest are inserted in batch order.
 async fn import_build_data(conn: &mut PgConnection, data: &[BuildData]) -> Result<ImportCount> {
-    // The distinct contents in first-seen order, and each element's content index.
-    let mut index: HashMap<Content<'_>, usize> = HashMap::new();
-    let mut distinct: Vec<&BuildData> = Vec::new();
-    let mut of: Vec<usize> = Vec::with_capacity(data.len());
-    for d in data {
-        let i = *index.entry(content(d)).or_insert_with(|| {
-            distinct.push(d);
-            distinct.len() - 1
-        });
-        of.push(i);
-    }
-    let mut stored = vec![0i64; distinct.len()];
+    let contents = BuildDataContents::of(data);
+    let distinct = contents.distinct();
+    let mut stored = vec![0u64; distinct.len()];
     for (c, chunk) in distinct.chunks(IMPORT_CHUNK).enumerate() {
         let columns = BuildColumns::of(chunk);
         let counts: Vec<(i64, i64)> = queries::query_as(queries::IMPORT_BUILD_DATA_COUNTS)
@@ -374,18 +351,14 @@ async fn import_build_data(conn: &mut PgConnection, data: &[BuildData]) -> Resul
                 .ok_or_else(|| {
                     crate::error::corrupt("build-data count", "position out of range")
                 })?;
-            stored[i] = n;
+            stored[i] = u64::try_from(n).unwrap_or(0);
         }
     }
-    // Each copy takes one of the stored ones while they last.
-    let mut missing = Vec::new();
-    for (d, &i) in data.iter().zip(&of) {
-        if stored[i] > 0 {
-            stored[i] -= 1;
-        } else {
-            missing.push(d);
-        }
-    }
+    let missing: Vec<&BuildData> = data
+        .iter()
+        .zip(contents.to_write(&stored))
+        .filter_map(|(d, write)| write.then_some(d))
+        .collect();
     for chunk in missing.chunks(IMPORT_CHUNK) {
         let columns = BuildColumns::of(chunk);
         queries::query(queries::IMPORT_BUILD_DATA)

@@ -6,12 +6,11 @@
 //! their key: no row affected means the key was stored (present). Build data has no key; its
 //! stored copies are counted per distinct content before anything of the batch is written.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
+use drydock_state_core::backend::BuildDataContents;
 use drydock_state_core::{
-    Entity, Error, ImportBatch, ImportCount, ImportMode, ImportOutcome, ImportStore, Result,
-    ResultMessage, Task, TaskStatus,
+    BuildData, Entity, Error, ImportBatch, ImportCount, ImportMode, ImportOutcome, ImportStore,
+    Result, ResultMessage, Task, TaskStatus,
 };
 use sqlx::sqlite::SqliteConnection;
 
@@ -114,44 +113,40 @@ async fn import_message(conn: &mut SqliteConnection, message: &ResultMessage) ->
     Ok(false)
 }
 
-/// A build-data element as stored (a missing element is stored empty), its identity when
-/// counting copies.
+/// A build-data element as stored (a missing element is stored empty).
 type BuildKey<'a> = (&'a str, String, i64, &'a str, &'a str, &'a str);
 
-/// Imports the batch's build data: the n-th copy of a content is present when the store held
-/// at least n copies before this import (counted once per distinct content, before any
-/// insert); the others are inserted in batch order.
+fn build_key(data: &BuildData) -> Result<BuildKey<'_>> {
+    let collected = data.collected_date.ok_or_else(|| {
+        Error::invalid(
+            "import.build_data",
+            "every imported element needs its collected date",
+        )
+    })?;
+    let element = data.data_element.as_deref().unwrap_or_default();
+    fits("build_data.data_element", element)?;
+    Ok((
+        data.node_name.as_str(),
+        id_text(data.task_id),
+        to_micros(collected),
+        data.generator.as_str(),
+        data.data_format.as_str(),
+        element,
+    ))
+}
+
+/// Imports the batch's build data by content with multiplicity ([`BuildDataContents`]): the
+/// stored copies of each distinct content are counted before any insert, then the elements
+/// to write are inserted in batch order.
 async fn import_build_data(
     conn: &mut SqliteConnection,
     batch: &ImportBatch,
     outcome: &mut ImportCount,
 ) -> Result<()> {
-    let mut keys = Vec::with_capacity(batch.build_data.len());
-    for data in &batch.build_data {
-        let collected = data.collected_date.ok_or_else(|| {
-            Error::invalid(
-                "import.build_data",
-                "every imported element needs its collected date",
-            )
-        })?;
-        let element = data.data_element.as_deref().unwrap_or_default();
-        fits("build_data.data_element", element)?;
-        keys.push((
-            data.node_name.as_str(),
-            id_text(data.task_id),
-            to_micros(collected),
-            data.generator.as_str(),
-            data.data_format.as_str(),
-            element,
-        ));
-    }
-    // Copies stored before the import, per distinct content; then, walking the batch, the
-    // copies of each content seen so far.
-    let mut stored: HashMap<&BuildKey<'_>, i64> = HashMap::new();
-    for key in &keys {
-        if stored.contains_key(key) {
-            continue;
-        }
+    let contents = BuildDataContents::of(&batch.build_data);
+    let mut stored = Vec::with_capacity(contents.distinct().len());
+    for data in contents.distinct() {
+        let key = build_key(data)?;
         let n: i64 = queries::query_scalar(queries::IMPORT_BUILD_DATA_COUNT)
             .bind(key.0)
             .bind(key.1.as_str())
@@ -162,14 +157,11 @@ async fn import_build_data(
             .fetch_one(&mut *conn)
             .await
             .or_store(OP)?;
-        stored.insert(key, n);
+        stored.push(u64::try_from(n).unwrap_or(0));
     }
-    let mut seen: HashMap<&BuildKey<'_>, i64> = HashMap::new();
-    for key in &keys {
-        let nth = seen.entry(key).or_default();
-        *nth += 1;
-        let write = *nth > stored.get(key).copied().unwrap_or_default();
+    for (data, write) in batch.build_data.iter().zip(contents.to_write(&stored)) {
         if write {
+            let key = build_key(data)?;
             queries::query(queries::RECORD_BUILD_DATA)
                 .bind(key.0)
                 .bind(key.1.as_str())

@@ -1,13 +1,14 @@
 //! The rules every backend applies the same way: which tasks take new subtasks, what purge
 //! keeps, what termination and orphan recovery do to a task, and the purge cutoff.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use super::{now, retention_too_large};
 use crate::error::{Entity, Error, Result};
-use crate::model::{OrphanPolicy, ResultStatus, Task, TaskStatus};
+use crate::model::{BuildData, OrphanPolicy, ResultStatus, Task, TaskStatus};
 #[cfg(doc)]
 use crate::store::TaskStore;
 
@@ -135,4 +136,56 @@ pub fn purge_cutoff(older_than: Duration) -> Result<DateTime<Utc>> {
     now()
         .checked_sub_signed(age)
         .ok_or_else(retention_too_large)
+}
+
+/// The build data of an import by content, the rule of [`crate::ImportStore::import`] for rows
+/// that have no key: each distinct content once (what a backend counts the stored copies of),
+/// then which elements to write given those counts.
+#[derive(Debug)]
+pub struct BuildDataContents<'a> {
+    distinct: Vec<&'a BuildData>,
+    of: Vec<usize>,
+}
+
+impl<'a> BuildDataContents<'a> {
+    /// The distinct contents of `batch`, in first-seen order.
+    pub fn of(batch: &'a [BuildData]) -> Self {
+        let mut index: HashMap<&BuildData, usize> = HashMap::new();
+        let mut distinct = Vec::new();
+        let of = batch
+            .iter()
+            .map(|data| {
+                *index.entry(data).or_insert_with(|| {
+                    distinct.push(data);
+                    distinct.len() - 1
+                })
+            })
+            .collect();
+        BuildDataContents { distinct, of }
+    }
+
+    /// Each distinct content once, in first-seen order.
+    pub fn distinct(&self) -> &[&'a BuildData] {
+        &self.distinct
+    }
+
+    /// For each element of the batch, whether to write it, given `stored[i]`, the copies of
+    /// `distinct()[i]` the store held before the import: the n-th copy in the batch is present
+    /// when at least n are stored. A missing count is zero.
+    pub fn to_write(&self, stored: &[u64]) -> Vec<bool> {
+        let mut left: Vec<u64> = (0..self.distinct.len())
+            .map(|i| stored.get(i).copied().unwrap_or(0))
+            .collect();
+        self.of
+            .iter()
+            .map(|&i| {
+                if left[i] > 0 {
+                    left[i] -= 1;
+                    false
+                } else {
+                    true
+                }
+            })
+            .collect()
+    }
 }

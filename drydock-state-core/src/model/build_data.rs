@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 
 /// A piece of a node's build history: what a generator (`lshw`, `lldp`, the provisioner)
 /// reported about a node during a task.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct BuildData {
     /// The node.
     pub node_name: String,
