@@ -231,6 +231,7 @@ async fn adopt_into_postgres_beside_drydock() {
     assert_eq!(listed, Value::Array(vec![]), "a dry run writes nothing");
 
     print_report("real run (text)", &into, home.path(), &db.url, false);
+    print_report("second run (text)", &into, home.path(), &db.url, false);
     let again = json(&into, home.path(), &["adopt", "--from", &db.url]);
     for table in [
         "tasks",

@@ -659,20 +659,32 @@ fn plan_build_data(rows: &[DrydockBuildData]) -> (Vec<BuildData>, TableReport) {
     (out, report)
 }
 
+/// A boot-action row's task and key, or `None` (counted as skipped, with why).
+fn task_and_key(
+    task_id: Option<&[u8]>,
+    identity_key: Option<&[u8]>,
+    report: &mut TableReport,
+) -> Option<(TaskId, IdentityKey)> {
+    let Some(task_id) = task_id.and_then(uuid_of) else {
+        report.skipped("task_id is NULL or not 16 bytes");
+        return None;
+    };
+    let Some(identity_key) = identity_key.and_then(|k| IdentityKey::from_slice(k).ok()) else {
+        report.skipped("identity_key is NULL or not 32 bytes");
+        return None;
+    };
+    Some((task_id, identity_key))
+}
+
 fn plan_boot_contexts(rows: &[DrydockBootContext]) -> (Vec<BootActionContext>, TableReport) {
     let mut report = TableReport::new("boot_action", rows.len());
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        let Some(task_id) = row.task_id.as_deref().and_then(uuid_of) else {
-            report.skipped("task_id is NULL or not 16 bytes");
-            continue;
-        };
-        let Some(identity_key) = row
-            .identity_key
-            .as_deref()
-            .and_then(|k| IdentityKey::from_slice(k).ok())
-        else {
-            report.skipped("identity_key is NULL or not 32 bytes");
+        let Some((task_id, identity_key)) = task_and_key(
+            row.task_id.as_deref(),
+            row.identity_key.as_deref(),
+            &mut report,
+        ) else {
             continue;
         };
         let context = BootActionContext {
@@ -697,16 +709,11 @@ fn plan_boot_actions(rows: &[DrydockBootAction]) -> (Vec<BootAction>, TableRepor
             report.skipped("action_id is not 16 bytes");
             continue;
         };
-        let Some(task_id) = row.task_id.as_deref().and_then(uuid_of) else {
-            report.skipped("task_id is NULL or not 16 bytes");
-            continue;
-        };
-        let Some(identity_key) = row
-            .identity_key
-            .as_deref()
-            .and_then(|k| IdentityKey::from_slice(k).ok())
-        else {
-            report.skipped("identity_key is NULL or not 32 bytes");
+        let Some((task_id, identity_key)) = task_and_key(
+            row.task_id.as_deref(),
+            row.identity_key.as_deref(),
+            &mut report,
+        ) else {
             continue;
         };
         let action_status = match row
