@@ -99,7 +99,8 @@ pub enum Command {
     /// store, in one transaction, and print what each table gave. Stop Drydock first. Safe to
     /// run again: nothing is imported twice. The source is only read.
     Adopt {
-        /// The Drydock database, postgres://user[:password]@host/db.
+        /// The Drydock database, e.g. `postgres://drydock@db/drydock` (a password in it is never
+        /// shown).
         #[arg(long, value_name = "URL")]
         from: String,
         /// Do everything, report it, and write nothing.
