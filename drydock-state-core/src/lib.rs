@@ -9,6 +9,7 @@ pub mod error;
 pub mod memory;
 pub mod model;
 pub mod registry;
+pub mod runtime;
 pub mod secret;
 pub mod store;
 #[cfg(feature = "testkit")]
