@@ -59,7 +59,7 @@ async fn run(cli: args::Cli) -> Result<u8> {
     if let Some(url) = cli.database_url {
         config.database.url = Some(url);
     }
-    commands::execute(cli.command, &config)
+    commands::execute(cli.command, &config, cli.output)
         .await?
         .print(cli.output)
 }

@@ -15,6 +15,7 @@ mod lease;
 mod message;
 mod parse;
 mod task;
+mod worker;
 
 pub use boot_action::{BootActionCommand, BootActionContextCommand};
 pub use build_data::{BuildDataAdd, BuildDataCommand};
@@ -22,6 +23,7 @@ pub use design::DesignCommand;
 pub use lease::LeaseCommand;
 pub use message::{MessageAdd, MessageCommand};
 pub use task::{InitialStatus, TaskCommand};
+pub use worker::WorkerArgs;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -112,6 +114,10 @@ pub enum Command {
         #[arg(long, value_name = "ZONE")]
         time_zone: Option<String>,
     },
+    /// Run as an orchestrator instance: campaign for the lease and, while leader, claim tasks
+    /// and run a command for each, until SIGTERM or SIGINT (then finish gracefully and
+    /// release the lease). Prints one line per lease change and per task.
+    Worker(WorkerArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use drydock_state::{Config, Error, Result, StateStore};
 
-use crate::args::Command;
+use crate::args::{Command, Output};
 use crate::output::Outcome;
 
 mod admin;
@@ -18,10 +18,11 @@ mod design;
 mod lease;
 mod message;
 mod task;
+mod worker;
 
-/// Runs `command` under `config`. Only the commands that need the store open it (and so
+/// Runs `command` under `config` (`worker` prints its events in `output` as they happen). Only the commands that need the store open it (and so
 /// migrate its schema): `config` and `design` work without one.
-pub async fn execute(command: Command, config: &Config) -> Result<Outcome> {
+pub async fn execute(command: Command, config: &Config, output: Output) -> Result<Outcome> {
     match command {
         Command::Config => Ok(admin::config(config)),
         Command::Design(cmd) => design::run(cmd, config).await,
@@ -44,6 +45,7 @@ pub async fn execute(command: Command, config: &Config) -> Result<Outcome> {
             let store = open(config).await?;
             adopt::run(&*store, config, &from, dry_run, time_zone.as_deref()).await
         }
+        Command::Worker(args) => worker::run(args, config, output).await,
     }
 }
 

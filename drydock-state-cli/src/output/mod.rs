@@ -33,6 +33,11 @@ impl Outcome {
         }
     }
 
+    /// Nothing more to print (a command that printed as it went, like `worker`), status 0.
+    pub fn nothing() -> Self {
+        Outcome::new(Value::Null, String::new())
+    }
+
     /// The same result with exit status `code`.
     pub fn with_code(self, code: u8) -> Self {
         Outcome { code, ..self }
@@ -53,6 +58,7 @@ impl Outcome {
         let code = self.code;
         let mut stdout = std::io::stdout().lock();
         let written = match format {
+            Output::Json if self.json.is_null() && self.document.is_none() => Ok(()),
             Output::Json => writeln!(
                 stdout,
                 "{}",

@@ -325,3 +325,73 @@ pub fn adopt_report(report: &drydock_state::adopt::AdoptReport, from: &str, into
     }
     out
 }
+
+/// One line of `worker` output for a runtime event.
+pub fn worker_event(event: &drydock_state::runtime::Event) -> String {
+    use drydock_state::runtime::Event;
+    match event {
+        Event::Elected {
+            instance,
+            term,
+            recovered,
+        } => match recovered.as_slice() {
+            [] => format!("{instance}: leader with term {term}"),
+            ids => format!(
+                "{instance}: leader with term {term}; recovered {} task(s) of older terms: {}",
+                ids.len(),
+                ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            ),
+        },
+        Event::Follower {
+            instance,
+            holder: Some(holder),
+            term,
+        } => format!(
+            "{instance}: follower; the lease is held by {holder}{}",
+            term.map(|t| format!(" with term {t}")).unwrap_or_default()
+        ),
+        Event::Follower { instance, .. } => {
+            format!("{instance}: follower; the lease could not be taken")
+        }
+        Event::SteppedDown {
+            instance,
+            term,
+            reason,
+        } => format!("{instance}: stepped down from term {term}: {reason}"),
+        Event::Released { instance, term } => {
+            format!("{instance}: released the lease (term {term})")
+        }
+        Event::Started {
+            instance,
+            task_id,
+            action,
+            attempt,
+            term,
+        } => format!("{instance}: started {action} {task_id} (attempt {attempt}, term {term})"),
+        Event::Finished {
+            instance,
+            task_id,
+            action,
+            attempt,
+            status,
+            result,
+            seconds,
+        } => format!(
+            "{instance}: finished {action} {task_id} (attempt {attempt}): {status} {result} in {seconds:.2} s"
+        ),
+        Event::Abandoned {
+            instance,
+            task_id,
+            action,
+            attempt,
+            reason,
+        } => format!("{instance}: left {action} {task_id} (attempt {attempt}): {reason}"),
+        Event::StoreError {
+            instance,
+            during,
+            message,
+        } => format!("{instance}: store error while {during}: {message}"),
+        Event::Stopped { instance } => format!("{instance}: stopped"),
+        other => format!("{other:?}"),
+    }
+}
