@@ -558,9 +558,11 @@ async fn endings(backend: Backend) {
 #[tokio::test]
 async fn intervals_that_cannot_keep_the_lease_are_refused() {
     let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new(&Config::default()));
-    let mut leader = LeaderConfig::default();
-    leader.grace_period = Duration::from_secs(10);
-    leader.claim_interval = Duration::from_secs(9);
+    let leader = LeaderConfig {
+        grace_period: Duration::from_secs(10),
+        claim_interval: Duration::from_secs(9),
+        ..Default::default()
+    };
     let e = Runtime::builder(store.clone(), "a")
         .leader_config(&leader)
         .start(|_ctx: TaskContext| async { Ok(Outcome::success()) })

@@ -144,7 +144,8 @@ impl Worker {
 /// until it resumes. That is SQLite, not the runtime, so on SQLite the freeze is retried until
 /// it lands between two transactions.
 async fn freeze(site: &Site, w: &Worker) {
-    use sqlx::{ConnectOptions, Connection, Executor};
+    use drydock_state_testsupport::sql;
+    use sqlx::{ConnectOptions, Connection};
     for _ in 0..50 {
         w.signal("-STOP");
         if !site.url.starts_with("sqlite:") {
@@ -156,9 +157,12 @@ async fn freeze(site: &Site, w: &Worker) {
             .connect()
             .await
             .unwrap();
-        let writable = probe.execute("BEGIN IMMEDIATE").await.is_ok();
+        let writable = sql::query("BEGIN IMMEDIATE")
+            .execute(&mut probe)
+            .await
+            .is_ok();
         if writable {
-            probe.execute("ROLLBACK").await.unwrap();
+            sql::query("ROLLBACK").execute(&mut probe).await.unwrap();
         }
         probe.close().await.unwrap();
         if writable {
