@@ -191,9 +191,9 @@ impl TaskStore for PgStore {
         u64::try_from(n).map_err(|e| crate::error::corrupt("task count", e))
     }
 
-    /// One statement, [`queries::CREATE_SUBTASK`]: the parent's list and the child are
+    /// One statement, `CREATE_SUBTASK`: the parent's list and the child are
     /// written together or not at all, the guard checked in the same statement
-    /// ([`PgStore::guarded`] explains a refusal).
+    /// (`PgStore::guarded` explains a refusal).
     #[tracing::instrument(level = "debug", skip_all, fields(parent = %parent, child = %task.task_id, guarded = guard.is_some()))]
     async fn create_subtask(
         &self,

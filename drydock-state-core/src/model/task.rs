@@ -533,7 +533,9 @@ impl TaskFilter {
             && self.parent.is_none_or(|p| task.parent_task_id == Some(p))
             && self.created_after.is_none_or(|c| task.created >= c)
             && self.created_before.is_none_or(|c| task.created < c)
-            && self.after.is_none_or(|key| (task.created, task.task_id) > key)
+            && self
+                .after
+                .is_none_or(|key| (task.created, task.task_id) > key)
             && self
                 .claimed_by
                 .as_ref()

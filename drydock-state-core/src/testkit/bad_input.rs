@@ -847,10 +847,7 @@ fn store_rows() -> Vec<Row> {
             |fx| fx.done,
             |fx| async move {
                 let t = with("deploy_node", |t| t.task_id = fx.done);
-                fx.store
-                    .create_subtask(fx.root, &t, None)
-                    .await
-                    .map(drop)
+                fx.store.create_subtask(fx.root, &t, None).await.map(drop)
             },
         ),
         row(
@@ -859,10 +856,7 @@ fn store_rows() -> Vec<Row> {
             "task.parent_task_id",
             |fx| async move {
                 let t = task("deploy_node").with_parent(fx.done);
-                fx.store
-                    .create_subtask(fx.root, &t, None)
-                    .await
-                    .map(drop)
+                fx.store.create_subtask(fx.root, &t, None).await.map(drop)
             },
         ),
         row(
@@ -882,10 +876,7 @@ fn store_rows() -> Vec<Row> {
             "task.created_by",
             |fx| async move {
                 let t = with("deploy_node", |t| t.created_by = Some("a\0".into()));
-                fx.store
-                    .create_subtask(fx.root, &t, None)
-                    .await
-                    .map(drop)
+                fx.store.create_subtask(fx.root, &t, None).await.map(drop)
             },
         ),
         row(
@@ -894,10 +885,7 @@ fn store_rows() -> Vec<Row> {
             "task.status",
             |fx| async move {
                 let t = task("deploy_node").with_status(TaskStatus::Running);
-                fx.store
-                    .create_subtask(fx.root, &t, None)
-                    .await
-                    .map(drop)
+                fx.store.create_subtask(fx.root, &t, None).await.map(drop)
             },
         ),
         row(

@@ -120,9 +120,7 @@ async fn every_write_refused(store: &dyn StateStore, id: TaskId, guard: &Claim) 
         ),
         lease_lost(store.add_subtask(id, phantom, g).await, "add_subtask"),
         lease_lost(
-            store
-                .create_subtask(id, &phantom_child(phantom), g)
-                .await,
+            store.create_subtask(id, &phantom_child(phantom), g).await,
             "create_subtask",
         ),
         lease_lost(

@@ -218,7 +218,11 @@ pub async fn create_subtask_writes_child_and_link_together(factory: &dyn StoreFa
     assert_eq!(listed, made);
     let stored = get(&*store, parent.task_id).await;
     assert_eq!(stored.status, TaskStatus::Running);
-    assert_eq!(stored.claim(), Some(guard), "the parent's claim is untouched");
+    assert_eq!(
+        stored.claim(),
+        Some(guard),
+        "the parent's claim is untouched"
+    );
 }
 
 /// Tries `create_subtask(parent, task, guard)`, which must be refused as `check` says and
@@ -257,15 +261,22 @@ async fn refused_subtask(
 pub async fn create_subtask_refused_writes_nothing(factory: &dyn StoreFactory) {
     let store = store(factory).await;
     let child = || NewTask::new("deploy_node");
-    let e = refused_subtask(&*store, TaskId::new(), &child(), None, "unknown parent", |e| {
-        matches!(
-            e,
-            Error::NotFound {
-                entity: Entity::Task,
-                ..
-            }
-        )
-    })
+    let e = refused_subtask(
+        &*store,
+        TaskId::new(),
+        &child(),
+        None,
+        "unknown parent",
+        |e| {
+            matches!(
+                e,
+                Error::NotFound {
+                    entity: Entity::Task,
+                    ..
+                }
+            )
+        },
+    )
     .await;
     assert!(e.to_string().contains("task"), "{e}");
     let conflict = |e: &Error| matches!(e, Error::Conflict { .. });
@@ -285,7 +296,15 @@ pub async fn create_subtask_refused_writes_nothing(factory: &dyn StoreFactory) {
         TaskStatus::Terminating
     );
     let g = stopping.claim();
-    refused_subtask(&*store, stopping.task_id, &child(), None, "terminating", conflict).await;
+    refused_subtask(
+        &*store,
+        stopping.task_id,
+        &child(),
+        None,
+        "terminating",
+        conflict,
+    )
+    .await;
     refused_subtask(
         &*store,
         stopping.task_id,
@@ -327,16 +346,16 @@ pub async fn create_subtask_refused_writes_nothing(factory: &dyn StoreFactory) {
     .await;
     let mut itself = child();
     itself.task_id = parent.task_id;
-    refused_subtask(&*store, parent.task_id, &itself, None, "the parent's id", |e| {
-        matches!(
-            e,
-            Error::AlreadyExists { .. } | Error::InvalidInput { .. }
-        )
-    })
+    refused_subtask(
+        &*store,
+        parent.task_id,
+        &itself,
+        None,
+        "the parent's id",
+        |e| matches!(e, Error::AlreadyExists { .. } | Error::InvalidInput { .. }),
+    )
     .await;
-    let invalid = |field: &'static str| {
-        move |e: &Error| matches!(e, Error::InvalidInput { field: f, .. } if f == field)
-    };
+    let invalid = |field: &'static str| move |e: &Error| matches!(e, Error::InvalidInput { field: f, .. } if f == field);
     refused_subtask(
         &*store,
         parent.task_id,
@@ -364,7 +383,10 @@ pub async fn create_subtask_refused_writes_nothing(factory: &dyn StoreFactory) {
         invalid("task.status"),
     )
     .await;
-    assert!(get(&*store, parent.task_id).await.subtask_id_list.is_empty());
+    assert!(get(&*store, parent.task_id)
+        .await
+        .subtask_id_list
+        .is_empty());
 }
 
 /// A guarded `create_subtask` is checked against the parent's claim and the lease in the
@@ -412,7 +434,10 @@ pub async fn create_subtask_guard_is_checked_with_the_write(factory: &dyn StoreF
         c
     };
     for (what, g) in [
-        ("another instance", wrong(|c| c.instance_id = "instance-b".into())),
+        (
+            "another instance",
+            wrong(|c| c.instance_id = "instance-b".into()),
+        ),
         ("another attempt", wrong(|c| c.attempt += 1)),
         ("an older term", wrong(|c| c.term = c.term.map(|t| t - 1))),
         ("no term", wrong(|c| c.term = None)),
