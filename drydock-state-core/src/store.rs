@@ -96,23 +96,6 @@ pub trait TaskStore: Send + Sync {
     async fn add_subtask(&self, parent: TaskId, child: TaskId, guard: Option<&Claim>)
         -> Result<()>;
 
-    /// TEMPORARY (replaced by the backend implementations being merged).
-    async fn create_subtask(
-        &self,
-        parent: TaskId,
-        task: &NewTask,
-        guard: Option<&Claim>,
-    ) -> Result<Task> {
-        let task = self.create_task(&task.clone().with_parent(parent)).await?;
-        self.add_subtask(parent, task.task_id, guard).await?;
-        Ok(task)
-    }
-
-    /// TEMPORARY.
-    async fn count_tasks(&self, filter: &TaskFilter) -> Result<u64> {
-        Ok(self.list_tasks(filter).await?.len() as u64)
-    }
-
     /// The task `root` and its subtasks down `depth` levels below it (`None`: all), found by
     /// following each task's `subtask_id_list` in order, breadth first: the root at depth 0,
     /// then its listed subtasks, then theirs. Each id comes once, the first time it is reached
