@@ -1,217 +1,149 @@
-//! The whole framework in one run, on the embedded default database (no server needed).
+//! The whole framework in one run, on the embedded default database (no server needed), with
+//! the orchestrator runtime (`drydock_state::runtime`) doing the lease, recovery and claims.
 //!
 //! Two orchestrator instances contend for the leader lease. A `deploy_nodes` task whose design
-//! is a `file://` site design is queued; the leader claims it, resolves the design, creates one
-//! subtask per node, posts result messages and build data per node. Midway the leader stalls
-//! (stops renewing, as a hung process would); after the grace period the other instance takes
-//! over with a higher term, recovers what was orphaned, and finishes the job. Every write a
-//! worker makes to a task it runs (messages, subtasks, build data, completion) carries its
-//! claim as the guard, so when the stalled instance wakes, its late completion is refused.
-//! Then it prints the task tree, message and error counts, and the lease history.
+//! is a `file://` site design is queued; the leader's handler resolves the design, creates one
+//! `deploy_node` subtask per node, and waits for them while other handlers deploy the nodes
+//! (messages and build data per node). Midway the leader stalls (it stops renewing, as a hung
+//! process would) and steps down before its lease can lapse; the other instance then takes over
+//! with a higher term, recovers what was orphaned, and finishes the job. Every write a handler
+//! makes carries its task's claim as the guard, so when the stalled handler wakes, its late
+//! completion is refused. Then it prints the task tree, message and error counts, build data
+//! and the lease history.
 //!
 //! Run it with `cargo run --example orchestrator`; it works from any directory. The database is
 //! the one the `drydock-state` command uses by default, so the CLI can inspect it afterwards.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-
-use serde::Deserialize;
 use std::time::{Duration, Instant};
 
+use serde::Deserialize;
+use tokio::sync::{broadcast, Notify};
+
+use drydock_state::runtime::{Event, HandlerResult, Outcome, Runtime, TaskContext};
 use drydock_state::{
-    BuildData, BuildDataQuery, Claim, ClaimRequest, Config, DesignResolver, Error, NewMessage,
-    NewTask, OrphanPolicy, ResultStatus, StateStore, SubtaskFilter, Task, TaskId, TaskStatus,
-    TaskUpdate,
+    BuildData, BuildDataQuery, Config, DesignResolver, Error, NewMessage, NewTask, ResultStatus,
+    StateStore, SubtaskFilter, Task, TaskId, TaskStatus, TaskUpdate,
 };
 
 const GRACE: Duration = Duration::from_secs(2);
 const TICK: Duration = Duration::from_millis(200);
-const ACTIONS: [&str; 2] = ["deploy_nodes", "deploy_node"];
 
-/// The lease history, shared by both instances for the summary.
-type History = Arc<Mutex<Vec<(Duration, String)>>>;
-
-struct Orchestrator {
-    id: &'static str,
-    store: Arc<dyn StateStore>,
-    resolver: DesignResolver,
-    history: History,
+/// The run's clock and lease history, shared by both instances.
+struct Log {
     started: Instant,
-    /// Stall (stop working and renewing) after claiming this many node subtasks.
-    stall_after: Option<usize>,
+    history: Mutex<Vec<(Duration, String)>>,
 }
 
-impl Orchestrator {
-    fn log(&self, event: String) {
-        println!(
-            "  [{:>5.2}s] {:<15} {event}",
-            self.started.elapsed().as_secs_f64(),
-            self.id
-        );
+impl Log {
+    fn line(&self, id: &str, event: &str) {
+        let at = self.started.elapsed().as_secs_f64();
+        println!("  [{at:>5.2}s] {id:<15} {event}");
     }
 
     /// Logs an event of the lease's life and keeps it for the summary.
-    fn lease_event(&self, event: String) {
-        self.log(event.clone());
+    fn lease(&self, id: &str, event: String) {
+        self.line(id, &event);
+        let at = self.started.elapsed();
         self.history
             .lock()
             .unwrap()
-            .push((self.started.elapsed(), format!("{} {event}", self.id)));
+            .push((at, format!("{id} {event}")));
     }
+}
 
-    /// Runs until the root task is finished (or this instance stalls).
-    async fn run(self, root: TaskId) -> drydock_state::Result<()> {
-        let (mut term, mut nodes_claimed, mut denied_logged) = (None, 0, false);
-        loop {
-            let root_task = self
-                .store
-                .get_task(root)
-                .await?
-                .expect("the root task exists");
-            if root_task.status.is_terminal() {
-                return Ok(());
-            }
-            let Some(lease) = self.store.claim_lease(self.id).await?.held().cloned() else {
-                if !denied_logged {
-                    self.lease_event("is a follower: another instance holds the lease".into());
-                    denied_logged = true;
-                }
-                tokio::time::sleep(TICK).await;
-                continue;
-            };
-            if term != Some(lease.term) {
-                term = Some(lease.term);
-                self.lease_event(format!("became leader with term {}", lease.term));
-                let recovered = self
-                    .store
-                    .recover_orphans(lease.term, OrphanPolicy::Requeue)
-                    .await?;
-                if !recovered.is_empty() {
-                    self.lease_event(format!(
-                        "recovered {} orphaned task(s) from an older term",
-                        recovered.len()
-                    ));
-                }
-            }
-            let request = ClaimRequest::new(self.id)
-                .actions(ACTIONS)
-                .fenced(lease.term);
-            if let Some(task) = self.store.claim_next(&request).await? {
-                if task.action == "deploy_node" {
-                    nodes_claimed += 1;
-                    if self.stall_after == Some(nodes_claimed) {
-                        self.lease_event(format!(
-                            "claimed {} and stalls: it stops renewing the lease",
-                            node_of(&task)
-                        ));
-                        return self.wake_late(&task).await;
-                    }
-                    self.deploy_node(&task).await?;
-                } else {
-                    self.plan(&task).await?;
-                }
-                continue;
-            }
-            self.finish_if_done(&root_task).await?;
-            tokio::time::sleep(TICK).await;
+/// One instance's handler.
+struct Orchestrator {
+    id: &'static str,
+    resolver: DesignResolver,
+    log: Arc<Log>,
+    /// Stall (stop renewing the lease, hang) on claiming this many node subtasks.
+    stall_after: Option<usize>,
+    nodes_claimed: AtomicUsize,
+    /// Told when the handler stalls, so that `main` pauses the instance's lease renewals.
+    stalled: Notify,
+    late_write_refused: AtomicBool,
+}
+
+impl Orchestrator {
+    async fn handle(&self, ctx: TaskContext) -> HandlerResult {
+        match ctx.task().action.as_str() {
+            "deploy_nodes" => self.deploy_nodes(&ctx).await,
+            _ => self.deploy_node(&ctx).await,
         }
     }
 
-    /// After stalling: waits until the task it held has been taken from it, then tries to
-    /// finish it anyway, as a hung process would on waking; the claim guard refuses the write.
-    async fn wake_late(&self, task: &Task) -> drydock_state::Result<()> {
-        let guard = claim_of(task);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            let now = self.store.get_task(task.task_id).await?;
-            if now.and_then(|t| t.claim()).as_ref() != Some(&guard) {
-                break;
-            }
-            tokio::time::sleep(TICK).await;
-        }
-        let late = TaskUpdate::new()
-            .status(TaskStatus::Complete)
-            .result_status(ResultStatus::Success);
-        match self
-            .store
-            .update_task(task.task_id, &late, Some(&guard))
-            .await
-        {
-            Err(Error::LeaseLost(_)) => {
-                self.lease_event(format!(
-                    "wakes; its late write to {} is refused (its claim has ended)",
-                    node_of(task)
-                ));
-                Ok(())
-            }
-            Err(e) => Err(e),
-            Ok(_) => panic!("a late write with an ended claim was accepted"),
-        }
-    }
-
-    /// Resolves the design and creates one queued subtask per node (skipping nodes that a
-    /// previous leader already planned).
-    async fn plan(&self, task: &Task) -> drydock_state::Result<()> {
-        let design_ref = task
-            .design_ref
-            .as_deref()
-            .expect("deploy_nodes carries a design");
-        let document = drydock_state::fetch_design(&self.resolver, design_ref).await?;
-        let guard = claim_of(task);
+    /// Resolves the design, creates one queued subtask per node (skipping nodes a previous
+    /// leader already planned), and waits until every subtask has finished.
+    async fn deploy_nodes(&self, ctx: &TaskContext) -> HandlerResult {
+        let design_ref = ctx.task().design_ref.clone().ok_or("no design")?;
+        let document = drydock_state::fetch_design(&self.resolver, &design_ref).await?;
         let nodes = baremetal_nodes(&document.bytes);
-        self.log(format!(
-            "claimed deploy_nodes; design has {} nodes",
-            nodes.len()
-        ));
-        let planned: Vec<String> = self
-            .store
-            .subtasks(task.task_id, SubtaskFilter::All)
-            .await?
-            .iter()
-            .map(node_of)
-            .collect();
-        for node in nodes.into_iter().filter(|n| !planned.contains(n)) {
+        let log = format!("claimed deploy_nodes; design has {} nodes", nodes.len());
+        self.log.line(self.id, &log);
+        let subtasks = ctx.store().subtasks(ctx.id(), SubtaskFilter::All).await?;
+        let planned: Vec<String> = subtasks.iter().map(node_of).collect();
+        for node in nodes.iter().filter(|n| !planned.contains(n)) {
+            let filter = serde_json::json!({"filter_set_type": "union",
+                "filter_set": [{"filter_type": "union", "node_names": [node]}]});
             let mut sub = NewTask::new("deploy_node")
-                .with_parent(task.task_id)
                 .with_status(TaskStatus::Queued)
-                .with_node_filter(
-                    serde_json::json!({"filter_set_type": "union", "filter_set": [{"filter_type": "union", "node_names": [node]}]}),
-                );
-            sub.design_ref = task.design_ref.clone();
-            let sub = self.store.create_task(&sub).await?;
-            self.store
-                .add_subtask(task.task_id, sub.task_id, Some(&guard))
-                .await?;
+                .with_node_filter(filter);
+            sub.design_ref = Some(design_ref.clone());
+            ctx.create_subtask(&sub).await?;
         }
-        let message = NewMessage::info(format!(
-            "design {} resolved ({} bytes)",
-            document.source,
-            document.bytes.len()
-        ));
-        self.store
-            .append_message(task.task_id, &message, Some(&guard))
+        let (source, size) = (&document.source, document.bytes.len());
+        ctx.info(format!("design {source} resolved ({size} bytes)"))
             .await?;
-        Ok(())
+        loop {
+            let subtasks = ctx.store().subtasks(ctx.id(), SubtaskFilter::All).await?;
+            if subtasks.iter().all(|t| t.status.is_terminal()) {
+                let (ok, failed): (Vec<&Task>, Vec<&Task>) = subtasks
+                    .iter()
+                    .partition(|t| t.result.status == ResultStatus::Success);
+                ctx.info(format!("{} of {} nodes deployed", ok.len(), subtasks.len()))
+                    .await?;
+                let outcome = match failed.is_empty() {
+                    true => Outcome::success(),
+                    false => {
+                        Outcome::partial_success().with_failures(failed.into_iter().map(node_of))
+                    }
+                };
+                let message = format!("{} nodes deployed", ok.len());
+                return Ok(outcome
+                    .with_successes(ok.into_iter().map(node_of))
+                    .with_message(message));
+            }
+            // Cancelled (the lease was lost, say): not done; whoever runs it next goes on.
+            tokio::select! {
+                _ = ctx.cancelled() => return Ok(Outcome::requeue()),
+                _ = tokio::time::sleep(TICK) => {}
+            }
+        }
     }
 
     /// Pretends to deploy one node: messages and build data as a real driver would post them.
-    async fn deploy_node(&self, task: &Task) -> drydock_state::Result<()> {
-        let node = node_of(task);
-        let guard = claim_of(task);
+    async fn deploy_node(&self, ctx: &TaskContext) -> HandlerResult {
+        let node = node_of(ctx.task());
+        if self.stall_after == Some(self.nodes_claimed.fetch_add(1, Ordering::SeqCst) + 1) {
+            return self.stall(ctx, &node).await;
+        }
         let mut messages = vec![
-            NewMessage::info(format!("{node}: powered on via IPMI")).with_context("node", &node),
-            NewMessage::info(format!("{node}: PXE boot, commissioning"))
-                .with_context("node", &node),
+            NewMessage::info(format!("{node}: powered on via IPMI")),
+            NewMessage::info(format!("{node}: PXE boot, commissioning")),
         ];
         if node.ends_with('2') {
-            messages.push(
-                NewMessage::error(format!("{node}: BMC timed out once; retried"))
-                    .with_context("node", &node),
-            );
+            messages.push(NewMessage::error(format!(
+                "{node}: BMC timed out once; retried"
+            )));
         }
-        messages.push(NewMessage::info(format!("{node}: deployed")).with_context("node", &node));
-        self.store
-            .append_messages(task.task_id, &messages, Some(&guard))
-            .await?;
+        messages.push(NewMessage::info(format!("{node}: deployed")));
+        let messages: Vec<_> = messages
+            .into_iter()
+            .map(|m| m.with_context("node", &node))
+            .collect();
+        ctx.messages(&messages).await?;
         for (generator, format, data) in [
             (
                 "lshw",
@@ -224,61 +156,93 @@ impl Orchestrator {
                 format!("{{\"node\":\"{node}\",\"switch\":\"leaf-1\"}}"),
             ),
         ] {
-            let element = BuildData {
+            ctx.build_data(&BuildData {
                 node_name: node.clone(),
-                task_id: task.task_id,
+                task_id: ctx.id(),
                 collected_date: None,
                 generator: generator.into(),
                 data_format: format.into(),
                 data_element: Some(data),
-            };
-            self.store.record_build_data(&element, Some(&guard)).await?;
-        }
-        let done = TaskUpdate::new()
-            .status(TaskStatus::Complete)
-            .result_status(ResultStatus::Success)
-            .successes([node.as_str()]);
-        self.store
-            .update_task(task.task_id, &done, Some(&guard))
+            })
             .await?;
-        self.log(format!("deployed {node}"));
-        Ok(())
+        }
+        self.log.line(self.id, &format!("deployed {node}"));
+        Ok(Outcome::success().with_successes([node]))
     }
 
-    /// Completes the root task once every subtask has finished, if this instance holds it.
-    async fn finish_if_done(&self, root: &Task) -> drydock_state::Result<()> {
-        if root.status != TaskStatus::Running || root.claimed_by.as_deref() != Some(self.id) {
-            return Ok(());
+    /// Hangs until the runtime has stepped down and another instance has taken the task, then
+    /// tries to finish it anyway with the claim it had, straight to the store, as a hung
+    /// process would on waking: the store's claim guard refuses the write.
+    async fn stall(&self, ctx: &TaskContext, node: &str) -> HandlerResult {
+        let event = format!("claimed {node} and stalls: it stops renewing the lease");
+        self.log.lease(self.id, event);
+        self.stalled.notify_one();
+        ctx.cancelled().await;
+        while ctx.refresh().await?.claim().as_ref() == Some(ctx.claim()) {
+            tokio::time::sleep(TICK).await;
         }
-        let subtasks = self
-            .store
-            .subtasks(root.task_id, SubtaskFilter::All)
-            .await?;
-        if subtasks.is_empty() || subtasks.iter().any(|t| !t.status.is_terminal()) {
-            return Ok(());
-        }
-        let guard = claim_of(root);
-        let done = TaskUpdate::new()
+        let late = TaskUpdate::new()
             .status(TaskStatus::Complete)
-            .result_status(ResultStatus::Success)
-            .successes(subtasks.iter().map(node_of))
-            .result_message(Some(format!("{} nodes deployed", subtasks.len())));
-        self.store
-            .update_task(root.task_id, &done, Some(&guard))
-            .await?;
-        // A finished task keeps its claim as the record of who ran it: its history may
-        // still be written under it.
-        self.store
-            .append_message(
-                root.task_id,
-                &NewMessage::info("all nodes deployed"),
-                Some(&guard),
-            )
-            .await?;
-        self.log("completed deploy_nodes".into());
-        self.store.release_lease(self.id).await?;
-        self.lease_event("released the lease".into());
-        Ok(())
+            .result_status(ResultStatus::Success);
+        let event = match ctx
+            .store()
+            .update_task(ctx.id(), &late, Some(ctx.claim()))
+            .await
+        {
+            Err(Error::LeaseLost(_)) => {
+                self.late_write_refused.store(true, Ordering::SeqCst);
+                format!("wakes; its late write to {node} is refused (its claim has ended)")
+            }
+            other => format!("wakes; its late write to {node} was NOT refused: {other:?}"),
+        };
+        self.log.lease(self.id, event);
+        Ok(Outcome::success())
+    }
+}
+
+/// Prints an instance's lease events (and its root task's completion) until it stops.
+async fn print_events(log: Arc<Log>, id: &'static str, mut events: broadcast::Receiver<Event>) {
+    loop {
+        match events.recv().await {
+            Ok(Event::Elected {
+                term, recovered, ..
+            }) => {
+                log.lease(id, format!("became leader with term {term}"));
+                if !recovered.is_empty() {
+                    let n = recovered.len();
+                    log.lease(
+                        id,
+                        format!("recovered {n} orphaned task(s) from an older term"),
+                    );
+                }
+            }
+            Ok(Event::Follower { holder, term, .. }) => {
+                let holder = holder.map_or("nobody".into(), |h| format!("{h} (term {term:?})"));
+                log.lease(id, format!("is a follower: the lease is held by {holder}"));
+            }
+            Ok(Event::SteppedDown { term, reason, .. }) => {
+                log.lease(id, format!("stepped down from term {term}: {reason}"));
+            }
+            Ok(Event::Released { term, .. }) => {
+                log.lease(id, format!("released the lease (term {term})"));
+            }
+            Ok(Event::Abandoned { action, reason, .. }) => {
+                log.line(
+                    id,
+                    &format!("left its {action} task to the next leader: {reason}"),
+                );
+            }
+            Ok(Event::Finished {
+                action,
+                status: TaskStatus::Complete,
+                result,
+                ..
+            }) if action == "deploy_nodes" => {
+                log.line(id, &format!("completed deploy_nodes ({result})"));
+            }
+            Ok(Event::Stopped { .. }) | Err(broadcast::error::RecvError::Closed) => return,
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+        }
     }
 }
 
@@ -290,12 +254,6 @@ fn baremetal_nodes(yaml: &[u8]) -> Vec<String> {
         .filter(|doc: &serde_yaml::Value| doc["kind"].as_str() == Some("BaremetalNode"))
         .filter_map(|doc| doc["metadata"]["name"].as_str().map(str::to_string))
         .collect()
-}
-
-/// The claim a task handed out by `claim_next` carries: the guard of every write its worker
-/// makes.
-fn claim_of(task: &Task) -> Claim {
-    task.claim().expect("a claimed task carries its claim")
 }
 
 /// The node a `deploy_node` subtask acts on, from its node filter.
@@ -311,6 +269,8 @@ fn node_of(task: &Task) -> String {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = Config::load(None)?;
     config.leader.grace_period = GRACE;
+    config.leader.claim_interval = TICK;
+    config.leader.poll_interval = TICK / 2;
     let url = config
         .database
         .url
@@ -322,54 +282,82 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "/tests/fixtures/designs/site.yaml"
     );
     println!("drydock-state orchestrator example");
+    let backend = store.backend_name();
     println!(
-        "  database: {} ({})",
-        drydock_state::redact_uri(&url),
-        store.backend_name()
+        "  database: {} ({backend})",
+        drydock_state::redact_uri(&url)
     );
     println!("  design:   file://{design}\n");
 
     let root = NewTask::new("deploy_nodes")
         .with_status(TaskStatus::Queued)
         .with_design_ref(format!("file://{design}"));
-    let root = store.create_task(&root).await?;
-    println!("queued deploy_nodes task {}\n", root.task_id);
+    let root = store.create_task(&root).await?.task_id;
+    println!("queued deploy_nodes task {root}\n");
 
-    let history: History = Arc::default();
-    let started = Instant::now();
-    let make = |id, stall_after| -> drydock_state::Result<Orchestrator> {
-        Ok(Orchestrator {
+    let log = Arc::new(Log {
+        started: Instant::now(),
+        history: Mutex::default(),
+    });
+    let start = |id, stall_after| -> drydock_state::Result<_> {
+        let orchestrator = Arc::new(Orchestrator {
             id,
-            store: store.clone(),
             resolver: drydock_state::design_resolver(&config.design)?,
-            history: history.clone(),
-            started,
+            log: log.clone(),
             stall_after,
-        })
+            nodes_claimed: AtomicUsize::new(0),
+            stalled: Notify::new(),
+            late_write_refused: AtomicBool::new(false),
+        });
+        let handler = orchestrator.clone();
+        // Two at once: the root waits while one node deploys, so at the stall the leader runs
+        // exactly the root and the stalled node, the orphans the next leader recovers.
+        let builder = Runtime::builder(store.clone(), id)
+            .leader_config(&config.leader)
+            .concurrency(2)
+            // Lets the stalled handler wake and try its late write before the instance stops.
+            .shutdown_deadline(Duration::from_secs(10));
+        let printer = tokio::spawn(print_events(log.clone(), id, builder.subscribe()));
+        let elected = builder.subscribe();
+        let runtime = builder.start(move |ctx| {
+            let handler = handler.clone();
+            async move { handler.handle(ctx).await }
+        })?;
+        Ok((orchestrator, runtime, printer, elected))
     };
-    let a = make("orchestrator-a", Some(3))?;
-    let b = make("orchestrator-b", None)?;
-    // a starts first, so it wins the first election.
-    let a = tokio::spawn(a.run(root.task_id));
-    tokio::time::sleep(TICK / 2).await;
-    let b = tokio::spawn(b.run(root.task_id));
-    let both = async { (a.await, b.await) };
-    let (a, b) = tokio::time::timeout(Duration::from_secs(50), both).await?;
-    a??;
-    b??;
+    let (a, a_runtime, a_printer, mut a_elected) = start("orchestrator-a", Some(3))?;
+    // a starts first and wins the first election.
+    while !matches!(a_elected.recv().await?, Event::Elected { .. }) {}
+    let (_b, b_runtime, b_printer, _) = start("orchestrator-b", None)?;
 
-    print_summary(&*store, root.task_id, &history).await?;
-    println!(
-        "\nInspect it with the CLI, e.g.: cargo run -p drydock-state-cli -- task get {}",
-        root.task_id
-    );
+    let run = async {
+        a.stalled.notified().await;
+        a_runtime.pause_lease_renewals();
+        while !store
+            .get_task(root)
+            .await?
+            .is_some_and(|t| t.status.is_terminal())
+        {
+            tokio::time::sleep(TICK).await;
+        }
+        Ok::<(), drydock_state::Error>(())
+    };
+    tokio::time::timeout(Duration::from_secs(50), run).await??;
+    b_runtime.shutdown().await;
+    a_runtime.shutdown().await;
+    let _ = (a_printer.await, b_printer.await);
+
+    let refused = a.late_write_refused.load(Ordering::SeqCst);
+    print_summary(&*store, root, &log, refused).await?;
+    println!("\nInspect it with the CLI, e.g.: cargo run -p drydock-state-cli -- task get {root}");
     Ok(())
 }
 
 async fn print_summary(
     store: &dyn StateStore,
     root: TaskId,
-    history: &History,
+    log: &Log,
+    late_write_refused: bool,
 ) -> drydock_state::Result<()> {
     let root = store.get_task(root).await?.expect("root exists");
     let subtasks = store.subtasks(root.task_id, SubtaskFilter::All).await?;
@@ -395,7 +383,6 @@ async fn print_summary(
     }
     let build = store
         .build_data(&BuildDataQuery {
-            task_id: None,
             latest: true,
             ..Default::default()
         })
@@ -404,23 +391,19 @@ async fn print_summary(
         .iter()
         .filter(|b| subtasks.iter().any(|s| s.task_id == b.task_id))
         .count();
-    println!(
-        "  build data: {ours} latest elements (lshw, lldp) over {} nodes",
-        subtasks.len()
-    );
+    let nodes = subtasks.len();
+    println!("  build data: {ours} latest elements (lshw, lldp) over {nodes} nodes");
     println!("  lease history:");
-    for (at, event) in history.lock().unwrap().iter() {
+    for (at, event) in log.history.lock().unwrap().iter() {
         println!("    {:>5.2}s  {event}", at.as_secs_f64());
     }
     let all_done = root.status == TaskStatus::Complete
         && subtasks.iter().all(|s| s.status == TaskStatus::Complete);
-    println!(
-        "  outcome: {}",
-        if all_done {
-            "every node deployed"
-        } else {
-            "INCOMPLETE"
-        }
-    );
+    let outcome = match (all_done, late_write_refused) {
+        (true, true) => "every node deployed",
+        (false, _) => "INCOMPLETE",
+        (true, false) => "every node deployed, but the late write was NOT refused",
+    };
+    println!("  outcome: {outcome}");
     Ok(())
 }
