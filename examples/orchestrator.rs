@@ -1,21 +1,18 @@
-//! The whole framework in one run, on the embedded default database (no server needed), with
-//! the orchestrator runtime (`drydock_state::runtime`) doing the lease, recovery and claims.
+//! The whole framework in one run on the embedded default database (no server needed), with
+//! the runtime (`drydock_state::runtime`) keeping the lease, recovering orphans and claiming.
 //!
-//! Two orchestrator instances contend for the leader lease. A `deploy_nodes` task whose design
-//! is a `file://` site design is queued; the leader's handler resolves the design, creates one
-//! `deploy_node` subtask per node, and waits for them while other handlers deploy the nodes
-//! (messages and build data per node). Midway the leader stalls (it stops renewing, as a hung
-//! process would) and steps down before its lease can lapse; the other instance then takes over
-//! with a higher term, recovers what was orphaned, and finishes the job. Every write a handler
-//! makes carries its task's claim as the guard, so when the stalled handler wakes, its late
-//! completion is refused. Then it prints the task tree, message and error counts, build data
-//! and the lease history.
+//! Two instances contend for the lease. The leader's `deploy_nodes` handler resolves a `file://`
+//! design, creates one `deploy_node` subtask per node and waits while other handlers deploy the
+//! nodes (messages and build data per node). Midway the leader stalls (stops renewing, as a hung
+//! process would) and steps down before its lease can lapse; the other takes over with a higher
+//! term, recovers the orphans and finishes. Every write carries its task's claim as the guard,
+//! so the stalled handler's late completion is refused. It ends with a summary.
 //!
-//! Run it with `cargo run --example orchestrator`; it works from any directory. The database is
-//! the one the `drydock-state` command uses by default, so the CLI can inspect it afterwards.
+//! Run it with `cargo run --example orchestrator`, from any directory. The database is the one
+//! the `drydock-state` command uses by default, so the CLI can inspect it afterwards.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -24,50 +21,34 @@ use tokio::sync::{broadcast, Notify};
 use drydock_state::runtime::{Event, HandlerResult, Outcome, Runtime, TaskContext};
 use drydock_state::{
     BuildData, BuildDataQuery, Config, DesignResolver, Error, NewMessage, NewTask, ResultStatus,
-    StateStore, SubtaskFilter, Task, TaskId, TaskStatus, TaskUpdate,
+    SubtaskFilter, Task, TaskStatus, TaskUpdate,
 };
 
 const GRACE: Duration = Duration::from_secs(2);
 const TICK: Duration = Duration::from_millis(200);
 
-/// The run's clock and lease history, shared by both instances.
-struct Log {
-    started: Instant,
-    history: Mutex<Vec<(Duration, String)>>,
-}
-
-impl Log {
-    fn line(&self, id: &str, event: &str) {
-        let at = self.started.elapsed().as_secs_f64();
-        println!("  [{at:>5.2}s] {id:<15} {event}");
-    }
-
-    /// Logs an event of the lease's life and keeps it for the summary.
-    fn lease(&self, id: &str, event: String) {
-        self.line(id, &event);
-        let at = self.started.elapsed();
-        self.history
-            .lock()
-            .unwrap()
-            .push((at, format!("{id} {event}")));
-    }
+/// Prints what an instance did, `at` its time since the start of the run.
+fn log(at: Duration, id: &str, event: &str) {
+    println!("  [{:>5.2}s] {id:<15} {event}", at.as_secs_f64());
 }
 
 /// One instance's handler.
 struct Orchestrator {
     id: &'static str,
     resolver: DesignResolver,
-    log: Arc<Log>,
-    /// Stall (stop renewing the lease, hang) on claiming this many node subtasks.
+    started: Instant,
+    /// Stall (hang, and `main` pauses the lease renewals) on claiming this many node tasks.
     stall_after: Option<usize>,
     nodes_claimed: AtomicUsize,
-    /// Told when the handler stalls, so that `main` pauses the instance's lease renewals.
     stalled: Notify,
-    late_write_refused: AtomicBool,
 }
 
 impl Orchestrator {
-    async fn handle(&self, ctx: TaskContext) -> HandlerResult {
+    fn log(&self, event: &str) {
+        log(self.started.elapsed(), self.id, event);
+    }
+
+    async fn handle(self: Arc<Self>, ctx: TaskContext) -> HandlerResult {
         match ctx.task().action.as_str() {
             "deploy_nodes" => self.deploy_nodes(&ctx).await,
             _ => self.deploy_node(&ctx).await,
@@ -80,17 +61,15 @@ impl Orchestrator {
         let design_ref = ctx.task().design_ref.clone().ok_or("no design")?;
         let document = drydock_state::fetch_design(&self.resolver, &design_ref).await?;
         let nodes = baremetal_nodes(&document.bytes);
-        let log = format!("claimed deploy_nodes; design has {} nodes", nodes.len());
-        self.log.line(self.id, &log);
-        let subtasks = ctx.store().subtasks(ctx.id(), SubtaskFilter::All).await?;
-        let planned: Vec<String> = subtasks.iter().map(node_of).collect();
+        let n = nodes.len();
+        self.log(&format!("claimed deploy_nodes; design has {n} nodes"));
+        let planned = ctx.store().subtasks(ctx.id(), SubtaskFilter::All).await?;
+        let planned: Vec<String> = planned.iter().map(node_of).collect();
         for node in nodes.iter().filter(|n| !planned.contains(n)) {
             let filter = serde_json::json!({"filter_set_type": "union",
                 "filter_set": [{"filter_type": "union", "node_names": [node]}]});
-            let mut sub = NewTask::new("deploy_node")
-                .with_status(TaskStatus::Queued)
-                .with_node_filter(filter);
-            sub.design_ref = Some(design_ref.clone());
+            let sub = NewTask::new("deploy_node").with_status(TaskStatus::Queued);
+            let sub = sub.with_node_filter(filter).with_design_ref(&design_ref);
             ctx.create_subtask(&sub).await?;
         }
         let (source, size) = (&document.source, document.bytes.len());
@@ -99,23 +78,19 @@ impl Orchestrator {
         loop {
             let subtasks = ctx.store().subtasks(ctx.id(), SubtaskFilter::All).await?;
             if subtasks.iter().all(|t| t.status.is_terminal()) {
-                let (ok, failed): (Vec<&Task>, Vec<&Task>) = subtasks
-                    .iter()
-                    .partition(|t| t.result.status == ResultStatus::Success);
-                ctx.info(format!("{} of {} nodes deployed", ok.len(), subtasks.len()))
-                    .await?;
+                let (ok, failed): (Vec<&Task>, Vec<&Task>) =
+                    (subtasks.iter()).partition(|t| t.result.status == ResultStatus::Success);
+                let message = format!("{} of {} nodes deployed", ok.len(), subtasks.len());
+                ctx.info(&message).await?;
                 let outcome = match failed.is_empty() {
                     true => Outcome::success(),
-                    false => {
-                        Outcome::partial_success().with_failures(failed.into_iter().map(node_of))
-                    }
+                    false => Outcome::partial_success(),
                 };
-                let message = format!("{} nodes deployed", ok.len());
-                return Ok(outcome
-                    .with_successes(ok.into_iter().map(node_of))
-                    .with_message(message));
+                let outcome = outcome.with_failures(failed.into_iter().map(node_of));
+                let outcome = outcome.with_successes(ok.into_iter().map(node_of));
+                return Ok(outcome.with_message(message));
             }
-            // Cancelled (the lease was lost, say): not done; whoever runs it next goes on.
+            // Cancelled (the lease was lost, say): not done, the next leader runs it again.
             tokio::select! {
                 _ = ctx.cancelled() => return Ok(Outcome::requeue()),
                 _ = tokio::time::sleep(TICK) => {}
@@ -126,36 +101,25 @@ impl Orchestrator {
     /// Pretends to deploy one node: messages and build data as a real driver would post them.
     async fn deploy_node(&self, ctx: &TaskContext) -> HandlerResult {
         let node = node_of(ctx.task());
-        if self.stall_after == Some(self.nodes_claimed.fetch_add(1, Ordering::SeqCst) + 1) {
+        if self.stall_after == Some(self.nodes_claimed.fetch_add(1, SeqCst) + 1) {
             return self.stall(ctx, &node).await;
         }
-        let mut messages = vec![
-            NewMessage::info(format!("{node}: powered on via IPMI")),
-            NewMessage::info(format!("{node}: PXE boot, commissioning")),
-        ];
+        let about = |m: NewMessage| m.with_context("node", &node);
+        let info = |text| about(NewMessage::info(format!("{node}: {text}")));
+        let mut messages = vec![info("powered on via IPMI"), info("PXE boot, commissioning")];
         if node.ends_with('2') {
-            messages.push(NewMessage::error(format!(
-                "{node}: BMC timed out once; retried"
-            )));
+            let text = format!("{node}: BMC timed out once; retried");
+            messages.push(about(NewMessage::error(text)));
         }
-        messages.push(NewMessage::info(format!("{node}: deployed")));
-        let messages: Vec<_> = messages
-            .into_iter()
-            .map(|m| m.with_context("node", &node))
-            .collect();
+        messages.push(info("deployed"));
         ctx.messages(&messages).await?;
-        for (generator, format, data) in [
-            (
-                "lshw",
-                "application/xml",
-                format!("<node id=\"{node}\"><cpu cores=\"32\"/></node>"),
-            ),
-            (
-                "lldp",
-                "application/json",
-                format!("{{\"node\":\"{node}\",\"switch\":\"leaf-1\"}}"),
-            ),
-        ] {
+        let lshw = format!("<node id=\"{node}\"><cpu cores=\"32\"/></node>");
+        let lldp = format!("{{\"node\":\"{node}\",\"switch\":\"leaf-1\"}}");
+        let data = [
+            ("lshw", "application/xml", lshw),
+            ("lldp", "application/json", lldp),
+        ];
+        for (generator, format, data) in data {
             ctx.build_data(&BuildData {
                 node_name: node.clone(),
                 task_id: ctx.id(),
@@ -166,7 +130,7 @@ impl Orchestrator {
             })
             .await?;
         }
-        self.log.line(self.id, &format!("deployed {node}"));
+        self.log(&format!("deployed {node}"));
         Ok(Outcome::success().with_successes([node]))
     }
 
@@ -175,73 +139,67 @@ impl Orchestrator {
     /// process would on waking: the store's claim guard refuses the write.
     async fn stall(&self, ctx: &TaskContext, node: &str) -> HandlerResult {
         let event = format!("claimed {node} and stalls: it stops renewing the lease");
-        self.log.lease(self.id, event);
+        self.log(&event);
         self.stalled.notify_one();
         ctx.cancelled().await;
         while ctx.refresh().await?.claim().as_ref() == Some(ctx.claim()) {
             tokio::time::sleep(TICK).await;
         }
-        let late = TaskUpdate::new()
-            .status(TaskStatus::Complete)
-            .result_status(ResultStatus::Success);
-        let event = match ctx
-            .store()
-            .update_task(ctx.id(), &late, Some(ctx.claim()))
-            .await
-        {
-            Err(Error::LeaseLost(_)) => {
-                self.late_write_refused.store(true, Ordering::SeqCst);
-                format!("wakes; its late write to {node} is refused (its claim has ended)")
-            }
-            other => format!("wakes; its late write to {node} was NOT refused: {other:?}"),
-        };
-        self.log.lease(self.id, event);
-        Ok(Outcome::success())
+        let late = TaskUpdate::new().status(TaskStatus::Complete);
+        let late = late.result_status(ResultStatus::Success);
+        let write = ctx.store().update_task(ctx.id(), &late, Some(ctx.claim()));
+        if let Err(Error::LeaseLost(_)) = write.await {
+            let event = format!("wakes; its late write to {node} is refused (its claim has ended)");
+            self.log(&event);
+            return Ok(Outcome::success());
+        }
+        eprintln!("the store accepted a write under an ended claim: a fencing bug");
+        std::process::exit(1)
     }
 }
 
-/// Prints an instance's lease events (and its root task's completion) until it stops.
-async fn print_events(log: Arc<Log>, id: &'static str, mut events: broadcast::Receiver<Event>) {
+/// Prints an instance's events until it stops; returns its lease events, for the history.
+async fn print_events(
+    started: Instant,
+    id: &'static str,
+    mut events: broadcast::Receiver<Event>,
+) -> Vec<(Duration, String)> {
+    use broadcast::error::RecvError;
+    let mut history = Vec::new();
+    let mut lease = |event: String| {
+        log(started.elapsed(), id, &event);
+        history.push((started.elapsed(), format!("{id} {event}")));
+    };
     loop {
         match events.recv().await {
             Ok(Event::Elected {
                 term, recovered, ..
             }) => {
-                log.lease(id, format!("became leader with term {term}"));
+                lease(format!("became leader with term {term}"));
                 if !recovered.is_empty() {
                     let n = recovered.len();
-                    log.lease(
-                        id,
-                        format!("recovered {n} orphaned task(s) from an older term"),
-                    );
+                    lease(format!("recovered {n} orphaned task(s) from an older term"));
                 }
             }
-            Ok(Event::Follower { holder, term, .. }) => {
-                let holder = holder.map_or("nobody".into(), |h| format!("{h} (term {term:?})"));
-                log.lease(id, format!("is a follower: the lease is held by {holder}"));
+            Ok(Event::Follower { holder, .. }) => {
+                let holder = holder.as_deref().unwrap_or("nobody");
+                lease(format!("is a follower: {holder} holds the lease"));
             }
             Ok(Event::SteppedDown { term, reason, .. }) => {
-                log.lease(id, format!("stepped down from term {term}: {reason}"));
+                lease(format!("stepped down from term {term}: {reason}"));
             }
-            Ok(Event::Released { term, .. }) => {
-                log.lease(id, format!("released the lease (term {term})"));
-            }
+            Ok(Event::Released { term, .. }) => lease(format!("released the lease (term {term})")),
             Ok(Event::Abandoned { action, reason, .. }) => {
-                log.line(
-                    id,
-                    &format!("left its {action} task to the next leader: {reason}"),
-                );
+                let event = format!("left its {action} task to the next leader: {reason}");
+                log(started.elapsed(), id, &event);
             }
             Ok(Event::Finished {
                 action,
                 status: TaskStatus::Complete,
-                result,
                 ..
-            }) if action == "deploy_nodes" => {
-                log.line(id, &format!("completed deploy_nodes ({result})"));
-            }
-            Ok(Event::Stopped { .. }) | Err(broadcast::error::RecvError::Closed) => return,
-            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            }) if action == "deploy_nodes" => log(started.elapsed(), id, "completed deploy_nodes"),
+            Ok(Event::Stopped { .. }) | Err(RecvError::Closed) => return history,
+            Ok(_) | Err(RecvError::Lagged(_)) => {}
         }
     }
 }
@@ -258,11 +216,9 @@ fn baremetal_nodes(yaml: &[u8]) -> Vec<String> {
 
 /// The node a `deploy_node` subtask acts on, from its node filter.
 fn node_of(task: &Task) -> String {
-    task.node_filter
-        .as_ref()
-        .and_then(|f| f["filter_set"][0]["node_names"][0].as_str())
-        .unwrap_or("?")
-        .to_string()
+    let filter = task.node_filter.as_ref();
+    let node = filter.and_then(|f| f["filter_set"][0]["node_names"][0].as_str());
+    node.unwrap_or("?").to_string()
 }
 
 #[tokio::main]
@@ -271,139 +227,99 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.leader.grace_period = GRACE;
     config.leader.claim_interval = TICK;
     config.leader.poll_interval = TICK / 2;
-    let url = config
-        .database
-        .url
-        .clone()
-        .unwrap_or_else(drydock_state::default_database_url);
+    let url = config.database.url.clone();
+    let url = url.unwrap_or_else(drydock_state::default_database_url);
     let store = drydock_state::open(&url, &config).await?;
-    let design = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/designs/site.yaml"
-    );
+    let design = env!("CARGO_MANIFEST_DIR").to_string() + "/tests/fixtures/designs/site.yaml";
     println!("drydock-state orchestrator example");
-    let backend = store.backend_name();
-    println!(
-        "  database: {} ({backend})",
-        drydock_state::redact_uri(&url)
-    );
-    println!("  design:   file://{design}\n");
-
-    let root = NewTask::new("deploy_nodes")
-        .with_status(TaskStatus::Queued)
-        .with_design_ref(format!("file://{design}"));
+    let (shown, backend) = (drydock_state::redact_uri(&url), store.backend_name());
+    println!("  database: {shown} ({backend})\n  design:   file://{design}\n");
+    let root = NewTask::new("deploy_nodes").with_status(TaskStatus::Queued);
+    let root = root.with_design_ref(format!("file://{design}"));
     let root = store.create_task(&root).await?.task_id;
     println!("queued deploy_nodes task {root}\n");
 
-    let log = Arc::new(Log {
-        started: Instant::now(),
-        history: Mutex::default(),
-    });
+    let started = Instant::now();
     let start = |id, stall_after| -> drydock_state::Result<_> {
         let orchestrator = Arc::new(Orchestrator {
             id,
             resolver: drydock_state::design_resolver(&config.design)?,
-            log: log.clone(),
+            started,
             stall_after,
             nodes_claimed: AtomicUsize::new(0),
             stalled: Notify::new(),
-            late_write_refused: AtomicBool::new(false),
         });
         let handler = orchestrator.clone();
         // Two at once: the root waits while one node deploys, so at the stall the leader runs
-        // exactly the root and the stalled node, the orphans the next leader recovers.
+        // just the root and the stalled node, the two orphans the next leader recovers. The
+        // shutdown waits for the stalled handler to wake and try its late write.
         let builder = Runtime::builder(store.clone(), id)
             .leader_config(&config.leader)
             .concurrency(2)
-            // Lets the stalled handler wake and try its late write before the instance stops.
             .shutdown_deadline(Duration::from_secs(10));
-        let printer = tokio::spawn(print_events(log.clone(), id, builder.subscribe()));
-        let elected = builder.subscribe();
-        let runtime = builder.start(move |ctx| {
-            let handler = handler.clone();
-            async move { handler.handle(ctx).await }
-        })?;
-        Ok((orchestrator, runtime, printer, elected))
+        let printer = tokio::spawn(print_events(started, id, builder.subscribe()));
+        let runtime = builder.start(move |ctx| handler.clone().handle(ctx))?;
+        Ok((orchestrator, runtime, printer))
     };
-    let (a, a_runtime, a_printer, mut a_elected) = start("orchestrator-a", Some(3))?;
+    let (a, a_runtime, a_printer) = start("orchestrator-a", Some(3))?;
     // a starts first and wins the first election.
-    while !matches!(a_elected.recv().await?, Event::Elected { .. }) {}
-    let (_b, b_runtime, b_printer, _) = start("orchestrator-b", None)?;
-
+    while a_runtime.term().is_none() {
+        tokio::time::sleep(TICK / 10).await;
+    }
+    let (_, b_runtime, b_printer) = start("orchestrator-b", None)?;
     let run = async {
         a.stalled.notified().await;
         a_runtime.pause_lease_renewals();
-        while !store
-            .get_task(root)
-            .await?
-            .is_some_and(|t| t.status.is_terminal())
-        {
-            tokio::time::sleep(TICK).await;
+        loop {
+            match store.get_task(root).await? {
+                Some(t) if t.status.is_terminal() => return Ok::<_, Error>(t),
+                _ => tokio::time::sleep(TICK).await,
+            }
         }
-        Ok::<(), drydock_state::Error>(())
     };
-    tokio::time::timeout(Duration::from_secs(50), run).await??;
+    let root = tokio::time::timeout(Duration::from_secs(50), run).await??;
     b_runtime.shutdown().await;
     a_runtime.shutdown().await;
-    let _ = (a_printer.await, b_printer.await);
+    let mut history = [a_printer.await?, b_printer.await?].concat();
+    history.sort_by_key(|(at, _)| *at);
 
-    let refused = a.late_write_refused.load(Ordering::SeqCst);
-    print_summary(&*store, root, &log, refused).await?;
-    println!("\nInspect it with the CLI, e.g.: cargo run -p drydock-state-cli -- task get {root}");
-    Ok(())
-}
-
-async fn print_summary(
-    store: &dyn StateStore,
-    root: TaskId,
-    log: &Log,
-    late_write_refused: bool,
-) -> drydock_state::Result<()> {
-    let root = store.get_task(root).await?.expect("root exists");
     let subtasks = store.subtasks(root.task_id, SubtaskFilter::All).await?;
-    println!("\nsummary");
-    println!("  task tree:");
+    println!("\nsummary\n  task tree:");
     let line = |t: &Task, label: String| {
-        let d = &t.result.details;
-        println!(
-            "    {label:<30} {:<9} {:<16} messages {}, errors {}, claimed by {}",
-            t.status.as_str(),
-            t.result.status.as_str(),
-            d.message_list.len(),
-            d.error_count,
-            t.claimed_by.as_deref().unwrap_or("-"),
-        );
+        let (d, claimed) = (&t.result.details, t.claimed_by.as_deref().unwrap_or("-"));
+        let (status, result) = (t.status.as_str(), t.result.status.as_str());
+        let (messages, errors) = (d.message_list.len(), d.error_count);
+        let counts = format!("messages {messages}, errors {errors}, claimed by {claimed}");
+        println!("    {label:<30} {status:<9} {result:<16} {counts}");
     };
-    line(
-        &root,
-        format!("deploy_nodes {}", &root.task_id.to_string()[..8]),
-    );
+    let short = &root.task_id.to_string()[..8];
+    line(&root, format!("deploy_nodes {short}"));
     for sub in &subtasks {
         line(sub, format!("└ deploy_node {}", node_of(sub)));
     }
-    let build = store
-        .build_data(&BuildDataQuery {
-            latest: true,
-            ..Default::default()
-        })
-        .await?;
+    let latest = BuildDataQuery {
+        latest: true,
+        ..Default::default()
+    };
+    let build = store.build_data(&latest).await?;
     let ours = build
         .iter()
-        .filter(|b| subtasks.iter().any(|s| s.task_id == b.task_id))
-        .count();
-    let nodes = subtasks.len();
+        .filter(|b| subtasks.iter().any(|s| s.task_id == b.task_id));
+    let (ours, nodes) = (ours.count(), subtasks.len());
     println!("  build data: {ours} latest elements (lshw, lldp) over {nodes} nodes");
     println!("  lease history:");
-    for (at, event) in log.history.lock().unwrap().iter() {
+    for (at, event) in history {
         println!("    {:>5.2}s  {event}", at.as_secs_f64());
     }
-    let all_done = root.status == TaskStatus::Complete
-        && subtasks.iter().all(|s| s.status == TaskStatus::Complete);
-    let outcome = match (all_done, late_write_refused) {
-        (true, true) => "every node deployed",
-        (false, _) => "INCOMPLETE",
-        (true, false) => "every node deployed, but the late write was NOT refused",
+    let complete = |t: &Task| t.status == TaskStatus::Complete;
+    let all_done = complete(&root) && subtasks.iter().all(complete);
+    let outcome = if all_done {
+        "every node deployed"
+    } else {
+        "INCOMPLETE"
     };
     println!("  outcome: {outcome}");
+    let id = root.task_id;
+    println!("\nInspect it with the CLI, e.g.: cargo run -p drydock-state-cli -- task get {id}");
     Ok(())
 }
