@@ -1,22 +1,20 @@
-//! The whole framework in one run on the embedded default database (no server needed), with
-//! the runtime (`drydock_state::runtime`) keeping the lease, recovering orphans and claiming.
+//! The whole framework in one run on the embedded default database, with the runtime
+//! (`drydock_state::runtime`) keeping the lease, recovering orphans and claiming. Two instances
+//! contend for the lease; the leader's `deploy_nodes` handler creates a `deploy_node` subtask
+//! per node of a `file://` design and waits while other handlers deploy them (messages, build
+//! data). Midway the leader stalls and steps down before its lease can lapse; the other takes
+//! over with a higher term, recovers the orphans and finishes. Every write carries its task's
+//! claim as the guard, so the stalled handler's late completion is refused.
 //!
-//! Two instances contend for the lease. The leader's `deploy_nodes` handler resolves a `file://`
-//! design, creates one `deploy_node` subtask per node and waits while other handlers deploy the
-//! nodes (messages and build data per node). Midway the leader stalls (stops renewing, as a hung
-//! process would) and steps down before its lease can lapse; the other takes over with a higher
-//! term, recovers the orphans and finishes. Every write carries its task's claim as the guard,
-//! so the stalled handler's late completion is refused. It ends with a summary.
-//!
-//! Run it with `cargo run --example orchestrator`, from any directory. The database is the one
-//! the `drydock-state` command uses by default, so the CLI can inspect it afterwards.
+//! `cargo run --example orchestrator`, from any directory; the CLI can inspect the result.
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::broadcast::{error::RecvError, Receiver};
+use tokio::sync::Notify;
 
 use drydock_state::runtime::{Event, HandlerResult, Outcome, Runtime, TaskContext};
 use drydock_state::{
@@ -26,6 +24,9 @@ use drydock_state::{
 
 const GRACE: Duration = Duration::from_secs(2);
 const TICK: Duration = Duration::from_millis(200);
+
+/// Lease events with their time since the start of the run.
+type History = Vec<(Duration, String)>;
 
 /// Prints what an instance did, `at` its time since the start of the run.
 fn log(at: Duration, id: &str, event: &str) {
@@ -41,6 +42,8 @@ struct Orchestrator {
     stall_after: Option<usize>,
     nodes_claimed: AtomicUsize,
     stalled: Notify,
+    /// Told when the root task's handler returns its outcome.
+    done: Notify,
 }
 
 impl Orchestrator {
@@ -75,27 +78,27 @@ impl Orchestrator {
         let (source, size) = (&document.source, document.bytes.len());
         ctx.info(format!("design {source} resolved ({size} bytes)"))
             .await?;
-        loop {
-            let subtasks = ctx.store().subtasks(ctx.id(), SubtaskFilter::All).await?;
-            if subtasks.iter().all(|t| t.status.is_terminal()) {
-                let (ok, failed): (Vec<&Task>, Vec<&Task>) =
-                    (subtasks.iter()).partition(|t| t.result.status == ResultStatus::Success);
-                let message = format!("{} of {} nodes deployed", ok.len(), subtasks.len());
-                ctx.info(&message).await?;
-                let outcome = match failed.is_empty() {
-                    true => Outcome::success(),
-                    false => Outcome::partial_success(),
-                };
-                let outcome = outcome.with_failures(failed.into_iter().map(node_of));
-                let outcome = outcome.with_successes(ok.into_iter().map(node_of));
-                return Ok(outcome.with_message(message));
-            }
-            // Cancelled (the lease was lost, say): not done, the next leader runs it again.
+        // Cancelled while it waits (the lease was lost, say): not done, the next leader goes on.
+        let active = || ctx.store().subtasks(ctx.id(), SubtaskFilter::Active);
+        while !active().await?.is_empty() {
             tokio::select! {
                 _ = ctx.cancelled() => return Ok(Outcome::requeue()),
                 _ = tokio::time::sleep(TICK) => {}
             }
         }
+        let subtasks = ctx.store().subtasks(ctx.id(), SubtaskFilter::All).await?;
+        let (ok, failed): (Vec<&Task>, Vec<&Task>) =
+            (subtasks.iter()).partition(|t| t.result.status == ResultStatus::Success);
+        let message = format!("{} of {} nodes deployed", ok.len(), subtasks.len());
+        ctx.info(&message).await?;
+        let outcome = match failed.is_empty() {
+            true => Outcome::success(),
+            false => Outcome::partial_success(),
+        };
+        let outcome = outcome.with_failures(failed.into_iter().map(node_of));
+        let outcome = outcome.with_successes(ok.into_iter().map(node_of));
+        self.done.notify_one();
+        Ok(outcome.with_message(message))
     }
 
     /// Pretends to deploy one node: messages and build data as a real driver would post them.
@@ -159,12 +162,7 @@ impl Orchestrator {
 }
 
 /// Prints an instance's events until it stops; returns its lease events, for the history.
-async fn print_events(
-    started: Instant,
-    id: &'static str,
-    mut events: broadcast::Receiver<Event>,
-) -> Vec<(Duration, String)> {
-    use broadcast::error::RecvError;
+async fn print_events(started: Instant, id: &'static str, mut events: Receiver<Event>) -> History {
     let mut history = Vec::new();
     let mut lease = |event: String| {
         log(started.elapsed(), id, &event);
@@ -248,6 +246,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             stall_after,
             nodes_claimed: AtomicUsize::new(0),
             stalled: Notify::new(),
+            done: Notify::new(),
         });
         let handler = orchestrator.clone();
         // Two at once: the root waits while one node deploys, so at the stall the leader runs
@@ -266,36 +265,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     while a_runtime.term().is_none() {
         tokio::time::sleep(TICK / 10).await;
     }
-    let (_, b_runtime, b_printer) = start("orchestrator-b", None)?;
+    let (b, b_runtime, b_printer) = start("orchestrator-b", None)?;
     let run = async {
         a.stalled.notified().await;
         a_runtime.pause_lease_renewals();
-        loop {
-            match store.get_task(root).await? {
-                Some(t) if t.status.is_terminal() => return Ok::<_, Error>(t),
-                _ => tokio::time::sleep(TICK).await,
-            }
-        }
+        b.done.notified().await;
     };
-    let root = tokio::time::timeout(Duration::from_secs(50), run).await??;
+    tokio::time::timeout(Duration::from_secs(50), run).await?;
+    // The shutdown waits for running handlers, and writes their outcomes.
     b_runtime.shutdown().await;
     a_runtime.shutdown().await;
     let mut history = [a_printer.await?, b_printer.await?].concat();
     history.sort_by_key(|(at, _)| *at);
 
-    let subtasks = store.subtasks(root.task_id, SubtaskFilter::All).await?;
+    let tree = store.task_tree(root, None).await?;
+    let tree: Vec<Task> = tree.into_iter().filter_map(|node| node.task).collect();
     println!("\nsummary\n  task tree:");
-    let line = |t: &Task, label: String| {
+    for t in &tree {
+        let label = match t.parent_task_id {
+            None => format!("deploy_nodes {}", &t.task_id.to_string()[..8]),
+            Some(_) => format!("└ deploy_node {}", node_of(t)),
+        };
         let (d, claimed) = (&t.result.details, t.claimed_by.as_deref().unwrap_or("-"));
         let (status, result) = (t.status.as_str(), t.result.status.as_str());
         let (messages, errors) = (d.message_list.len(), d.error_count);
         let counts = format!("messages {messages}, errors {errors}, claimed by {claimed}");
         println!("    {label:<30} {status:<9} {result:<16} {counts}");
-    };
-    let short = &root.task_id.to_string()[..8];
-    line(&root, format!("deploy_nodes {short}"));
-    for sub in &subtasks {
-        line(sub, format!("└ deploy_node {}", node_of(sub)));
     }
     let latest = BuildDataQuery {
         latest: true,
@@ -304,22 +299,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let build = store.build_data(&latest).await?;
     let ours = build
         .iter()
-        .filter(|b| subtasks.iter().any(|s| s.task_id == b.task_id));
-    let (ours, nodes) = (ours.count(), subtasks.len());
+        .filter(|b| tree.iter().any(|t| t.task_id == b.task_id));
+    let (ours, nodes) = (ours.count(), tree.len() - 1);
     println!("  build data: {ours} latest elements (lshw, lldp) over {nodes} nodes");
     println!("  lease history:");
     for (at, event) in history {
         println!("    {:>5.2}s  {event}", at.as_secs_f64());
     }
-    let complete = |t: &Task| t.status == TaskStatus::Complete;
-    let all_done = complete(&root) && subtasks.iter().all(complete);
-    let outcome = if all_done {
-        "every node deployed"
-    } else {
-        "INCOMPLETE"
+    let outcome = match tree.iter().all(|t| t.status == TaskStatus::Complete) {
+        true => "every node deployed",
+        false => "INCOMPLETE",
     };
     println!("  outcome: {outcome}");
-    let id = root.task_id;
-    println!("\nInspect it with the CLI, e.g.: cargo run -p drydock-state-cli -- task get {id}");
+    println!("\nInspect it with the CLI, e.g.: cargo run -p drydock-state-cli -- task get {root}");
     Ok(())
 }
