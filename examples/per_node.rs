@@ -3,8 +3,10 @@
 //!
 //! Each handler logs its start and end and sleeps a little. A timeline then shows tasks of
 //! different nodes overlapping and the tasks of one node one after another, and a last line
-//! checks it from the recorded times. It runs on the in-memory store (`memory://`): nothing is
-//! left behind. Run it with `cargo run --example per_node`.
+//! checks it from the recorded times. A task claimed while its node is busy waits, claimed, and
+//! holds one of the four places meanwhile, so with most tasks on one node the others idle at
+//! times. It runs on the in-memory store (`memory://`), so nothing is left behind. Run it with
+//! `cargo run --example per_node`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
