@@ -116,23 +116,20 @@ impl Orchestrator {
         }
         messages.push(info("deployed"));
         ctx.messages(&messages).await?;
+        let record = |generator: &str, format: &str, data: String| BuildData {
+            node_name: node.clone(),
+            task_id: ctx.id(),
+            collected_date: None,
+            generator: generator.into(),
+            data_format: format.into(),
+            data_element: Some(data),
+        };
         let lshw = format!("<node id=\"{node}\"><cpu cores=\"32\"/></node>");
         let lldp = format!("{{\"node\":\"{node}\",\"switch\":\"leaf-1\"}}");
-        let data = [
-            ("lshw", "application/xml", lshw),
-            ("lldp", "application/json", lldp),
-        ];
-        for (generator, format, data) in data {
-            ctx.build_data(&BuildData {
-                node_name: node.clone(),
-                task_id: ctx.id(),
-                collected_date: None,
-                generator: generator.into(),
-                data_format: format.into(),
-                data_element: Some(data),
-            })
+        ctx.build_data(&record("lshw", "application/xml", lshw))
             .await?;
-        }
+        ctx.build_data(&record("lldp", "application/json", lldp))
+            .await?;
         self.log(&format!("deployed {node}"));
         Ok(Outcome::success().with_successes([node]))
     }
