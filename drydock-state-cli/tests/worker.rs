@@ -443,13 +443,19 @@ esac"#
         (ok.status, ok.result.status),
         (TaskStatus::Complete, ResultStatus::Success)
     );
+    // stdout and stderr are two pipes: each keeps its order, not one against the other.
+    let (errors, infos): (Vec<_>, Vec<_>) = texts(&ok).into_iter().partition(|(_, e)| *e);
     assert_eq!(
-        texts(&ok),
+        infos,
         [
             ("the task is on stdin".to_string(), false),
-            ("work attempt 1".to_string(), false),
-            ("a warning".to_string(), true)
+            ("work attempt 1".to_string(), false)
         ],
+        "postgres={postgres}"
+    );
+    assert_eq!(
+        errors,
+        [("a warning".to_string(), true)],
         "postgres={postgres}"
     );
     assert_eq!(ok.result.details.error_count, 1);
