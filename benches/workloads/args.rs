@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-const USAGE: &str = "usage: cargo bench --bench workloads -- --database-url URL [--json FILE] [--quick] \
+const USAGE: &str =
+    "usage: cargo bench --bench workloads -- --database-url URL [--json FILE] [--quick] \
      [--scale N[,N...] [--claims N]]";
 
 /// What the command line asks for.

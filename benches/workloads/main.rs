@@ -125,7 +125,11 @@ async fn run(args: args::Args) -> BenchResult<Report> {
 }
 
 /// The scale workloads, for each size of `--scale`; no baselines.
-async fn run_scales(args: &args::Args, config: &Config, load_before: String) -> BenchResult<Report> {
+async fn run_scales(
+    args: &args::Args,
+    config: &Config,
+    load_before: String,
+) -> BenchResult<Report> {
     let mut registry = BackendRegistry::default();
     registry.register(&drydock_state::memory::REGISTRATION)?;
     registry.register(&drydock_state_postgres::REGISTRATION)?;
