@@ -796,19 +796,20 @@ fn figures(results: &[AtScale], backend: &'static str) -> Vec<Figure> {
         .iter()
         .map(|r| (r.scale.to_string(), json!(purge_rate(r).round())))
         .collect();
-    out.push(
-        Figure::rate("S5_purge", purge_rate(last), "tasks/s", "-", None)
-            .with("tasks", json!(last.purged_tasks))
-            .with("seconds", json!(round6(last.purge_s)))
-            .with(
-                "growth",
-                json!((purge_rate(last) / purge_rate(first) * 100.0).round() / 100.0),
-            )
-            .with("by_scale", Value::Object(by))
-            .target(">= 50,000 tasks/s (PostgreSQL)", |f| {
-                backend != "postgres" || f.value >= 50_000.0
-            }),
-    );
+    let purge = Figure::rate("S5_purge", purge_rate(last), "tasks/s", "-", None)
+        .with("tasks", json!(last.purged_tasks))
+        .with("seconds", json!(round6(last.purge_s)))
+        .with(
+            "growth",
+            json!((purge_rate(last) / purge_rate(first) * 100.0).round() / 100.0),
+        )
+        .with("by_scale", Value::Object(by));
+    // The target is PostgreSQL's; elsewhere the figure is reported without one.
+    out.push(if backend == "postgres" {
+        purge.target(">= 50,000 tasks/s (PostgreSQL)", |f| f.value >= 50_000.0)
+    } else {
+        purge
+    });
     let ratio = |r: &AtScale| pct(&r.during_purge, 0.99) / pct(&r.s1, 0.99);
     let by: serde_json::Map<String, Value> = results
         .iter()
