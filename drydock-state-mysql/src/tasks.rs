@@ -14,13 +14,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use drydock_state_core::backend::{
-    orphan_message, purge_cutoff, purge_keeps, refuse_new_work_under, terminated_status, Recovery,
+    is_refusal, orphan_message, purge_cutoff, purge_keeps, refuse_new_work_under,
+    terminated_status, Recovery,
 };
 use drydock_state_core::model::lease_not_held;
 use drydock_state_core::Entity;
 use drydock_state_core::{
-    Claim, ClaimRequest, Error, NewMessage, NewTask, OrphanPolicy, PurgeReport, Result,
-    SubtaskFilter, Task, TaskFilter, TaskId, TaskStatus, TaskStore, TaskUpdate, TreeNode,
+    Claim, ClaimRequest, Error, GuardedUpdate, NewMessage, NewTask, OrphanPolicy, PurgeReport,
+    Result, SubtaskFilter, Task, TaskFilter, TaskId, TaskStatus, TaskStore, TaskUpdate, TreeNode,
 };
 use sqlx::Row;
 
@@ -164,6 +165,72 @@ impl MySqlStore {
         let task = one(with_messages(&mut tx, OP, vec![task]).await?)?;
         tx.commit().await.map_err(db_error(OP, "database"))?;
         Ok(Some(task))
+    }
+
+    async fn try_claim_batch(&self, request: &ClaimRequest, n: usize) -> Result<Vec<Task>> {
+        const OP: &str = "claim_batch";
+        let limit = u32::try_from(n).map_err(|_| Error::invalid("claim.n", "is too large"))?;
+        let mut tx = self.pool.begin().await.map_err(db_error(OP, "database"))?;
+        if let Some(term) = request.term {
+            if !guard::lease_held(&mut tx, OP, &request.instance_id, term).await? {
+                return Err(lease_not_held(&request.instance_id, term));
+            }
+        }
+        let now = db_now(&mut tx, OP).await?;
+        let actions = rows::text_array(&request.actions);
+        let claim_ids = request.batch_claim_ids(n);
+        if !claim_ids.is_empty() {
+            let ids: Vec<String> = claim_ids
+                .iter()
+                .map(|c| c.hyphenated().to_string())
+                .collect();
+            let found = queries::query(queries::TASKS_BY_CLAIM_IDS)
+                .bind(rows::text_array(&ids))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_error(OP, "claim.claim_id"))?;
+            if !found.is_empty() {
+                let tasks = rows::tasks(&found)?;
+                if let Some(other) = tasks
+                    .iter()
+                    .find(|t| t.claimed_by.as_deref() != Some(request.instance_id.as_str()))
+                {
+                    let by = other.claimed_by.clone().unwrap_or_default();
+                    return Err(request.claim_id_taken(other.task_id, &by));
+                }
+                let tasks = with_messages(&mut tx, OP, tasks).await?;
+                tx.commit().await.map_err(db_error(OP, "database"))?;
+                return Ok(tasks);
+            }
+        }
+        queries::query(queries::TERMINATE_MARKED_QUEUED)
+            .bind(now.naive_utc())
+            .bind(actions.as_str())
+            .bind(actions.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error(OP, "claim.actions"))?;
+        let found = queries::query(queries::NEXT_QUEUED_BATCH)
+            .bind(actions.as_str())
+            .bind(actions.as_str())
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error(OP, "claim.actions"))?;
+        let mut tasks = rows::tasks(&found)?;
+        for (i, task) in tasks.iter_mut().enumerate() {
+            task.status = TaskStatus::Running;
+            task.claimed_by = Some(request.instance_id.clone());
+            task.claim_term = request.term;
+            task.claim_id = claim_ids.get(i).copied();
+            task.claimed_at = Some(now);
+            task.attempt += 1;
+            task.updated = Some(now);
+            write_task(&mut tx, OP, task).await?;
+        }
+        let tasks = with_messages(&mut tx, OP, tasks).await?;
+        tx.commit().await.map_err(db_error(OP, "database"))?;
+        Ok(tasks)
     }
 
     async fn try_recover(&self, current_term: i64, policy: OrphanPolicy) -> Result<Vec<TaskId>> {
@@ -488,6 +555,27 @@ impl TaskStore for MySqlStore {
 
     async fn terminate_task(&self, id: TaskId, by: &str, guard: Option<&Claim>) -> Result<Task> {
         retry_races!(self.try_terminate(id, by, guard).await)
+    }
+
+    async fn claim_batch(&self, request: &ClaimRequest, n: usize) -> Result<Vec<Task>> {
+        request.validate_batch(n)?;
+        retry_races!(self.try_claim_batch(request, n).await)
+    }
+
+    /// Each update as `update_task` makes it (its own transaction, retried on a lost race),
+    /// one after another; a refusal is answered in its slot.
+    async fn update_tasks(&self, updates: &[GuardedUpdate]) -> Result<Vec<Result<Task>>> {
+        let mut outcomes = Vec::with_capacity(updates.len());
+        for u in updates {
+            match self
+                .update_task(u.task_id, &u.update, u.guard.as_ref())
+                .await
+            {
+                Err(e) if !is_refusal(&e) => return Err(e),
+                outcome => outcomes.push(outcome),
+            }
+        }
+        Ok(outcomes)
     }
 
     async fn purge(&self, older_than: Duration) -> Result<PurgeReport> {

@@ -7,13 +7,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use drydock_state_core::backend::{
-    no_nul, orphan_message, purge_cutoff, purge_keeps, refuse_new_work_under, retention_too_large,
-    task_exists, Recovery, ORPHAN_FAILURE_REASON,
+    is_refusal, no_nul, orphan_message, purge_cutoff, purge_keeps, refuse_new_work_under,
+    retention_too_large, task_exists, Recovery, ORPHAN_FAILURE_REASON,
 };
 use drydock_state_core::Entity;
 use drydock_state_core::{
-    Claim, ClaimRequest, Error, NewTask, OrphanPolicy, PurgeReport, Result, SubtaskFilter, Task,
-    TaskFilter, TaskId, TaskStatus, TaskStore, TaskUpdate, TreeNode,
+    Claim, ClaimRequest, Error, GuardedUpdate, NewTask, OrphanPolicy, PurgeReport, Result,
+    SubtaskFilter, Task, TaskFilter, TaskId, TaskStatus, TaskStore, TaskUpdate, TreeNode,
 };
 use uuid::Uuid;
 
@@ -354,6 +354,83 @@ impl TaskStore for PgStore {
     async fn wait_for_queued(&self, max_wait: Duration) -> Result<()> {
         self.wake.wait(&self.pool, max_wait).await;
         Ok(())
+    }
+
+    /// One statement ([`queries::CLAIM_BATCH`]), as `claim_next`; a second query only when a
+    /// fenced batch claimed nothing, to tell "fenced out" from "nothing queued".
+    #[tracing::instrument(level = "debug", skip_all, fields(instance_id = %request.instance_id, term = ?request.term, claim_id = ?request.claim_id, n))]
+    async fn claim_batch(&self, request: &ClaimRequest, n: usize) -> Result<Vec<Task>> {
+        const OP: &str = "claim_batch";
+        request.validate_batch(n)?;
+        let claim_ids = request.batch_claim_ids(n);
+        let limit = i64::try_from(n).map_err(|_| Error::invalid("claim.n", "is too large"))?;
+        // As in claim_next: two batches sent at once with one new claim id both find its ids
+        // unused; the second fails on the unique index and, sent again, finds the first's.
+        let mut tries = 2;
+        let rows = loop {
+            tries -= 1;
+            let sent = queries::query(queries::CLAIM_BATCH)
+                .bind(&request.actions)
+                .bind(&request.instance_id)
+                .bind(request.term)
+                .bind(&claim_ids)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .or_store(OP);
+            match sent {
+                Err(Error::Conflict { .. }) if tries > 0 && request.claim_id.is_some() => continue,
+                other => break other?,
+            }
+        };
+        if !rows.is_empty() {
+            let tasks = rows
+                .iter()
+                .map(rows::assembled)
+                .collect::<Result<Vec<_>>>()?;
+            if let Some(other) = tasks
+                .iter()
+                .find(|t| t.claimed_by.as_deref() != Some(request.instance_id.as_str()))
+            {
+                let by = other.claimed_by.as_deref().unwrap_or_default();
+                return Err(request.claim_id_taken(other.task_id, by));
+            }
+            return Ok(tasks);
+        }
+        let Some(term) = request.term else {
+            return Ok(Vec::new());
+        };
+        let holds: bool = queries::query_scalar(queries::LEASE_HELD_WITH_TERM)
+            .bind(&request.instance_id)
+            .bind(term)
+            .fetch_one(&self.pool)
+            .await
+            .or_store(OP)?;
+        if holds {
+            Ok(Vec::new())
+        } else {
+            Err(drydock_state_core::lease_not_held(
+                &request.instance_id,
+                term,
+            ))
+        }
+    }
+
+    /// Each update is `update_task`'s own fenced statement, one after another (not one
+    /// transaction): each is atomic and fenced on its own, and a refusal is its slot's answer.
+    #[tracing::instrument(level = "debug", skip_all, fields(updates = updates.len()))]
+    async fn update_tasks(&self, updates: &[GuardedUpdate]) -> Result<Vec<Result<Task>>> {
+        let mut outcomes = Vec::with_capacity(updates.len());
+        for u in updates {
+            match self
+                .update_task(u.task_id, &u.update, u.guard.as_ref())
+                .await
+            {
+                Err(e) if !is_refusal(&e) => return Err(e),
+                outcome => outcomes.push(outcome),
+            }
+        }
+        Ok(outcomes)
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(older_than_secs = older_than.as_secs()))]

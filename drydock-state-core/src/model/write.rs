@@ -445,6 +445,29 @@ impl TaskUpdate {
     }
 }
 
+/// One write of [`crate::TaskStore::update_tasks`]: what [`crate::TaskStore::update_task`]
+/// takes, as one value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GuardedUpdate {
+    /// The task to write.
+    pub task_id: TaskId,
+    /// What to write.
+    pub update: TaskUpdate,
+    /// The claim the write must match, as `update_task`'s `guard`.
+    pub guard: Option<super::Claim>,
+}
+
+impl GuardedUpdate {
+    /// A write of `update` to `task_id` under `guard`.
+    pub fn new(task_id: TaskId, update: TaskUpdate, guard: Option<super::Claim>) -> Self {
+        GuardedUpdate {
+            task_id,
+            update,
+            guard,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
