@@ -33,6 +33,31 @@ use crate::{guard, queries, rows};
 /// transaction holds many locks for long.
 pub const PURGE_BATCH_ROOTS: u32 = 500;
 
+/// `update_task` inside the transaction `tx`: the task locked, the guard and core's rules
+/// checked on what was read, the update applied with core's code and written back.
+async fn update_in(
+    tx: &mut sqlx::MySqlConnection,
+    op: &'static str,
+    id: TaskId,
+    update: &TaskUpdate,
+    guard: Option<&Claim>,
+) -> Result<Task> {
+    let mut task = read_task(&mut *tx, op, queries::TASK_FOR_UPDATE, id)
+        .await?
+        .ok_or_else(|| Error::not_found(Entity::Task, id))?;
+    guard::check(&mut *tx, op, &task, guard).await?;
+    update.check_transition(id, task.status)?;
+    if let Some(Some(parent)) = update.parent_task_id {
+        if !task_exists_locked(&mut *tx, op, parent).await? {
+            return Err(Error::not_found(Entity::ParentTask, parent));
+        }
+    }
+    let now = db_now(&mut *tx, op).await?;
+    update.apply(&mut task, now);
+    write_task(&mut *tx, op, &task).await?;
+    one(with_messages(&mut *tx, op, vec![task]).await?)
+}
+
 impl MySqlStore {
     async fn try_create(&self, task: &NewTask) -> Result<Task> {
         const OP: &str = "create_task";
@@ -70,22 +95,29 @@ impl MySqlStore {
     ) -> Result<Task> {
         const OP: &str = "update_task";
         let mut tx = self.pool.begin().await.map_err(db_error(OP, "database"))?;
-        let mut task = read_task(&mut tx, OP, queries::TASK_FOR_UPDATE, id)
-            .await?
-            .ok_or_else(|| Error::not_found(Entity::Task, id))?;
-        guard::check(&mut tx, OP, &task, guard).await?;
-        update.check_transition(id, task.status)?;
-        if let Some(Some(parent)) = update.parent_task_id {
-            if !task_exists_locked(&mut tx, OP, parent).await? {
-                return Err(Error::not_found(Entity::ParentTask, parent));
-            }
-        }
-        let now = db_now(&mut tx, OP).await?;
-        update.apply(&mut task, now);
-        write_task(&mut tx, OP, &task).await?;
-        let task = one(with_messages(&mut tx, OP, vec![task]).await?)?;
+        let task = update_in(&mut tx, OP, id, update, guard).await?;
         tx.commit().await.map_err(db_error(OP, "database"))?;
         Ok(task)
+    }
+
+    /// `update_tasks` in one transaction: each update as `update_task` makes it, a refusal
+    /// (which wrote nothing: the checks come before the write) answered in its slot.
+    async fn try_update_many(&self, updates: &[GuardedUpdate]) -> Result<Vec<Result<Task>>> {
+        const OP: &str = "update_tasks";
+        let mut tx = self.pool.begin().await.map_err(db_error(OP, "database"))?;
+        let mut outcomes = Vec::with_capacity(updates.len());
+        for u in updates {
+            let outcome = match u.update.validate(u.task_id) {
+                Err(refused) => Err(refused),
+                Ok(()) => update_in(&mut tx, OP, u.task_id, &u.update, u.guard.as_ref()).await,
+            };
+            match outcome {
+                Err(e) if !is_refusal(&e) => return Err(e),
+                outcome => outcomes.push(outcome),
+            }
+        }
+        tx.commit().await.map_err(db_error(OP, "database"))?;
+        Ok(outcomes)
     }
 
     async fn try_add_subtask(
@@ -562,20 +594,13 @@ impl TaskStore for MySqlStore {
         retry_races!(self.try_claim_batch(request, n).await)
     }
 
-    /// Each update as `update_task` makes it (its own transaction, retried on a lost race),
-    /// one after another; a refusal is answered in its slot.
+    /// One transaction for the whole batch, retried whole on a lost race (a deadlock rolls
+    /// the transaction back).
     async fn update_tasks(&self, updates: &[GuardedUpdate]) -> Result<Vec<Result<Task>>> {
-        let mut outcomes = Vec::with_capacity(updates.len());
-        for u in updates {
-            match self
-                .update_task(u.task_id, &u.update, u.guard.as_ref())
-                .await
-            {
-                Err(e) if !is_refusal(&e) => return Err(e),
-                outcome => outcomes.push(outcome),
-            }
+        if updates.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(outcomes)
+        retry_races!(self.try_update_many(updates).await)
     }
 
     async fn purge(&self, older_than: Duration) -> Result<PurgeReport> {

@@ -52,6 +52,64 @@ pub(crate) fn json_text(value: &Option<serde_json::Value>) -> Option<String> {
     value.as_ref().map(ToString::to_string)
 }
 
+/// The bind parameters of [`queries::UPDATE_TASK`] for one update.
+struct UpdateBinds<'a> {
+    id: TaskId,
+    update: &'a TaskUpdate,
+    links: Option<serde_json::Value>,
+    message: (bool, Option<String>),
+    reason: (bool, Option<String>),
+    filter: (bool, Option<String>),
+    design: (bool, Option<String>),
+    set_parent: bool,
+    parent: Option<TaskId>,
+    guard: (Option<&'a str>, Option<i64>, Option<i64>),
+}
+
+impl<'a> UpdateBinds<'a> {
+    fn of(id: TaskId, update: &'a TaskUpdate, guard: Option<&'a Claim>) -> Result<Self> {
+        let (set_filter, filter) = set(&update.node_filter);
+        let (set_parent, parent) = set(&update.parent_task_id);
+        Ok(UpdateBinds {
+            id,
+            update,
+            links: update.links.as_deref().map(links_json).transpose()?,
+            message: set(&update.result_message),
+            reason: set(&update.result_reason),
+            filter: (set_filter, json_text(&filter)),
+            design: set(&update.design_ref),
+            set_parent,
+            parent,
+            guard: guard::binds(guard),
+        })
+    }
+
+    fn query(&self) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        let update = self.update;
+        queries::query(queries::UPDATE_TASK)
+            .bind(self.id.0)
+            .bind(update.status.map(|s| s.as_str()))
+            .bind(update.result_status.map(|s| s.as_str()))
+            .bind(self.message.0)
+            .bind(&self.message.1)
+            .bind(self.reason.0)
+            .bind(&self.reason.1)
+            .bind(&update.successes)
+            .bind(&update.failures)
+            .bind(&self.links)
+            .bind(update.retry)
+            .bind(self.filter.0)
+            .bind(&self.filter.1)
+            .bind(self.design.0)
+            .bind(&self.design.1)
+            .bind(self.set_parent)
+            .bind(self.parent.map(|p| p.0))
+            .bind(self.guard.0)
+            .bind(self.guard.1)
+            .bind(self.guard.2)
+    }
+}
+
 #[async_trait]
 impl TaskStore for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task.task_id))]
@@ -98,39 +156,14 @@ impl TaskStore for PgStore {
     ) -> Result<Task> {
         const OP: &str = "update_task";
         update.validate(id)?;
-        let links = &update.links.as_deref().map(links_json).transpose()?;
-        let (set_message, message) = &set(&update.result_message);
-        let (set_reason, reason) = &set(&update.result_reason);
-        let (set_filter, filter) = &set(&update.node_filter);
-        let (set_design, design) = &set(&update.design_ref);
-        let (set_parent, parent) = set(&update.parent_task_id);
-        let (by, term, attempt) = guard::binds(guard);
-        let write = || async move {
-            let row = queries::query(queries::UPDATE_TASK)
-                .bind(id.0)
-                .bind(update.status.map(|s| s.as_str()))
-                .bind(update.result_status.map(|s| s.as_str()))
-                .bind(set_message)
-                .bind(message)
-                .bind(set_reason)
-                .bind(reason)
-                .bind(&update.successes)
-                .bind(&update.failures)
-                .bind(links)
-                .bind(update.retry)
-                .bind(set_filter)
-                .bind(json_text(filter))
-                .bind(set_design)
-                .bind(design)
-                .bind(set_parent)
-                .bind(parent.map(|p| p.0))
-                .bind(by)
-                .bind(term)
-                .bind(attempt)
+        let binds = UpdateBinds::of(id, update, guard)?;
+        let write = || async {
+            let row = binds
+                .query()
                 .fetch_optional(&self.pool)
                 .await
                 .or_store(OP)
-                .missing_as(Entity::ParentTask, parent_id(parent))?;
+                .missing_as(Entity::ParentTask, parent_id(binds.parent))?;
             row.as_ref().map(rows::assembled).transpose()
         };
         self.guarded(OP, id, guard, write, |stored| {
@@ -416,20 +449,26 @@ impl TaskStore for PgStore {
         }
     }
 
-    /// Each update is `update_task`'s own fenced statement, one after another (not one
-    /// transaction): each is atomic and fenced on its own, and a refusal is its slot's answer.
+    /// One transaction: each update is `update_task`'s own fenced statement
+    /// ([`queries::UPDATE_TASK`]) sent in turn, a refusal explained as `update_task` explains
+    /// it and answered in its slot. One round trip per update (two when refused), plus the
+    /// transaction's own; an update that sets a parent runs under a savepoint, since a
+    /// missing parent fails its statement.
     #[tracing::instrument(level = "debug", skip_all, fields(updates = updates.len()))]
     async fn update_tasks(&self, updates: &[GuardedUpdate]) -> Result<Vec<Result<Task>>> {
+        const OP: &str = "update_tasks";
+        if updates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await.or_store(OP)?;
         let mut outcomes = Vec::with_capacity(updates.len());
         for u in updates {
-            match self
-                .update_task(u.task_id, &u.update, u.guard.as_ref())
-                .await
-            {
+            match update_in(&mut tx, u).await {
                 Err(e) if !is_refusal(&e) => return Err(e),
                 outcome => outcomes.push(outcome),
             }
         }
+        tx.commit().await.or_store(OP)?;
         Ok(outcomes)
     }
 
@@ -494,6 +533,53 @@ impl TaskStore for PgStore {
         );
         Ok(report)
     }
+}
+
+/// One update of `update_tasks` inside its transaction `tx`, under `update_task`'s rules: the
+/// fenced statement, and when it changes nothing the read that says why (in the memory
+/// store's order), tried again if nothing explains it.
+async fn update_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    u: &GuardedUpdate,
+) -> Result<Task> {
+    const OP: &str = "update_tasks";
+    let (id, guard) = (u.task_id, u.guard.as_ref());
+    u.update.validate(id)?;
+    guard::validate(guard)?;
+    let binds = UpdateBinds::of(id, &u.update, guard)?;
+    for _ in 0..guard::ATTEMPTS {
+        let row = if binds.set_parent && binds.parent.is_some() {
+            // A missing parent fails the statement, which would abort the whole transaction.
+            let mut savepoint = sqlx::Acquire::begin(&mut *tx).await.or_store(OP)?;
+            let sent = binds
+                .query()
+                .fetch_optional(&mut *savepoint)
+                .await
+                .or_store(OP)
+                .missing_as(Entity::ParentTask, parent_id(binds.parent));
+            match sent {
+                Ok(row) => {
+                    savepoint.commit().await.or_store(OP)?;
+                    row
+                }
+                Err(e) => {
+                    savepoint.rollback().await.or_store(OP)?;
+                    return Err(e);
+                }
+            }
+        } else {
+            binds.query().fetch_optional(&mut **tx).await.or_store(OP)?
+        };
+        if let Some(row) = row {
+            return rows::assembled(&row);
+        }
+        let stored = guard::refused_in(&mut **tx, OP, id, guard).await?;
+        if let Some(refused) = stored.guard_error(guard) {
+            return Err(refused);
+        }
+        u.update.check_transition(id, stored.task.status)?;
+    }
+    Err(guard::kept_changing(OP, id))
 }
 
 impl PgStore {

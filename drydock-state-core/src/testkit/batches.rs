@@ -238,7 +238,7 @@ pub async fn claim_batch_resent_claim_id_returns_the_same_tasks(factory: &dyn St
 
 /// `update_tasks` answers each update on its own: one stale guard among good ones is refused
 /// (and writes nothing to its task), an unknown task is `NotFound`, a finished one `Conflict`,
-/// and the others are written.
+/// an unknown parent `NotFound`, and the others, before and after, are written.
 pub async fn update_tasks_outcomes_are_per_task(factory: &dyn StoreFactory) {
     let store = store(factory).await;
     queue_n(&*store, "deploy_nodes", 3, 10).await;
@@ -253,6 +253,7 @@ pub async fn update_tasks_outcomes_are_per_task(factory: &dyn StoreFactory) {
         &NewTask::new("deploy_nodes").with_status(TaskStatus::Complete),
     )
     .await;
+    let loose = create(&*store, &NewTask::new("deploy_nodes")).await;
     let finish = TaskUpdate::new()
         .status(TaskStatus::Complete)
         .result_status(ResultStatus::Success);
@@ -263,6 +264,11 @@ pub async fn update_tasks_outcomes_are_per_task(factory: &dyn StoreFactory) {
         GuardedUpdate::new(claimed[1].task_id, finish.clone(), Some(stale)),
         GuardedUpdate::new(TaskId::new(), finish.clone(), None),
         GuardedUpdate::new(done.task_id, TaskUpdate::new().retry(3), None),
+        GuardedUpdate::new(
+            loose.task_id,
+            TaskUpdate::new().retry(4).parent(Some(TaskId::new())),
+            None,
+        ),
         GuardedUpdate::new(claimed[2].task_id, finish.clone(), claimed[2].claim()),
     ];
     let outcomes = store
@@ -283,7 +289,13 @@ pub async fn update_tasks_outcomes_are_per_task(factory: &dyn StoreFactory) {
     assert_kind(outcomes.next().unwrap(), "finished task", |e| {
         matches!(e, Error::Conflict { .. })
     });
-    let written = outcomes.next().unwrap().expect("good guard written");
+    assert_kind(outcomes.next().unwrap(), "unknown parent", |e| {
+        matches!(e, Error::NotFound { .. })
+    });
+    let written = outcomes
+        .next()
+        .unwrap()
+        .expect("written after a refused statement");
     assert_eq!(written.task_id, claimed[2].task_id);
     assert_eq!(
         get(&*store, claimed[0].task_id).await.status,
@@ -301,5 +313,7 @@ pub async fn update_tasks_outcomes_are_per_task(factory: &dyn StoreFactory) {
     );
     assert_eq!(refused.updated, claimed[1].updated);
     assert_eq!(get(&*store, done.task_id).await.retry, 0);
+    let loose = get(&*store, loose.task_id).await;
+    assert_eq!((loose.retry, loose.parent_task_id), (0, None));
     assert!(store.update_tasks(&[]).await.unwrap().is_empty());
 }
