@@ -518,6 +518,33 @@ impl TaskStore for MemoryStore {
         self.lock().claim(request, n, &claim_ids, now())
     }
 
+    async fn create_task_tree(&self, parent: &NewTask, subtasks: &[NewTask]) -> Result<Vec<Task>> {
+        let subtasks = tree_subtasks(parent, subtasks)?;
+        let mut inner = self.lock();
+        for t in std::iter::once(parent).chain(&subtasks) {
+            if inner.tasks.contains_key(&t.task_id) {
+                return Err(task_exists(t.task_id));
+            }
+        }
+        if let Some(grandparent) = parent.parent_task_id {
+            if !inner.tasks.contains_key(&grandparent) {
+                return Err(Error::not_found(Entity::ParentTask, grandparent));
+            }
+        }
+        let mut root = parent.to_task();
+        root.subtask_id_list = subtasks.iter().map(|t| t.task_id).collect();
+        let mut stored = vec![root];
+        stored.extend(subtasks.iter().map(NewTask::to_task));
+        for t in &stored {
+            inner.tasks.insert(t.task_id, t.clone());
+        }
+        drop(inner);
+        if stored.iter().any(|t| t.status == TaskStatus::Queued) {
+            self.queued.notify_waiters();
+        }
+        Ok(stored)
+    }
+
     async fn update_tasks(&self, updates: &[GuardedUpdate]) -> Result<Vec<Result<Task>>> {
         let mut inner = self.lock();
         let now = now();

@@ -172,6 +172,16 @@ pub trait TaskStore: Send + Sync {
     /// the store itself (then which updates were written is not known, as for a single
     /// `update_task` that fails so). An empty slice is an empty answer.
     async fn update_tasks(&self, updates: &[GuardedUpdate]) -> Result<Vec<Result<Task>>>;
+
+    /// Creates `parent` and its `subtasks` in one transaction, all or nothing, and returns
+    /// them as stored, parent first: each subtask's `parent_task_id` is the parent (a subtask
+    /// may leave it unset), and the parent's `subtask_id_list` lists the subtasks in the
+    /// order given. Refused, with nothing stored, as [`TaskStore::create_task`] refuses any
+    /// of them (`AlreadyExists` for an id stored already, `NotFound` for an unknown parent of
+    /// the parent, `InvalidInput`), and `InvalidInput` for what [`tree_subtasks`] refuses (an
+    /// id twice in the tree, a subtask naming another parent, more than
+    /// [`MAX_TREE_SUBTASKS`] subtasks).
+    async fn create_task_tree(&self, parent: &NewTask, subtasks: &[NewTask]) -> Result<Vec<Task>>;
 }
 
 /// Result messages, kept in the order they were appended.

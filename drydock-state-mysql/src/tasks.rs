@@ -20,8 +20,9 @@ use drydock_state_core::backend::{
 use drydock_state_core::model::lease_not_held;
 use drydock_state_core::Entity;
 use drydock_state_core::{
-    Claim, ClaimRequest, Error, GuardedUpdate, NewMessage, NewTask, OrphanPolicy, PurgeReport,
-    Result, SubtaskFilter, Task, TaskFilter, TaskId, TaskStatus, TaskStore, TaskUpdate, TreeNode,
+    tree_subtasks, Claim, ClaimRequest, Error, GuardedUpdate, NewMessage, NewTask, OrphanPolicy,
+    PurgeReport, Result, SubtaskFilter, Task, TaskFilter, TaskId, TaskStatus, TaskStore,
+    TaskUpdate, TreeNode,
 };
 use sqlx::Row;
 
@@ -32,6 +33,31 @@ use crate::{guard, queries, rows};
 /// How many task trees (by root) a purge examines and deletes per transaction, so no
 /// transaction holds many locks for long.
 pub const PURGE_BATCH_ROOTS: u32 = 500;
+
+/// `create_task`'s checks and insert of `stored` (a new task as stored) inside `tx`.
+async fn create_in(tx: &mut sqlx::MySqlConnection, op: &'static str, stored: Task) -> Result<Task> {
+    let exists: i64 = queries::query_scalar(queries::TASK_EXISTS)
+        .bind(rows::id_text(stored.task_id))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error(op, "task_id"))?;
+    if exists != 0 {
+        return Err(drydock_state_core::backend::task_exists(stored.task_id));
+    }
+    if let Some(parent) = stored.parent_task_id {
+        if !task_exists_locked(&mut *tx, op, parent).await? {
+            return Err(Error::not_found(Entity::ParentTask, parent));
+        }
+    }
+    rows::bind_new_task(queries::query(queries::INSERT_TASK), &stored)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match db_error(op, "task")(e) {
+            Error::Conflict { .. } => drydock_state_core::backend::task_exists(stored.task_id),
+            other => other,
+        })?;
+    Ok(stored)
+}
 
 /// `update_task` inside the transaction `tx`: the task locked, the guard and core's rules
 /// checked on what was read, the update applied with core's code and written back.
@@ -62,27 +88,22 @@ impl MySqlStore {
     async fn try_create(&self, task: &NewTask) -> Result<Task> {
         const OP: &str = "create_task";
         let mut tx = self.pool.begin().await.map_err(db_error(OP, "database"))?;
-        let exists: i64 = queries::query_scalar(queries::TASK_EXISTS)
-            .bind(rows::id_text(task.task_id))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_error(OP, "task_id"))?;
-        if exists != 0 {
-            return Err(drydock_state_core::backend::task_exists(task.task_id));
+        let stored = create_in(&mut tx, OP, task.to_task()).await?;
+        tx.commit().await.map_err(db_error(OP, "database"))?;
+        Ok(stored)
+    }
+
+    /// `create_task_tree` in one transaction: each task inserted as `create_task` inserts
+    /// it, the parent first, with its subtask list.
+    async fn try_create_tree(&self, parent: &NewTask, subtasks: &[NewTask]) -> Result<Vec<Task>> {
+        const OP: &str = "create_task_tree";
+        let mut tx = self.pool.begin().await.map_err(db_error(OP, "database"))?;
+        let mut root = parent.to_task();
+        root.subtask_id_list = subtasks.iter().map(|t| t.task_id).collect();
+        let mut stored = vec![create_in(&mut tx, OP, root).await?];
+        for task in subtasks {
+            stored.push(create_in(&mut tx, OP, task.to_task()).await?);
         }
-        if let Some(parent) = task.parent_task_id {
-            if !task_exists_locked(&mut tx, OP, parent).await? {
-                return Err(Error::not_found(Entity::ParentTask, parent));
-            }
-        }
-        let stored = task.to_task();
-        rows::bind_new_task(queries::query(queries::INSERT_TASK), &stored)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| match db_error(OP, "task")(e) {
-                Error::Conflict { .. } => drydock_state_core::backend::task_exists(task.task_id),
-                other => other,
-            })?;
         tx.commit().await.map_err(db_error(OP, "database"))?;
         Ok(stored)
     }
@@ -592,6 +613,11 @@ impl TaskStore for MySqlStore {
     async fn claim_batch(&self, request: &ClaimRequest, n: usize) -> Result<Vec<Task>> {
         request.validate_batch(n)?;
         retry_races!(self.try_claim_batch(request, n).await)
+    }
+
+    async fn create_task_tree(&self, parent: &NewTask, subtasks: &[NewTask]) -> Result<Vec<Task>> {
+        let subtasks = tree_subtasks(parent, subtasks)?;
+        retry_races!(self.try_create_tree(parent, &subtasks).await)
     }
 
     /// One transaction for the whole batch, retried whole on a lost race (a deadlock rolls

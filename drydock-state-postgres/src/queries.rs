@@ -178,6 +178,9 @@ INSERT INTO tasks (
 VALUES ($1, $2, $3, $4, $5, 'incomplete', $6::text::json, $7, $8, $9, $10::text::json)
 RETURNING *";
 
+/// `create_task_tree`: the new parent `$1`'s subtask list, `$2`.
+pub const SET_SUBTASK_LIST: &str = "UPDATE tasks SET subtask_id_list = $2 WHERE task_id = $1";
+
 /// `get_task`: one task with its messages, in one round trip.
 pub const GET_TASK: &str = concat!(
     "SELECT t.*, msgs.* FROM tasks AS t",

@@ -12,8 +12,8 @@ use drydock_state_core::backend::{
 };
 use drydock_state_core::Entity;
 use drydock_state_core::{
-    Claim, ClaimRequest, Error, GuardedUpdate, NewTask, OrphanPolicy, PurgeReport, Result,
-    SubtaskFilter, Task, TaskFilter, TaskId, TaskStatus, TaskStore, TaskUpdate, TreeNode,
+    tree_subtasks, Claim, ClaimRequest, Error, GuardedUpdate, NewTask, OrphanPolicy, PurgeReport,
+    Result, SubtaskFilter, Task, TaskFilter, TaskId, TaskStatus, TaskStore, TaskUpdate, TreeNode,
 };
 use uuid::Uuid;
 
@@ -50,6 +50,31 @@ fn set<T: Clone>(field: &Option<Option<T>>) -> (bool, Option<T>) {
 /// Binding a `serde_json::Value` directly would send `jsonb`, which reorders keys.
 pub(crate) fn json_text(value: &Option<serde_json::Value>) -> Option<String> {
     value.as_ref().map(ToString::to_string)
+}
+
+/// `create_task`'s insert on `executor`.
+async fn create_in<'c>(
+    executor: impl sqlx::PgExecutor<'c>,
+    task: &NewTask,
+    op: &'static str,
+) -> Result<Task> {
+    let row = queries::query(queries::CREATE_TASK)
+        .bind(task.task_id.0)
+        .bind(task.parent_task_id.map(|p| p.0))
+        .bind(&task.action)
+        .bind(&task.design_ref)
+        .bind(task.status.as_str())
+        .bind(json_text(&task.node_filter))
+        .bind(task.created)
+        .bind(&task.created_by)
+        .bind(task.retry)
+        .bind(json_text(&task.request_context))
+        .fetch_one(executor)
+        .await
+        .or_store(op)
+        .duplicate_as(|| task_exists(task.task_id))
+        .missing_as(Entity::ParentTask, parent_id(task.parent_task_id))?;
+    rows::task(&row)
 }
 
 /// The bind parameters of [`queries::UPDATE_TASK`] for one update.
@@ -115,23 +140,30 @@ impl TaskStore for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task.task_id))]
     async fn create_task(&self, task: &NewTask) -> Result<Task> {
         task.validate()?;
-        let row = queries::query(queries::CREATE_TASK)
-            .bind(task.task_id.0)
-            .bind(task.parent_task_id.map(|p| p.0))
-            .bind(&task.action)
-            .bind(&task.design_ref)
-            .bind(task.status.as_str())
-            .bind(json_text(&task.node_filter))
-            .bind(task.created)
-            .bind(&task.created_by)
-            .bind(task.retry)
-            .bind(json_text(&task.request_context))
-            .fetch_one(&self.pool)
+        create_in(&self.pool, task, "create_task").await
+    }
+
+    /// One transaction: each task inserted by `create_task`'s statement, parent first, then
+    /// the parent's subtask list written ([`queries::SET_SUBTASK_LIST`]).
+    #[tracing::instrument(level = "debug", skip_all, fields(task_id = %parent.task_id, subtasks = subtasks.len()))]
+    async fn create_task_tree(&self, parent: &NewTask, subtasks: &[NewTask]) -> Result<Vec<Task>> {
+        const OP: &str = "create_task_tree";
+        let subtasks = tree_subtasks(parent, subtasks)?;
+        let mut tx = self.pool.begin().await.or_store(OP)?;
+        let mut stored = Vec::with_capacity(subtasks.len() + 1);
+        for task in std::iter::once(parent).chain(&subtasks) {
+            stored.push(create_in(&mut *tx, task, OP).await?);
+        }
+        let ids: Vec<Uuid> = subtasks.iter().map(|t| t.task_id.0).collect();
+        queries::query(queries::SET_SUBTASK_LIST)
+            .bind(parent.task_id.0)
+            .bind(&ids)
+            .execute(&mut *tx)
             .await
-            .or_store("create_task")
-            .duplicate_as(|| task_exists(task.task_id))
-            .missing_as(Entity::ParentTask, parent_id(task.parent_task_id))?;
-        rows::task(&row)
+            .or_store(OP)?;
+        tx.commit().await.or_store(OP)?;
+        stored[0].subtask_id_list = subtasks.iter().map(|t| t.task_id).collect();
+        Ok(stored)
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %id))]

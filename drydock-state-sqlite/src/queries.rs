@@ -173,6 +173,10 @@ UPDATE drydock_tasks SET subtask_id_list = json_insert(subtask_id_list, '$[#]', 
 WHERE task_id = ?1
   AND NOT EXISTS (SELECT 1 FROM json_each(drydock_tasks.subtask_id_list) WHERE value = ?2)";
 
+/// `create_task_tree`: the new parent `?1`'s subtask list, `?2` (a JSON array of ids).
+pub const SET_SUBTASK_LIST: &str =
+    "UPDATE drydock_tasks SET subtask_id_list = ?2 WHERE task_id = ?1";
+
 /// `subtasks`, step one: the parent's subtask list (no row: unknown parent).
 pub const SUBTASK_LIST: &str = "SELECT subtask_id_list FROM drydock_tasks WHERE task_id = ?1";
 

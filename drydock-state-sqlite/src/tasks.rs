@@ -11,9 +11,9 @@ use drydock_state_core::backend::{
 };
 use drydock_state_core::Entity;
 use drydock_state_core::{
-    lease_not_held, Claim, ClaimRequest, Error, GuardedUpdate, NewMessage, NewTask, OrphanPolicy,
-    PurgeReport, Result, ResultDetails, ResultMessage, SubtaskFilter, Task, TaskFilter, TaskId,
-    TaskStatus, TaskStore, TaskUpdate, TreeNode,
+    lease_not_held, tree_subtasks, Claim, ClaimRequest, Error, GuardedUpdate, NewMessage, NewTask,
+    OrphanPolicy, PurgeReport, Result, ResultDetails, ResultMessage, SubtaskFilter, Task,
+    TaskFilter, TaskId, TaskStatus, TaskStore, TaskUpdate, TreeNode,
 };
 use sqlx::sqlite::SqliteConnection;
 
@@ -76,6 +76,32 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    /// `create_task`'s insert on `executor`.
+    async fn create_in<'c>(
+        executor: impl sqlx::SqliteExecutor<'c>,
+        task: &NewTask,
+        op: &'static str,
+    ) -> Result<Task> {
+        let p = NewTaskParams::of(task)?;
+        let row = queries::query_as::<_, TaskRow>(queries::CREATE_TASK)
+            .bind(p.task_id)
+            .bind(p.parent_task_id)
+            .bind(p.action)
+            .bind(p.design_ref)
+            .bind(p.status)
+            .bind(p.node_filter)
+            .bind(p.created)
+            .bind(p.created_by)
+            .bind(p.retry)
+            .bind(p.request_context)
+            .fetch_one(executor)
+            .await
+            .or_store(op)
+            .duplicate_as(|| task_exists(task.task_id))
+            .missing_as(Entity::ParentTask, parent_id(task.parent_task_id))?;
+        row.into_task()
+    }
+
     /// A claim's allowed actions as the JSON array the statements take (NULL for any).
     fn claim_actions(request: &ClaimRequest) -> Result<Option<String>> {
         if request.actions.is_empty() {
@@ -190,25 +216,34 @@ fn subtask_filter_code(which: SubtaskFilter) -> i64 {
 impl TaskStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task.task_id))]
     async fn create_task(&self, task: &NewTask) -> Result<Task> {
-        let p = NewTaskParams::of(task)?;
-        let row = queries::query_as::<_, TaskRow>(queries::CREATE_TASK)
-            .bind(p.task_id)
-            .bind(p.parent_task_id)
-            .bind(p.action)
-            .bind(p.design_ref)
-            .bind(p.status)
-            .bind(p.node_filter)
-            .bind(p.created)
-            .bind(p.created_by)
-            .bind(p.retry)
-            .bind(p.request_context)
-            .fetch_one(&self.pool)
-            .await
-            .or_store("create_task")
-            .duplicate_as(|| task_exists(task.task_id))
-            .missing_as(Entity::ParentTask, parent_id(task.parent_task_id))?;
-        let stored = row.into_task()?;
+        let stored = Self::create_in(&self.pool, task, "create_task").await?;
         self.wake_if_queued(stored.status);
+        Ok(stored)
+    }
+
+    /// One `BEGIN IMMEDIATE` transaction: each task inserted as `create_task` inserts it,
+    /// parent first, then the parent's subtask list written.
+    #[tracing::instrument(level = "debug", skip_all, fields(task_id = %parent.task_id, subtasks = subtasks.len()))]
+    async fn create_task_tree(&self, parent: &NewTask, subtasks: &[NewTask]) -> Result<Vec<Task>> {
+        const OP: &str = "create_task_tree";
+        let subtasks = tree_subtasks(parent, subtasks)?;
+        let mut tx = self.begin_write(OP).await?;
+        let mut stored = Vec::with_capacity(subtasks.len() + 1);
+        for task in std::iter::once(parent).chain(&subtasks) {
+            stored.push(Self::create_in(&mut *tx, task, OP).await?);
+        }
+        let ids: Vec<TaskId> = subtasks.iter().map(|t| t.task_id).collect();
+        queries::query(queries::SET_SUBTASK_LIST)
+            .bind(id_text(parent.task_id))
+            .bind(id_array(&ids))
+            .execute(&mut *tx)
+            .await
+            .or_store(OP)?;
+        tx.commit().await.or_store(OP)?;
+        stored[0].subtask_id_list = ids;
+        if stored.iter().any(|t| t.status == TaskStatus::Queued) {
+            self.wake_if_queued(TaskStatus::Queued);
+        }
         Ok(stored)
     }
 

@@ -166,6 +166,11 @@ impl<S: TaskStore + ?Sized> TaskStore for Checked<S> {
         self.inner.claim_batch(request, n).await
     }
 
+    async fn create_task_tree(&self, parent: &NewTask, subtasks: &[NewTask]) -> Result<Vec<Task>> {
+        tree_subtasks(parent, subtasks)?;
+        self.inner.create_task_tree(parent, subtasks).await
+    }
+
     /// Each update is checked as `update_task` checks it; a refused one is answered in its own
     /// slot and not passed on, the others go to the wrapped store in one call.
     async fn update_tasks(&self, updates: &[GuardedUpdate]) -> Result<Vec<Result<Task>>> {

@@ -1056,6 +1056,43 @@ fn store_rows() -> Vec<Row> {
             },
         ),
         row(
+            "tree with a NUL in a subtask",
+            "invalid_input",
+            "task.created_by",
+            |fx| async move {
+                let bad = NewTask::new("deploy_node").with_created_by("a\0b");
+                fx.store
+                    .create_task_tree(&NewTask::new("deploy_nodes"), &[bad])
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "tree naming one id twice",
+            "invalid_input",
+            "task.task_id",
+            |fx| async move {
+                let child = NewTask::new("deploy_node");
+                fx.store
+                    .create_task_tree(&NewTask::new("deploy_nodes"), &[child.clone(), child])
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "tree whose subtask id is stored already",
+            "already_exists",
+            "task",
+            |fx| async move {
+                let mut child = NewTask::new("deploy_node");
+                child.task_id = fx.done;
+                fx.store
+                    .create_task_tree(&NewTask::new("deploy_nodes"), &[child])
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
             "batch update with a NUL in the result message",
             "invalid_input",
             "task.result.message",

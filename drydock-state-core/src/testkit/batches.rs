@@ -317,3 +317,109 @@ pub async fn update_tasks_outcomes_are_per_task(factory: &dyn StoreFactory) {
     assert_eq!((loose.retry, loose.parent_task_id), (0, None));
     assert!(store.update_tasks(&[]).await.unwrap().is_empty());
 }
+
+/// `create_task_tree` stores the parent and its subtasks: each subtask's parent is the
+/// parent, the parent lists them in the order given, and they come back parent first.
+pub async fn create_task_tree_links_parent_and_subtasks(factory: &dyn StoreFactory) {
+    let store = store(factory).await;
+    let grandparent = create(&*store, &NewTask::new("deploy_site")).await;
+    let parent = NewTask::new("deploy_nodes")
+        .with_parent(grandparent.task_id)
+        .with_status(TaskStatus::Queued);
+    let subtasks = vec![
+        NewTask::new("deploy_node").with_created(secs_ago(5)),
+        NewTask::new("deploy_node").with_parent(parent.task_id),
+        NewTask::new("deploy_node").with_created(secs_ago(50)),
+    ];
+    let stored = store.create_task_tree(&parent, &subtasks).await.unwrap();
+    let listed: Vec<TaskId> = subtasks.iter().map(|t| t.task_id).collect();
+    assert_eq!(stored.len(), 4);
+    assert_eq!(stored[0].task_id, parent.task_id);
+    assert_eq!(stored[0].subtask_id_list, listed);
+    assert_eq!(stored[0].parent_task_id, Some(grandparent.task_id));
+    assert_eq!(
+        stored[1..].iter().map(|t| t.task_id).collect::<Vec<_>>(),
+        listed
+    );
+    let read = get(&*store, parent.task_id).await;
+    assert_eq!(read.subtask_id_list, listed, "the list in the order given");
+    assert_eq!(read.status, TaskStatus::Queued);
+    for t in &subtasks {
+        let child = get(&*store, t.task_id).await;
+        assert_eq!(child.parent_task_id, Some(parent.task_id));
+        assert_eq!(child.status, TaskStatus::Requested);
+        assert_eq!(child.created, t.created);
+    }
+    let children = store
+        .subtasks(parent.task_id, SubtaskFilter::All)
+        .await
+        .unwrap();
+    assert_eq!(
+        children.iter().map(|t| t.task_id).collect::<Vec<_>>(),
+        listed
+    );
+    let lone = store
+        .create_task_tree(&NewTask::new("prepare_site"), &[])
+        .await
+        .unwrap();
+    assert_eq!(lone.len(), 1);
+    assert!(lone[0].subtask_id_list.is_empty());
+}
+
+/// A tree is stored whole or not at all: an id already stored (`AlreadyExists`), an unknown
+/// parent of the parent (`NotFound`), an id twice in the tree, a subtask naming another
+/// parent or refused input (`InvalidInput`) store nothing.
+pub async fn create_task_tree_is_all_or_nothing(factory: &dyn StoreFactory) {
+    let store = store(factory).await;
+    let taken = create(&*store, &NewTask::new("deploy_node")).await;
+    let other = create(&*store, &NewTask::new("deploy_nodes")).await;
+    let before = snapshot(&*store).await;
+    let parent = NewTask::new("deploy_nodes");
+    let fresh = NewTask::new("deploy_node");
+    let mut taken_again = NewTask::new("deploy_node");
+    taken_again.task_id = taken.task_id;
+    assert_kind(
+        store
+            .create_task_tree(&parent, &[fresh.clone(), taken_again])
+            .await,
+        "a subtask id already stored",
+        |e| matches!(e, Error::AlreadyExists { .. }),
+    );
+    assert_kind(
+        store
+            .create_task_tree(&parent.clone().with_parent(TaskId::new()), &[fresh.clone()])
+            .await,
+        "an unknown parent of the parent",
+        |e| matches!(e, Error::NotFound { .. }),
+    );
+    assert_kind(
+        store
+            .create_task_tree(&parent, &[fresh.clone(), fresh.clone()])
+            .await,
+        "an id twice in the tree",
+        |e| matches!(e, Error::InvalidInput { .. }),
+    );
+    assert_kind(
+        store
+            .create_task_tree(&parent, &[fresh.clone().with_parent(other.task_id)])
+            .await,
+        "a subtask naming another parent",
+        |e| matches!(e, Error::InvalidInput { .. }),
+    );
+    assert_kind(
+        store
+            .create_task_tree(&parent, &[fresh.clone(), NewTask::new("bad action")])
+            .await,
+        "a subtask refused by create_task",
+        |e| matches!(e, Error::InvalidInput { .. }),
+    );
+    let too_many: Vec<NewTask> = (0..=MAX_TREE_SUBTASKS)
+        .map(|_| NewTask::new("deploy_node"))
+        .collect();
+    assert_kind(
+        store.create_task_tree(&parent, &too_many).await,
+        "more than the largest tree",
+        |e| matches!(e, Error::InvalidInput { .. }),
+    );
+    assert_eq!(snapshot(&*store).await, before, "nothing stored");
+}

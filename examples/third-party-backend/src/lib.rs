@@ -128,6 +128,9 @@ impl TaskStore for TinyStore {
     async fn update_tasks(&self, updates: &[GuardedUpdate]) -> Result<Vec<Result<Task>>> {
         self.count().update_tasks(updates).await
     }
+    async fn create_task_tree(&self, parent: &NewTask, subtasks: &[NewTask]) -> Result<Vec<Task>> {
+        self.count().create_task_tree(parent, subtasks).await
+    }
 }
 
 #[async_trait]
