@@ -387,7 +387,10 @@ pub async fn create_task_tree_is_all_or_nothing(factory: &dyn StoreFactory) {
     );
     assert_kind(
         store
-            .create_task_tree(&parent.clone().with_parent(TaskId::new()), &[fresh.clone()])
+            .create_task_tree(
+                &parent.clone().with_parent(TaskId::new()),
+                std::slice::from_ref(&fresh),
+            )
             .await,
         "an unknown parent of the parent",
         |e| matches!(e, Error::NotFound { .. }),
