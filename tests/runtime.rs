@@ -558,9 +558,11 @@ async fn endings(backend: Backend) {
 #[tokio::test]
 async fn intervals_that_cannot_keep_the_lease_are_refused() {
     let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new(&Config::default()));
-    let mut leader = LeaderConfig::default();
-    leader.grace_period = Duration::from_secs(10);
-    leader.claim_interval = Duration::from_secs(9);
+    let leader = LeaderConfig {
+        grace_period: Duration::from_secs(10),
+        claim_interval: Duration::from_secs(9),
+        ..Default::default()
+    };
     let e = Runtime::builder(store.clone(), "a")
         .leader_config(&leader)
         .start(|_ctx: TaskContext| async { Ok(Outcome::success()) })
@@ -583,4 +585,67 @@ async fn intervals_that_cannot_keep_the_lease_are_refused() {
 #[allow(dead_code)]
 fn _handles_are_send(h: RuntimeHandle) -> impl Send {
     h
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_ignores_a_lost_lease_is_aborted_after_the_shutdown_deadline() {
+    for backend in BACKENDS {
+        let config = config(
+            Duration::from_secs(2),
+            Duration::from_millis(200),
+            Duration::from_millis(100),
+        );
+        let opened = open_fresh(backend, &config).await;
+        let task = queue(&*opened.store, "hang", None).await;
+        let dropped = Arc::new(Mutex::new(false));
+        struct OnDrop(Arc<Mutex<bool>>);
+        impl Drop for OnDrop {
+            fn drop(&mut self) {
+                *self.0.lock().unwrap() = true;
+            }
+        }
+        let rt = {
+            let dropped = dropped.clone();
+            Runtime::builder(opened.store.clone(), "a")
+                .leader_config(&config.leader)
+                .shutdown_deadline(Duration::from_millis(300))
+                .start(move |_ctx: TaskContext| {
+                    let guard = OnDrop(dropped.clone());
+                    async move {
+                        let _guard = guard;
+                        std::future::pending::<()>().await;
+                        Ok(Outcome::success())
+                    }
+                })
+                .unwrap()
+        };
+        let mut events = rt.subscribe();
+        wait_for(&mut events, "the handler", |e| {
+            matches!(e, Event::Started { .. }).then_some(())
+        })
+        .await;
+        rt.pause_lease_renewals();
+        let reason = wait_for(&mut events, "the handler to be left", |e| match e {
+            Event::Abandoned {
+                task_id, reason, ..
+            } if *task_id == task => Some(reason.clone()),
+            _ => None,
+        })
+        .await;
+        assert!(
+            reason.contains("did not stop within the shutdown deadline"),
+            "{backend:?}: {reason}"
+        );
+        // The handler's future was dropped: it holds nothing into a later term.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !*dropped.lock().unwrap() {
+            assert!(
+                Instant::now() < deadline,
+                "{backend:?}: the handler was not aborted"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        rt.resume_lease_renewals();
+        rt.shutdown().await;
+    }
 }

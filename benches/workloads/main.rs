@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo bench --bench workloads -- --database-url URL [--json FILE] [--quick]
+//! cargo bench --bench workloads -- --database-url URL --scale 10000,1000000 [--claims N] [--json FILE]
 //! ```
 //!
 //! The URL names a server or a place, not a database to fill: for PostgreSQL a scratch
@@ -14,6 +15,9 @@
 //!
 //! The JSON (`--json FILE`) holds `workloads` (exactly the names issue 5 lists), `baselines`,
 //! and `run` (backend, server version and settings, load average before and after).
+//!
+//! With `--scale`, only the scale workloads S1–S6 run (`workload::scale`), once per history
+//! size, each on a scratch database of its own; the W workloads and the baselines do not.
 //!
 //! The parts: `args` (the command line), `scratch` (the scratch database and the raw
 //! connection), `baseline` (the raw-sqlx baselines), `measure` (rates, statement counts, tasks
@@ -51,6 +55,9 @@ async fn run(args: args::Args) -> BenchResult<Report> {
     config.database.pool_size = 8;
     config.database.pool_overflow = 8;
     let load_before = load_average();
+    if !args.scales.is_empty() {
+        return run_scales(&args, &config, load_before).await;
+    }
 
     let scratch = scratch::prepare(&args.database_url, &config).await?;
     let mut registry = BackendRegistry::default();
@@ -113,6 +120,34 @@ async fn run(args: args::Args) -> BenchResult<Report> {
     Ok(Report {
         figures,
         baselines: base,
+        run,
+    })
+}
+
+/// The scale workloads, for each size of `--scale`; no baselines.
+async fn run_scales(
+    args: &args::Args,
+    config: &Config,
+    load_before: String,
+) -> BenchResult<Report> {
+    let mut registry = BackendRegistry::default();
+    registry.register(&drydock_state::memory::REGISTRATION)?;
+    registry.register(&drydock_state_postgres::REGISTRATION)?;
+    registry.register(&drydock_state_sqlite::REGISTRATION)?;
+    let claims = args.claims.unwrap_or(200_000 / args.scale as u64);
+    let (figures, scales) =
+        workload::scale::run(&args.scales, claims, &args.database_url, config, &registry).await?;
+    let run = json!({
+        "backend": if args.database_url.starts_with("postgres") { "postgres" } else { "sqlite" },
+        "scales": scales,
+        "claims": claims,
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+    });
+    Ok(Report {
+        figures,
+        baselines: Default::default(),
         run,
     })
 }

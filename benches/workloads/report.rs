@@ -140,6 +140,9 @@ impl Report {
                 target,
             );
         }
+        if self.baselines.named().iter().all(|(_, v)| v.is_none()) {
+            return; // the scale workloads, or memory://: no baselines
+        }
         println!("\nbaselines (raw sqlx, rows/s, the faster of two rounds):");
         for (name, v) in self.baselines.named() {
             println!("  {name:<10} {}", v.map_or("-".into(), figure));

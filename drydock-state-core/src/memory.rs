@@ -319,23 +319,7 @@ impl TaskStore for MemoryStore {
 
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>> {
         let inner = self.lock();
-        let mut tasks: Vec<&Task> = inner
-            .tasks
-            .values()
-            .filter(|t| filter.status.is_none_or(|s| t.status == s))
-            .filter(|t| filter.action.as_ref().is_none_or(|a| &t.action == a))
-            .filter(|t| filter.parent.is_none_or(|p| t.parent_task_id == Some(p)))
-            .filter(|t| filter.created_after.is_none_or(|c| t.created >= c))
-            .filter(|t| filter.created_before.is_none_or(|c| t.created < c))
-            .filter(|t| filter.after.is_none_or(|key| (t.created, t.task_id) > key))
-            .filter(|t| {
-                filter
-                    .claimed_by
-                    .as_ref()
-                    .is_none_or(|c| t.claimed_by.as_ref() == Some(c))
-            })
-            .filter(|t| filter.claim_term.is_none_or(|c| t.claim_term == Some(c)))
-            .collect();
+        let mut tasks: Vec<&Task> = inner.tasks.values().filter(|t| filter.matches(t)).collect();
         tasks.sort_by_key(|t| (t.created, t.task_id));
         let limit = filter.limit.map_or(usize::MAX, |l| l as usize);
         Ok(tasks
@@ -343,6 +327,37 @@ impl TaskStore for MemoryStore {
             .take(limit)
             .map(|t| inner.assembled(t))
             .collect())
+    }
+
+    async fn count_tasks(&self, filter: &TaskFilter) -> Result<u64> {
+        let inner = self.lock();
+        Ok(inner.tasks.values().filter(|t| filter.matches(t)).count() as u64)
+    }
+
+    async fn create_subtask(
+        &self,
+        parent: TaskId,
+        task: &NewTask,
+        guard: Option<&Claim>,
+    ) -> Result<Task> {
+        let child = task.subtask_of(parent)?;
+        let mut inner = self.lock();
+        let now = now();
+        inner.task_mut(parent)?;
+        inner.check_guard(parent, guard, now)?;
+        refuse_new_work_under(inner.task_mut(parent)?)?;
+        if inner.tasks.contains_key(&child.task_id) {
+            return Err(task_exists(child.task_id));
+        }
+        let stored = child.to_task();
+        inner.tasks.insert(child.task_id, stored.clone());
+        let list = &mut inner.task_mut(parent)?.subtask_id_list;
+        if !list.contains(&child.task_id) {
+            list.push(child.task_id);
+        }
+        drop(inner);
+        self.wake_if_queued(stored.status);
+        Ok(stored)
     }
 
     async fn add_subtask(

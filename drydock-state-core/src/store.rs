@@ -16,7 +16,7 @@ use crate::model::*;
 /// Tasks: the orchestrator's queue and history.
 #[async_trait]
 pub trait TaskStore: Send + Sync {
-    /// Stores a new task and returns it as stored. Fails with `Conflict` if the id exists,
+    /// Stores a new task and returns it as stored. Fails with `AlreadyExists` if the id exists,
     /// `NotFound` if its parent does not, `InvalidInput` if [`NewTask::validate`] refuses it.
     async fn create_task(&self, task: &NewTask) -> Result<Task>;
 
@@ -58,6 +58,36 @@ pub trait TaskStore: Send + Sync {
     /// Costs a constant number of queries whatever the page size.
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>>;
 
+    /// How many tasks match `filter`: as many as [`TaskStore::list_tasks`] returns for it
+    /// without its [`TaskFilter::limit`], which is ignored here; every other condition holds,
+    /// the keyset [`TaskFilter::after`] included. One count, no task read (SQL backends run one
+    /// `SELECT count(*)`), so it is cheap enough to sample, e.g. as a gauge of queued tasks.
+    async fn count_tasks(&self, filter: &TaskFilter) -> Result<u64>;
+
+    /// Creates `task` as a subtask of `parent` and appends its id to `parent`'s
+    /// `subtask_id_list` (an id already listed is not listed twice), in one transaction or
+    /// statement: both are written or neither is. The child is stored with `parent_task_id`
+    /// set to `parent` and returned as stored. Refused, with nothing written (no child, the
+    /// parent's list unchanged):
+    /// * `InvalidInput` as [`TaskStore::create_task`] refuses a task
+    ///   ([`NewTask::validate`]), or when `task.parent_task_id` names another task than
+    ///   `parent` ([`NewTask::subtask_of`]; unset is fine);
+    /// * `NotFound` (entity task) if `parent` does not exist;
+    /// * with a `guard`, `LeaseLost` unless the parent carries exactly that claim and, when
+    ///   the guard has a term, its instance holds the live lease with that term, checked in
+    ///   the same statement or transaction as the write (see [`TaskStore::update_task`]);
+    /// * `Conflict` if the parent is terminal, terminating or marked for termination (as
+    ///   [`TaskStore::add_subtask`]);
+    /// * `AlreadyExists` if a task with the child's id exists.
+    ///
+    /// When several apply, the first in this order is reported.
+    async fn create_subtask(
+        &self,
+        parent: TaskId,
+        task: &NewTask,
+        guard: Option<&Claim>,
+    ) -> Result<Task>;
+
     /// Appends `child` to `parent`'s `subtask_id_list`, atomically: concurrent appends are all
     /// kept, and appending an id already present is a no-op. `NotFound` if `parent` does not
     /// exist; `Conflict` if it is terminal, terminating or marked for termination (no new work
@@ -65,23 +95,6 @@ pub trait TaskStore: Send + Sync {
     /// claim (see [`TaskStore::update_task`]).
     async fn add_subtask(&self, parent: TaskId, child: TaskId, guard: Option<&Claim>)
         -> Result<()>;
-
-    /// TEMPORARY (replaced by the backend implementations being merged).
-    async fn create_subtask(
-        &self,
-        parent: TaskId,
-        task: &NewTask,
-        guard: Option<&Claim>,
-    ) -> Result<Task> {
-        let task = self.create_task(&task.clone().with_parent(parent)).await?;
-        self.add_subtask(parent, task.task_id, guard).await?;
-        Ok(task)
-    }
-
-    /// TEMPORARY.
-    async fn count_tasks(&self, filter: &TaskFilter) -> Result<u64> {
-        Ok(self.list_tasks(filter).await?.len() as u64)
-    }
 
     /// The task `root` and its subtasks down `depth` levels below it (`None`: all), found by
     /// following each task's `subtask_id_list` in order, breadth first: the root at depth 0,

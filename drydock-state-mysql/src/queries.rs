@@ -124,12 +124,12 @@ pub(crate) const WRITE_TASK: &str = "UPDATE drydock_tasks SET parent_task_id = ?
     `terminate` = ?, claimed_by = ?, claim_term = ?, claimed_at = ?, attempt = ?, claim_id = ?
     WHERE task_id = ?";
 
-/// Tasks matching a filter, by `(created, task_id)`. Each condition is given twice: NULL (no
-/// condition) or the value. The keyset `after` is given as its time (twice) and id.
-pub(crate) const LIST_TASKS: &str = concat!(
-    "SELECT ",
-    task_columns!(),
-    " FROM drydock_tasks AS t
+/// The conditions of a task filter on `drydock_tasks AS t`. Each condition is given twice:
+/// NULL (no condition) or the value. The keyset `after` is given as its time (three times)
+/// and id (`crate::tasks::bind_filter`).
+macro_rules! task_filter {
+    () => {
+        "
     WHERE (? IS NULL OR t.status = ?)
       AND (? IS NULL OR t.action = ?)
       AND (? IS NULL OR t.parent_task_id = ?)
@@ -137,10 +137,25 @@ pub(crate) const LIST_TASKS: &str = concat!(
       AND (? IS NULL OR t.created < ?)
       AND (? IS NULL OR t.created > ? OR (t.created = ? AND t.task_id > ?))
       AND (? IS NULL OR t.claimed_by = ?)
-      AND (? IS NULL OR t.claim_term = ?)
+      AND (? IS NULL OR t.claim_term = ?)"
+    };
+}
+
+/// Tasks matching a filter (`task_filter!`), by `(created, task_id)`, at most the last
+/// parameter.
+pub(crate) const LIST_TASKS: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    " FROM drydock_tasks AS t",
+    task_filter!(),
+    "
     ORDER BY t.created, t.task_id
     LIMIT ?"
 );
+
+/// How many tasks match a filter (`task_filter!`), no row read.
+pub(crate) const COUNT_TASKS: &str =
+    concat!("SELECT COUNT(*) FROM drydock_tasks AS t", task_filter!());
 
 /// The tasks whose ids are in the JSON array bound, in no particular order.
 pub(crate) const TASKS_BY_IDS: &str = concat!(

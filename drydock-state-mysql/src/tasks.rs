@@ -34,29 +34,84 @@ use crate::{guard, queries, rows};
 /// transaction holds many locks for long.
 pub const PURGE_BATCH_ROOTS: u32 = 500;
 
-/// `create_task`'s checks and insert of `stored` (a new task as stored) inside `tx`.
-async fn create_in(tx: &mut sqlx::MySqlConnection, op: &'static str, stored: Task) -> Result<Task> {
+/// Binds a filter's conditions, the parameters of `queries::task_filter!` in
+/// [`queries::LIST_TASKS`] and [`queries::COUNT_TASKS`], to `$query` (a `query` or a
+/// `query_scalar`).
+macro_rules! bind_filter {
+    ($query:expr, $filter:expr) => {{
+        let filter: &TaskFilter = $filter;
+        let status = filter.status.map(|s| s.as_str());
+        let parent = filter.parent.map(rows::id_text);
+        let (after_at, after_id) = match filter.after {
+            Some((at, id)) => (Some(at), Some(rows::id_text(id))),
+            None => (None, None),
+        };
+        $query
+            .bind(status)
+            .bind(status)
+            .bind(filter.action.as_deref())
+            .bind(filter.action.as_deref())
+            .bind(parent.clone())
+            .bind(parent)
+            .bind(rows::naive(filter.created_after))
+            .bind(rows::naive(filter.created_after))
+            .bind(rows::naive(filter.created_before))
+            .bind(rows::naive(filter.created_before))
+            .bind(rows::naive(after_at))
+            .bind(rows::naive(after_at))
+            .bind(rows::naive(after_at))
+            .bind(after_id)
+            .bind(filter.claimed_by.as_deref())
+            .bind(filter.claimed_by.as_deref())
+            .bind(filter.claim_term)
+            .bind(filter.claim_term)
+    }};
+}
+
+/// `AlreadyExists` when a task with `id` exists, read in the transaction on `conn`.
+async fn refuse_taken_id(
+    conn: &mut sqlx::MySqlConnection,
+    op: &'static str,
+    id: TaskId,
+) -> Result<()> {
     let exists: i64 = queries::query_scalar(queries::TASK_EXISTS)
-        .bind(rows::id_text(stored.task_id))
-        .fetch_one(&mut *tx)
+        .bind(rows::id_text(id))
+        .fetch_one(&mut *conn)
         .await
         .map_err(db_error(op, "task_id"))?;
     if exists != 0 {
-        return Err(drydock_state_core::backend::task_exists(stored.task_id));
+        return Err(drydock_state_core::backend::task_exists(id));
     }
-    if let Some(parent) = stored.parent_task_id {
-        if !task_exists_locked(&mut *tx, op, parent).await? {
-            return Err(Error::not_found(Entity::ParentTask, parent));
-        }
-    }
+    Ok(())
+}
+
+/// Inserts `stored` (a new task as stored) in the transaction on `conn` and returns it; a
+/// taken id (a concurrent insert of it) is `AlreadyExists`.
+async fn insert_task(
+    conn: &mut sqlx::MySqlConnection,
+    op: &'static str,
+    stored: Task,
+) -> Result<Task> {
     rows::bind_new_task(queries::query(queries::INSERT_TASK), &stored)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await
         .map_err(|e| match db_error(op, "task")(e) {
             Error::Conflict { .. } => drydock_state_core::backend::task_exists(stored.task_id),
             other => other,
         })?;
     Ok(stored)
+}
+
+/// `create_task`'s checks and insert of `stored` (a new task as stored) inside `tx`: the id
+/// not taken ([`refuse_taken_id`]), the parent present (read locked), then [`insert_task`].
+async fn create_in(tx: &mut sqlx::MySqlConnection, op: &'static str, stored: Task) -> Result<Task> {
+    refuse_taken_id(&mut *tx, op, stored.task_id).await?;
+    if let Some(parent) = stored.parent_task_id {
+        if !task_exists_locked(&mut *tx, op, parent).await? {
+            return Err(Error::not_found(Entity::ParentTask, parent));
+        }
+    }
+    insert_task(&mut *tx, op, stored).await
 }
 
 /// `update_task` inside the transaction `tx`: the task locked, the guard and core's rules
@@ -103,6 +158,32 @@ impl MySqlStore {
         let mut stored = vec![create_in(&mut tx, OP, root).await?];
         for task in subtasks {
             stored.push(create_in(&mut tx, OP, task.to_task()).await?);
+        }
+        tx.commit().await.map_err(db_error(OP, "database"))?;
+        Ok(stored)
+    }
+
+    /// One transaction: the parent read locked, the guard and the no-new-work rule checked
+    /// on it, then the child inserted and the parent's list written back; any refusal drops
+    /// the transaction, so nothing is written.
+    async fn try_create_subtask(
+        &self,
+        parent: TaskId,
+        child: &NewTask,
+        guard: Option<&Claim>,
+    ) -> Result<Task> {
+        const OP: &str = "create_subtask";
+        let mut tx = self.pool.begin().await.map_err(db_error(OP, "database"))?;
+        let mut task = read_task(&mut tx, OP, queries::TASK_FOR_UPDATE, parent)
+            .await?
+            .ok_or_else(|| Error::not_found(Entity::Task, parent))?;
+        guard::check(&mut tx, OP, &task, guard).await?;
+        refuse_new_work_under(&task)?;
+        refuse_taken_id(&mut tx, OP, child.task_id).await?;
+        let stored = insert_task(&mut tx, OP, child.to_task()).await?;
+        if !task.subtask_id_list.contains(&child.task_id) {
+            task.subtask_id_list.push(child.task_id);
+            write_task(&mut tx, OP, &task).await?;
         }
         tx.commit().await.map_err(db_error(OP, "database"))?;
         Ok(stored)
@@ -472,37 +553,34 @@ impl TaskStore for MySqlStore {
             .acquire()
             .await
             .map_err(db_error(OP, "database"))?;
-        let status = filter.status.map(|s| s.as_str());
-        let parent = filter.parent.map(rows::id_text);
-        let (after_at, after_id) = match filter.after {
-            Some((at, id)) => (Some(at), Some(rows::id_text(id))),
-            None => (None, None),
-        };
         let limit: u64 = filter.limit.map_or(u64::MAX, u64::from);
-        let found = queries::query(queries::LIST_TASKS)
-            .bind(status)
-            .bind(status)
-            .bind(filter.action.as_deref())
-            .bind(filter.action.as_deref())
-            .bind(parent.as_deref())
-            .bind(parent.as_deref())
-            .bind(rows::naive(filter.created_after))
-            .bind(rows::naive(filter.created_after))
-            .bind(rows::naive(filter.created_before))
-            .bind(rows::naive(filter.created_before))
-            .bind(rows::naive(after_at))
-            .bind(rows::naive(after_at))
-            .bind(rows::naive(after_at))
-            .bind(after_id.as_deref())
-            .bind(filter.claimed_by.as_deref())
-            .bind(filter.claimed_by.as_deref())
-            .bind(filter.claim_term)
-            .bind(filter.claim_term)
+        let found = bind_filter!(queries::query(queries::LIST_TASKS), filter)
             .bind(limit)
             .fetch_all(&mut *conn)
             .await
             .map_err(db_error(OP, "filter"))?;
         with_messages(&mut conn, OP, rows::tasks(&found)?).await
+    }
+
+    async fn count_tasks(&self, filter: &TaskFilter) -> Result<u64> {
+        const OP: &str = "count_tasks";
+        filter.validate()?;
+        let n: i64 = bind_filter!(queries::query_scalar(queries::COUNT_TASKS), filter)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error(OP, "filter"))?;
+        u64::try_from(n).map_err(|e| crate::error::corrupt("task count", e))
+    }
+
+    async fn create_subtask(
+        &self,
+        parent: TaskId,
+        task: &NewTask,
+        guard: Option<&Claim>,
+    ) -> Result<Task> {
+        let child = task.subtask_of(parent)?;
+        child.validate()?;
+        retry_races!(self.try_create_subtask(parent, &child, guard).await)
     }
 
     async fn add_subtask(

@@ -170,13 +170,45 @@ macro_rules! holder {
 
 // ---- tasks ------------------------------------------------------------------------------
 
-/// `create_task`: a new task, no claim, no subtasks, result incomplete; returns the row.
-pub const CREATE_TASK: &str = "
-INSERT INTO tasks (
+/// The columns a new task is written with, and their values `$1` to `$10` (id, parent,
+/// action, design reference, status, node filter, created, created by, retry, request
+/// context; `crate::tasks::bind_new_task`): no claim, no subtasks, result incomplete.
+macro_rules! new_task {
+    () => {
+        "INSERT INTO tasks (
     task_id, parent_task_id, action, design_ref, status, result_status,
     node_filter, created, created_by, retry, request_context)
-VALUES ($1, $2, $3, $4, $5, 'incomplete', $6::text::json, $7, $8, $9, $10::text::json)
-RETURNING *";
+SELECT $1, $2, $3, $4, $5, 'incomplete', $6::text::json, $7, $8, $9, $10::text::json"
+    };
+}
+
+/// `create_task`: a new task (`new_task!`); returns the row.
+pub const CREATE_TASK: &str = concat!(new_task!(), " RETURNING *");
+
+/// `create_subtask`, in one statement: appends the child `$1` to the parent `$2`'s
+/// `subtask_id_list` (unless already listed) and inserts the child (`new_task!`, its parent
+/// `$2`) only if the parent row was updated, which it is not when the parent is finished,
+/// terminating or marked for termination, or the guard (`$11` instance, `$12` term, `$13`
+/// attempt; `guard!`) does not hold; then no row, nothing written, and [`WRITE_REFUSED`]
+/// says why. A child id already taken fails the primary key, and the whole statement with
+/// it. The parent's row stays locked by the update until the statement commits. Returns the
+/// child.
+pub const CREATE_SUBTASK: &str = concat!(
+    "WITH ",
+    fence!(11, 12),
+    ", parent AS (
+UPDATE tasks AS t SET subtask_id_list = CASE WHEN $1 = ANY (t.subtask_id_list)
+    THEN t.subtask_id_list ELSE array_append(t.subtask_id_list, $1) END
+WHERE t.task_id = $2
+  AND t.status NOT IN ('complete', 'terminated', 'terminating') AND NOT t.terminate
+  AND ",
+    guard!(11, 12, 13),
+    "
+RETURNING t.task_id)
+",
+    new_task!(),
+    " FROM parent RETURNING *"
+);
 
 /// `create_task_tree`: the new parent `$1`'s subtask list, `$2`.
 pub const SET_SUBTASK_LIST: &str = "UPDATE tasks SET subtask_id_list = $2 WHERE task_id = $1";
@@ -238,24 +270,37 @@ SELECT t.*, msgs.* FROM t",
     with_messages!()
 );
 
-/// `list_tasks`: every filter optional (NULL = any), keyset after `($6, $7)`, `LIMIT NULL` = all;
-/// the page of tasks and all their messages in one statement.
-pub const LIST_TASKS: &str = concat!(
-    "SELECT t.*, msgs.* FROM (
-    SELECT * FROM tasks
-    WHERE ($1::text IS NULL OR status = $1)
+/// The conditions of a task filter on `tasks`, every one optional (NULL = any): status `$1`,
+/// action `$2`, parent `$3`, created in `[$4, $5)`, keyset after `($6, $7)`, claimant `$8`,
+/// term `$9` (`crate::tasks::bind_filter`).
+macro_rules! task_filter {
+    () => {
+        " WHERE ($1::text IS NULL OR status = $1)
       AND ($2::text IS NULL OR action = $2)
       AND ($3::uuid IS NULL OR parent_task_id = $3)
       AND ($4::timestamptz IS NULL OR created >= $4)
       AND ($5::timestamptz IS NULL OR created < $5)
       AND ($6::timestamptz IS NULL OR (created, task_id) > ($6, $7::uuid))
-      AND ($9::text IS NULL OR claimed_by = $9)
-      AND ($10::bigint IS NULL OR claim_term = $10)
+      AND ($8::text IS NULL OR claimed_by = $8)
+      AND ($9::bigint IS NULL OR claim_term = $9)"
+    };
+}
+
+/// `list_tasks`: the tasks `task_filter!` keeps, `LIMIT $10` (NULL = all); the page of tasks
+/// and all their messages in one statement.
+pub const LIST_TASKS: &str = concat!(
+    "SELECT t.*, msgs.* FROM (
+    SELECT * FROM tasks",
+    task_filter!(),
+    "
     ORDER BY created, task_id
-    LIMIT $8) AS t",
+    LIMIT $10) AS t",
     with_messages!(),
     " ORDER BY t.created, t.task_id"
 );
+
+/// `count_tasks`: how many tasks `task_filter!` keeps, no row read.
+pub const COUNT_TASKS: &str = concat!("SELECT count(*) FROM tasks", task_filter!());
 
 /// `add_subtask`: appends in one statement; the row lock makes concurrent appends queue up
 /// and re-check, so all are kept. No row when the id is already listed (a no-op), the parent

@@ -52,13 +52,13 @@ pub(crate) fn json_text(value: &Option<serde_json::Value>) -> Option<String> {
     value.as_ref().map(ToString::to_string)
 }
 
-/// `create_task`'s insert on `executor`.
-async fn create_in<'c>(
-    executor: impl sqlx::PgExecutor<'c>,
-    task: &NewTask,
-    op: &'static str,
-) -> Result<Task> {
-    let row = queries::query(queries::CREATE_TASK)
+/// A statement of [`queries`] with its bind values.
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds a new task's values, `$1` to `$10` of [`queries::CREATE_TASK`] and
+/// [`queries::CREATE_SUBTASK`].
+fn bind_new_task<'q>(query: PgQuery<'q>, task: &'q NewTask) -> PgQuery<'q> {
+    query
         .bind(task.task_id.0)
         .bind(task.parent_task_id.map(|p| p.0))
         .bind(&task.action)
@@ -69,12 +69,39 @@ async fn create_in<'c>(
         .bind(&task.created_by)
         .bind(task.retry)
         .bind(json_text(&task.request_context))
+}
+
+/// `create_task`'s insert ([`queries::CREATE_TASK`]) on `executor`.
+async fn create_in<'c>(
+    executor: impl sqlx::PgExecutor<'c>,
+    task: &NewTask,
+    op: &'static str,
+) -> Result<Task> {
+    let row = bind_new_task(queries::query(queries::CREATE_TASK), task)
         .fetch_one(executor)
         .await
         .or_store(op)
         .duplicate_as(|| task_exists(task.task_id))
         .missing_as(Entity::ParentTask, parent_id(task.parent_task_id))?;
     rows::task(&row)
+}
+
+/// Binds a filter's conditions, `$1` to `$9` of [`queries::LIST_TASKS`] and
+/// [`queries::COUNT_TASKS`], to `$query` (a `query` or a `query_scalar`).
+macro_rules! bind_filter {
+    ($query:expr, $filter:expr) => {{
+        let filter: &TaskFilter = $filter;
+        $query
+            .bind(filter.status.map(|s| s.as_str()))
+            .bind(&filter.action)
+            .bind(filter.parent.map(|p| p.0))
+            .bind(filter.created_after)
+            .bind(filter.created_before)
+            .bind(filter.after.map(|(created, _)| created))
+            .bind(filter.after.map(|(_, id)| id.0))
+            .bind(&filter.claimed_by)
+            .bind(filter.claim_term)
+    }};
 }
 
 /// The bind parameters of [`queries::UPDATE_TASK`] for one update.
@@ -109,7 +136,7 @@ impl<'a> UpdateBinds<'a> {
         })
     }
 
-    fn query(&self) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    fn query(&self) -> PgQuery<'_> {
         let update = self.update;
         queries::query(queries::UPDATE_TASK)
             .bind(self.id.0)
@@ -209,21 +236,56 @@ impl TaskStore for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(limit = ?filter.limit))]
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>> {
         filter.validate()?;
-        let rows = queries::query(queries::LIST_TASKS)
-            .bind(filter.status.map(|s| s.as_str()))
-            .bind(&filter.action)
-            .bind(filter.parent.map(|p| p.0))
-            .bind(filter.created_after)
-            .bind(filter.created_before)
-            .bind(filter.after.map(|(created, _)| created))
-            .bind(filter.after.map(|(_, id)| id.0))
+        let rows = bind_filter!(queries::query(queries::LIST_TASKS), filter)
             .bind(filter.limit.map(i64::from))
-            .bind(&filter.claimed_by)
-            .bind(filter.claim_term)
             .fetch_all(&self.pool)
             .await
             .or_store("list_tasks")?;
         rows.iter().map(rows::assembled).collect()
+    }
+
+    /// One `SELECT count(*)` with [`TaskStore::list_tasks`]'s conditions; the limit is not
+    /// bound.
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn count_tasks(&self, filter: &TaskFilter) -> Result<u64> {
+        filter.validate()?;
+        let n: i64 = bind_filter!(queries::query_scalar(queries::COUNT_TASKS), filter)
+            .fetch_one(&self.pool)
+            .await
+            .or_store("count_tasks")?;
+        u64::try_from(n).map_err(|e| crate::error::corrupt("task count", e))
+    }
+
+    /// One statement, `CREATE_SUBTASK`: the parent's list and the child are
+    /// written together or not at all, the guard checked in the same statement
+    /// (`PgStore::guarded` explains a refusal).
+    #[tracing::instrument(level = "debug", skip_all, fields(parent = %parent, child = %task.task_id, guarded = guard.is_some()))]
+    async fn create_subtask(
+        &self,
+        parent: TaskId,
+        task: &NewTask,
+        guard: Option<&Claim>,
+    ) -> Result<Task> {
+        const OP: &str = "create_subtask";
+        let child = &task.subtask_of(parent)?;
+        child.validate()?;
+        let (by, term, attempt) = guard::binds(guard);
+        let write = || async move {
+            let row = bind_new_task(queries::query(queries::CREATE_SUBTASK), child)
+                .bind(by)
+                .bind(term)
+                .bind(attempt)
+                .fetch_optional(&self.pool)
+                .await
+                .or_store(OP)
+                .duplicate_as(|| task_exists(child.task_id))?;
+            row.as_ref().map(rows::task).transpose()
+        };
+        // No row: no parent, a refused guard, or a parent taking no new work.
+        self.guarded(OP, parent, guard, write, |stored| {
+            refuse_new_work_under(&stored.task).map(|()| None)
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(parent = %parent, child = %child, guarded = guard.is_some()))]

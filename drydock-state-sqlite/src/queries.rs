@@ -148,23 +148,34 @@ pub const UPDATE_TASK: &str = concat!(
     task_columns!()
 );
 
-/// `list_tasks`: every filter is optional (a NULL parameter matches all); keyset pagination on
-/// `(created, task_id)`; a limit of -1 means none.
-pub const LIST_TASKS: &str = concat!(
-    "SELECT ",
-    task_columns!(),
-    " FROM drydock_tasks \
-     WHERE (?1 IS NULL OR status = ?1) \
+/// The conditions of a task filter, every one optional (NULL = any): status `?1`, action
+/// `?2`, parent `?3`, created in `[?4, ?5)`, keyset after `(?6, ?7)`, claimant `?8`, term
+/// `?9` (`crate::tasks::bind_filter`).
+macro_rules! task_filter {
+    () => {
+        " WHERE (?1 IS NULL OR status = ?1) \
        AND (?2 IS NULL OR action = ?2) \
        AND (?3 IS NULL OR parent_task_id = ?3) \
        AND (?4 IS NULL OR created >= ?4) \
        AND (?5 IS NULL OR created < ?5) \
        AND (?6 IS NULL OR (created, task_id) > (?6, ?7)) \
-       AND (?9 IS NULL OR claimed_by = ?9) \
-       AND (?10 IS NULL OR claim_term = ?10) \
-     ORDER BY created, task_id \
-     LIMIT ?8"
+       AND (?8 IS NULL OR claimed_by = ?8) \
+       AND (?9 IS NULL OR claim_term = ?9)"
+    };
+}
+
+/// `list_tasks`: the tasks `task_filter!` keeps, in `(created, task_id)` order, at most `?10`
+/// (-1: all).
+pub const LIST_TASKS: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    " FROM drydock_tasks",
+    task_filter!(),
+    " ORDER BY created, task_id LIMIT ?10"
 );
+
+/// `count_tasks`: how many tasks `task_filter!` keeps, no row read.
+pub const COUNT_TASKS: &str = concat!("SELECT count(*) FROM drydock_tasks", task_filter!());
 
 /// `add_subtask`, after [`FENCE`] and the no-new-work rule: appends the child id unless it is
 /// already listed.

@@ -76,24 +76,14 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    /// `create_task`'s insert on `executor`.
+    /// `create_task`'s insert on `executor` ([`insert_task`], a taken id and a missing parent
+    /// answered as such).
     async fn create_in<'c>(
         executor: impl sqlx::SqliteExecutor<'c>,
         task: &NewTask,
         op: &'static str,
     ) -> Result<Task> {
-        let p = NewTaskParams::of(task)?;
-        let row = queries::query_as::<_, TaskRow>(queries::CREATE_TASK)
-            .bind(p.task_id)
-            .bind(p.parent_task_id)
-            .bind(p.action)
-            .bind(p.design_ref)
-            .bind(p.status)
-            .bind(p.node_filter)
-            .bind(p.created)
-            .bind(p.created_by)
-            .bind(p.retry)
-            .bind(p.request_context)
+        let row = insert_task(NewTaskParams::of(task)?)
             .fetch_one(executor)
             .await
             .or_store(op)
@@ -212,6 +202,41 @@ fn subtask_filter_code(which: SubtaskFilter) -> i64 {
     }
 }
 
+/// [`queries::CREATE_TASK`] with a new task's values bound, `?1` to `?10`.
+fn insert_task<'q>(
+    p: NewTaskParams,
+) -> sqlx::query::QueryAs<'q, sqlx::Sqlite, TaskRow, sqlx::sqlite::SqliteArguments<'q>> {
+    queries::query_as::<_, TaskRow>(queries::CREATE_TASK)
+        .bind(p.task_id)
+        .bind(p.parent_task_id)
+        .bind(p.action)
+        .bind(p.design_ref)
+        .bind(p.status)
+        .bind(p.node_filter)
+        .bind(p.created)
+        .bind(p.created_by)
+        .bind(p.retry)
+        .bind(p.request_context)
+}
+
+/// Binds a filter's conditions, `?1` to `?9` of [`queries::LIST_TASKS`] and
+/// [`queries::COUNT_TASKS`], to `$query` (a `query_as` or a `query_scalar`).
+macro_rules! bind_filter {
+    ($query:expr, $filter:expr) => {{
+        let filter: &TaskFilter = $filter;
+        $query
+            .bind(filter.status.map(TaskStatus::as_str))
+            .bind(filter.action.as_deref())
+            .bind(filter.parent.map(id_text))
+            .bind(filter.created_after.map(to_micros))
+            .bind(filter.created_before.map(to_micros))
+            .bind(filter.after.map(|(created, _)| to_micros(created)))
+            .bind(filter.after.map(|(_, id)| id_text(id)))
+            .bind(filter.claimed_by.as_deref())
+            .bind(filter.claim_term)
+    }};
+}
+
 #[async_trait]
 impl TaskStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task.task_id))]
@@ -289,23 +314,60 @@ impl TaskStore for SqliteStore {
         filter.validate()?;
         const OP: &str = "list_tasks";
         let mut tx = self.pool.begin().await.or_store(OP)?;
-        let rows: Vec<TaskRow> = queries::query_as(queries::LIST_TASKS)
-            .bind(filter.status.map(TaskStatus::as_str))
-            .bind(filter.action.as_deref())
-            .bind(filter.parent.map(id_text))
-            .bind(filter.created_after.map(to_micros))
-            .bind(filter.created_before.map(to_micros))
-            .bind(filter.after.map(|(created, _)| to_micros(created)))
-            .bind(filter.after.map(|(_, id)| id_text(id)))
+        let rows: Vec<TaskRow> = bind_filter!(queries::query_as(queries::LIST_TASKS), filter)
             .bind(filter.limit.map_or(-1, i64::from))
-            .bind(filter.claimed_by.as_deref())
-            .bind(filter.claim_term)
             .fetch_all(&mut *tx)
             .await
             .or_store(OP)?;
         let tasks = Self::assemble(&mut tx, rows, OP).await?;
         tx.commit().await.or_store(OP)?;
         Ok(tasks)
+    }
+
+    /// One `SELECT count(*)` with [`TaskStore::list_tasks`]'s conditions; the limit is not
+    /// bound.
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn count_tasks(&self, filter: &TaskFilter) -> Result<u64> {
+        filter.validate()?;
+        let n: i64 = bind_filter!(queries::query_scalar(queries::COUNT_TASKS), filter)
+            .fetch_one(&self.pool)
+            .await
+            .or_store("count_tasks")?;
+        u64::try_from(n).map_err(|_| crate::error::corrupt("count(*)", "is negative"))
+    }
+
+    /// One `BEGIN IMMEDIATE` transaction: `FENCE` on the parent, the no-new-work rule
+    /// ([`refuse_new_work_under`]), then `CREATE_TASK` (a taken id fails the primary key)
+    /// and `ADD_SUBTASK`; any refusal drops the transaction, so nothing is written.
+    #[tracing::instrument(level = "debug", skip_all, fields(parent = %parent, child = %task.task_id))]
+    async fn create_subtask(
+        &self,
+        parent: TaskId,
+        task: &NewTask,
+        guard: Option<&Claim>,
+    ) -> Result<Task> {
+        const OP: &str = "create_subtask";
+        let child = task.subtask_of(parent)?;
+        let p = NewTaskParams::of(&child)?;
+        guard::validate(guard)?;
+        let mut tx = self.begin_write(OP).await?;
+        let stored = guard::fence(&mut tx, parent, guard, OP).await?;
+        refuse_new_work_under(&stored.task.into_task()?)?;
+        let row = insert_task(p)
+            .fetch_one(&mut *tx)
+            .await
+            .or_store(OP)
+            .duplicate_as(|| task_exists(child.task_id))?;
+        queries::query(queries::ADD_SUBTASK)
+            .bind(id_text(parent))
+            .bind(id_text(child.task_id))
+            .execute(&mut *tx)
+            .await
+            .or_store(OP)?;
+        tx.commit().await.or_store(OP)?;
+        let stored = row.into_task()?;
+        self.wake_if_queued(stored.status);
+        Ok(stored)
     }
 
     /// One `BEGIN IMMEDIATE` transaction: `FENCE` on the parent, the no-new-work

@@ -5,4 +5,5 @@ pub mod build_data;
 pub mod claim;
 pub mod design;
 pub mod lease;
+pub mod scale;
 pub mod tasks;

@@ -20,6 +20,8 @@ pub struct Outcome {
     text: String,
     code: u8,
     document: Option<String>,
+    /// Printed already, as the command ran (`worker`): nothing more to print.
+    silent: bool,
 }
 
 impl Outcome {
@@ -30,12 +32,16 @@ impl Outcome {
             text,
             code: 0,
             document: None,
+            silent: false,
         }
     }
 
     /// Nothing more to print (a command that printed as it went, like `worker`), status 0.
     pub fn nothing() -> Self {
-        Outcome::new(Value::Null, String::new())
+        Outcome {
+            silent: true,
+            ..Outcome::new(Value::Null, String::new())
+        }
     }
 
     /// The same result with exit status `code`.
@@ -58,7 +64,7 @@ impl Outcome {
         let code = self.code;
         let mut stdout = std::io::stdout().lock();
         let written = match format {
-            Output::Json if self.json.is_null() && self.document.is_none() => Ok(()),
+            _ if self.silent => Ok(()),
             Output::Json => writeln!(
                 stdout,
                 "{}",

@@ -115,6 +115,22 @@ impl<S: TaskStore + ?Sized> TaskStore for Checked<S> {
         self.inner.list_tasks(filter).await
     }
 
+    async fn count_tasks(&self, filter: &TaskFilter) -> Result<u64> {
+        filter.validate()?;
+        self.inner.count_tasks(filter).await
+    }
+
+    async fn create_subtask(
+        &self,
+        parent: TaskId,
+        task: &NewTask,
+        guard: Option<&Claim>,
+    ) -> Result<Task> {
+        task.subtask_of(parent)?.validate()?;
+        guard_ok(guard)?;
+        self.inner.create_subtask(parent, task, guard).await
+    }
+
     async fn add_subtask(
         &self,
         parent: TaskId,

@@ -485,7 +485,8 @@ pub enum OrphanPolicy {
     Fail,
 }
 
-/// Which tasks [`crate::TaskStore::list_tasks`] returns. All conditions must hold.
+/// Which tasks [`crate::TaskStore::list_tasks`] returns and [`crate::TaskStore::count_tasks`]
+/// counts. All conditions must hold.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TaskFilter {
     /// Only tasks in this status.
@@ -521,6 +522,25 @@ impl TaskFilter {
             validate_instance_id("filter.claimed_by", instance)?;
         }
         Ok(())
+    }
+
+    /// Whether `task` meets every condition of the filter but [`TaskFilter::limit`] (the
+    /// keyset [`TaskFilter::after`] included): the rule of [`crate::TaskStore::list_tasks`]
+    /// and [`crate::TaskStore::count_tasks`].
+    pub fn matches(&self, task: &Task) -> bool {
+        self.status.is_none_or(|s| task.status == s)
+            && self.action.as_ref().is_none_or(|a| &task.action == a)
+            && self.parent.is_none_or(|p| task.parent_task_id == Some(p))
+            && self.created_after.is_none_or(|c| task.created >= c)
+            && self.created_before.is_none_or(|c| task.created < c)
+            && self
+                .after
+                .is_none_or(|key| (task.created, task.task_id) > key)
+            && self
+                .claimed_by
+                .as_ref()
+                .is_none_or(|c| task.claimed_by.as_ref() == Some(c))
+            && self.claim_term.is_none_or(|c| task.claim_term == Some(c))
     }
 }
 

@@ -193,6 +193,23 @@ impl NewTask {
         }
         Ok(())
     }
+
+    /// The task as [`crate::TaskStore::create_subtask`] stores it under `parent`: with
+    /// `parent_task_id` set to `parent`. `InvalidInput` (field `task.parent_task_id`) when the
+    /// task already names another parent; unset or `parent` itself is fine. It does not
+    /// [`NewTask::validate`] the task.
+    pub fn subtask_of(&self, parent: TaskId) -> Result<NewTask> {
+        match self.parent_task_id {
+            Some(named) if named != parent => Err(Error::invalid(
+                "task.parent_task_id",
+                format!("names {named}, not the parent {parent} it is created under"),
+            )),
+            _ => Ok(NewTask {
+                parent_task_id: Some(parent),
+                ..self.clone()
+            }),
+        }
+    }
 }
 
 fn validate_action(action: &str) -> Result<()> {

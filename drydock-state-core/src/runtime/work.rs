@@ -71,7 +71,8 @@ pub(crate) async fn work(
             }
             _ => None,
         };
-        let free = w.running.len() + w.waiting.len() < s.concurrency;
+        // A free handler, and room to hold one more task that waits for its key.
+        let free = w.running.len() < s.concurrency && w.waiting.len() < s.concurrency;
         let may_claim = leader.is_some() && free && retry_at.is_none();
         if may_claim && !idle {
             let (term, cancel) = leader.clone().expect("checked");
@@ -158,9 +159,23 @@ impl Worker {
             claimed_at: Instant::now(),
             leadership,
         };
-        match &claimed.key {
-            Some(k) if self.busy.contains(k) => self.waiting.push_back(claimed),
-            _ => self.spawn(claimed),
+        self.waiting.push_back(claimed);
+        self.start_ready();
+    }
+
+    /// Starts waiting tasks, oldest claim first, while a handler is free, skipping those whose
+    /// key is busy.
+    fn start_ready(&mut self) {
+        while self.running.len() < self.shared.settings.concurrency {
+            let Some(i) = self
+                .waiting
+                .iter()
+                .position(|c| c.key.as_ref().is_none_or(|k| !self.busy.contains(k)))
+            else {
+                return;
+            };
+            let next = self.waiting.remove(i).expect("the position exists");
+            self.spawn(next);
         }
     }
 
@@ -179,26 +194,18 @@ impl Worker {
             .set(TASKS_RUNNING, self.running.len() as f64);
     }
 
-    /// A handler's task ended: its key is free for the next task waiting on it.
+    /// A handler's task ended: its place and its key are free for the tasks waiting.
     fn finished(&mut self, id: Id) {
         let Some(done) = self.running.remove(&id) else {
             return;
         };
+        if let Some(key) = &done.claimed.key {
+            self.busy.remove(key);
+        }
+        self.start_ready();
         self.shared
             .metrics
             .set(TASKS_RUNNING, self.running.len() as f64);
-        let Some(key) = done.claimed.key.clone() else {
-            return;
-        };
-        self.busy.remove(&key);
-        if let Some(i) = self
-            .waiting
-            .iter()
-            .position(|c| c.key.as_deref() == Some(key.as_str()))
-        {
-            let next = self.waiting.remove(i).expect("the position exists");
-            self.spawn(next);
-        }
     }
 
     /// Tasks waiting for their key under a leadership that has ended are left to the next
@@ -339,7 +346,22 @@ async fn run(shared: Arc<Shared>, c: Arc<Claimed>, cancel: Cancel) {
         let mut handle = AbortOnDrop(tokio::spawn(
             shared.handler.call(ctx.clone()).in_current_span(),
         ));
-        let result = (&mut handle.0).await;
+        let deadline = shared.settings.shutdown_deadline;
+        let lost = async {
+            c.leadership.token().cancelled().await;
+            tokio::time::sleep(deadline).await;
+        };
+        let result = tokio::select! {
+            result = &mut handle.0 => result,
+            _ = lost => {
+                // Dropping the handle aborts the handler: it holds no place in a later term.
+                return abandoned(
+                    &shared,
+                    &c,
+                    "the lease was lost and the handler did not stop within the shutdown deadline",
+                );
+            }
+        };
         let ran = started.elapsed();
         shared.metrics.seconds(HANDLER_DURATION, ran);
         if c.leadership.reason() == Some(CancelReason::LeaseLost) {

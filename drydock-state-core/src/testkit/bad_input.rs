@@ -809,6 +809,134 @@ fn store_rows() -> Vec<Row> {
             |fx| async move { fx.store.add_subtask(TaskId::new(), fx.root, None).await },
         ),
         row(
+            "create_subtask under an unknown parent",
+            "not_found",
+            "task",
+            |fx| async move {
+                fx.store
+                    .create_subtask(TaskId::new(), &task("deploy_node"), None)
+                    .await
+                    .map(drop)
+            },
+        ),
+        row_naming(
+            "create_subtask under a terminated parent",
+            "conflict",
+            |fx| fx.stopped,
+            |fx| async move {
+                fx.store
+                    .create_subtask(fx.stopped, &task("deploy_node"), None)
+                    .await
+                    .map(drop)
+            },
+        ),
+        row_naming(
+            "create_subtask under a complete parent",
+            "conflict",
+            |fx| fx.done,
+            |fx| async move {
+                fx.store
+                    .create_subtask(fx.done, &task("deploy_node"), None)
+                    .await
+                    .map(drop)
+            },
+        ),
+        row_naming(
+            "create_subtask with a taken id",
+            "already_exists",
+            |fx| fx.done,
+            |fx| async move {
+                let t = with("deploy_node", |t| t.task_id = fx.done);
+                fx.store.create_subtask(fx.root, &t, None).await.map(drop)
+            },
+        ),
+        row(
+            "create_subtask naming another parent",
+            "invalid_input",
+            "task.parent_task_id",
+            |fx| async move {
+                let t = task("deploy_node").with_parent(fx.done);
+                fx.store.create_subtask(fx.root, &t, None).await.map(drop)
+            },
+        ),
+        row(
+            "create_subtask with an action with a NUL",
+            "invalid_input",
+            "task.action",
+            |fx| async move {
+                fx.store
+                    .create_subtask(fx.root, &task("deploy\0node"), None)
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "create_subtask with a created_by with a NUL",
+            "invalid_input",
+            "task.created_by",
+            |fx| async move {
+                let t = with("deploy_node", |t| t.created_by = Some("a\0".into()));
+                fx.store.create_subtask(fx.root, &t, None).await.map(drop)
+            },
+        ),
+        row(
+            "create_subtask created running",
+            "invalid_input",
+            "task.status",
+            |fx| async move {
+                let t = task("deploy_node").with_status(TaskStatus::Running);
+                fx.store.create_subtask(fx.root, &t, None).await.map(drop)
+            },
+        ),
+        row(
+            "guard with a NUL: create_subtask",
+            "invalid_input",
+            "guard.instance_id",
+            |fx| async move {
+                fx.store
+                    .create_subtask(fx.claimed, &task("deploy_node"), Some(&nul_guard(&fx)))
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "guard of another instance: create_subtask",
+            "lease_lost",
+            "orch-b",
+            |fx| async move {
+                let g = stale(&fx, |c| c.instance_id = "orch-b".into());
+                fx.store
+                    .create_subtask(fx.claimed, &task("deploy_node"), Some(&g))
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "guard on a parent that carries no claim: create_subtask",
+            "lease_lost",
+            "carries no claim",
+            |fx| async move {
+                fx.store
+                    .create_subtask(fx.root, &task("deploy_node"), Some(&fx.claim))
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "count by a claimant with a NUL",
+            "invalid_input",
+            "filter.claimed_by",
+            |fx| async move {
+                fx.store
+                    .count_tasks(&TaskFilter {
+                        claimed_by: Some("orch\0a".into()),
+                        ..Default::default()
+                    })
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
             "subtasks of an unknown parent",
             "not_found",
             "task",
@@ -1498,6 +1626,17 @@ async fn nul_lookups(store: Arc<dyn StateStore>) -> Vec<(&'static str, String)> 
         (
             "release lease",
             show(s.release_lease("orch-a\0").await.map(|b| b.to_string())),
+        ),
+        (
+            "count by action",
+            show(
+                s.count_tasks(&TaskFilter {
+                    action: Some("deploy\0nodes".into()),
+                    ..Default::default()
+                })
+                .await
+                .map(|n| n.to_string()),
+            ),
         ),
         (
             "list by claimant",

@@ -63,6 +63,7 @@ struct Snapshot {
     task: Task,
     build_data: usize,
     phantom_child_listed: bool,
+    phantom_child_stored: bool,
 }
 
 async fn snapshot(store: &dyn StateStore, id: TaskId, phantom: TaskId) -> Snapshot {
@@ -77,8 +78,17 @@ async fn snapshot(store: &dyn StateStore, id: TaskId, phantom: TaskId) -> Snapsh
         .len();
     Snapshot {
         phantom_child_listed: task.subtask_id_list.contains(&phantom),
+        phantom_child_stored: store.get_task(phantom).await.unwrap().is_some(),
         task,
         build_data,
+    }
+}
+
+/// A new subtask with id `id`.
+fn phantom_child(id: TaskId) -> NewTask {
+    NewTask {
+        task_id: id,
+        ..NewTask::new("deploy_node")
     }
 }
 
@@ -109,6 +119,10 @@ async fn every_write_refused(store: &dyn StateStore, id: TaskId, guard: &Claim) 
             "append_messages",
         ),
         lease_lost(store.add_subtask(id, phantom, g).await, "add_subtask"),
+        lease_lost(
+            store.create_subtask(id, &phantom_child(phantom), g).await,
+            "create_subtask",
+        ),
         lease_lost(
             store.record_build_data(&build(id, "late"), g).await,
             "record_build_data",
@@ -147,6 +161,10 @@ async fn every_write_accepted(store: &dyn StateStore, id: TaskId, guard: &Claim)
         .add_subtask(id, child.task_id, g)
         .await
         .expect("add_subtask with the live claim");
+    let created = store
+        .create_subtask(id, &NewTask::new("deploy_node"), g)
+        .await
+        .expect("create_subtask with the live claim");
     store
         .update_task(id, &TaskUpdate::new().retry(1), g)
         .await
@@ -163,7 +181,7 @@ async fn every_write_accepted(store: &dyn StateStore, id: TaskId, guard: &Claim)
         .expect("completion with the live claim");
     assert_eq!(done.status, TaskStatus::Complete);
     assert_eq!(done.retry, 1);
-    assert_eq!(done.subtask_id_list, vec![child.task_id]);
+    assert_eq!(done.subtask_id_list, vec![child.task_id, created.task_id]);
     assert_eq!(done.result.details.message_list.len(), messages_before + 3);
     assert_eq!(
         done.claim().as_ref(),

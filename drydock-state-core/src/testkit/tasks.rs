@@ -479,3 +479,164 @@ pub async fn task_json_shape_from_store(factory: &dyn StoreFactory) {
     assert_eq!(v["design_ref"], "file:///etc/drydock/site.yaml");
     assert!(v["subtask_id_list"].as_array().unwrap().is_empty());
 }
+
+/// `count_tasks` counts what `list_tasks` lists for the same filter, every condition but the
+/// limit applied (the keyset included): on a store where each filter below matches a count of
+/// its own, so a condition left out, or bound in another's place, changes the count.
+pub async fn task_count_matches_list(factory: &dyn StoreFactory) {
+    let store = store(factory).await;
+    assert_eq!(
+        store.count_tasks(&TaskFilter::default()).await.unwrap(),
+        0,
+        "an empty store"
+    );
+    // 1 root, 4 subtasks (3 queued prepare_node, 1 requested boot_node), 6 queued
+    // deploy_node of which w1 claims 2 under its term and w2 claims 1: 11 tasks.
+    let root = NewTask::new("deploy_nodes").with_created(secs_ago(600));
+    create(&*store, &root).await;
+    for i in 0..4 {
+        let child = if i < 3 {
+            NewTask::new("prepare_node").with_status(TaskStatus::Queued)
+        } else {
+            NewTask::new("boot_node")
+        };
+        store
+            .create_subtask(root.task_id, &child.with_created(secs_ago(500 - i)), None)
+            .await
+            .expect("create_subtask");
+    }
+    for i in 0..6 {
+        let t = NewTask::new("deploy_node")
+            .with_status(TaskStatus::Queued)
+            .with_created(secs_ago(400 - i));
+        create(&*store, &t).await;
+    }
+    let term = held_term(&*store, "w1").await;
+    for (who, term) in [("w1", Some(term)), ("w1", Some(term)), ("w2", None)] {
+        let mut request = ClaimRequest::new(who).actions(["deploy_node"]);
+        request.term = term;
+        store
+            .claim_next(&request)
+            .await
+            .unwrap()
+            .expect("a queued deploy_node");
+    }
+    let all = store.list_tasks(&TaskFilter::default()).await.unwrap();
+    let after = Some((all[2].created, all[2].task_id));
+    let filters = [
+        ("no filter", TaskFilter::default(), 11),
+        (
+            "status",
+            TaskFilter {
+                status: Some(TaskStatus::Queued),
+                ..Default::default()
+            },
+            6,
+        ),
+        (
+            "action",
+            TaskFilter {
+                action: Some("prepare_node".into()),
+                ..Default::default()
+            },
+            3,
+        ),
+        (
+            "parent",
+            TaskFilter {
+                parent: Some(root.task_id),
+                ..Default::default()
+            },
+            4,
+        ),
+        (
+            "claimed_by",
+            TaskFilter {
+                claimed_by: Some("w1".into()),
+                ..Default::default()
+            },
+            2,
+        ),
+        (
+            "claim_term",
+            TaskFilter {
+                claim_term: Some(term),
+                ..Default::default()
+            },
+            2,
+        ),
+        (
+            "claimed_by w2",
+            TaskFilter {
+                claimed_by: Some("w2".into()),
+                status: Some(TaskStatus::Running),
+                ..Default::default()
+            },
+            1,
+        ),
+        (
+            "status and parent",
+            TaskFilter {
+                status: Some(TaskStatus::Requested),
+                parent: Some(root.task_id),
+                ..Default::default()
+            },
+            1,
+        ),
+        (
+            "created window",
+            TaskFilter {
+                created_after: Some(secs_ago(550)),
+                created_before: Some(secs_ago(450)),
+                ..Default::default()
+            },
+            4,
+        ),
+        (
+            "after",
+            TaskFilter {
+                after,
+                ..Default::default()
+            },
+            8,
+        ),
+        (
+            "after and action",
+            TaskFilter {
+                after,
+                action: Some("prepare_node".into()),
+                ..Default::default()
+            },
+            1,
+        ),
+        (
+            "limit is ignored",
+            TaskFilter {
+                limit: Some(2),
+                ..Default::default()
+            },
+            11,
+        ),
+        (
+            "nothing matches",
+            TaskFilter {
+                action: Some("no_such_action".into()),
+                ..Default::default()
+            },
+            0,
+        ),
+    ];
+    for (what, filter, expected) in filters {
+        let listed = store
+            .list_tasks(&TaskFilter {
+                limit: None,
+                ..filter.clone()
+            })
+            .await
+            .unwrap()
+            .len() as u64;
+        let counted = store.count_tasks(&filter).await.unwrap();
+        assert_eq!(listed, expected, "{what}: list_tasks");
+        assert_eq!(counted, expected, "{what}: count_tasks");
+    }
+}

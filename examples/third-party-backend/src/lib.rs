@@ -89,6 +89,17 @@ impl TaskStore for TinyStore {
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>> {
         self.count().list_tasks(filter).await
     }
+    async fn count_tasks(&self, filter: &TaskFilter) -> Result<u64> {
+        self.count().count_tasks(filter).await
+    }
+    async fn create_subtask(
+        &self,
+        parent: TaskId,
+        task: &NewTask,
+        guard: Option<&Claim>,
+    ) -> Result<Task> {
+        self.count().create_subtask(parent, task, guard).await
+    }
     async fn add_subtask(
         &self,
         parent: TaskId,

@@ -573,7 +573,14 @@ pub(super) async fn step(
                 norm_task(&t, seen)
             })
         }
-        Resolved::List(f) => obs(store.list_tasks(f).await, |ts| norm_tasks(&ts, seen)),
+        Resolved::List(f) => {
+            // The same filter counted: every condition but the limit.
+            let counted = obs(store.count_tasks(f).await, |n| json!(n));
+            obs(
+                store.list_tasks(f).await,
+                |ts| json!({"tasks": norm_tasks(&ts, seen), "count": format!("{counted:?}")}),
+            )
+        }
         Resolved::Claim(request) => obs(store.claim_next(request).await, |t| {
             t.map_or(Value::Null, |t| norm_task(&t, seen))
         }),

@@ -1,32 +1,35 @@
-//! The README's first command: `examples/orchestrator.rs` runs to its summary on the embedded
-//! default, with no server and from a directory that is not the project's.
+//! The examples run to their end: `examples/orchestrator.rs` (the README's first command) to
+//! its summary on the embedded default, with no server and from a directory that is not the
+//! project's, and `examples/per_node.rs` to its check line (never two handlers on one node).
 //!
-//! `cargo test` builds the examples before it runs the tests, so the example's binary sits
-//! beside this test's, in `target/<profile>/examples/`. Run alone (`--test
-//! orchestrator_example`), cargo does not rebuild the examples; the test then refuses a
-//! binary older than the example's source rather than run a stale one.
+//! `cargo test` builds the examples before it runs the tests, so the examples' binaries sit
+//! beside this test's, in `target/<profile>/examples/`. Run alone (`--test examples`), cargo
+//! does not rebuild the examples; the test then refuses a binary older than the example's
+//! source rather than run a stale one.
 
 use std::path::PathBuf;
 use std::process::Command;
 
-fn example_binary() -> PathBuf {
+fn example_binary(name: &str) -> PathBuf {
     let test = std::env::current_exe().expect("the test binary's path");
-    // target/<profile>/deps/<this test> -> target/<profile>/examples/orchestrator
+    // target/<profile>/deps/<this test> -> target/<profile>/examples/<name>
     let profile_dir = test
         .parent()
         .and_then(|deps| deps.parent())
         .expect("the test runs from target/<profile>/deps");
-    let binary = profile_dir.join("examples").join("orchestrator");
+    let binary = profile_dir.join("examples").join(name);
     assert!(
         binary.is_file(),
         "{} is missing: run this test through `cargo test`, which builds the examples",
         binary.display()
     );
-    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/orchestrator.rs");
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(format!("{name}.rs"));
     let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).unwrap();
     assert!(
         modified(&binary) >= modified(&source),
-        "{} is older than {}: rebuild it (`cargo test` or `cargo build --example orchestrator`)",
+        "{} is older than {}: rebuild it (`cargo test` or `cargo build --example {name}`)",
         binary.display(),
         source.display()
     );
@@ -37,7 +40,7 @@ fn example_binary() -> PathBuf {
 fn the_orchestrator_example_prints_its_summary_from_any_directory() {
     let home = tempfile::tempdir().unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
-    let out = Command::new(example_binary())
+    let out = Command::new(example_binary("orchestrator"))
         .current_dir(elsewhere.path())
         .env("DRYDOCK_STATE_HOME", home.path())
         .env_remove("DRYDOCK_DATABASE__URL")
@@ -79,4 +82,25 @@ fn the_orchestrator_example_prints_its_summary_from_any_directory() {
         "every task complete:\n{stdout}"
     );
     assert!(database.is_file(), "the embedded database is where it says");
+}
+
+#[test]
+fn the_per_node_example_checks_its_timeline() {
+    let out = Command::new(example_binary("per_node"))
+        .output()
+        .expect("run the example");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the example failed ({}):\n{stdout}",
+        out.status
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("check: ok (12 of 12 tasks complete; at most 1 at once on one node"),
+        "{stdout}"
+    );
+    // The timeline: one row per node.
+    let rows = stdout.lines().filter(|l| l.starts_with("  node-")).count();
+    assert_eq!(rows, 3, "{stdout}");
 }
