@@ -171,7 +171,7 @@ impl TaskStore for PgStore {
     }
 
     /// One transaction: each task inserted by `create_task`'s statement, parent first, then
-    /// the parent's subtask list written ([`queries::SET_SUBTASK_LIST`]).
+    /// the parent's subtask list written (`SET_SUBTASK_LIST`).
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %parent.task_id, subtasks = subtasks.len()))]
     async fn create_task_tree(&self, parent: &NewTask, subtasks: &[NewTask]) -> Result<Vec<Task>> {
         const OP: &str = "create_task_tree";
@@ -483,7 +483,7 @@ impl TaskStore for PgStore {
         Ok(())
     }
 
-    /// One statement ([`queries::CLAIM_BATCH`]), as `claim_next`; a second query only when a
+    /// One statement (`CLAIM_BATCH`), as `claim_next`; a second query only when a
     /// fenced batch claimed nothing, to tell "fenced out" from "nothing queued".
     #[tracing::instrument(level = "debug", skip_all, fields(instance_id = %request.instance_id, term = ?request.term, claim_id = ?request.claim_id, n))]
     async fn claim_batch(&self, request: &ClaimRequest, n: usize) -> Result<Vec<Task>> {
@@ -544,7 +544,7 @@ impl TaskStore for PgStore {
     }
 
     /// One transaction: each update is `update_task`'s own fenced statement
-    /// ([`queries::UPDATE_TASK`]) sent in turn, a refusal explained as `update_task` explains
+    /// (`UPDATE_TASK`) sent in turn, a refusal explained as `update_task` explains
     /// it and answered in its slot. One round trip per update (two when refused), plus the
     /// transaction's own; an update that sets a parent runs under a savepoint, since a
     /// missing parent fails its statement.
