@@ -155,6 +155,94 @@ impl Inner {
             .is_some_and(|l| l.instance_id == instance_id && l.term == term)
     }
 
+    /// `update_task`'s rules and write, returning the task assembled.
+    fn update(
+        &mut self,
+        id: TaskId,
+        update: &TaskUpdate,
+        guard: Option<&Claim>,
+        now: DateTime<Utc>,
+    ) -> Result<Task> {
+        let from = self.task_mut(id)?.status;
+        self.check_guard(id, guard, now)?;
+        update.check_transition(id, from)?;
+        if let Some(Some(parent)) = update.parent_task_id {
+            if !self.tasks.contains_key(&parent) {
+                return Err(Error::not_found(Entity::ParentTask, parent));
+            }
+        }
+        let stored = self.task_mut(id)?;
+        update.apply(stored, now);
+        let stored = stored.clone();
+        Ok(self.assembled(&stored))
+    }
+
+    /// `claim_next`'s and `claim_batch`'s claim: the fence, a re-sent claim id (any of
+    /// `claim_ids`), the marked queued tasks terminated, then up to `n` oldest queued tasks
+    /// claimed, the `i`-th with `claim_ids[i]` (none without a claim id).
+    fn claim(
+        &mut self,
+        request: &ClaimRequest,
+        n: usize,
+        claim_ids: &[uuid::Uuid],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Task>> {
+        if let Some(term) = request.term {
+            if !self.holds(&request.instance_id, term, now) {
+                return Err(lease_not_held(&request.instance_id, term));
+            }
+        }
+        let mut resent: Vec<&Task> = self
+            .tasks
+            .values()
+            .filter(|t| t.claim_id.is_some_and(|c| claim_ids.contains(&c)))
+            .collect();
+        if !resent.is_empty() {
+            resent.sort_by_key(|t| (t.created, t.task_id));
+            if let Some(other) = resent
+                .iter()
+                .find(|t| t.claimed_by.as_deref() != Some(request.instance_id.as_str()))
+            {
+                let by = other.claimed_by.clone().unwrap_or_default();
+                return Err(request.claim_id_taken(other.task_id, &by));
+            }
+            return Ok(resent.into_iter().map(|t| self.assembled(t)).collect());
+        }
+        let allowed = |t: &Task| request.actions.is_empty() || request.actions.contains(&t.action);
+        let doomed: Vec<TaskId> = self
+            .tasks
+            .values()
+            .filter(|t| t.status == TaskStatus::Queued && t.terminate && allowed(t))
+            .map(|t| t.task_id)
+            .collect();
+        for id in doomed {
+            let task = self.task_mut(id)?;
+            task.status = TaskStatus::Terminated;
+            task.updated = Some(now);
+        }
+        let mut next: Vec<(DateTime<Utc>, TaskId)> = self
+            .tasks
+            .values()
+            .filter(|t| t.status == TaskStatus::Queued && allowed(t))
+            .map(|t| (t.created, t.task_id))
+            .collect();
+        next.sort();
+        let mut claimed = Vec::with_capacity(n.min(next.len()));
+        for (i, (_, id)) in next.into_iter().take(n).enumerate() {
+            let task = self.task_mut(id)?;
+            task.status = TaskStatus::Running;
+            task.claimed_by = Some(request.instance_id.clone());
+            task.claim_term = request.term;
+            task.claim_id = claim_ids.get(i).copied();
+            task.claimed_at = Some(now);
+            task.attempt += 1;
+            task.updated = Some(now);
+            let task = task.clone();
+            claimed.push(self.assembled(&task));
+        }
+        Ok(claimed)
+    }
+
     /// Each task's children by parent link, oldest first.
     fn children(&self) -> HashMap<TaskId, Vec<TaskId>> {
         let mut children: HashMap<TaskId, Vec<(DateTime<Utc>, TaskId)>> = HashMap::new();
@@ -224,20 +312,9 @@ impl TaskStore for MemoryStore {
         guard: Option<&Claim>,
     ) -> Result<Task> {
         let mut inner = self.lock();
-        let now = now();
-        let from = inner.task_mut(id)?.status;
-        inner.check_guard(id, guard, now)?;
-        update.check_transition(id, from)?;
-        if let Some(Some(parent)) = update.parent_task_id {
-            if !inner.tasks.contains_key(&parent) {
-                return Err(Error::not_found(Entity::ParentTask, parent));
-            }
-        }
-        let stored = inner.task_mut(id)?;
-        update.apply(stored, now);
-        let stored = stored.clone();
+        let stored = inner.update(id, update, guard, now())?;
         self.wake_if_queued(stored.status);
-        Ok(inner.assembled(&stored))
+        Ok(stored)
     }
 
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>> {
@@ -353,51 +430,9 @@ impl TaskStore for MemoryStore {
     }
 
     async fn claim_next(&self, request: &ClaimRequest) -> Result<Option<Task>> {
-        let mut inner = self.lock();
-        let now = now();
-        if let Some(term) = request.term {
-            if !inner.holds(&request.instance_id, term, now) {
-                return Err(lease_not_held(&request.instance_id, term));
-            }
-        }
-        if let Some(claim_id) = request.claim_id {
-            if let Some(task) = inner.tasks.values().find(|t| t.claim_id == Some(claim_id)) {
-                if task.claimed_by.as_deref() != Some(request.instance_id.as_str()) {
-                    let by = task.claimed_by.clone().unwrap_or_default();
-                    return Err(request.claim_id_taken(task.task_id, &by));
-                }
-                return Ok(Some(inner.assembled(task)));
-            }
-        }
-        let allowed = |t: &Task| request.actions.is_empty() || request.actions.contains(&t.action);
-        let doomed: Vec<TaskId> = inner
-            .tasks
-            .values()
-            .filter(|t| t.status == TaskStatus::Queued && t.terminate && allowed(t))
-            .map(|t| t.task_id)
-            .collect();
-        for id in doomed {
-            let task = inner.task_mut(id)?;
-            task.status = TaskStatus::Terminated;
-            task.updated = Some(now);
-        }
-        let next = inner
-            .tasks
-            .values()
-            .filter(|t| t.status == TaskStatus::Queued && allowed(t))
-            .min_by_key(|t| (t.created, t.task_id))
-            .map(|t| t.task_id);
-        let Some(id) = next else { return Ok(None) };
-        let task = inner.task_mut(id)?;
-        task.status = TaskStatus::Running;
-        task.claimed_by = Some(request.instance_id.clone());
-        task.claim_term = request.term;
-        task.claim_id = request.claim_id;
-        task.claimed_at = Some(now);
-        task.attempt += 1;
-        task.updated = Some(now);
-        let task = task.clone();
-        Ok(Some(inner.assembled(&task)))
+        let claim_ids: Vec<uuid::Uuid> = request.claim_id.into_iter().collect();
+        let mut claimed = self.lock().claim(request, 1, &claim_ids, now())?;
+        Ok(claimed.pop())
     }
 
     async fn recover_orphans(
@@ -490,6 +525,56 @@ impl TaskStore for MemoryStore {
             }
         }
         Ok(report)
+    }
+
+    async fn claim_batch(&self, request: &ClaimRequest, n: usize) -> Result<Vec<Task>> {
+        request.validate_batch(n)?;
+        let claim_ids = request.batch_claim_ids(n);
+        self.lock().claim(request, n, &claim_ids, now())
+    }
+
+    async fn create_task_tree(&self, parent: &NewTask, subtasks: &[NewTask]) -> Result<Vec<Task>> {
+        let subtasks = tree_subtasks(parent, subtasks)?;
+        let mut inner = self.lock();
+        for t in std::iter::once(parent).chain(&subtasks) {
+            if inner.tasks.contains_key(&t.task_id) {
+                return Err(task_exists(t.task_id));
+            }
+        }
+        if let Some(grandparent) = parent.parent_task_id {
+            if !inner.tasks.contains_key(&grandparent) {
+                return Err(Error::not_found(Entity::ParentTask, grandparent));
+            }
+        }
+        let mut root = parent.to_task();
+        root.subtask_id_list = subtasks.iter().map(|t| t.task_id).collect();
+        let mut stored = vec![root];
+        stored.extend(subtasks.iter().map(NewTask::to_task));
+        for t in &stored {
+            inner.tasks.insert(t.task_id, t.clone());
+        }
+        drop(inner);
+        if stored.iter().any(|t| t.status == TaskStatus::Queued) {
+            self.queued.notify_waiters();
+        }
+        Ok(stored)
+    }
+
+    async fn update_tasks(&self, updates: &[GuardedUpdate]) -> Result<Vec<Result<Task>>> {
+        let mut inner = self.lock();
+        let now = now();
+        let outcomes: Vec<Result<Task>> = updates
+            .iter()
+            .map(|u| inner.update(u.task_id, &u.update, u.guard.as_ref(), now))
+            .collect();
+        drop(inner);
+        if outcomes
+            .iter()
+            .any(|o| o.as_ref().is_ok_and(|t| t.status == TaskStatus::Queued))
+        {
+            self.queued.notify_waiters();
+        }
+        Ok(outcomes)
     }
 }
 

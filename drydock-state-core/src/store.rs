@@ -157,6 +157,44 @@ pub trait TaskStore: Send + Sync {
         tokio::time::sleep(max_wait).await;
         Ok(())
     }
+
+    /// [`TaskStore::claim_next`] for up to `n` tasks at once, atomically: the `n` oldest
+    /// queued tasks (by `created`, then id) whose action is allowed (fewer if fewer are
+    /// queued, none when none are) move to `running`, each with the claim recorded and its
+    /// `attempt` raised by one, and come back oldest first. No task is ever handed to two
+    /// claimers, whether they claim one or many. With a term, fails with `LeaseLost` and
+    /// claims nothing unless `instance_id` holds the live lease with that term, checked in the
+    /// same statement or transaction as the claim. Queued tasks marked for termination are
+    /// terminated instead of handed out, as `claim_next` does.
+    ///
+    /// `InvalidInput` (field `claim.n`) for `n` of zero or above [`MAX_CLAIM_BATCH`].
+    ///
+    /// Claim ids are unique per task, so with a claim id the `i`-th task of the batch (from
+    /// 0, oldest first) records [`batch_claim_id`]`(claim_id, i)`
+    /// ([`ClaimRequest::batch_claim_ids`]). A request re-sent with the same claim id is
+    /// answered with the tasks already claimed under those ids (if the first one took
+    /// effect), oldest first, and claims nothing more; one of them claimed by another
+    /// instance is a `Conflict`.
+    async fn claim_batch(&self, request: &ClaimRequest, n: usize) -> Result<Vec<Task>>;
+
+    /// Many [`TaskStore::update_task`]s in one call (in one transaction where the backend
+    /// allows it), in the order given, each checked with its own guard under `update_task`'s
+    /// rules. The outcomes are per task, one for each update in order: a refused update
+    /// (`NotFound`, `LeaseLost`, `Conflict`, `InvalidInput`) writes nothing for its task and
+    /// does not stop the others, which are written. The outer error is only for a failure of
+    /// the store itself (then which updates were written is not known, as for a single
+    /// `update_task` that fails so). An empty slice is an empty answer.
+    async fn update_tasks(&self, updates: &[GuardedUpdate]) -> Result<Vec<Result<Task>>>;
+
+    /// Creates `parent` and its `subtasks` in one transaction, all or nothing, and returns
+    /// them as stored, parent first: each subtask's `parent_task_id` is the parent (a subtask
+    /// may leave it unset), and the parent's `subtask_id_list` lists the subtasks in the
+    /// order given. Refused, with nothing stored, as [`TaskStore::create_task`] refuses any
+    /// of them (`AlreadyExists` for an id stored already, `NotFound` for an unknown parent of
+    /// the parent, `InvalidInput`), and `InvalidInput` for what [`tree_subtasks`] refuses (an
+    /// id twice in the tree, a subtask naming another parent, more than
+    /// [`MAX_TREE_SUBTASKS`] subtasks).
+    async fn create_task_tree(&self, parent: &NewTask, subtasks: &[NewTask]) -> Result<Vec<Task>>;
 }
 
 /// Result messages, kept in the order they were appended.

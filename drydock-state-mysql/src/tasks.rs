@@ -14,13 +14,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use drydock_state_core::backend::{
-    orphan_message, purge_cutoff, purge_keeps, refuse_new_work_under, terminated_status, Recovery,
+    is_refusal, orphan_message, purge_cutoff, purge_keeps, refuse_new_work_under,
+    terminated_status, Recovery,
 };
 use drydock_state_core::model::lease_not_held;
 use drydock_state_core::Entity;
 use drydock_state_core::{
-    Claim, ClaimRequest, Error, NewMessage, NewTask, OrphanPolicy, PurgeReport, Result,
-    SubtaskFilter, Task, TaskFilter, TaskId, TaskStatus, TaskStore, TaskUpdate, TreeNode,
+    tree_subtasks, Claim, ClaimRequest, Error, GuardedUpdate, NewMessage, NewTask, OrphanPolicy,
+    PurgeReport, Result, SubtaskFilter, Task, TaskFilter, TaskId, TaskStatus, TaskStore,
+    TaskUpdate, TreeNode,
 };
 use sqlx::Row;
 
@@ -83,35 +85,80 @@ async fn refuse_taken_id(
     Ok(())
 }
 
-/// Inserts `task` in the transaction on `conn` and returns it as stored; a taken id (a
-/// concurrent insert of it) is `AlreadyExists`.
+/// Inserts `stored` (a new task as stored) in the transaction on `conn` and returns it; a
+/// taken id (a concurrent insert of it) is `AlreadyExists`.
 async fn insert_task(
     conn: &mut sqlx::MySqlConnection,
     op: &'static str,
-    task: &NewTask,
+    stored: Task,
 ) -> Result<Task> {
-    let stored = task.to_task();
     rows::bind_new_task(queries::query(queries::INSERT_TASK), &stored)
         .execute(&mut *conn)
         .await
         .map_err(|e| match db_error(op, "task")(e) {
-            Error::Conflict { .. } => drydock_state_core::backend::task_exists(task.task_id),
+            Error::Conflict { .. } => drydock_state_core::backend::task_exists(stored.task_id),
             other => other,
         })?;
     Ok(stored)
+}
+
+/// `create_task`'s checks and insert of `stored` (a new task as stored) inside `tx`: the id
+/// not taken ([`refuse_taken_id`]), the parent present (read locked), then [`insert_task`].
+async fn create_in(tx: &mut sqlx::MySqlConnection, op: &'static str, stored: Task) -> Result<Task> {
+    refuse_taken_id(&mut *tx, op, stored.task_id).await?;
+    if let Some(parent) = stored.parent_task_id {
+        if !task_exists_locked(&mut *tx, op, parent).await? {
+            return Err(Error::not_found(Entity::ParentTask, parent));
+        }
+    }
+    insert_task(&mut *tx, op, stored).await
+}
+
+/// `update_task` inside the transaction `tx`: the task locked, the guard and core's rules
+/// checked on what was read, the update applied with core's code and written back.
+async fn update_in(
+    tx: &mut sqlx::MySqlConnection,
+    op: &'static str,
+    id: TaskId,
+    update: &TaskUpdate,
+    guard: Option<&Claim>,
+) -> Result<Task> {
+    let mut task = read_task(&mut *tx, op, queries::TASK_FOR_UPDATE, id)
+        .await?
+        .ok_or_else(|| Error::not_found(Entity::Task, id))?;
+    guard::check(&mut *tx, op, &task, guard).await?;
+    update.check_transition(id, task.status)?;
+    if let Some(Some(parent)) = update.parent_task_id {
+        if !task_exists_locked(&mut *tx, op, parent).await? {
+            return Err(Error::not_found(Entity::ParentTask, parent));
+        }
+    }
+    let now = db_now(&mut *tx, op).await?;
+    update.apply(&mut task, now);
+    write_task(&mut *tx, op, &task).await?;
+    one(with_messages(&mut *tx, op, vec![task]).await?)
 }
 
 impl MySqlStore {
     async fn try_create(&self, task: &NewTask) -> Result<Task> {
         const OP: &str = "create_task";
         let mut tx = self.pool.begin().await.map_err(db_error(OP, "database"))?;
-        refuse_taken_id(&mut tx, OP, task.task_id).await?;
-        if let Some(parent) = task.parent_task_id {
-            if !task_exists_locked(&mut tx, OP, parent).await? {
-                return Err(Error::not_found(Entity::ParentTask, parent));
-            }
+        let stored = create_in(&mut tx, OP, task.to_task()).await?;
+        tx.commit().await.map_err(db_error(OP, "database"))?;
+        Ok(stored)
+    }
+
+    /// `create_task_tree` in one transaction: each task inserted as `create_task` inserts
+    /// it, the parent first, with its subtask list.
+    async fn try_create_tree(&self, parent: &NewTask, subtasks: &[NewTask]) -> Result<Vec<Task>> {
+        const OP: &str = "create_task_tree";
+        let mut tx = self.pool.begin().await.map_err(db_error(OP, "database"))?;
+        let mut root = parent.to_task();
+        root.subtask_id_list = subtasks.iter().map(|t| t.task_id).collect();
+        let mut stored = vec![create_in(&mut tx, OP, root).await?];
+        for task in subtasks {
+            stored.push(create_in(&mut tx, OP, task.to_task()).await?);
         }
-        let stored = insert_task(&mut tx, OP, task).await?;
         tx.commit().await.map_err(db_error(OP, "database"))?;
         Ok(stored)
     }
@@ -133,7 +180,7 @@ impl MySqlStore {
         guard::check(&mut tx, OP, &task, guard).await?;
         refuse_new_work_under(&task)?;
         refuse_taken_id(&mut tx, OP, child.task_id).await?;
-        let stored = insert_task(&mut tx, OP, child).await?;
+        let stored = insert_task(&mut tx, OP, child.to_task()).await?;
         if !task.subtask_id_list.contains(&child.task_id) {
             task.subtask_id_list.push(child.task_id);
             write_task(&mut tx, OP, &task).await?;
@@ -150,22 +197,29 @@ impl MySqlStore {
     ) -> Result<Task> {
         const OP: &str = "update_task";
         let mut tx = self.pool.begin().await.map_err(db_error(OP, "database"))?;
-        let mut task = read_task(&mut tx, OP, queries::TASK_FOR_UPDATE, id)
-            .await?
-            .ok_or_else(|| Error::not_found(Entity::Task, id))?;
-        guard::check(&mut tx, OP, &task, guard).await?;
-        update.check_transition(id, task.status)?;
-        if let Some(Some(parent)) = update.parent_task_id {
-            if !task_exists_locked(&mut tx, OP, parent).await? {
-                return Err(Error::not_found(Entity::ParentTask, parent));
-            }
-        }
-        let now = db_now(&mut tx, OP).await?;
-        update.apply(&mut task, now);
-        write_task(&mut tx, OP, &task).await?;
-        let task = one(with_messages(&mut tx, OP, vec![task]).await?)?;
+        let task = update_in(&mut tx, OP, id, update, guard).await?;
         tx.commit().await.map_err(db_error(OP, "database"))?;
         Ok(task)
+    }
+
+    /// `update_tasks` in one transaction: each update as `update_task` makes it, a refusal
+    /// (which wrote nothing: the checks come before the write) answered in its slot.
+    async fn try_update_many(&self, updates: &[GuardedUpdate]) -> Result<Vec<Result<Task>>> {
+        const OP: &str = "update_tasks";
+        let mut tx = self.pool.begin().await.map_err(db_error(OP, "database"))?;
+        let mut outcomes = Vec::with_capacity(updates.len());
+        for u in updates {
+            let outcome = match u.update.validate(u.task_id) {
+                Err(refused) => Err(refused),
+                Ok(()) => update_in(&mut tx, OP, u.task_id, &u.update, u.guard.as_ref()).await,
+            };
+            match outcome {
+                Err(e) if !is_refusal(&e) => return Err(e),
+                outcome => outcomes.push(outcome),
+            }
+        }
+        tx.commit().await.map_err(db_error(OP, "database"))?;
+        Ok(outcomes)
     }
 
     async fn try_add_subtask(
@@ -245,6 +299,72 @@ impl MySqlStore {
         let task = one(with_messages(&mut tx, OP, vec![task]).await?)?;
         tx.commit().await.map_err(db_error(OP, "database"))?;
         Ok(Some(task))
+    }
+
+    async fn try_claim_batch(&self, request: &ClaimRequest, n: usize) -> Result<Vec<Task>> {
+        const OP: &str = "claim_batch";
+        let limit = u32::try_from(n).map_err(|_| Error::invalid("claim.n", "is too large"))?;
+        let mut tx = self.pool.begin().await.map_err(db_error(OP, "database"))?;
+        if let Some(term) = request.term {
+            if !guard::lease_held(&mut tx, OP, &request.instance_id, term).await? {
+                return Err(lease_not_held(&request.instance_id, term));
+            }
+        }
+        let now = db_now(&mut tx, OP).await?;
+        let actions = rows::text_array(&request.actions);
+        let claim_ids = request.batch_claim_ids(n);
+        if !claim_ids.is_empty() {
+            let ids: Vec<String> = claim_ids
+                .iter()
+                .map(|c| c.hyphenated().to_string())
+                .collect();
+            let found = queries::query(queries::TASKS_BY_CLAIM_IDS)
+                .bind(rows::text_array(&ids))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_error(OP, "claim.claim_id"))?;
+            if !found.is_empty() {
+                let tasks = rows::tasks(&found)?;
+                if let Some(other) = tasks
+                    .iter()
+                    .find(|t| t.claimed_by.as_deref() != Some(request.instance_id.as_str()))
+                {
+                    let by = other.claimed_by.clone().unwrap_or_default();
+                    return Err(request.claim_id_taken(other.task_id, &by));
+                }
+                let tasks = with_messages(&mut tx, OP, tasks).await?;
+                tx.commit().await.map_err(db_error(OP, "database"))?;
+                return Ok(tasks);
+            }
+        }
+        queries::query(queries::TERMINATE_MARKED_QUEUED)
+            .bind(now.naive_utc())
+            .bind(actions.as_str())
+            .bind(actions.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error(OP, "claim.actions"))?;
+        let found = queries::query(queries::NEXT_QUEUED_BATCH)
+            .bind(actions.as_str())
+            .bind(actions.as_str())
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error(OP, "claim.actions"))?;
+        let mut tasks = rows::tasks(&found)?;
+        for (i, task) in tasks.iter_mut().enumerate() {
+            task.status = TaskStatus::Running;
+            task.claimed_by = Some(request.instance_id.clone());
+            task.claim_term = request.term;
+            task.claim_id = claim_ids.get(i).copied();
+            task.claimed_at = Some(now);
+            task.attempt += 1;
+            task.updated = Some(now);
+            write_task(&mut tx, OP, task).await?;
+        }
+        let tasks = with_messages(&mut tx, OP, tasks).await?;
+        tx.commit().await.map_err(db_error(OP, "database"))?;
+        Ok(tasks)
     }
 
     async fn try_recover(&self, current_term: i64, policy: OrphanPolicy) -> Result<Vec<TaskId>> {
@@ -566,6 +686,25 @@ impl TaskStore for MySqlStore {
 
     async fn terminate_task(&self, id: TaskId, by: &str, guard: Option<&Claim>) -> Result<Task> {
         retry_races!(self.try_terminate(id, by, guard).await)
+    }
+
+    async fn claim_batch(&self, request: &ClaimRequest, n: usize) -> Result<Vec<Task>> {
+        request.validate_batch(n)?;
+        retry_races!(self.try_claim_batch(request, n).await)
+    }
+
+    async fn create_task_tree(&self, parent: &NewTask, subtasks: &[NewTask]) -> Result<Vec<Task>> {
+        let subtasks = tree_subtasks(parent, subtasks)?;
+        retry_races!(self.try_create_tree(parent, &subtasks).await)
+    }
+
+    /// One transaction for the whole batch, retried whole on a lost race (a deadlock rolls
+    /// the transaction back).
+    async fn update_tasks(&self, updates: &[GuardedUpdate]) -> Result<Vec<Result<Task>>> {
+        if updates.is_empty() {
+            return Ok(Vec::new());
+        }
+        retry_races!(self.try_update_many(updates).await)
     }
 
     async fn purge(&self, older_than: Duration) -> Result<PurgeReport> {

@@ -20,7 +20,7 @@ use crate::{queries, rows};
 
 /// How many times a guarded write is tried when its refusal cannot be explained (the task
 /// changed between the write and the read that explains it).
-const ATTEMPTS: usize = 3;
+pub(crate) const ATTEMPTS: usize = 3;
 
 /// The guard's bind parameters: instance (NULL = unguarded), term and attempt.
 pub(crate) fn binds(guard: Option<&Claim>) -> (Option<&str>, Option<i64>, Option<i64>) {
@@ -61,7 +61,7 @@ impl Stored {
 
 /// The error when a guarded write was refused every time yet no reason could be found: the
 /// task kept changing. Nothing was written; retryable.
-fn kept_changing(op: &str, id: TaskId) -> Error {
+pub(crate) fn kept_changing(op: &str, id: TaskId) -> Error {
     Error::Unavailable {
         message: format!(
             "{op}: task {id} changed while the write was checked; nothing was written, try again"
@@ -114,17 +114,27 @@ impl PgStore {
         id: TaskId,
         guard: Option<&Claim>,
     ) -> Result<Stored> {
-        let (by, term, _) = binds(guard);
-        let row = queries::query(queries::WRITE_REFUSED)
-            .bind(id.0)
-            .bind(by)
-            .bind(term)
-            .fetch_optional(&self.pool)
-            .await
-            .or_store(op)?;
-        match row {
-            Some(row) => rows::refusal(&row),
-            None => Err(Error::not_found(Entity::Task, id)),
-        }
+        refused_in(&self.pool, op, id, guard).await
+    }
+}
+
+/// [`PgStore::refused_write`] on `executor` (a transaction's connection, say).
+pub(crate) async fn refused_in<'c>(
+    executor: impl sqlx::PgExecutor<'c>,
+    op: &'static str,
+    id: TaskId,
+    guard: Option<&Claim>,
+) -> Result<Stored> {
+    let (by, term, _) = binds(guard);
+    let row = queries::query(queries::WRITE_REFUSED)
+        .bind(id.0)
+        .bind(by)
+        .bind(term)
+        .fetch_optional(executor)
+        .await
+        .or_store(op)?;
+    match row {
+        Some(row) => rows::refusal(&row),
+        None => Err(Error::not_found(Entity::Task, id)),
     }
 }

@@ -210,6 +210,9 @@ RETURNING t.task_id)
     " FROM parent RETURNING *"
 );
 
+/// `create_task_tree`: the new parent `$1`'s subtask list, `$2`.
+pub const SET_SUBTASK_LIST: &str = "UPDATE tasks SET subtask_id_list = $2 WHERE task_id = $1";
+
 /// `get_task`: one task with its messages, in one round trip.
 pub const GET_TASK: &str = concat!(
     "SELECT t.*, msgs.* FROM tasks AS t",
@@ -409,6 +412,56 @@ pub const CLAIM_NEXT: &str = concat!(
 )
 SELECT t.*, msgs.* FROM t",
     with_messages!()
+);
+
+/// `claim_batch`, in one statement: [`CLAIM_NEXT`] for up to `$5` tasks. The fence and the
+/// re-sent check as there (`$4` the batch's derived claim ids, empty without a claim id: a
+/// re-sent batch is one whose ids a task already carries); the marked queued tasks are
+/// terminated; the `$5` oldest unmarked queued tasks of the allowed actions are locked
+/// (skipping rows other claimers hold) and claimed, the `i`-th (from 1, oldest first) with
+/// claim id `$4[i]` (NULL without one). Returns the claimed tasks, or those a re-sent batch
+/// claimed, with their messages, oldest first.
+pub const CLAIM_BATCH: &str = concat!(
+    "WITH ",
+    fence!(2, 3),
+    ", go AS MATERIALIZED (
+    SELECT ($3::bigint IS NULL OR EXISTS (SELECT 1 FROM fence)) AS fenced,
+           EXISTS (SELECT 1 FROM tasks WHERE claim_id = ANY ($4::uuid[])) AS resent
+), doomed AS (
+    UPDATE tasks AS d SET status = 'terminated', updated = now()
+    WHERE d.task_id IN (
+        SELECT task_id FROM tasks
+        WHERE status = 'queued' AND terminate
+          AND (cardinality($1::text[]) = 0 OR action = ANY ($1::text[]))
+          AND (SELECT fenced AND NOT resent FROM go)
+        FOR UPDATE SKIP LOCKED)
+), next AS MATERIALIZED (
+    SELECT task_id, created FROM tasks
+    WHERE status = 'queued' AND NOT terminate
+      AND (cardinality($1::text[]) = 0 OR action = ANY ($1::text[]))
+      AND (SELECT fenced AND NOT resent FROM go)
+    ORDER BY created, task_id
+    LIMIT $5
+    FOR UPDATE SKIP LOCKED
+), numbered AS (
+    SELECT task_id, row_number() OVER (ORDER BY created, task_id) AS i FROM next
+), claimed AS (
+    UPDATE tasks AS c
+    SET status = 'running', claimed_by = $2, claim_term = $3,
+        claim_id = ($4::uuid[])[numbered.i],
+        claimed_at = now(), attempt = c.attempt + 1, updated = now()
+    FROM numbered
+    WHERE c.task_id = numbered.task_id
+    RETURNING c.*
+), t AS (
+    SELECT * FROM claimed
+    UNION ALL
+    SELECT * FROM tasks
+    WHERE claim_id = ANY ($4::uuid[]) AND (SELECT fenced FROM go)
+)
+SELECT t.*, msgs.* FROM t",
+    with_messages!(),
+    " ORDER BY t.created, t.task_id"
 );
 
 /// Whether `$1` holds the live lease with term `$2`; asked only when a fenced claim found

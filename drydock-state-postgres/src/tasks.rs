@@ -7,13 +7,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use drydock_state_core::backend::{
-    no_nul, orphan_message, purge_cutoff, purge_keeps, refuse_new_work_under, retention_too_large,
-    task_exists, Recovery, ORPHAN_FAILURE_REASON,
+    is_refusal, no_nul, orphan_message, purge_cutoff, purge_keeps, refuse_new_work_under,
+    retention_too_large, task_exists, Recovery, ORPHAN_FAILURE_REASON,
 };
 use drydock_state_core::Entity;
 use drydock_state_core::{
-    Claim, ClaimRequest, Error, NewTask, OrphanPolicy, PurgeReport, Result, SubtaskFilter, Task,
-    TaskFilter, TaskId, TaskStatus, TaskStore, TaskUpdate, TreeNode,
+    tree_subtasks, Claim, ClaimRequest, Error, GuardedUpdate, NewTask, OrphanPolicy, PurgeReport,
+    Result, SubtaskFilter, Task, TaskFilter, TaskId, TaskStatus, TaskStore, TaskUpdate, TreeNode,
 };
 use uuid::Uuid;
 
@@ -71,6 +71,21 @@ fn bind_new_task<'q>(query: PgQuery<'q>, task: &'q NewTask) -> PgQuery<'q> {
         .bind(json_text(&task.request_context))
 }
 
+/// `create_task`'s insert ([`queries::CREATE_TASK`]) on `executor`.
+async fn create_in<'c>(
+    executor: impl sqlx::PgExecutor<'c>,
+    task: &NewTask,
+    op: &'static str,
+) -> Result<Task> {
+    let row = bind_new_task(queries::query(queries::CREATE_TASK), task)
+        .fetch_one(executor)
+        .await
+        .or_store(op)
+        .duplicate_as(|| task_exists(task.task_id))
+        .missing_as(Entity::ParentTask, parent_id(task.parent_task_id))?;
+    rows::task(&row)
+}
+
 /// Binds a filter's conditions, `$1` to `$9` of [`queries::LIST_TASKS`] and
 /// [`queries::COUNT_TASKS`], to `$query` (a `query` or a `query_scalar`).
 macro_rules! bind_filter {
@@ -89,18 +104,93 @@ macro_rules! bind_filter {
     }};
 }
 
+/// The bind parameters of [`queries::UPDATE_TASK`] for one update.
+struct UpdateBinds<'a> {
+    id: TaskId,
+    update: &'a TaskUpdate,
+    links: Option<serde_json::Value>,
+    message: (bool, Option<String>),
+    reason: (bool, Option<String>),
+    filter: (bool, Option<String>),
+    design: (bool, Option<String>),
+    set_parent: bool,
+    parent: Option<TaskId>,
+    guard: (Option<&'a str>, Option<i64>, Option<i64>),
+}
+
+impl<'a> UpdateBinds<'a> {
+    fn of(id: TaskId, update: &'a TaskUpdate, guard: Option<&'a Claim>) -> Result<Self> {
+        let (set_filter, filter) = set(&update.node_filter);
+        let (set_parent, parent) = set(&update.parent_task_id);
+        Ok(UpdateBinds {
+            id,
+            update,
+            links: update.links.as_deref().map(links_json).transpose()?,
+            message: set(&update.result_message),
+            reason: set(&update.result_reason),
+            filter: (set_filter, json_text(&filter)),
+            design: set(&update.design_ref),
+            set_parent,
+            parent,
+            guard: guard::binds(guard),
+        })
+    }
+
+    fn query(&self) -> PgQuery<'_> {
+        let update = self.update;
+        queries::query(queries::UPDATE_TASK)
+            .bind(self.id.0)
+            .bind(update.status.map(|s| s.as_str()))
+            .bind(update.result_status.map(|s| s.as_str()))
+            .bind(self.message.0)
+            .bind(&self.message.1)
+            .bind(self.reason.0)
+            .bind(&self.reason.1)
+            .bind(&update.successes)
+            .bind(&update.failures)
+            .bind(&self.links)
+            .bind(update.retry)
+            .bind(self.filter.0)
+            .bind(&self.filter.1)
+            .bind(self.design.0)
+            .bind(&self.design.1)
+            .bind(self.set_parent)
+            .bind(self.parent.map(|p| p.0))
+            .bind(self.guard.0)
+            .bind(self.guard.1)
+            .bind(self.guard.2)
+    }
+}
+
 #[async_trait]
 impl TaskStore for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task.task_id))]
     async fn create_task(&self, task: &NewTask) -> Result<Task> {
         task.validate()?;
-        let row = bind_new_task(queries::query(queries::CREATE_TASK), task)
-            .fetch_one(&self.pool)
+        create_in(&self.pool, task, "create_task").await
+    }
+
+    /// One transaction: each task inserted by `create_task`'s statement, parent first, then
+    /// the parent's subtask list written (`SET_SUBTASK_LIST`).
+    #[tracing::instrument(level = "debug", skip_all, fields(task_id = %parent.task_id, subtasks = subtasks.len()))]
+    async fn create_task_tree(&self, parent: &NewTask, subtasks: &[NewTask]) -> Result<Vec<Task>> {
+        const OP: &str = "create_task_tree";
+        let subtasks = tree_subtasks(parent, subtasks)?;
+        let mut tx = self.pool.begin().await.or_store(OP)?;
+        let mut stored = Vec::with_capacity(subtasks.len() + 1);
+        for task in std::iter::once(parent).chain(&subtasks) {
+            stored.push(create_in(&mut *tx, task, OP).await?);
+        }
+        let ids: Vec<Uuid> = subtasks.iter().map(|t| t.task_id.0).collect();
+        queries::query(queries::SET_SUBTASK_LIST)
+            .bind(parent.task_id.0)
+            .bind(&ids)
+            .execute(&mut *tx)
             .await
-            .or_store("create_task")
-            .duplicate_as(|| task_exists(task.task_id))
-            .missing_as(Entity::ParentTask, parent_id(task.parent_task_id))?;
-        rows::task(&row)
+            .or_store(OP)?;
+        tx.commit().await.or_store(OP)?;
+        stored[0].subtask_id_list = subtasks.iter().map(|t| t.task_id).collect();
+        Ok(stored)
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %id))]
@@ -125,39 +215,14 @@ impl TaskStore for PgStore {
     ) -> Result<Task> {
         const OP: &str = "update_task";
         update.validate(id)?;
-        let links = &update.links.as_deref().map(links_json).transpose()?;
-        let (set_message, message) = &set(&update.result_message);
-        let (set_reason, reason) = &set(&update.result_reason);
-        let (set_filter, filter) = &set(&update.node_filter);
-        let (set_design, design) = &set(&update.design_ref);
-        let (set_parent, parent) = set(&update.parent_task_id);
-        let (by, term, attempt) = guard::binds(guard);
-        let write = || async move {
-            let row = queries::query(queries::UPDATE_TASK)
-                .bind(id.0)
-                .bind(update.status.map(|s| s.as_str()))
-                .bind(update.result_status.map(|s| s.as_str()))
-                .bind(set_message)
-                .bind(message)
-                .bind(set_reason)
-                .bind(reason)
-                .bind(&update.successes)
-                .bind(&update.failures)
-                .bind(links)
-                .bind(update.retry)
-                .bind(set_filter)
-                .bind(json_text(filter))
-                .bind(set_design)
-                .bind(design)
-                .bind(set_parent)
-                .bind(parent.map(|p| p.0))
-                .bind(by)
-                .bind(term)
-                .bind(attempt)
+        let binds = UpdateBinds::of(id, update, guard)?;
+        let write = || async {
+            let row = binds
+                .query()
                 .fetch_optional(&self.pool)
                 .await
                 .or_store(OP)
-                .missing_as(Entity::ParentTask, parent_id(parent))?;
+                .missing_as(Entity::ParentTask, parent_id(binds.parent))?;
             row.as_ref().map(rows::assembled).transpose()
         };
         self.guarded(OP, id, guard, write, |stored| {
@@ -418,6 +483,89 @@ impl TaskStore for PgStore {
         Ok(())
     }
 
+    /// One statement (`CLAIM_BATCH`), as `claim_next`; a second query only when a
+    /// fenced batch claimed nothing, to tell "fenced out" from "nothing queued".
+    #[tracing::instrument(level = "debug", skip_all, fields(instance_id = %request.instance_id, term = ?request.term, claim_id = ?request.claim_id, n))]
+    async fn claim_batch(&self, request: &ClaimRequest, n: usize) -> Result<Vec<Task>> {
+        const OP: &str = "claim_batch";
+        request.validate_batch(n)?;
+        let claim_ids = request.batch_claim_ids(n);
+        let limit = i64::try_from(n).map_err(|_| Error::invalid("claim.n", "is too large"))?;
+        // As in claim_next: two batches sent at once with one new claim id both find its ids
+        // unused; the second fails on the unique index and, sent again, finds the first's.
+        let mut tries = 2;
+        let rows = loop {
+            tries -= 1;
+            let sent = queries::query(queries::CLAIM_BATCH)
+                .bind(&request.actions)
+                .bind(&request.instance_id)
+                .bind(request.term)
+                .bind(&claim_ids)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .or_store(OP);
+            match sent {
+                Err(Error::Conflict { .. }) if tries > 0 && request.claim_id.is_some() => continue,
+                other => break other?,
+            }
+        };
+        if !rows.is_empty() {
+            let tasks = rows
+                .iter()
+                .map(rows::assembled)
+                .collect::<Result<Vec<_>>>()?;
+            if let Some(other) = tasks
+                .iter()
+                .find(|t| t.claimed_by.as_deref() != Some(request.instance_id.as_str()))
+            {
+                let by = other.claimed_by.as_deref().unwrap_or_default();
+                return Err(request.claim_id_taken(other.task_id, by));
+            }
+            return Ok(tasks);
+        }
+        let Some(term) = request.term else {
+            return Ok(Vec::new());
+        };
+        let holds: bool = queries::query_scalar(queries::LEASE_HELD_WITH_TERM)
+            .bind(&request.instance_id)
+            .bind(term)
+            .fetch_one(&self.pool)
+            .await
+            .or_store(OP)?;
+        if holds {
+            Ok(Vec::new())
+        } else {
+            Err(drydock_state_core::lease_not_held(
+                &request.instance_id,
+                term,
+            ))
+        }
+    }
+
+    /// One transaction: each update is `update_task`'s own fenced statement
+    /// (`UPDATE_TASK`) sent in turn, a refusal explained as `update_task` explains
+    /// it and answered in its slot. One round trip per update (two when refused), plus the
+    /// transaction's own; an update that sets a parent runs under a savepoint, since a
+    /// missing parent fails its statement.
+    #[tracing::instrument(level = "debug", skip_all, fields(updates = updates.len()))]
+    async fn update_tasks(&self, updates: &[GuardedUpdate]) -> Result<Vec<Result<Task>>> {
+        const OP: &str = "update_tasks";
+        if updates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await.or_store(OP)?;
+        let mut outcomes = Vec::with_capacity(updates.len());
+        for u in updates {
+            match update_in(&mut tx, u).await {
+                Err(e) if !is_refusal(&e) => return Err(e),
+                outcome => outcomes.push(outcome),
+            }
+        }
+        tx.commit().await.or_store(OP)?;
+        Ok(outcomes)
+    }
+
     #[tracing::instrument(level = "debug", skip_all, fields(older_than_secs = older_than.as_secs()))]
     async fn purge(&self, older_than: Duration) -> Result<PurgeReport> {
         // The memory store's rule (zero and absurd retentions refused), on the database clock.
@@ -479,6 +627,53 @@ impl TaskStore for PgStore {
         );
         Ok(report)
     }
+}
+
+/// One update of `update_tasks` inside its transaction `tx`, under `update_task`'s rules: the
+/// fenced statement, and when it changes nothing the read that says why (in the memory
+/// store's order), tried again if nothing explains it.
+async fn update_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    u: &GuardedUpdate,
+) -> Result<Task> {
+    const OP: &str = "update_tasks";
+    let (id, guard) = (u.task_id, u.guard.as_ref());
+    u.update.validate(id)?;
+    guard::validate(guard)?;
+    let binds = UpdateBinds::of(id, &u.update, guard)?;
+    for _ in 0..guard::ATTEMPTS {
+        let row = if binds.set_parent && binds.parent.is_some() {
+            // A missing parent fails the statement, which would abort the whole transaction.
+            let mut savepoint = sqlx::Acquire::begin(&mut *tx).await.or_store(OP)?;
+            let sent = binds
+                .query()
+                .fetch_optional(&mut *savepoint)
+                .await
+                .or_store(OP)
+                .missing_as(Entity::ParentTask, parent_id(binds.parent));
+            match sent {
+                Ok(row) => {
+                    savepoint.commit().await.or_store(OP)?;
+                    row
+                }
+                Err(e) => {
+                    savepoint.rollback().await.or_store(OP)?;
+                    return Err(e);
+                }
+            }
+        } else {
+            binds.query().fetch_optional(&mut **tx).await.or_store(OP)?
+        };
+        if let Some(row) = row {
+            return rows::assembled(&row);
+        }
+        let stored = guard::refused_in(&mut **tx, OP, id, guard).await?;
+        if let Some(refused) = stored.guard_error(guard) {
+            return Err(refused);
+        }
+        u.update.check_transition(id, stored.task.status)?;
+    }
+    Err(guard::kept_changing(OP, id))
 }
 
 impl PgStore {

@@ -184,6 +184,10 @@ UPDATE drydock_tasks SET subtask_id_list = json_insert(subtask_id_list, '$[#]', 
 WHERE task_id = ?1
   AND NOT EXISTS (SELECT 1 FROM json_each(drydock_tasks.subtask_id_list) WHERE value = ?2)";
 
+/// `create_task_tree`: the new parent `?1`'s subtask list, `?2` (a JSON array of ids).
+pub const SET_SUBTASK_LIST: &str =
+    "UPDATE drydock_tasks SET subtask_id_list = ?2 WHERE task_id = ?1";
+
 /// `subtasks`, step one: the parent's subtask list (no row: unknown parent).
 pub const SUBTASK_LIST: &str = "SELECT subtask_id_list FROM drydock_tasks WHERE task_id = ?1";
 
@@ -276,6 +280,38 @@ pub const CLAIM_NEXT: &str = concat!(
            WHERE status = 'queued' AND terminate = 0 \
              AND (?3 IS NULL OR action IN (SELECT value FROM json_each(?3))) \
            ORDER BY created, task_id LIMIT 1) \
+     RETURNING ",
+    task_columns!()
+);
+
+/// `claim_batch` with a claim id: the tasks already carrying one of the batch's claim ids
+/// (`?1`, a JSON array), oldest first.
+pub const CLAIMED_UNDER_IDS: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    " FROM drydock_tasks WHERE claim_id IN (SELECT value FROM json_each(?1)) \
+     ORDER BY created, task_id"
+);
+
+/// `claim_batch`: [`CLAIM_NEXT`] for the `?5` oldest unmarked queued tasks of the allowed
+/// actions (`?3`), the `i`-th (from 0, oldest first) recording claim id `?4[i]` (`?4` a JSON
+/// array; NULL without a claim id). Runs in the claim's `BEGIN IMMEDIATE` transaction, after
+/// the lease check; the rows come back in no particular order.
+pub const CLAIM_BATCH: &str = concat!(
+    "WITH next AS ( \
+         SELECT task_id, row_number() OVER (ORDER BY created, task_id) - 1 AS i \
+         FROM drydock_tasks \
+         WHERE status = 'queued' AND terminate = 0 \
+           AND (?3 IS NULL OR action IN (SELECT value FROM json_each(?3))) \
+         ORDER BY created, task_id LIMIT ?5) \
+     UPDATE drydock_tasks SET status = 'running', claimed_by = ?1, claim_term = ?2, \
+        claim_id = (SELECT j.value FROM next, json_each(?4) AS j \
+                    WHERE next.task_id = drydock_tasks.task_id AND j.key = next.i), \
+        attempt = attempt + 1, claimed_at = ",
+    now_us!(),
+    ", updated = ",
+    now_us!(),
+    " WHERE task_id IN (SELECT task_id FROM next) \
      RETURNING ",
     task_columns!()
 );

@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use drydock_state_core::backend::{
-    no_nul, orphan_message, purge_cutoff, purge_keeps, refuse_new_work_under, task_exists,
-    terminated_status, Recovery, ORPHAN_FAILURE_REASON,
+    is_refusal, no_nul, orphan_message, purge_cutoff, purge_keeps, refuse_new_work_under,
+    task_exists, terminated_status, Recovery, ORPHAN_FAILURE_REASON,
 };
 use drydock_state_core::Entity;
 use drydock_state_core::{
-    lease_not_held, Claim, ClaimRequest, Error, NewMessage, NewTask, OrphanPolicy, PurgeReport,
-    Result, ResultDetails, ResultMessage, SubtaskFilter, Task, TaskFilter, TaskId, TaskStatus,
-    TaskStore, TaskUpdate, TreeNode,
+    lease_not_held, tree_subtasks, Claim, ClaimRequest, Error, GuardedUpdate, NewMessage, NewTask,
+    OrphanPolicy, PurgeReport, Result, ResultDetails, ResultMessage, SubtaskFilter, Task,
+    TaskFilter, TaskId, TaskStatus, TaskStore, TaskUpdate, TreeNode,
 };
 use sqlx::sqlite::SqliteConnection;
 
@@ -72,6 +72,110 @@ impl SqliteStore {
     ) -> Result<Task> {
         let mut tasks = Self::assemble(conn, vec![row], op).await?;
         Ok(tasks.pop().expect("one row in, one task out"))
+    }
+}
+
+impl SqliteStore {
+    /// `create_task`'s insert on `executor` ([`insert_task`], a taken id and a missing parent
+    /// answered as such).
+    async fn create_in<'c>(
+        executor: impl sqlx::SqliteExecutor<'c>,
+        task: &NewTask,
+        op: &'static str,
+    ) -> Result<Task> {
+        let row = insert_task(NewTaskParams::of(task)?)
+            .fetch_one(executor)
+            .await
+            .or_store(op)
+            .duplicate_as(|| task_exists(task.task_id))
+            .missing_as(Entity::ParentTask, parent_id(task.parent_task_id))?;
+        row.into_task()
+    }
+
+    /// A claim's allowed actions as the JSON array the statements take (NULL for any).
+    fn claim_actions(request: &ClaimRequest) -> Result<Option<String>> {
+        if request.actions.is_empty() {
+            Ok(None)
+        } else {
+            to_json("claim.actions", &request.actions).map(Some)
+        }
+    }
+
+    /// A fenced claim's lease check, first statement of its `BEGIN IMMEDIATE` transaction.
+    async fn claim_fence(
+        tx: &mut SqliteConnection,
+        request: &ClaimRequest,
+        op: &'static str,
+    ) -> Result<()> {
+        if let Some(term) = request.term {
+            let holds: bool = queries::query_scalar(queries::HOLDS_LEASE)
+                .bind(request.instance_id.as_str())
+                .bind(term)
+                .fetch_one(&mut *tx)
+                .await
+                .or_store(op)?;
+            if !holds {
+                return Err(lease_not_held(&request.instance_id, term));
+            }
+        }
+        Ok(())
+    }
+
+    /// A claim's first write: the queued tasks of its actions marked for termination are
+    /// terminated instead of handed out.
+    async fn terminate_marked_queued(
+        tx: &mut SqliteConnection,
+        actions: Option<&str>,
+        op: &'static str,
+    ) -> Result<()> {
+        queries::query(queries::TERMINATE_MARKED_QUEUED)
+            .bind(actions)
+            .bind(terminated_status(TaskStatus::Queued).as_str())
+            .execute(&mut *tx)
+            .await
+            .or_store(op)?;
+        Ok(())
+    }
+
+    /// `update_task` inside the write transaction `tx`: the fence, core's rules, the write.
+    async fn update_in(
+        tx: &mut SqliteConnection,
+        id: TaskId,
+        update: &TaskUpdate,
+        guard: Option<&Claim>,
+    ) -> Result<Task> {
+        const OP: &str = "update_task";
+        let p = UpdateParams::of(id, update)?;
+        guard::validate(guard)?;
+        let stored = guard::fence(&mut *tx, id, guard, OP).await?;
+        update.check_transition(id, stored.status()?)?;
+        let row: TaskRow = queries::query_as(queries::UPDATE_TASK)
+            .bind(id_text(id))
+            .bind(p.status)
+            .bind(p.result_status)
+            .bind(p.set_result_message)
+            .bind(p.result_message)
+            .bind(p.set_result_reason)
+            .bind(p.result_reason)
+            .bind(p.result_successes)
+            .bind(p.result_failures)
+            .bind(p.result_links)
+            .bind(p.retry)
+            .bind(p.set_node_filter)
+            .bind(p.node_filter)
+            .bind(p.set_design_ref)
+            .bind(p.design_ref)
+            .bind(p.set_parent)
+            .bind(p.ends_claim)
+            .bind(p.parent_task_id)
+            .fetch_one(&mut *tx)
+            .await
+            .or_store(OP)
+            .missing_as(
+                Entity::ParentTask,
+                parent_id(update.parent_task_id.flatten()),
+            )?;
+        Self::assemble_one(tx, row, OP).await
     }
 }
 
@@ -137,14 +241,34 @@ macro_rules! bind_filter {
 impl TaskStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task.task_id))]
     async fn create_task(&self, task: &NewTask) -> Result<Task> {
-        let row = insert_task(NewTaskParams::of(task)?)
-            .fetch_one(&self.pool)
-            .await
-            .or_store("create_task")
-            .duplicate_as(|| task_exists(task.task_id))
-            .missing_as(Entity::ParentTask, parent_id(task.parent_task_id))?;
-        let stored = row.into_task()?;
+        let stored = Self::create_in(&self.pool, task, "create_task").await?;
         self.wake_if_queued(stored.status);
+        Ok(stored)
+    }
+
+    /// One `BEGIN IMMEDIATE` transaction: each task inserted as `create_task` inserts it,
+    /// parent first, then the parent's subtask list written.
+    #[tracing::instrument(level = "debug", skip_all, fields(task_id = %parent.task_id, subtasks = subtasks.len()))]
+    async fn create_task_tree(&self, parent: &NewTask, subtasks: &[NewTask]) -> Result<Vec<Task>> {
+        const OP: &str = "create_task_tree";
+        let subtasks = tree_subtasks(parent, subtasks)?;
+        let mut tx = self.begin_write(OP).await?;
+        let mut stored = Vec::with_capacity(subtasks.len() + 1);
+        for task in std::iter::once(parent).chain(&subtasks) {
+            stored.push(Self::create_in(&mut *tx, task, OP).await?);
+        }
+        let ids: Vec<TaskId> = subtasks.iter().map(|t| t.task_id).collect();
+        queries::query(queries::SET_SUBTASK_LIST)
+            .bind(id_text(parent.task_id))
+            .bind(id_array(&ids))
+            .execute(&mut *tx)
+            .await
+            .or_store(OP)?;
+        tx.commit().await.or_store(OP)?;
+        stored[0].subtask_id_list = ids;
+        if stored.iter().any(|t| t.status == TaskStatus::Queued) {
+            self.wake_if_queued(TaskStatus::Queued);
+        }
         Ok(stored)
     }
 
@@ -176,38 +300,10 @@ impl TaskStore for SqliteStore {
         guard: Option<&Claim>,
     ) -> Result<Task> {
         const OP: &str = "update_task";
-        let p = UpdateParams::of(id, update)?;
+        UpdateParams::of(id, update)?;
         guard::validate(guard)?;
         let mut tx = self.begin_write(OP).await?;
-        let stored = guard::fence(&mut tx, id, guard, OP).await?;
-        update.check_transition(id, stored.status()?)?;
-        let row: TaskRow = queries::query_as(queries::UPDATE_TASK)
-            .bind(id_text(id))
-            .bind(p.status)
-            .bind(p.result_status)
-            .bind(p.set_result_message)
-            .bind(p.result_message)
-            .bind(p.set_result_reason)
-            .bind(p.result_reason)
-            .bind(p.result_successes)
-            .bind(p.result_failures)
-            .bind(p.result_links)
-            .bind(p.retry)
-            .bind(p.set_node_filter)
-            .bind(p.node_filter)
-            .bind(p.set_design_ref)
-            .bind(p.design_ref)
-            .bind(p.set_parent)
-            .bind(p.ends_claim)
-            .bind(p.parent_task_id)
-            .fetch_one(&mut *tx)
-            .await
-            .or_store(OP)
-            .missing_as(
-                Entity::ParentTask,
-                parent_id(update.parent_task_id.flatten()),
-            )?;
-        let stored = Self::assemble_one(&mut tx, row, OP).await?;
+        let stored = Self::update_in(&mut tx, id, update, guard).await?;
         tx.commit().await.or_store(OP)?;
         self.wake_if_queued(stored.status);
         Ok(stored)
@@ -375,24 +471,10 @@ impl TaskStore for SqliteStore {
     async fn claim_next(&self, request: &ClaimRequest) -> Result<Option<Task>> {
         const OP: &str = "claim_next";
         request.validate()?;
-        let actions = if request.actions.is_empty() {
-            None
-        } else {
-            Some(to_json("claim.actions", &request.actions)?)
-        };
         let instance = request.instance_id.as_str();
+        let actions = Self::claim_actions(request)?;
         let mut tx = self.begin_write(OP).await?;
-        if let Some(term) = request.term {
-            let holds: bool = queries::query_scalar(queries::HOLDS_LEASE)
-                .bind(instance)
-                .bind(term)
-                .fetch_one(&mut *tx)
-                .await
-                .or_store(OP)?;
-            if !holds {
-                return Err(lease_not_held(instance, term));
-            }
-        }
+        Self::claim_fence(&mut tx, request, OP).await?;
         if let Some(claim_id) = request.claim_id {
             let row: Option<TaskRow> = queries::query_as(queries::CLAIMED_UNDER_ID)
                 .bind(uuid_text(claim_id))
@@ -409,12 +491,7 @@ impl TaskStore for SqliteStore {
                 return Ok(Some(task));
             }
         }
-        queries::query(queries::TERMINATE_MARKED_QUEUED)
-            .bind(actions.as_deref())
-            .bind(terminated_status(TaskStatus::Queued).as_str())
-            .execute(&mut *tx)
-            .await
-            .or_store(OP)?;
+        Self::terminate_marked_queued(&mut tx, actions.as_deref(), OP).await?;
         let row: Option<TaskRow> = queries::query_as(queries::CLAIM_NEXT)
             .bind(instance)
             .bind(request.term)
@@ -525,6 +602,88 @@ impl TaskStore for SqliteStore {
         let stored = Self::assemble_one(&mut tx, row, OP).await?;
         tx.commit().await.or_store(OP)?;
         Ok(stored)
+    }
+
+    /// One `BEGIN IMMEDIATE` transaction, as `claim_next`: the lease check, a re-sent batch
+    /// (`CLAIMED_UNDER_IDS`), the marked queued tasks terminated, then one statement claiming
+    /// up to `n` (`CLAIM_BATCH`).
+    #[tracing::instrument(level = "debug", skip_all, fields(instance_id = %request.instance_id, term = ?request.term, claim_id = ?request.claim_id, n))]
+    async fn claim_batch(&self, request: &ClaimRequest, n: usize) -> Result<Vec<Task>> {
+        const OP: &str = "claim_batch";
+        request.validate_batch(n)?;
+        let limit = i64::try_from(n).map_err(|_| Error::invalid("claim.n", "is too large"))?;
+        let instance = request.instance_id.as_str();
+        let actions = Self::claim_actions(request)?;
+        let claim_ids: Option<String> = match request.claim_id {
+            Some(_) => {
+                let ids: Vec<String> = request
+                    .batch_claim_ids(n)
+                    .into_iter()
+                    .map(uuid_text)
+                    .collect();
+                Some(to_json("claim.claim_id", &ids)?)
+            }
+            None => None,
+        };
+        let mut tx = self.begin_write(OP).await?;
+        Self::claim_fence(&mut tx, request, OP).await?;
+        if let Some(ids) = &claim_ids {
+            let rows: Vec<TaskRow> = queries::query_as(queries::CLAIMED_UNDER_IDS)
+                .bind(ids.as_str())
+                .fetch_all(&mut *tx)
+                .await
+                .or_store(OP)?;
+            if !rows.is_empty() {
+                let tasks = Self::assemble(&mut tx, rows, OP).await?;
+                if let Some(other) = tasks
+                    .iter()
+                    .find(|t| t.claimed_by.as_deref() != Some(instance))
+                {
+                    let by = other.claimed_by.as_deref().unwrap_or_default();
+                    return Err(request.claim_id_taken(other.task_id, by));
+                }
+                tx.commit().await.or_store(OP)?;
+                return Ok(tasks);
+            }
+        }
+        Self::terminate_marked_queued(&mut tx, actions.as_deref(), OP).await?;
+        let rows: Vec<TaskRow> = queries::query_as(queries::CLAIM_BATCH)
+            .bind(instance)
+            .bind(request.term)
+            .bind(actions.as_deref())
+            .bind(claim_ids.as_deref())
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await
+            .or_store(OP)?;
+        let mut tasks = Self::assemble(&mut tx, rows, OP).await?;
+        tx.commit().await.or_store(OP)?;
+        tasks.sort_by_key(|t| (t.created, t.task_id));
+        Ok(tasks)
+    }
+
+    /// One `BEGIN IMMEDIATE` transaction: each update as `update_task` makes it (fence, rules,
+    /// write), a refusal answered in its slot (it wrote nothing: the checks come first, and a
+    /// failed statement is undone on its own); a store failure rolls back the whole batch.
+    #[tracing::instrument(level = "debug", skip_all, fields(updates = updates.len()))]
+    async fn update_tasks(&self, updates: &[GuardedUpdate]) -> Result<Vec<Result<Task>>> {
+        const OP: &str = "update_tasks";
+        if updates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin_write(OP).await?;
+        let mut outcomes = Vec::with_capacity(updates.len());
+        for u in updates {
+            match Self::update_in(&mut tx, u.task_id, &u.update, u.guard.as_ref()).await {
+                Err(e) if !is_refusal(&e) => return Err(e),
+                outcome => outcomes.push(outcome),
+            }
+        }
+        tx.commit().await.or_store(OP)?;
+        for outcome in outcomes.iter().flatten() {
+            self.wake_if_queued(outcome.status);
+        }
+        Ok(outcomes)
     }
 
     #[tracing::instrument(level = "trace", skip_all)]

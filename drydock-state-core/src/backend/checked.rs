@@ -176,6 +176,54 @@ impl<S: TaskStore + ?Sized> TaskStore for Checked<S> {
     async fn wait_for_queued(&self, max_wait: Duration) -> Result<()> {
         self.inner.wait_for_queued(max_wait).await
     }
+
+    async fn claim_batch(&self, request: &ClaimRequest, n: usize) -> Result<Vec<Task>> {
+        request.validate_batch(n)?;
+        self.inner.claim_batch(request, n).await
+    }
+
+    async fn create_task_tree(&self, parent: &NewTask, subtasks: &[NewTask]) -> Result<Vec<Task>> {
+        tree_subtasks(parent, subtasks)?;
+        self.inner.create_task_tree(parent, subtasks).await
+    }
+
+    /// Each update is checked as `update_task` checks it; a refused one is answered in its own
+    /// slot and not passed on, the others go to the wrapped store in one call.
+    async fn update_tasks(&self, updates: &[GuardedUpdate]) -> Result<Vec<Result<Task>>> {
+        let checks: Vec<Result<()>> = updates
+            .iter()
+            .map(|u| {
+                u.update.validate(u.task_id)?;
+                guard_ok(u.guard.as_ref())
+            })
+            .collect();
+        let passed: Vec<GuardedUpdate> = updates
+            .iter()
+            .zip(&checks)
+            .filter(|(_, check)| check.is_ok())
+            .map(|(u, _)| u.clone())
+            .collect();
+        let mut written = if passed.is_empty() {
+            Vec::new()
+        } else {
+            self.inner.update_tasks(&passed).await?
+        }
+        .into_iter();
+        let outcomes: Vec<Result<Task>> = checks
+            .into_iter()
+            .map(|check| match check {
+                Err(refused) => Err(refused),
+                Ok(()) => written.next().unwrap_or_else(|| {
+                    Err(crate::error::Error::Backend {
+                        message: "update_tasks: the store answered fewer updates than it was given"
+                            .into(),
+                        source: None,
+                    })
+                }),
+            })
+            .collect();
+        Ok(outcomes)
+    }
 }
 
 #[async_trait]

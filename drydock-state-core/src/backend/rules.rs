@@ -189,3 +189,19 @@ impl<'a> BuildDataContents<'a> {
             .collect()
     }
 }
+
+/// Whether `error` is a refusal of one write by the store's rules (`NotFound`, `LeaseLost`,
+/// `Conflict`, `AlreadyExists`, `InvalidInput`), which [`crate::TaskStore::update_tasks`]
+/// answers in that write's own slot, rather than a failure of the store itself, which ends
+/// the whole call.
+pub fn is_refusal(error: &crate::error::Error) -> bool {
+    use crate::error::Error;
+    matches!(
+        error,
+        Error::NotFound { .. }
+            | Error::LeaseLost(_)
+            | Error::Conflict { .. }
+            | Error::AlreadyExists { .. }
+            | Error::InvalidInput { .. }
+    )
+}

@@ -134,6 +134,23 @@ pub fn lease_not_held(instance_id: &str, term: i64) -> Error {
     ))
 }
 
+/// The most tasks one [`crate::TaskStore::claim_batch`] may claim: a larger `n` is
+/// `InvalidInput`, so one claim never locks or returns an unbounded number of rows.
+pub const MAX_CLAIM_BATCH: usize = 1000;
+
+/// The claim id that task `index` (from 0, oldest first) of a batch claimed under the claim
+/// id `claim_id` carries (claim ids are unique per task, so a batch cannot give its one id to
+/// every task). Deterministic, so a re-sent batch finds the tasks it claimed: the 128 bits of
+/// `claim_id` plus `(index + 1)` times the odd constant `0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835`
+/// (wrapping), made a UUID version 8 (custom) by setting its version and variant bits. Distinct
+/// for every index below [`MAX_CLAIM_BATCH`] (a unit test checks it).
+pub fn batch_claim_id(claim_id: Uuid, index: usize) -> Uuid {
+    const MIX: u128 = 0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835;
+    let step = (index as u128).wrapping_add(1).wrapping_mul(MIX);
+    let bits = claim_id.as_u128().wrapping_add(step);
+    uuid::Builder::from_custom_bytes(bits.to_be_bytes()).into_uuid()
+}
+
 /// A request to claim the next queued task.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClaimRequest {
@@ -187,6 +204,33 @@ impl ClaimRequest {
             .try_for_each(|a| no_nul("claim.actions", a))
     }
 
+    /// Refuses what [`crate::TaskStore::claim_batch`] refuses before looking at the store:
+    /// what [`ClaimRequest::validate`] refuses, and a batch size `n` of zero or above
+    /// [`MAX_CLAIM_BATCH`] (`InvalidInput`, field `claim.n`).
+    pub fn validate_batch(&self, n: usize) -> Result<()> {
+        self.validate()?;
+        if n == 0 {
+            return Err(Error::invalid("claim.n", "must be at least 1"));
+        }
+        if n > MAX_CLAIM_BATCH {
+            return Err(Error::invalid(
+                "claim.n",
+                format!("must be at most {MAX_CLAIM_BATCH}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The claim ids a batch of up to `n` tasks claimed with this request's claim id records,
+    /// the `i`-th (from 0) for the `i`-th oldest task of the batch: [`batch_claim_id`] of the
+    /// claim id and `i`. Empty without a claim id.
+    pub fn batch_claim_ids(&self, n: usize) -> Vec<Uuid> {
+        match self.claim_id {
+            Some(id) => (0..n).map(|i| batch_claim_id(id, i)).collect(),
+            None => Vec::new(),
+        }
+    }
+
     /// The [`Error::Conflict`] for a claim id already carried by a task another instance
     /// claimed: claim ids are meant to be new for every claim.
     pub fn claim_id_taken(&self, task: TaskId, by: &str) -> Error {
@@ -216,6 +260,22 @@ mod tests {
         let unfenced = Claim::new("a", None, 1);
         assert!(!unfenced.matches(Some("a"), Some(1), 1));
         assert!(unfenced.matches(Some("a"), None, 1));
+    }
+
+    #[test]
+    fn batch_claim_ids_are_deterministic_and_distinct() {
+        let id = Uuid::new_v4();
+        let req = ClaimRequest::new("a").with_claim_id(id);
+        let ids = req.batch_claim_ids(MAX_CLAIM_BATCH);
+        assert_eq!(ids, req.batch_claim_ids(MAX_CLAIM_BATCH));
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), MAX_CLAIM_BATCH);
+        assert!(!distinct.contains(&id));
+        assert_eq!(ids[3], batch_claim_id(id, 3));
+        assert!(ClaimRequest::new("a").batch_claim_ids(5).is_empty());
+        assert!(req.validate_batch(0).is_err());
+        assert!(req.validate_batch(MAX_CLAIM_BATCH + 1).is_err());
+        assert!(req.validate_batch(MAX_CLAIM_BATCH).is_ok());
     }
 
     #[test]

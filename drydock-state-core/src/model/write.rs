@@ -462,6 +462,67 @@ impl TaskUpdate {
     }
 }
 
+/// The most subtasks one [`crate::TaskStore::create_task_tree`] may create: more is
+/// `InvalidInput`, so one transaction stays bounded.
+pub const MAX_TREE_SUBTASKS: usize = 1000;
+
+/// Checks a tree for [`crate::TaskStore::create_task_tree`] before looking at the store, and
+/// returns the subtasks as they are stored (each with `parent` as its parent): every task
+/// passes [`NewTask::validate`], at most [`MAX_TREE_SUBTASKS`] subtasks, no id twice in the
+/// tree, and no subtask naming a parent other than `parent` (`InvalidInput` otherwise).
+pub fn tree_subtasks(parent: &NewTask, subtasks: &[NewTask]) -> Result<Vec<NewTask>> {
+    parent.validate()?;
+    if subtasks.len() > MAX_TREE_SUBTASKS {
+        return Err(Error::invalid(
+            "tree.subtasks",
+            format!("at most {MAX_TREE_SUBTASKS} subtasks"),
+        ));
+    }
+    let mut ids = std::collections::HashSet::from([parent.task_id]);
+    subtasks
+        .iter()
+        .map(|t| {
+            t.validate()?;
+            if t.parent_task_id.is_some_and(|p| p != parent.task_id) {
+                return Err(Error::invalid(
+                    "task.parent_task_id",
+                    "a subtask of a tree has the tree's parent as its parent",
+                ));
+            }
+            if !ids.insert(t.task_id) {
+                return Err(Error::invalid(
+                    "task.task_id",
+                    format!("{} comes twice in the tree", t.task_id),
+                ));
+            }
+            Ok(t.clone().with_parent(parent.task_id))
+        })
+        .collect()
+}
+
+/// One write of [`crate::TaskStore::update_tasks`]: what [`crate::TaskStore::update_task`]
+/// takes, as one value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GuardedUpdate {
+    /// The task to write.
+    pub task_id: TaskId,
+    /// What to write.
+    pub update: TaskUpdate,
+    /// The claim the write must match, as `update_task`'s `guard`.
+    pub guard: Option<super::Claim>,
+}
+
+impl GuardedUpdate {
+    /// A write of `update` to `task_id` under `guard`.
+    pub fn new(task_id: TaskId, update: TaskUpdate, guard: Option<super::Claim>) -> Self {
+        GuardedUpdate {
+            task_id,
+            update,
+            guard,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

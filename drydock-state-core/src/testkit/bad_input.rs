@@ -1140,6 +1140,145 @@ fn store_rows() -> Vec<Row> {
             },
         ),
         row(
+            "batch claim of zero tasks",
+            "invalid_input",
+            "claim.n",
+            |fx| async move {
+                fx.store
+                    .claim_batch(&ClaimRequest::new("orch-a"), 0)
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "batch claim above the largest batch",
+            "invalid_input",
+            "claim.n",
+            |fx| async move {
+                fx.store
+                    .claim_batch(&ClaimRequest::new("orch-a"), MAX_CLAIM_BATCH + 1)
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "batch claim with a stale term",
+            "lease_lost",
+            "term",
+            |fx| async move {
+                fx.store
+                    .claim_batch(&ClaimRequest::new("orch-a").fenced(fx.term - 1), 5)
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "batch claim by an instance id with a NUL",
+            "invalid_input",
+            "instance_id",
+            |fx| async move {
+                fx.store
+                    .claim_batch(&ClaimRequest::new("orch\0"), 5)
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "tree with a NUL in a subtask",
+            "invalid_input",
+            "task.created_by",
+            |fx| async move {
+                let bad = NewTask::new("deploy_node").with_created_by("a\0b");
+                fx.store
+                    .create_task_tree(&NewTask::new("deploy_nodes"), &[bad])
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "tree naming one id twice",
+            "invalid_input",
+            "task.task_id",
+            |fx| async move {
+                let child = NewTask::new("deploy_node");
+                fx.store
+                    .create_task_tree(&NewTask::new("deploy_nodes"), &[child.clone(), child])
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "tree whose subtask id is stored already",
+            "already_exists",
+            "task",
+            |fx| async move {
+                let mut child = NewTask::new("deploy_node");
+                child.task_id = fx.done;
+                fx.store
+                    .create_task_tree(&NewTask::new("deploy_nodes"), &[child])
+                    .await
+                    .map(drop)
+            },
+        ),
+        row(
+            "batch update with a NUL in the result message",
+            "invalid_input",
+            "task.result.message",
+            |fx| async move {
+                let update = TaskUpdate::new().result_message(Some("a\0b"));
+                first(
+                    fx.store
+                        .update_tasks(&[GuardedUpdate::new(fx.root, update, None)])
+                        .await,
+                )
+            },
+        ),
+        row(
+            "batch update of a finished task",
+            "conflict",
+            "complete",
+            |fx| async move {
+                first(
+                    fx.store
+                        .update_tasks(&[GuardedUpdate::new(
+                            fx.done,
+                            TaskUpdate::new().retry(1),
+                            None,
+                        )])
+                        .await,
+                )
+            },
+        ),
+        row(
+            "batch update with a stale guard",
+            "lease_lost",
+            "orch-a",
+            |fx| async move {
+                let stale = Claim::new("orch-a", Some(fx.term), fx.claim.attempt + 1);
+                first(
+                    fx.store
+                        .update_tasks(&[GuardedUpdate::new(
+                            fx.claimed,
+                            TaskUpdate::new().retry(1),
+                            Some(stale),
+                        )])
+                        .await,
+                )
+            },
+        ),
+        row(
+            "batch update of an unknown task",
+            "not_found",
+            "task",
+            |fx| async move {
+                first(
+                    fx.store
+                        .update_tasks(&[GuardedUpdate::new(TaskId::new(), TaskUpdate::new(), None)])
+                        .await,
+                )
+            },
+        ),
+        row(
             "claim by an instance id with a NUL",
             "invalid_input",
             "instance_id",
@@ -1151,6 +1290,13 @@ fn store_rows() -> Vec<Row> {
             },
         ),
     ]
+}
+
+/// The outcome of the one update of an `update_tasks` call, for a catalogue row.
+fn first(outcomes: Result<Vec<Result<Task>>>) -> Result<()> {
+    let mut outcomes = outcomes?;
+    assert_eq!(outcomes.len(), 1, "one outcome per update");
+    outcomes.pop().expect("one outcome").map(drop)
 }
 
 /// Seeds a store with a little of everything, so "unchanged" means something.

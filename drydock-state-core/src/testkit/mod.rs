@@ -42,6 +42,7 @@ use crate::memory::MemoryStore;
 use crate::store::StateStore;
 
 pub mod bad_input;
+pub mod batches;
 pub mod boot;
 pub mod build_data;
 pub mod claims;
@@ -332,6 +333,14 @@ macro_rules! __kit_cases {
             claims::claim_respects_actions,
             claims::claim_nothing_queued_is_none,
             claims::claim_fenced_with_stale_term_is_refused,
+            batches::claim_batch_takes_the_oldest_up_to_n,
+            batches::claim_batch_size_is_bounded,
+            batches::claim_batch_concurrent_claimers_partition_the_queue,
+            batches::claim_batch_is_fenced_by_the_term,
+            batches::claim_batch_resent_claim_id_returns_the_same_tasks,
+            batches::update_tasks_outcomes_are_per_task,
+            batches::create_task_tree_links_parent_and_subtasks,
+            batches::create_task_tree_is_all_or_nothing,
             recovery::recover_orphans_requeues_with_message,
             recovery::recover_orphans_fail_policy,
             recovery::stalled_leader_is_fenced_out_and_recovered_once,
@@ -439,6 +448,7 @@ mod tests {
     fn every_written_case_is_listed() {
         let sources = [
             include_str!("bad_input.rs"),
+            include_str!("batches.rs"),
             include_str!("boot.rs"),
             include_str!("build_data.rs"),
             include_str!("claims.rs"),

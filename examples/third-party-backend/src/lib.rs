@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use drydock_state_core::{
     BackendRegistration, BootAction, BootActionContext, BootActionId, BootActionStatus,
     BootActionStore, BuildData, BuildDataQuery, BuildStore, Claim, ClaimRequest, Config, Error,
-    ImportBatch, ImportMode, ImportOutcome, ImportStore, InstanceLock, Lease, LeaseOutcome,
+    GuardedUpdate, ImportBatch, ImportMode, ImportOutcome, ImportStore, InstanceLock, Lease, LeaseOutcome,
     MemoryStore, MessageStore, NewMessage, NewTask, OrphanPolicy, PurgeReport, Result,
     ResultMessage, StateStore, SubtaskFilter, Task, TaskFilter, TaskId, TaskStore, TaskUpdate,
     TreeNode, Verbosity,
@@ -132,6 +132,15 @@ impl TaskStore for TinyStore {
     }
     async fn wait_for_queued(&self, max_wait: Duration) -> Result<()> {
         self.count().wait_for_queued(max_wait).await
+    }
+    async fn claim_batch(&self, request: &ClaimRequest, n: usize) -> Result<Vec<Task>> {
+        self.count().claim_batch(request, n).await
+    }
+    async fn update_tasks(&self, updates: &[GuardedUpdate]) -> Result<Vec<Result<Task>>> {
+        self.count().update_tasks(updates).await
+    }
+    async fn create_task_tree(&self, parent: &NewTask, subtasks: &[NewTask]) -> Result<Vec<Task>> {
+        self.count().create_task_tree(parent, subtasks).await
     }
 }
 
