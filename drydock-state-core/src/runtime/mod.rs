@@ -29,7 +29,8 @@
 //!   time it steps down: handlers are cancelled and their contexts refuse every write.
 //! * **Recovery.** On every new term, before it claims anything, it recovers the orphans of
 //!   older terms ([`crate::TaskStore::recover_orphans`], policy [`RuntimeBuilder::recovery`]).
-//! * **Claims.** Fenced with the term and named by a fresh claim id, so a claim re-sent after
+//! * **Claims.** Fenced with the term and named by a fresh claim id (one `claim_next`, or one
+//!   `claim_batch` for as many tasks as handlers are free), so a claim re-sent after
 //!   an error that may have lost the reply returns the same task. Up to `concurrency`
 //!   handlers run at once; when nothing is queued it waits with
 //!   [`crate::TaskStore::wait_for_queued`]`(poll_interval)`.

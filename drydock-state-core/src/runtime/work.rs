@@ -19,6 +19,7 @@ use super::Shared;
 use crate::error::{Error, Result};
 use crate::model::{
     Claim, ClaimRequest, ResultStatus, Task, TaskFilter, TaskId, TaskStatus, TaskUpdate,
+    MAX_CLAIM_BATCH,
 };
 
 /// A task claimed under a leadership, not yet finished.
@@ -71,17 +72,20 @@ pub(crate) async fn work(
             }
             _ => None,
         };
-        // A free handler, and room to hold one more task that waits for its key.
-        let free = w.running.len() < s.concurrency && w.waiting.len() < s.concurrency;
-        let may_claim = leader.is_some() && free && retry_at.is_none();
+        // Free handlers, and room to hold as many tasks waiting for their keys.
+        let free = (s.concurrency - w.running.len().min(s.concurrency))
+            .min(s.concurrency - w.waiting.len().min(s.concurrency));
+        let may_claim = leader.is_some() && free > 0 && retry_at.is_none();
         if may_claim && !idle {
             let (term, cancel) = leader.clone().expect("checked");
-            match w.claim(term).await {
-                Ok(Some(task)) => {
-                    w.dispatch(task, term, cancel);
+            match w.claim(term, free).await {
+                Ok(tasks) if !tasks.is_empty() => {
+                    for task in tasks {
+                        w.dispatch(task, term, cancel.clone());
+                    }
                     continue;
                 }
-                Ok(None) => idle = true,
+                Ok(_) => idle = true,
                 Err(e) => {
                     shared.store_error("claiming a task", e.to_string());
                     retry_at = Some(Instant::now() + s.poll_interval.min(s.claim_interval));
@@ -120,16 +124,27 @@ pub(crate) async fn work(
 }
 
 impl Worker {
-    /// Claims with the term and a new claim id; an error that may have lost the reply is
-    /// retried with the same id, which returns the task the first attempt claimed, if any.
-    async fn claim(&self, term: i64) -> Result<Option<Task>> {
+    /// Claims up to `n` tasks (one with `claim_next`, more with one `claim_batch`) with the
+    /// term and a new claim id; an error that may have lost the reply is retried with the same
+    /// id and size, which returns the tasks the first attempt claimed, if any.
+    async fn claim(&self, term: i64, n: usize) -> Result<Vec<Task>> {
         let request = ClaimRequest::new(&self.shared.instance)
             .actions(self.shared.settings.actions.iter().cloned())
             .fenced(term)
             .with_claim_id(Uuid::new_v4());
+        let n = n.min(MAX_CLAIM_BATCH);
         let mut tries = 0;
         loop {
-            match self.shared.store.claim_next(&request).await {
+            let claimed = if n == 1 {
+                self.shared
+                    .store
+                    .claim_next(&request)
+                    .await
+                    .map(|t| t.into_iter().collect())
+            } else {
+                self.shared.store.claim_batch(&request, n).await
+            };
+            match claimed {
                 Err(e) if e.is_retryable() && tries < 3 => {
                     tries += 1;
                     tokio::time::sleep(std::time::Duration::from_millis(50 << tries)).await;
