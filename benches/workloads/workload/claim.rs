@@ -5,7 +5,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use drydock_state::{ClaimRequest, Config, NewTask, StateStore, TaskStatus};
+use drydock_state::{
+    ClaimRequest, Config, GuardedUpdate, NewTask, StateStore, TaskStatus, TaskUpdate,
+};
 use serde_json::json;
 
 use crate::baseline::Baselines;
@@ -77,10 +79,106 @@ async fn drain(
     }
 }
 
-/// W5: the two drains, and the statements of one claim and its completion.
+/// The batch size of `W5_claim_batch_8`: each claimer claims this many tasks in one
+/// `claim_batch` and completes them in one `update_tasks`.
+const BATCH: usize = 250;
+
+/// Drains the `n` queued tasks of `action` with `claimers` concurrent claimers of one
+/// instance holding the lease: each claims up to [`BATCH`] tasks fenced with the term, then
+/// completes them in one `update_tasks`, each under its own claim. Returns the drain and how
+/// many completions were refused (none should be).
+async fn drain_batched(
+    store: Arc<dyn StateStore>,
+    n: usize,
+    action: &'static str,
+    claimers: usize,
+) -> (Drained, usize) {
+    const INSTANCE: &str = "bench-batch";
+    let term = store
+        .claim_lease(INSTANCE)
+        .await
+        .expect("claim the lease")
+        .held()
+        .expect("the bench's lease is free")
+        .term;
+    // The bench's grace period is 2 s: keep the lease while the drain runs.
+    let renewer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                store.renew_lease(INSTANCE).await.expect("renew the lease");
+            }
+        })
+    };
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..claimers {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            let request = ClaimRequest::new(INSTANCE).actions([action]).fenced(term);
+            let (mut mine, mut refused) = (Vec::new(), 0);
+            let (mut claiming, mut completing) = (Duration::ZERO, Duration::ZERO);
+            loop {
+                let at = Instant::now();
+                let tasks = store.claim_batch(&request, BATCH).await.expect("claim");
+                if tasks.is_empty() {
+                    break;
+                }
+                let claimed = Instant::now();
+                let done: Vec<GuardedUpdate> = tasks
+                    .iter()
+                    .map(|t| {
+                        GuardedUpdate::new(
+                            t.task_id,
+                            TaskUpdate::new().status(TaskStatus::Complete),
+                            t.claim(),
+                        )
+                    })
+                    .collect();
+                let outcomes = store.update_tasks(&done).await.expect("complete");
+                refused += outcomes.iter().filter(|o| o.is_err()).count();
+                claiming += claimed - at;
+                completing += claimed.elapsed();
+                mine.extend(tasks.iter().map(|t| t.task_id));
+            }
+            (mine, refused, claiming, completing)
+        }));
+    }
+    let (mut all, mut refused) = (Vec::new(), 0);
+    let (mut claiming, mut completing) = (Duration::ZERO, Duration::ZERO);
+    for h in handles {
+        let (mine, r, c, d) = h.await.expect("claimer");
+        all.extend(mine);
+        refused += r;
+        claiming += c;
+        completing += d;
+    }
+    let elapsed = started.elapsed();
+    renewer.abort();
+    store
+        .release_lease(INSTANCE)
+        .await
+        .expect("release the lease");
+    let unique: HashSet<_> = all.iter().collect();
+    // Per task, as W5's other drains report it.
+    let per_task = |d: Duration| d.as_secs_f64() * 1e3 / all.len().max(1) as f64;
+    let drained = Drained {
+        claims_per_s: rate(all.len(), elapsed),
+        duplicates: all.len() - unique.len(),
+        unclaimed: n - unique.len(),
+        claim_ms: per_task(claiming),
+        complete_ms: per_task(completing),
+    };
+    (drained, refused)
+}
+
+/// W5: the drains, and the statements of one claim and its completion.
 pub struct W5 {
     one: Drained,
     eight: Drained,
+    batched: Drained,
+    refused: usize,
     statements: u64,
     counted: usize,
 }
@@ -97,9 +195,14 @@ pub async fn w5_claim(store: &Arc<dyn StateStore>, s: usize) -> W5 {
         count_statements(drain(store.clone(), counted, "bench_w5c", 1)).await;
     create_many(store, n, "bench_w5b", TaskStatus::Queued).await;
     let w5_8 = drain(store.clone(), n, "bench_w5b", 8).await;
+    let batched_n = 20_000 / s;
+    create_many(store, batched_n, "bench_w5d", TaskStatus::Queued).await;
+    let (batched, refused) = drain_batched(store.clone(), batched_n, "bench_w5d", 8).await;
     W5 {
         one: w5_1,
         eight: w5_8,
+        batched,
+        refused,
         statements: w5_1_statements,
         counted,
     }
@@ -141,6 +244,31 @@ impl W5 {
             .target(">= 0.5 x update_c8, 0 duplicates", |f| {
                 f.at_least(0.5) && w5_8.duplicates == 0 && w5_8.unclaimed == 0
             }),
+            Figure::rate(
+                "W5_claim_batch_8",
+                self.batched.claims_per_s,
+                "claims/s",
+                "update_c8",
+                base.update_c8,
+            )
+            .with("batch", json!(BATCH))
+            .with("duplicates", json!(self.batched.duplicates))
+            .with("unclaimed", json!(self.batched.unclaimed))
+            .with("refused_completions", json!(self.refused))
+            .with("claim_ms_per_task", json!(round3(self.batched.claim_ms)))
+            .with(
+                "complete_ms_per_task",
+                json!(round3(self.batched.complete_ms)),
+            )
+            .target(
+                ">= 3.0 x update_c8, 0 duplicates, every completion fenced",
+                |f| {
+                    f.at_least(3.0)
+                        && self.batched.duplicates == 0
+                        && self.batched.unclaimed == 0
+                        && self.refused == 0
+                },
+            ),
         ]
     }
 }
