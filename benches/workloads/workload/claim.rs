@@ -86,13 +86,14 @@ const BATCH: usize = 250;
 /// Drains the `n` queued tasks of `action` with `claimers` concurrent claimers of one
 /// instance holding the lease: each claims up to [`BATCH`] tasks fenced with the term, then
 /// completes them in one `update_tasks`, each under its own claim. Returns the drain and how
-/// many completions were refused (none should be).
+/// many completions were refused (none should be), whether the lease lapsed, and the
+/// slowest renewal.
 async fn drain_batched(
     store: Arc<dyn StateStore>,
     n: usize,
     action: &'static str,
     claimers: usize,
-) -> (Drained, usize) {
+) -> (Drained, Batched) {
     const INSTANCE: &str = "bench-batch";
     let term = store
         .claim_lease(INSTANCE)
@@ -101,13 +102,19 @@ async fn drain_batched(
         .held()
         .expect("the bench's lease is free")
         .term;
-    // The bench's grace period is 2 s: keep the lease while the drain runs.
+    // The bench's grace period is 2 s: keep the lease while the drain runs, and record the
+    // slowest renewal (a renewal waits for the lease row behind the claims' share locks).
+    let slowest_renewal = Arc::new(std::sync::Mutex::new(Duration::ZERO));
     let renewer = {
-        let store = store.clone();
+        let (store, slowest) = (store.clone(), slowest_renewal.clone());
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(200)).await;
+                let at = Instant::now();
                 store.renew_lease(INSTANCE).await.expect("renew the lease");
+                let took = at.elapsed();
+                let mut slowest = slowest.lock().unwrap();
+                *slowest = (*slowest).max(took);
             }
         })
     };
@@ -117,11 +124,19 @@ async fn drain_batched(
         let store = store.clone();
         handles.push(tokio::spawn(async move {
             let request = ClaimRequest::new(INSTANCE).actions([action]).fenced(term);
-            let (mut mine, mut refused) = (Vec::new(), 0);
+            let (mut mine, mut refused, mut lost) = (Vec::new(), 0, false);
             let (mut claiming, mut completing) = (Duration::ZERO, Duration::ZERO);
             loop {
                 let at = Instant::now();
-                let tasks = store.claim_batch(&request, BATCH).await.expect("claim");
+                let tasks = match store.claim_batch(&request, BATCH).await {
+                    Ok(tasks) => tasks,
+                    // The lease lapsed under the drain: reported, not retried.
+                    Err(drydock_state::Error::LeaseLost(_)) => {
+                        lost = true;
+                        break;
+                    }
+                    Err(e) => panic!("claim: {e}"),
+                };
                 if tasks.is_empty() {
                     break;
                 }
@@ -142,15 +157,16 @@ async fn drain_batched(
                 completing += claimed.elapsed();
                 mine.extend(tasks.iter().map(|t| t.task_id));
             }
-            (mine, refused, claiming, completing)
+            (mine, refused, lost, claiming, completing)
         }));
     }
-    let (mut all, mut refused) = (Vec::new(), 0);
+    let (mut all, mut refused, mut lost) = (Vec::new(), 0, false);
     let (mut claiming, mut completing) = (Duration::ZERO, Duration::ZERO);
     for h in handles {
-        let (mine, r, c, d) = h.await.expect("claimer");
+        let (mine, r, l, c, d) = h.await.expect("claimer");
         all.extend(mine);
         refused += r;
+        lost |= l;
         claiming += c;
         completing += d;
     }
@@ -160,6 +176,14 @@ async fn drain_batched(
         .release_lease(INSTANCE)
         .await
         .expect("release the lease");
+    // What the drain left (after a lapse): drained unfenced, so later workloads start empty.
+    let rest = ClaimRequest::new("bench-batch-rest").actions([action]);
+    while !store
+        .claim_batch(&rest, BATCH)
+        .await
+        .expect("claim")
+        .is_empty()
+    {}
     let unique: HashSet<_> = all.iter().collect();
     // Per task, as W5's other drains report it.
     let per_task = |d: Duration| d.as_secs_f64() * 1e3 / all.len().max(1) as f64;
@@ -170,7 +194,25 @@ async fn drain_batched(
         claim_ms: per_task(claiming),
         complete_ms: per_task(completing),
     };
-    (drained, refused)
+    let slowest = *slowest_renewal.lock().unwrap();
+    (
+        drained,
+        Batched {
+            refused,
+            lost,
+            slowest_renewal: slowest,
+        },
+    )
+}
+
+/// What only the batched drain reports.
+struct Batched {
+    /// Completions the store refused (none should be).
+    refused: usize,
+    /// Whether the lease lapsed during the drain (a claim came back `LeaseLost`).
+    lost: bool,
+    /// The slowest renewal of the lease during the drain.
+    slowest_renewal: Duration,
 }
 
 /// W5: the drains, and the statements of one claim and its completion.
@@ -178,7 +220,7 @@ pub struct W5 {
     one: Drained,
     eight: Drained,
     batched: Drained,
-    refused: usize,
+    batch: Batched,
     statements: u64,
     counted: usize,
 }
@@ -197,12 +239,12 @@ pub async fn w5_claim(store: &Arc<dyn StateStore>, s: usize) -> W5 {
     let w5_8 = drain(store.clone(), n, "bench_w5b", 8).await;
     let batched_n = 20_000 / s;
     create_many(store, batched_n, "bench_w5d", TaskStatus::Queued).await;
-    let (batched, refused) = drain_batched(store.clone(), batched_n, "bench_w5d", 8).await;
+    let (batched, batch) = drain_batched(store.clone(), batched_n, "bench_w5d", 8).await;
     W5 {
         one: w5_1,
         eight: w5_8,
         batched,
-        refused,
+        batch,
         statements: w5_1_statements,
         counted,
     }
@@ -254,7 +296,12 @@ impl W5 {
             .with("batch", json!(BATCH))
             .with("duplicates", json!(self.batched.duplicates))
             .with("unclaimed", json!(self.batched.unclaimed))
-            .with("refused_completions", json!(self.refused))
+            .with("refused_completions", json!(self.batch.refused))
+            .with("lease_lapsed", json!(self.batch.lost))
+            .with(
+                "slowest_renewal_ms",
+                json!(round3(self.batch.slowest_renewal.as_secs_f64() * 1e3)),
+            )
             .with("claim_ms_per_task", json!(round3(self.batched.claim_ms)))
             .with(
                 "complete_ms_per_task",
@@ -266,7 +313,8 @@ impl W5 {
                     f.at_least(3.0)
                         && self.batched.duplicates == 0
                         && self.batched.unclaimed == 0
-                        && self.refused == 0
+                        && self.batch.refused == 0
+                        && !self.batch.lost
                 },
             ),
         ]
