@@ -983,7 +983,7 @@ fn no_sql_is_assembled_at_run_time() {
             .iter()
             .map(|(path, source)| (source.as_str(), is_statements_module(path))),
     );
-    for expected in ["CLAIM_NEXT", "GET_TASK", "MIGRATION_LOCK", "NEXT_QUEUED"] {
+    for expected in ["CLAIM_BATCH", "GET_TASK", "MIGRATION_LOCK", "NEXT_QUEUED"] {
         assert!(
             names.consts.contains(expected),
             "the scan does not know the statement {expected}; is it reading the backends?"
@@ -1106,7 +1106,7 @@ fn the_detector_catches_every_evasion() {
 #[test]
 fn the_detector_lets_static_statements_through() {
     let fine = [
-        r#"sqlx::query(queries::CLAIM_NEXT).bind(id)"#,
+        r#"sqlx::query(queries::CLAIM_BATCH).bind(id)"#,
         r#"queries::query(queries::LIST_TASKS).bind(id).fetch_all(&self.pool).await?"#,
         r#"queries::query_as::<_, TaskRow>(queries::LIST_TASKS).fetch_optional(&mut *tx).await?"#,
         "let sql = if latest { queries::A } else { queries::LIST_TASKS };\nqueries::query(sql).bind(full)",

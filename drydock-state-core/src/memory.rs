@@ -230,13 +230,7 @@ impl Inner {
         let mut claimed = Vec::with_capacity(n.min(next.len()));
         for (i, (_, id)) in next.into_iter().take(n).enumerate() {
             let task = self.task_mut(id)?;
-            task.status = TaskStatus::Running;
-            task.claimed_by = Some(request.instance_id.clone());
-            task.claim_term = request.term;
-            task.claim_id = claim_ids.get(i).copied();
-            task.claimed_at = Some(now);
-            task.attempt += 1;
-            task.updated = Some(now);
+            request.record_on(task, claim_ids.get(i).copied(), now);
             let task = task.clone();
             claimed.push(self.assembled(&task));
         }

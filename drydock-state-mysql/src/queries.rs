@@ -208,24 +208,11 @@ pub(crate) const TERMINATE_MARKED_QUEUED: &str = "UPDATE drydock_tasks
       AND (JSON_LENGTH(?) = 0 OR action IN (SELECT a.action FROM JSON_TABLE(?, '$[*]'
           COLUMNS (action VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin PATH '$')) AS a))";
 
-/// The oldest queued task, not marked for termination, whose action the claim allows (`?`
-/// the JSON array of actions, twice), locked; rows other claimers hold are skipped, so no
-/// two claimers wait on, or take, the same task.
+/// `claim_next` and `claim_batch`: the `?` oldest queued tasks (the JSON array of actions
+/// twice, then the count), not marked for termination, whose action the claim allows,
+/// locked; rows other claimers hold are skipped, so no two claimers wait on, or take, the
+/// same task.
 pub(crate) const NEXT_QUEUED: &str = concat!(
-    "SELECT ",
-    task_columns!(),
-    " FROM drydock_tasks AS t
-    WHERE t.status = 'queued' AND NOT t.`terminate`
-      AND (JSON_LENGTH(?) = 0 OR t.action IN (SELECT a.action FROM JSON_TABLE(?, '$[*]'
-          COLUMNS (action VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin PATH '$')) AS a))
-    ORDER BY t.created, t.task_id
-    LIMIT 1
-    FOR UPDATE SKIP LOCKED"
-);
-
-/// `claim_batch`: [`NEXT_QUEUED`] for the `?` oldest (the JSON array of actions twice, then
-/// the batch size), locked, rows other claimers hold skipped.
-pub(crate) const NEXT_QUEUED_BATCH: &str = concat!(
     "SELECT ",
     task_columns!(),
     " FROM drydock_tasks AS t
@@ -237,21 +224,14 @@ pub(crate) const NEXT_QUEUED_BATCH: &str = concat!(
     FOR UPDATE SKIP LOCKED"
 );
 
-/// `claim_batch` with a claim id: the tasks carrying one of the batch's claim ids (`?`, a
-/// JSON array), oldest first, locked.
+/// A claim with a claim id: the tasks carrying one of its claim ids (`?`, a JSON array),
+/// oldest first, locked.
 pub(crate) const TASKS_BY_CLAIM_IDS: &str = concat!(
     "SELECT ",
     task_columns!(),
     " FROM drydock_tasks AS t WHERE t.claim_id IN (SELECT j.id FROM ",
     json_ids!(),
     ") ORDER BY t.created, t.task_id FOR UPDATE"
-);
-
-/// The task carrying a claim id, locked.
-pub(crate) const TASK_BY_CLAIM_ID: &str = concat!(
-    "SELECT ",
-    task_columns!(),
-    " FROM drydock_tasks AS t WHERE t.claim_id = ? FOR UPDATE"
 );
 
 /// Live tasks claimed under a term lower than `?`, oldest first, locked.

@@ -25,6 +25,7 @@ use drydock_state_core::{
     TaskUpdate, TreeNode,
 };
 use sqlx::Row;
+use uuid::Uuid;
 
 use crate::error::db_error;
 use crate::store::{append, db_now, read_task, retry_races, with_messages, write_task, MySqlStore};
@@ -243,76 +244,25 @@ impl MySqlStore {
         Ok(())
     }
 
-    async fn try_claim(&self, request: &ClaimRequest) -> Result<Option<Task>> {
-        const OP: &str = "claim_next";
-        let mut tx = self.pool.begin().await.map_err(db_error(OP, "database"))?;
-        if let Some(term) = request.term {
-            if !guard::lease_held(&mut tx, OP, &request.instance_id, term).await? {
-                return Err(lease_not_held(&request.instance_id, term));
-            }
-        }
-        let now = db_now(&mut tx, OP).await?;
-        let actions = rows::text_array(&request.actions);
-        if let Some(claim_id) = request.claim_id {
-            let row = queries::query(queries::TASK_BY_CLAIM_ID)
-                .bind(claim_id.hyphenated().to_string())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_error(OP, "claim.claim_id"))?;
-            if let Some(row) = row {
-                let task = rows::task(&row)?;
-                if task.claimed_by.as_deref() != Some(request.instance_id.as_str()) {
-                    let by = task.claimed_by.clone().unwrap_or_default();
-                    return Err(request.claim_id_taken(task.task_id, &by));
-                }
-                let task = one(with_messages(&mut tx, OP, vec![task]).await?)?;
-                tx.commit().await.map_err(db_error(OP, "database"))?;
-                return Ok(Some(task));
-            }
-        }
-        queries::query(queries::TERMINATE_MARKED_QUEUED)
-            .bind(now.naive_utc())
-            .bind(actions.as_str())
-            .bind(actions.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error(OP, "claim.actions"))?;
-        let row = queries::query(queries::NEXT_QUEUED)
-            .bind(actions.as_str())
-            .bind(actions.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error(OP, "claim.actions"))?;
-        let Some(row) = row else {
-            tx.commit().await.map_err(db_error(OP, "database"))?;
-            return Ok(None);
-        };
-        let mut task = rows::task(&row)?;
-        task.status = TaskStatus::Running;
-        task.claimed_by = Some(request.instance_id.clone());
-        task.claim_term = request.term;
-        task.claim_id = request.claim_id;
-        task.claimed_at = Some(now);
-        task.attempt += 1;
-        task.updated = Some(now);
-        write_task(&mut tx, OP, &task).await?;
-        let task = one(with_messages(&mut tx, OP, vec![task]).await?)?;
-        tx.commit().await.map_err(db_error(OP, "database"))?;
-        Ok(Some(task))
-    }
-
-    async fn try_claim_batch(&self, request: &ClaimRequest, n: usize) -> Result<Vec<Task>> {
-        const OP: &str = "claim_batch";
+    /// `claim_next` and `claim_batch` in one transaction: up to `n` tasks, the `i`-th (oldest
+    /// first) recording `claim_ids[i]` (none when `claim_ids` is empty); a request whose ids
+    /// a task already carries is answered with those tasks and claims nothing.
+    async fn try_claim(
+        &self,
+        request: &ClaimRequest,
+        claim_ids: &[Uuid],
+        n: usize,
+        op: &'static str,
+    ) -> Result<Vec<Task>> {
         let limit = u32::try_from(n).map_err(|_| Error::invalid("claim.n", "is too large"))?;
-        let mut tx = self.pool.begin().await.map_err(db_error(OP, "database"))?;
+        let mut tx = self.pool.begin().await.map_err(db_error(op, "database"))?;
         if let Some(term) = request.term {
-            if !guard::lease_held(&mut tx, OP, &request.instance_id, term).await? {
+            if !guard::lease_held(&mut tx, op, &request.instance_id, term).await? {
                 return Err(lease_not_held(&request.instance_id, term));
             }
         }
-        let now = db_now(&mut tx, OP).await?;
+        let now = db_now(&mut tx, op).await?;
         let actions = rows::text_array(&request.actions);
-        let claim_ids = request.batch_claim_ids(n);
         if !claim_ids.is_empty() {
             let ids: Vec<String> = claim_ids
                 .iter()
@@ -322,7 +272,7 @@ impl MySqlStore {
                 .bind(rows::text_array(&ids))
                 .fetch_all(&mut *tx)
                 .await
-                .map_err(db_error(OP, "claim.claim_id"))?;
+                .map_err(db_error(op, "claim.claim_id"))?;
             if !found.is_empty() {
                 let tasks = rows::tasks(&found)?;
                 if let Some(other) = tasks
@@ -332,8 +282,8 @@ impl MySqlStore {
                     let by = other.claimed_by.clone().unwrap_or_default();
                     return Err(request.claim_id_taken(other.task_id, &by));
                 }
-                let tasks = with_messages(&mut tx, OP, tasks).await?;
-                tx.commit().await.map_err(db_error(OP, "database"))?;
+                let tasks = with_messages(&mut tx, op, tasks).await?;
+                tx.commit().await.map_err(db_error(op, "database"))?;
                 return Ok(tasks);
             }
         }
@@ -343,27 +293,21 @@ impl MySqlStore {
             .bind(actions.as_str())
             .execute(&mut *tx)
             .await
-            .map_err(db_error(OP, "claim.actions"))?;
-        let found = queries::query(queries::NEXT_QUEUED_BATCH)
+            .map_err(db_error(op, "claim.actions"))?;
+        let found = queries::query(queries::NEXT_QUEUED)
             .bind(actions.as_str())
             .bind(actions.as_str())
             .bind(limit)
             .fetch_all(&mut *tx)
             .await
-            .map_err(db_error(OP, "claim.actions"))?;
+            .map_err(db_error(op, "claim.actions"))?;
         let mut tasks = rows::tasks(&found)?;
         for (i, task) in tasks.iter_mut().enumerate() {
-            task.status = TaskStatus::Running;
-            task.claimed_by = Some(request.instance_id.clone());
-            task.claim_term = request.term;
-            task.claim_id = claim_ids.get(i).copied();
-            task.claimed_at = Some(now);
-            task.attempt += 1;
-            task.updated = Some(now);
-            write_task(&mut tx, OP, task).await?;
+            request.record_on(task, claim_ids.get(i).copied(), now);
+            write_task(&mut tx, op, task).await?;
         }
-        let tasks = with_messages(&mut tx, OP, tasks).await?;
-        tx.commit().await.map_err(db_error(OP, "database"))?;
+        let tasks = with_messages(&mut tx, op, tasks).await?;
+        tx.commit().await.map_err(db_error(op, "database"))?;
         Ok(tasks)
     }
 
@@ -673,7 +617,8 @@ impl TaskStore for MySqlStore {
     }
 
     async fn claim_next(&self, request: &ClaimRequest) -> Result<Option<Task>> {
-        retry_races!(self.try_claim(request).await)
+        let claim_ids: Vec<Uuid> = request.claim_id.into_iter().collect();
+        Ok(retry_races!(self.try_claim(request, &claim_ids, 1, "claim_next").await)?.pop())
     }
 
     async fn recover_orphans(
@@ -690,7 +635,8 @@ impl TaskStore for MySqlStore {
 
     async fn claim_batch(&self, request: &ClaimRequest, n: usize) -> Result<Vec<Task>> {
         request.validate_batch(n)?;
-        retry_races!(self.try_claim_batch(request, n).await)
+        let claim_ids = request.batch_claim_ids(n);
+        retry_races!(self.try_claim(request, &claim_ids, n, "claim_batch").await)
     }
 
     async fn create_task_tree(&self, parent: &NewTask, subtasks: &[NewTask]) -> Result<Vec<Task>> {

@@ -10,7 +10,7 @@
 //! statements and [`UPDATE_TASK`], [`ADD_SUBTASK`] and [`TERMINATE_TASK`] take the guard's
 //! instance (NULL = unguarded), term and attempt, require the task's stored claim to be
 //! exactly that one and, when the guard has a term, share-lock the live lease row of that
-//! instance and term (as [`CLAIM_NEXT`] does), so no change of holder commits between the
+//! instance and term (as [`CLAIM_BATCH`] does), so no change of holder commits between the
 //! check and the write. A guarded insert also share-locks the task row, so a recovery or a new
 //! claim of the task commits either before the check (and is seen) or after the insert. Such
 //! a statement changes no row when a check fails; [`WRITE_REFUSED`] then says why.
@@ -366,61 +366,18 @@ LEFT JOIN tasks AS t ON t.task_id = x.tree_id",
     " ORDER BY l.depth, x.tree_pos"
 );
 
-/// `claim_next`, in one statement. The fence (`fence!`; `$3` NULL = unfenced) share-locks the lease row
-/// so no change of holder can commit between the check and the claim; nothing happens
-/// unless it holds. A claim id (`$4`) already carried by a task returns that task as it is
-/// (the caller tells its own re-sent claim from another instance's id) and claims nothing.
-/// Otherwise the queued tasks of the allowed actions (`$1` empty = any) that are marked for
-/// termination become `terminated`, never handed out, and the oldest unmarked one is locked,
-/// skipping those other claimers hold, and moved to running with the claim recorded (one
-/// more attempt) on the database's clock. The task comes back with its messages.
-pub const CLAIM_NEXT: &str = concat!(
-    "WITH ",
-    fence!(2, 3),
-    ", go AS MATERIALIZED (
-    SELECT ($3::bigint IS NULL OR EXISTS (SELECT 1 FROM fence)) AS fenced,
-           EXISTS (SELECT 1 FROM tasks
-                   WHERE $4::uuid IS NOT NULL AND claim_id = $4) AS resent
-), doomed AS (
-    UPDATE tasks AS d SET status = 'terminated', updated = now()
-    WHERE d.task_id IN (
-        SELECT task_id FROM tasks
-        WHERE status = 'queued' AND terminate
-          AND (cardinality($1::text[]) = 0 OR action = ANY ($1::text[]))
-          AND (SELECT fenced AND NOT resent FROM go)
-        FOR UPDATE SKIP LOCKED)
-), next AS MATERIALIZED (
-    SELECT task_id FROM tasks
-    WHERE status = 'queued' AND NOT terminate
-      AND (cardinality($1::text[]) = 0 OR action = ANY ($1::text[]))
-      AND (SELECT fenced AND NOT resent FROM go)
-    ORDER BY created, task_id
-    LIMIT 1
-    FOR UPDATE SKIP LOCKED
-), claimed AS (
-    UPDATE tasks AS c
-    SET status = 'running', claimed_by = $2, claim_term = $3, claim_id = $4,
-        claimed_at = now(), attempt = c.attempt + 1, updated = now()
-    FROM next
-    WHERE c.task_id = next.task_id
-    RETURNING c.*
-), t AS (
-    SELECT * FROM claimed
-    UNION ALL
-    SELECT * FROM tasks
-    WHERE $4::uuid IS NOT NULL AND claim_id = $4 AND (SELECT fenced FROM go)
-)
-SELECT t.*, msgs.* FROM t",
-    with_messages!()
-);
-
-/// `claim_batch`, in one statement: [`CLAIM_NEXT`] for up to `$5` tasks. The fence and the
-/// re-sent check as there (`$4` the batch's derived claim ids, empty without a claim id: a
-/// re-sent batch is one whose ids a task already carries); the marked queued tasks are
-/// terminated; the `$5` oldest unmarked queued tasks of the allowed actions are locked
-/// (skipping rows other claimers hold) and claimed, the `i`-th (from 1, oldest first) with
-/// claim id `$4[i]` (NULL without one). Returns the claimed tasks, or those a re-sent batch
-/// claimed, with their messages, oldest first.
+/// `claim_next` and `claim_batch`, in one statement: up to `$5` tasks. The fence (`fence!`;
+/// `$3` NULL = unfenced) share-locks the lease row so no change of holder can commit between
+/// the check and the claim; nothing happens unless it holds. `$4` holds the claim ids the
+/// claimed tasks record (`claim_next`: its claim id; `claim_batch`: the batch's derived ids;
+/// empty without a claim id): when a task already carries one of them, the request is a
+/// re-sent one and those tasks come back as they are (the caller tells its own re-sent
+/// claim from another instance's ids), and nothing is claimed. Otherwise the queued tasks of
+/// the allowed actions (`$1` empty = any) that are marked for termination become
+/// `terminated`, never handed out, and the `$5` oldest unmarked ones are locked (skipping
+/// rows other claimers hold) and moved to running with the claim recorded (one more
+/// attempt) on the database's clock, the `i`-th (from 1, oldest first) with claim id `$4[i]`
+/// (NULL without one). The tasks come back with their messages, oldest first.
 pub const CLAIM_BATCH: &str = concat!(
     "WITH ",
     fence!(2, 3),

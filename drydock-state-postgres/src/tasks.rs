@@ -358,55 +358,15 @@ impl TaskStore for PgStore {
         rows.iter().map(rows::assembled).collect()
     }
 
+    /// `PgStore::claim` of one task, named by the request's own claim id.
     #[tracing::instrument(level = "debug", skip_all, fields(instance_id = %request.instance_id, term = ?request.term, claim_id = ?request.claim_id))]
     async fn claim_next(&self, request: &ClaimRequest) -> Result<Option<Task>> {
         request.validate()?;
-        // Two claims sent at once with one new claim id both find it unused; the second then
-        // fails on the claim id's unique index and, sent again, finds the first one's task.
-        let mut tries = 2;
-        let row = loop {
-            tries -= 1;
-            let sent = queries::query(queries::CLAIM_NEXT)
-                .bind(&request.actions)
-                .bind(&request.instance_id)
-                .bind(request.term)
-                .bind(request.claim_id)
-                .fetch_optional(&self.pool)
-                .await
-                .or_store("claim_next");
-            match sent {
-                Err(Error::Conflict { .. }) if tries > 0 && request.claim_id.is_some() => continue,
-                other => break other?,
-            }
-        };
-        if let Some(row) = row {
-            let task = rows::assembled(&row)?;
-            if request.claim_id.is_some() && task.claim_id == request.claim_id {
-                let by = task.claimed_by.as_deref().unwrap_or_default();
-                if by != request.instance_id {
-                    return Err(request.claim_id_taken(task.task_id, by));
-                }
-            }
-            return Ok(Some(task));
-        }
-        let Some(term) = request.term else {
-            return Ok(None);
-        };
-        // Nothing claimed: nothing queued, or fenced out. Only this case pays a second query.
-        let holds: bool = queries::query_scalar(queries::LEASE_HELD_WITH_TERM)
-            .bind(&request.instance_id)
-            .bind(term)
-            .fetch_one(&self.pool)
-            .await
-            .or_store("claim_next")?;
-        if holds {
-            Ok(None)
-        } else {
-            Err(drydock_state_core::lease_not_held(
-                &request.instance_id,
-                term,
-            ))
-        }
+        let claim_ids: Vec<Uuid> = request.claim_id.into_iter().collect();
+        Ok(self
+            .claim(request, &claim_ids, 1, "claim_next")
+            .await?
+            .pop())
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(current_term, policy = ?policy))]
@@ -483,64 +443,12 @@ impl TaskStore for PgStore {
         Ok(())
     }
 
-    /// One statement (`CLAIM_BATCH`), as `claim_next`; a second query only when a
-    /// fenced batch claimed nothing, to tell "fenced out" from "nothing queued".
+    /// `PgStore::claim` of up to `n` tasks, named by the batch's derived claim ids.
     #[tracing::instrument(level = "debug", skip_all, fields(instance_id = %request.instance_id, term = ?request.term, claim_id = ?request.claim_id, n))]
     async fn claim_batch(&self, request: &ClaimRequest, n: usize) -> Result<Vec<Task>> {
-        const OP: &str = "claim_batch";
         request.validate_batch(n)?;
-        let claim_ids = request.batch_claim_ids(n);
-        let limit = i64::try_from(n).map_err(|_| Error::invalid("claim.n", "is too large"))?;
-        // As in claim_next: two batches sent at once with one new claim id both find its ids
-        // unused; the second fails on the unique index and, sent again, finds the first's.
-        let mut tries = 2;
-        let rows = loop {
-            tries -= 1;
-            let sent = queries::query(queries::CLAIM_BATCH)
-                .bind(&request.actions)
-                .bind(&request.instance_id)
-                .bind(request.term)
-                .bind(&claim_ids)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await
-                .or_store(OP);
-            match sent {
-                Err(Error::Conflict { .. }) if tries > 0 && request.claim_id.is_some() => continue,
-                other => break other?,
-            }
-        };
-        if !rows.is_empty() {
-            let tasks = rows
-                .iter()
-                .map(rows::assembled)
-                .collect::<Result<Vec<_>>>()?;
-            if let Some(other) = tasks
-                .iter()
-                .find(|t| t.claimed_by.as_deref() != Some(request.instance_id.as_str()))
-            {
-                let by = other.claimed_by.as_deref().unwrap_or_default();
-                return Err(request.claim_id_taken(other.task_id, by));
-            }
-            return Ok(tasks);
-        }
-        let Some(term) = request.term else {
-            return Ok(Vec::new());
-        };
-        let holds: bool = queries::query_scalar(queries::LEASE_HELD_WITH_TERM)
-            .bind(&request.instance_id)
-            .bind(term)
-            .fetch_one(&self.pool)
+        self.claim(request, &request.batch_claim_ids(n), n, "claim_batch")
             .await
-            .or_store(OP)?;
-        if holds {
-            Ok(Vec::new())
-        } else {
-            Err(drydock_state_core::lease_not_held(
-                &request.instance_id,
-                term,
-            ))
-        }
     }
 
     /// One transaction: each update is `update_task`'s own fenced statement
@@ -677,6 +585,70 @@ async fn update_in(
 }
 
 impl PgStore {
+    /// Claims up to `n` tasks in one statement (`CLAIM_BATCH`), the `i`-th (oldest first)
+    /// recording `claim_ids[i]` (none when `claim_ids` is empty); a request whose ids a task
+    /// already carries is answered with those tasks. A second query only when a fenced claim
+    /// found nothing, to tell "fenced out" from "nothing queued".
+    async fn claim(
+        &self,
+        request: &ClaimRequest,
+        claim_ids: &[Uuid],
+        n: usize,
+        op: &'static str,
+    ) -> Result<Vec<Task>> {
+        let limit = i64::try_from(n).map_err(|_| Error::invalid("claim.n", "is too large"))?;
+        // Two claims sent at once with one new claim id both find its ids unused; the second
+        // fails on the unique index and, sent again, finds the first's.
+        let mut tries = 2;
+        let rows = loop {
+            tries -= 1;
+            let sent = queries::query(queries::CLAIM_BATCH)
+                .bind(&request.actions)
+                .bind(&request.instance_id)
+                .bind(request.term)
+                .bind(claim_ids)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .or_store(op);
+            match sent {
+                Err(Error::Conflict { .. }) if tries > 0 && request.claim_id.is_some() => continue,
+                other => break other?,
+            }
+        };
+        if !rows.is_empty() {
+            let tasks = rows
+                .iter()
+                .map(rows::assembled)
+                .collect::<Result<Vec<_>>>()?;
+            if let Some(other) = tasks
+                .iter()
+                .find(|t| t.claimed_by.as_deref() != Some(request.instance_id.as_str()))
+            {
+                let by = other.claimed_by.as_deref().unwrap_or_default();
+                return Err(request.claim_id_taken(other.task_id, by));
+            }
+            return Ok(tasks);
+        }
+        let Some(term) = request.term else {
+            return Ok(Vec::new());
+        };
+        let holds: bool = queries::query_scalar(queries::LEASE_HELD_WITH_TERM)
+            .bind(&request.instance_id)
+            .bind(term)
+            .fetch_one(&self.pool)
+            .await
+            .or_store(op)?;
+        if holds {
+            Ok(Vec::new())
+        } else {
+            Err(drydock_state_core::lease_not_held(
+                &request.instance_id,
+                term,
+            ))
+        }
+    }
+
     /// Whether a task exists; asked only to tell "not found" from "nothing to do".
     pub(crate) async fn task_exists(&self, id: TaskId, op: &'static str) -> Result<bool> {
         queries::query_scalar(queries::TASK_EXISTS)

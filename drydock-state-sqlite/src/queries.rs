@@ -248,13 +248,6 @@ pub const TASKS_BY_IDS: &str = concat!(
 /// of its `BEGIN IMMEDIATE` transaction.
 pub const HOLDS_LEASE: &str = concat!("SELECT ", lease_held!("?1", "?2"));
 
-/// `claim_next` with a claim id: the task already carrying claim id `?1`, if any.
-pub const CLAIMED_UNDER_ID: &str = concat!(
-    "SELECT ",
-    task_columns!(),
-    " FROM drydock_tasks WHERE claim_id = ?1"
-);
-
 /// `claim_next`: queued tasks of the allowed actions (`?1`, a JSON array, or NULL for any)
 /// that are marked for termination take status `?2` (terminated, by core's rule) instead of
 /// being handed out.
@@ -265,27 +258,8 @@ pub const TERMINATE_MARKED_QUEUED: &str = concat!(
        AND (?1 IS NULL OR action IN (SELECT value FROM json_each(?1)))"
 );
 
-/// `claim_next`: moves the oldest unmarked queued task of the allowed actions (`?3`, a JSON
-/// array, or NULL for any) to running, recording the claim (instance `?1`, term `?2`, claim
-/// id `?4`) and raising its attempt by one. Runs in the claim's `BEGIN IMMEDIATE`
-/// transaction, after the lease check.
-pub const CLAIM_NEXT: &str = concat!(
-    "UPDATE drydock_tasks SET status = 'running', claimed_by = ?1, claim_term = ?2, \
-        claim_id = ?4, attempt = attempt + 1, claimed_at = ",
-    now_us!(),
-    ", updated = ",
-    now_us!(),
-    " WHERE task_id = ( \
-           SELECT task_id FROM drydock_tasks \
-           WHERE status = 'queued' AND terminate = 0 \
-             AND (?3 IS NULL OR action IN (SELECT value FROM json_each(?3))) \
-           ORDER BY created, task_id LIMIT 1) \
-     RETURNING ",
-    task_columns!()
-);
-
-/// `claim_batch` with a claim id: the tasks already carrying one of the batch's claim ids
-/// (`?1`, a JSON array), oldest first.
+/// A claim with claim ids (`claim_next`: its own; `claim_batch`: the batch's derived ids):
+/// the tasks already carrying one of them (`?1`, a JSON array), oldest first.
 pub const CLAIMED_UNDER_IDS: &str = concat!(
     "SELECT ",
     task_columns!(),
@@ -293,9 +267,10 @@ pub const CLAIMED_UNDER_IDS: &str = concat!(
      ORDER BY created, task_id"
 );
 
-/// `claim_batch`: [`CLAIM_NEXT`] for the `?5` oldest unmarked queued tasks of the allowed
-/// actions (`?3`), the `i`-th (from 0, oldest first) recording claim id `?4[i]` (`?4` a JSON
-/// array; NULL without a claim id). Runs in the claim's `BEGIN IMMEDIATE` transaction, after
+/// `claim_next` and `claim_batch`: moves the `?5` oldest unmarked queued tasks of the allowed
+/// actions (`?3`, a JSON array, or NULL for any) to running, recording the claim (instance
+/// `?1`, term `?2`) and raising each attempt by one, the `i`-th (from 0, oldest first)
+/// recording claim id `?4[i]` (`?4` a JSON array; NULL without a claim id). Runs in the claim's `BEGIN IMMEDIATE` transaction, after
 /// the lease check; the rows come back in no particular order.
 pub const CLAIM_BATCH: &str = concat!(
     "WITH next AS ( \

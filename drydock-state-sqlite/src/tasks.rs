@@ -16,6 +16,7 @@ use drydock_state_core::{
     TaskFilter, TaskId, TaskStatus, TaskStore, TaskUpdate, TreeNode,
 };
 use sqlx::sqlite::SqliteConnection;
+use uuid::Uuid;
 
 use crate::codec::{
     fits, id_array, id_text, to_json, to_micros, uuid_text, NewTaskParams, UpdateParams,
@@ -119,6 +120,65 @@ impl SqliteStore {
             }
         }
         Ok(())
+    }
+
+    /// `claim_next` and `claim_batch`, in one `BEGIN IMMEDIATE` transaction: the lease check
+    /// (`HOLDS_LEASE`) for a fenced claim; with claim ids, the tasks already carrying one
+    /// (`CLAIMED_UNDER_IDS`: a re-sent request, answered with them, or another instance's
+    /// ids, a `Conflict`); the marked queued tasks terminated (`TERMINATE_MARKED_QUEUED`);
+    /// then one statement claiming up to `n` (`CLAIM_BATCH`), the `i`-th (oldest first)
+    /// recording `claim_ids[i]` (none when `claim_ids` is empty), with their messages.
+    async fn claim(
+        &self,
+        request: &ClaimRequest,
+        claim_ids: &[Uuid],
+        n: usize,
+        op: &'static str,
+    ) -> Result<Vec<Task>> {
+        let limit = i64::try_from(n).map_err(|_| Error::invalid("claim.n", "is too large"))?;
+        let instance = request.instance_id.as_str();
+        let actions = Self::claim_actions(request)?;
+        let claim_ids: Option<String> = if claim_ids.is_empty() {
+            None
+        } else {
+            let ids: Vec<String> = claim_ids.iter().copied().map(uuid_text).collect();
+            Some(to_json("claim.claim_id", &ids)?)
+        };
+        let mut tx = self.begin_write(op).await?;
+        Self::claim_fence(&mut tx, request, op).await?;
+        if let Some(ids) = &claim_ids {
+            let rows: Vec<TaskRow> = queries::query_as(queries::CLAIMED_UNDER_IDS)
+                .bind(ids.as_str())
+                .fetch_all(&mut *tx)
+                .await
+                .or_store(op)?;
+            if !rows.is_empty() {
+                let tasks = Self::assemble(&mut tx, rows, op).await?;
+                if let Some(other) = tasks
+                    .iter()
+                    .find(|t| t.claimed_by.as_deref() != Some(instance))
+                {
+                    let by = other.claimed_by.as_deref().unwrap_or_default();
+                    return Err(request.claim_id_taken(other.task_id, by));
+                }
+                tx.commit().await.or_store(op)?;
+                return Ok(tasks);
+            }
+        }
+        Self::terminate_marked_queued(&mut tx, actions.as_deref(), op).await?;
+        let rows: Vec<TaskRow> = queries::query_as(queries::CLAIM_BATCH)
+            .bind(instance)
+            .bind(request.term)
+            .bind(actions.as_deref())
+            .bind(claim_ids.as_deref())
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await
+            .or_store(op)?;
+        let mut tasks = Self::assemble(&mut tx, rows, op).await?;
+        tx.commit().await.or_store(op)?;
+        tasks.sort_by_key(|t| (t.created, t.task_id));
+        Ok(tasks)
     }
 
     /// A claim's first write: the queued tasks of its actions marked for termination are
@@ -463,49 +523,15 @@ impl TaskStore for SqliteStore {
         Ok(tasks)
     }
 
-    /// One `BEGIN IMMEDIATE` transaction: the lease check (`HOLDS_LEASE`) for a
-    /// fenced claim, the look-up of a re-sent claim id (`CLAIMED_UNDER_ID`), the
-    /// termination of marked queued tasks (`TERMINATE_MARKED_QUEUED`), then the
-    /// claim (`CLAIM_NEXT`) and the claimed task's messages.
+    /// `SqliteStore::claim` of one task, named by the request's own claim id.
     #[tracing::instrument(level = "debug", skip_all, fields(instance_id = %request.instance_id, term = ?request.term))]
     async fn claim_next(&self, request: &ClaimRequest) -> Result<Option<Task>> {
-        const OP: &str = "claim_next";
         request.validate()?;
-        let instance = request.instance_id.as_str();
-        let actions = Self::claim_actions(request)?;
-        let mut tx = self.begin_write(OP).await?;
-        Self::claim_fence(&mut tx, request, OP).await?;
-        if let Some(claim_id) = request.claim_id {
-            let row: Option<TaskRow> = queries::query_as(queries::CLAIMED_UNDER_ID)
-                .bind(uuid_text(claim_id))
-                .fetch_optional(&mut *tx)
-                .await
-                .or_store(OP)?;
-            if let Some(row) = row {
-                let task = Self::assemble_one(&mut tx, row, OP).await?;
-                let by = task.claimed_by.as_deref().unwrap_or_default();
-                if by != instance {
-                    return Err(request.claim_id_taken(task.task_id, by));
-                }
-                tx.commit().await.or_store(OP)?;
-                return Ok(Some(task));
-            }
-        }
-        Self::terminate_marked_queued(&mut tx, actions.as_deref(), OP).await?;
-        let row: Option<TaskRow> = queries::query_as(queries::CLAIM_NEXT)
-            .bind(instance)
-            .bind(request.term)
-            .bind(actions.as_deref())
-            .bind(request.claim_id.map(uuid_text))
-            .fetch_optional(&mut *tx)
-            .await
-            .or_store(OP)?;
-        let claimed = match row {
-            Some(row) => Some(Self::assemble_one(&mut tx, row, OP).await?),
-            None => None,
-        };
-        tx.commit().await.or_store(OP)?;
-        Ok(claimed)
+        let claim_ids: Vec<Uuid> = request.claim_id.into_iter().collect();
+        Ok(self
+            .claim(request, &claim_ids, 1, "claim_next")
+            .await?
+            .pop())
     }
 
     /// One `BEGIN IMMEDIATE` transaction: the orphans (`ORPHANS`), each recovered
@@ -604,62 +630,12 @@ impl TaskStore for SqliteStore {
         Ok(stored)
     }
 
-    /// One `BEGIN IMMEDIATE` transaction, as `claim_next`: the lease check, a re-sent batch
-    /// (`CLAIMED_UNDER_IDS`), the marked queued tasks terminated, then one statement claiming
-    /// up to `n` (`CLAIM_BATCH`).
+    /// `SqliteStore::claim` of up to `n` tasks, named by the batch's derived claim ids.
     #[tracing::instrument(level = "debug", skip_all, fields(instance_id = %request.instance_id, term = ?request.term, claim_id = ?request.claim_id, n))]
     async fn claim_batch(&self, request: &ClaimRequest, n: usize) -> Result<Vec<Task>> {
-        const OP: &str = "claim_batch";
         request.validate_batch(n)?;
-        let limit = i64::try_from(n).map_err(|_| Error::invalid("claim.n", "is too large"))?;
-        let instance = request.instance_id.as_str();
-        let actions = Self::claim_actions(request)?;
-        let claim_ids: Option<String> = match request.claim_id {
-            Some(_) => {
-                let ids: Vec<String> = request
-                    .batch_claim_ids(n)
-                    .into_iter()
-                    .map(uuid_text)
-                    .collect();
-                Some(to_json("claim.claim_id", &ids)?)
-            }
-            None => None,
-        };
-        let mut tx = self.begin_write(OP).await?;
-        Self::claim_fence(&mut tx, request, OP).await?;
-        if let Some(ids) = &claim_ids {
-            let rows: Vec<TaskRow> = queries::query_as(queries::CLAIMED_UNDER_IDS)
-                .bind(ids.as_str())
-                .fetch_all(&mut *tx)
-                .await
-                .or_store(OP)?;
-            if !rows.is_empty() {
-                let tasks = Self::assemble(&mut tx, rows, OP).await?;
-                if let Some(other) = tasks
-                    .iter()
-                    .find(|t| t.claimed_by.as_deref() != Some(instance))
-                {
-                    let by = other.claimed_by.as_deref().unwrap_or_default();
-                    return Err(request.claim_id_taken(other.task_id, by));
-                }
-                tx.commit().await.or_store(OP)?;
-                return Ok(tasks);
-            }
-        }
-        Self::terminate_marked_queued(&mut tx, actions.as_deref(), OP).await?;
-        let rows: Vec<TaskRow> = queries::query_as(queries::CLAIM_BATCH)
-            .bind(instance)
-            .bind(request.term)
-            .bind(actions.as_deref())
-            .bind(claim_ids.as_deref())
-            .bind(limit)
-            .fetch_all(&mut *tx)
+        self.claim(request, &request.batch_claim_ids(n), n, "claim_batch")
             .await
-            .or_store(OP)?;
-        let mut tasks = Self::assemble(&mut tx, rows, OP).await?;
-        tx.commit().await.or_store(OP)?;
-        tasks.sort_by_key(|t| (t.created, t.task_id));
-        Ok(tasks)
     }
 
     /// One `BEGIN IMMEDIATE` transaction: each update as `update_task` makes it (fence, rules,

@@ -8,6 +8,7 @@
 
 use std::fmt;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -194,6 +195,19 @@ impl ClaimRequest {
     pub fn with_claim_id(mut self, claim_id: Uuid) -> Self {
         self.claim_id = Some(claim_id);
         self
+    }
+
+    /// Records this request's claim on `task`, as a store does when it hands the task out:
+    /// `running`, claimed by the instance under the request's term with `claim_id` at `at`
+    /// (also its `updated`), and one more attempt.
+    pub fn record_on(&self, task: &mut super::Task, claim_id: Option<Uuid>, at: DateTime<Utc>) {
+        task.status = super::TaskStatus::Running;
+        task.claimed_by = Some(self.instance_id.clone());
+        task.claim_term = self.term;
+        task.claim_id = claim_id;
+        task.claimed_at = Some(at);
+        task.attempt += 1;
+        task.updated = Some(at);
     }
 
     /// Refuses a claim with a NUL byte in the instance id or an action.
