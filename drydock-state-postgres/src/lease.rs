@@ -18,16 +18,26 @@ impl PgStore {
         instance_id: &str,
     ) -> Result<LeaseOutcome> {
         drydock_state_core::backend::validate_instance_id("instance_id", instance_id)?;
+        match self.lease_statement(op, statement, instance_id).await? {
+            Some(lease) => Ok(LeaseOutcome::Held(lease)),
+            None => Ok(LeaseOutcome::Denied(self.live_lease().await?)),
+        }
+    }
+
+    /// One lease statement of [`Self::take_lease`]: the lease it took or kept, if any.
+    async fn lease_statement(
+        &self,
+        op: &'static str,
+        statement: &'static str,
+        instance_id: &str,
+    ) -> Result<Option<Lease>> {
         let row = queries::query(statement)
             .bind(instance_id)
             .bind(self.grace_micros)
             .fetch_optional(&self.pool)
             .await
             .or_store(op)?;
-        match row {
-            Some(row) => Ok(LeaseOutcome::Held(rows::lease(&row)?)),
-            None => Ok(LeaseOutcome::Denied(self.live_lease().await?)),
-        }
+        row.as_ref().map(rows::lease).transpose()
     }
 
     async fn live_lease(&self) -> Result<Option<Lease>> {
@@ -43,6 +53,15 @@ impl PgStore {
 impl InstanceLock for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(instance_id = %instance_id))]
     async fn claim_lease(&self, instance_id: &str) -> Result<LeaseOutcome> {
+        // A holder keeping its lease (the runtime claims to renew) writes no key column, so it
+        // does not wait for its own fenced writes in flight, as `CLAIM_LEASE`'s upsert would.
+        drydock_state_core::backend::validate_instance_id("instance_id", instance_id)?;
+        if let Some(lease) = self
+            .lease_statement("claim_lease", queries::RENEW_LEASE, instance_id)
+            .await?
+        {
+            return Ok(LeaseOutcome::Held(lease));
+        }
         self.take_lease("claim_lease", queries::CLAIM_LEASE, instance_id)
             .await
     }

@@ -7,11 +7,12 @@
 //! is `timestamptz`, so the session's `TimeZone` does not matter.
 //!
 //! A write that takes a claim guard checks it in its own statement: the `*_GUARDED`
-//! statements and [`UPDATE_TASK`], [`ADD_SUBTASK`] and [`TERMINATE_TASK`] take the guard's
+//! statements and [`UPDATE_TASKS`], [`ADD_SUBTASK`] and [`TERMINATE_TASK`] take the guard's
 //! instance (NULL = unguarded), term and attempt, require the task's stored claim to be
-//! exactly that one and, when the guard has a term, share-lock the live lease row of that
-//! instance and term (as [`CLAIM_BATCH`] does), so no change of holder commits between the
-//! check and the write. A guarded insert also share-locks the task row, so a recovery or a new
+//! exactly that one and, when the guard has a term, key-share-lock the live lease row of that
+//! instance and term (as [`CLAIM_BATCH`] does), so no change of holder (which raises the
+//! term, a key of the row) commits between the check and the write, while renewals, which
+//! change no key, do not wait. A guarded insert also share-locks the task row, so a recovery or a new
 //! claim of the task commits either before the check (and is seen) or after the insert. Such
 //! a statement changes no row when a check fails; [`WRITE_REFUSED`] then says why.
 //!
@@ -104,9 +105,12 @@ pub const MIGRATION_RESTAMP: &str =
     "UPDATE _sqlx_migrations SET checksum = $3 WHERE version = $1 AND checksum = $2";
 
 /// The fence of a guarded write whose guard names instance `$by` and term `$term`: the live
-/// lease row of that instance and term, share-locked, so that no change of holder can commit
-/// between the check and the write (a takeover waits for the write, or the write waits for the
-/// takeover and then finds the lease gone). Empty when the guard has no term.
+/// lease row of that instance and term, key-share-locked, so that no change of holder can
+/// commit between the check and the write (a takeover waits for the write, or the write waits
+/// for the takeover and then finds the lease gone). The term is a key of the row (migration
+/// `0007_fencing_key`) and every takeover raises it, so a takeover's update conflicts with
+/// the lock; a renewal ([`RENEW_LEASE`]) changes no key column and does not wait for fenced
+/// writes. Empty when the guard has no term.
 macro_rules! fence {
     ($by:literal, $term:literal) => {
         concat!(
@@ -122,7 +126,7 @@ macro_rules! fence {
             " AND term = $",
             $term,
             " AND expires_at > now()
-    FOR SHARE)"
+    FOR KEY SHARE)"
         )
     };
 }
@@ -232,39 +236,63 @@ SELECT t.*,
 FROM tasks AS t
 WHERE t.task_id = $1";
 
-/// `update_task`, in one statement: writes the fields set (`NULL` keeps a plain field; a
-/// `true` flag writes the value beside it, NULL included), ends the claim (not the attempt)
-/// on a move back to `requested` or `queued`, and returns the task with its messages. No row
-/// when the task is terminal, the move is into `running` or `terminating` from elsewhere, or
-/// the guard (`$18` instance, `$19` term, `$20` attempt; `guard!`) does not hold. A
-/// parent (`$17`) that does not exist fails the foreign key.
-pub const UPDATE_TASK: &str = concat!(
-    "WITH ",
-    fence!(18, 19),
-    ", t AS (
+/// `update_tasks`, and `update_task` (a batch of one), in one statement. `$1` to `$20` are
+/// parallel arrays, one element per update (`crate::tasks::UpdateColumns`): the task, then
+/// its fields, then its guard. Each update writes the fields set (`NULL` keeps a plain field;
+/// a `true` flag writes the value beside it, NULL included; the successes and failures come
+/// as JSON array text), ends the claim (not the attempt) on a move back to `requested` or
+/// `queued`. Returns each task written with its messages; an update writes nothing, and has
+/// no row, when its task is terminal, the move is into `running` or `terminating` from
+/// elsewhere, or its guard does not hold: the stored claim is exactly the guard's (instance,
+/// term, attempt) and, when the guard has a term, `fence` found that instance's live lease
+/// with that term (key-share-locked, as `fence!` does, once for every guard of the batch). A
+/// parent that does not exist fails the foreign key, and the whole statement with it. The
+/// tasks must be distinct (PostgreSQL updates a row once per statement).
+pub const UPDATE_TASKS: &str = concat!(
+    "WITH u AS MATERIALIZED (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::boolean[], $5::text[],
+                         $6::boolean[], $7::text[], $8::text[], $9::text[], $10::text[],
+                         $11::integer[], $12::boolean[], $13::text[], $14::boolean[],
+                         $15::text[], $16::boolean[], $17::uuid[], $18::text[],
+                         $19::bigint[], $20::bigint[])
+        AS u (task_id, status, result_status, set_message, message, set_reason, reason,
+              successes, failures, links, retry, set_filter, filter, set_design, design,
+              set_parent, parent, guard_by, guard_term, guard_attempt)
+), fence AS MATERIALIZED (
+    SELECT a.instance_id, a.term FROM active_instance AS a
+    WHERE a.expires_at > now()
+      AND EXISTS (SELECT 1 FROM u WHERE u.guard_by = a.instance_id AND u.guard_term = a.term)
+    FOR KEY SHARE OF a
+), t AS (
 UPDATE tasks AS t SET
-    status = COALESCE($2::text, t.status),
-    result_status = COALESCE($3::text, t.result_status),
-    result_message = CASE WHEN $4::boolean THEN $5::text ELSE t.result_message END,
-    result_reason = CASE WHEN $6::boolean THEN $7::text ELSE t.result_reason END,
-    result_successes = COALESCE($8::text[], t.result_successes),
-    result_failures = COALESCE($9::text[], t.result_failures),
-    result_links = COALESCE($10, t.result_links),
-    retry = COALESCE($11::integer, t.retry),
-    node_filter = CASE WHEN $12::boolean THEN $13::text::json ELSE t.node_filter END,
-    design_ref = CASE WHEN $14::boolean THEN $15::text ELSE t.design_ref END,
-    parent_task_id = CASE WHEN $16::boolean THEN $17::uuid ELSE t.parent_task_id END,
-    claimed_by = CASE WHEN $2 IN ('requested', 'queued') THEN NULL ELSE t.claimed_by END,
-    claim_term = CASE WHEN $2 IN ('requested', 'queued') THEN NULL ELSE t.claim_term END,
-    claimed_at = CASE WHEN $2 IN ('requested', 'queued') THEN NULL ELSE t.claimed_at END,
-    claim_id = CASE WHEN $2 IN ('requested', 'queued') THEN NULL ELSE t.claim_id END,
+    status = COALESCE(u.status, t.status),
+    result_status = COALESCE(u.result_status, t.result_status),
+    result_message = CASE WHEN u.set_message THEN u.message ELSE t.result_message END,
+    result_reason = CASE WHEN u.set_reason THEN u.reason ELSE t.result_reason END,
+    result_successes = CASE WHEN u.successes IS NULL THEN t.result_successes
+        ELSE ARRAY(SELECT json_array_elements_text(u.successes::json)) END,
+    result_failures = CASE WHEN u.failures IS NULL THEN t.result_failures
+        ELSE ARRAY(SELECT json_array_elements_text(u.failures::json)) END,
+    result_links = COALESCE(u.links::jsonb, t.result_links),
+    retry = COALESCE(u.retry, t.retry),
+    node_filter = CASE WHEN u.set_filter THEN u.filter::json ELSE t.node_filter END,
+    design_ref = CASE WHEN u.set_design THEN u.design ELSE t.design_ref END,
+    parent_task_id = CASE WHEN u.set_parent THEN u.parent ELSE t.parent_task_id END,
+    claimed_by = CASE WHEN u.status IN ('requested', 'queued') THEN NULL ELSE t.claimed_by END,
+    claim_term = CASE WHEN u.status IN ('requested', 'queued') THEN NULL ELSE t.claim_term END,
+    claimed_at = CASE WHEN u.status IN ('requested', 'queued') THEN NULL ELSE t.claimed_at END,
+    claim_id = CASE WHEN u.status IN ('requested', 'queued') THEN NULL ELSE t.claim_id END,
     updated = now()
-WHERE t.task_id = $1
+FROM u
+WHERE t.task_id = u.task_id
   AND t.status NOT IN ('complete', 'terminated')
-  AND ($2 IS NULL OR $2 = t.status OR $2 NOT IN ('running', 'terminating'))
-  AND ",
-    guard!(18, 19, 20),
-    "
+  AND (u.status IS NULL OR u.status = t.status OR u.status NOT IN ('running', 'terminating'))
+  AND (u.guard_by IS NULL OR (t.claimed_by = u.guard_by
+       AND t.claim_term IS NOT DISTINCT FROM u.guard_term
+       AND t.attempt = u.guard_attempt
+       AND (u.guard_term IS NULL OR EXISTS (
+           SELECT 1 FROM fence AS f
+           WHERE f.instance_id = u.guard_by AND f.term = u.guard_term))))
 RETURNING t.*)
 SELECT t.*, msgs.* FROM t",
     with_messages!()
@@ -687,9 +715,12 @@ ORDER BY collected_date DESC, id DESC";
 
 // ---- the lease --------------------------------------------------------------------------
 
-/// `claim_lease`, in one statement judged by the database's clock: takes the row when it is
-/// ours and live (renewal: same term, same acquisition time) or lapsed (a new holding: term
-/// one higher); otherwise no row. `$2` is the grace period in microseconds.
+/// `claim_lease`, in one statement judged by the database's clock, after [`RENEW_LEASE`]
+/// found the lease not ours and live: takes the row when it is ours and live (renewal: same
+/// term, same acquisition time; a renewal that raced this one) or lapsed (a new holding: term
+/// one higher); otherwise no row. `$2` is the grace period in microseconds. Its upsert locks
+/// the row as an update of the term would (`FOR UPDATE`), so it waits for fenced writes in
+/// flight; renewals go through [`RENEW_LEASE`], which does not.
 pub const CLAIM_LEASE: &str = "
 INSERT INTO active_instance AS a
     (singleton, instance_id, term, acquired_at, renewed_at, expires_at)
@@ -705,7 +736,9 @@ ON CONFLICT (singleton) DO UPDATE SET
 WHERE (a.instance_id = excluded.instance_id AND a.expires_at > now()) OR a.expires_at <= now()
 RETURNING instance_id, term, acquired_at, renewed_at, expires_at";
 
-/// `renew_lease`: extends the lease if `$1` holds it and it has not lapsed.
+/// `renew_lease`, and `claim_lease`'s first try: extends the lease if `$1` holds it and it
+/// has not lapsed. It writes no key column (the term is one, migration `0007_fencing_key`),
+/// so it does not wait for the fenced writes that key-share-lock the row.
 pub const RENEW_LEASE: &str = "
 UPDATE active_instance
 SET renewed_at = now(), expires_at = now() + $2::bigint * interval '1 microsecond'
@@ -796,7 +829,7 @@ SELECT task_id FROM tasks WHERE task_id = ANY ($1::uuid[]) FOR KEY SHARE";
 /// first; the parent's foreign key is checked at the end of the statement, so a parent and
 /// its child may come in one). The three list columns come as one JSON array text per task
 /// (`$3` subtask ids, `$10` successes, `$11` failures), unpacked in order; `$12` is the result
-/// links as JSON text (`jsonb`, as [`UPDATE_TASK`] writes them); `$13` node filter and `$21`
+/// links as JSON text (`jsonb`, as [`UPDATE_TASKS`] writes them); `$13` node filter and `$21`
 /// request context are JSON text cast to `json`, kept as given. A task whose id is stored is
 /// not written: the rows affected are the tasks written.
 pub const IMPORT_TASKS: &str = "

@@ -104,61 +104,115 @@ macro_rules! bind_filter {
     }};
 }
 
-/// The bind parameters of [`queries::UPDATE_TASK`] for one update.
-struct UpdateBinds<'a> {
-    id: TaskId,
-    update: &'a TaskUpdate,
-    links: Option<serde_json::Value>,
-    message: (bool, Option<String>),
-    reason: (bool, Option<String>),
-    filter: (bool, Option<String>),
-    design: (bool, Option<String>),
-    set_parent: bool,
-    parent: Option<TaskId>,
-    guard: (Option<&'a str>, Option<i64>, Option<i64>),
+/// The bind parameters of [`queries::UPDATE_TASKS`]: parallel arrays, one element per
+/// update, in the statement's order.
+#[derive(Default)]
+struct UpdateColumns<'a> {
+    ids: Vec<Uuid>,
+    status: Vec<Option<&'static str>>,
+    result_status: Vec<Option<&'static str>>,
+    set_message: Vec<bool>,
+    message: Vec<Option<&'a str>>,
+    set_reason: Vec<bool>,
+    reason: Vec<Option<&'a str>>,
+    successes: Vec<Option<String>>,
+    failures: Vec<Option<String>>,
+    links: Vec<Option<String>>,
+    retry: Vec<Option<i32>>,
+    set_filter: Vec<bool>,
+    filter: Vec<Option<String>>,
+    set_design: Vec<bool>,
+    design: Vec<Option<&'a str>>,
+    set_parent: Vec<bool>,
+    parent: Vec<Option<Uuid>>,
+    guard_by: Vec<Option<&'a str>>,
+    guard_term: Vec<Option<i64>>,
+    guard_attempt: Vec<Option<i64>>,
 }
 
-impl<'a> UpdateBinds<'a> {
-    fn of(id: TaskId, update: &'a TaskUpdate, guard: Option<&'a Claim>) -> Result<Self> {
+/// A patch field that may be cleared, borrowed: whether to write it, and the value.
+fn set_str(field: &Option<Option<String>>) -> (bool, Option<&str>) {
+    match field {
+        Some(value) => (true, value.as_deref()),
+        None => (false, None),
+    }
+}
+
+/// A list of targets as the JSON array text `UPDATE_TASKS` unpacks.
+fn targets_json(targets: &Option<Vec<String>>) -> Option<String> {
+    targets
+        .as_ref()
+        .map(|list| serde_json::Value::from(list.clone()).to_string())
+}
+
+impl<'a> UpdateColumns<'a> {
+    /// The columns of one update of task `id`.
+    fn one(id: TaskId, update: &'a TaskUpdate, guard: Option<&'a Claim>) -> Result<Self> {
+        let mut columns = Self::default();
+        columns.push(id, update, guard)?;
+        Ok(columns)
+    }
+
+    /// Adds the update of task `id` (validated by the caller) as the next element.
+    fn push(&mut self, id: TaskId, update: &'a TaskUpdate, guard: Option<&'a Claim>) -> Result<()> {
+        let links = update.links.as_deref().map(links_json).transpose()?;
         let (set_filter, filter) = set(&update.node_filter);
+        let (set_message, message) = set_str(&update.result_message);
+        let (set_reason, reason) = set_str(&update.result_reason);
+        let (set_design, design) = set_str(&update.design_ref);
         let (set_parent, parent) = set(&update.parent_task_id);
-        Ok(UpdateBinds {
-            id,
-            update,
-            links: update.links.as_deref().map(links_json).transpose()?,
-            message: set(&update.result_message),
-            reason: set(&update.result_reason),
-            filter: (set_filter, json_text(&filter)),
-            design: set(&update.design_ref),
-            set_parent,
-            parent,
-            guard: guard::binds(guard),
-        })
+        let (by, term, attempt) = guard::binds(guard);
+        self.ids.push(id.0);
+        self.status.push(update.status.map(|s| s.as_str()));
+        self.result_status
+            .push(update.result_status.map(|s| s.as_str()));
+        self.set_message.push(set_message);
+        self.message.push(message);
+        self.set_reason.push(set_reason);
+        self.reason.push(reason);
+        self.successes.push(targets_json(&update.successes));
+        self.failures.push(targets_json(&update.failures));
+        self.links.push(links.map(|l| l.to_string()));
+        self.retry.push(update.retry);
+        self.set_filter.push(set_filter);
+        self.filter.push(json_text(&filter));
+        self.set_design.push(set_design);
+        self.design.push(design);
+        self.set_parent.push(set_parent);
+        self.parent.push(parent.map(|p| p.0));
+        self.guard_by.push(by);
+        self.guard_term.push(term);
+        self.guard_attempt.push(attempt);
+        Ok(())
+    }
+
+    /// The parent the first update sets, as an error names it (one update: `update_task`).
+    fn parent(&self) -> String {
+        parent_id(self.parent.first().copied().flatten().map(TaskId))
     }
 
     fn query(&self) -> PgQuery<'_> {
-        let update = self.update;
-        queries::query(queries::UPDATE_TASK)
-            .bind(self.id.0)
-            .bind(update.status.map(|s| s.as_str()))
-            .bind(update.result_status.map(|s| s.as_str()))
-            .bind(self.message.0)
-            .bind(&self.message.1)
-            .bind(self.reason.0)
-            .bind(&self.reason.1)
-            .bind(&update.successes)
-            .bind(&update.failures)
+        queries::query(queries::UPDATE_TASKS)
+            .bind(&self.ids)
+            .bind(&self.status)
+            .bind(&self.result_status)
+            .bind(&self.set_message)
+            .bind(&self.message)
+            .bind(&self.set_reason)
+            .bind(&self.reason)
+            .bind(&self.successes)
+            .bind(&self.failures)
             .bind(&self.links)
-            .bind(update.retry)
-            .bind(self.filter.0)
-            .bind(&self.filter.1)
-            .bind(self.design.0)
-            .bind(&self.design.1)
-            .bind(self.set_parent)
-            .bind(self.parent.map(|p| p.0))
-            .bind(self.guard.0)
-            .bind(self.guard.1)
-            .bind(self.guard.2)
+            .bind(&self.retry)
+            .bind(&self.set_filter)
+            .bind(&self.filter)
+            .bind(&self.set_design)
+            .bind(&self.design)
+            .bind(&self.set_parent)
+            .bind(&self.parent)
+            .bind(&self.guard_by)
+            .bind(&self.guard_term)
+            .bind(&self.guard_attempt)
     }
 }
 
@@ -215,14 +269,14 @@ impl TaskStore for PgStore {
     ) -> Result<Task> {
         const OP: &str = "update_task";
         update.validate(id)?;
-        let binds = UpdateBinds::of(id, update, guard)?;
+        let columns = UpdateColumns::one(id, update, guard)?;
         let write = || async {
-            let row = binds
+            let row = columns
                 .query()
                 .fetch_optional(&self.pool)
                 .await
                 .or_store(OP)
-                .missing_as(Entity::ParentTask, parent_id(binds.parent))?;
+                .missing_as(Entity::ParentTask, columns.parent())?;
             row.as_ref().map(rows::assembled).transpose()
         };
         self.guarded(OP, id, guard, write, |stored| {
@@ -451,27 +505,67 @@ impl TaskStore for PgStore {
             .await
     }
 
-    /// One transaction: each update is `update_task`'s own fenced statement
-    /// (`UPDATE_TASK`) sent in turn, a refusal explained as `update_task` explains
-    /// it and answered in its slot. One round trip per update (two when refused), plus the
-    /// transaction's own; an update that sets a parent runs under a savepoint, since a
-    /// missing parent fails its statement.
+    /// One transaction, and in it one statement (`UPDATE_TASKS`) for every update it can
+    /// take: valid, the only update of its task in the call, and setting no parent (a
+    /// missing parent fails the statement). Each update it did not write, and each it could
+    /// not take, then runs alone in turn as `update_task` runs it, a refusal explained as
+    /// `update_task` explains it and answered in its slot (an update that sets a parent under
+    /// a savepoint). So a batch of completions under live claims is two round trips, plus the
+    /// transaction's own.
     #[tracing::instrument(level = "debug", skip_all, fields(updates = updates.len()))]
     async fn update_tasks(&self, updates: &[GuardedUpdate]) -> Result<Vec<Result<Task>>> {
         const OP: &str = "update_tasks";
         if updates.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.pool.begin().await.or_store(OP)?;
-        let mut outcomes = Vec::with_capacity(updates.len());
+        let mut outcomes: Vec<Option<Result<Task>>> = updates.iter().map(|_| None).collect();
+        let mut per_task: HashMap<TaskId, usize> = HashMap::new();
         for u in updates {
-            match update_in(&mut tx, u).await {
-                Err(e) if !is_refusal(&e) => return Err(e),
-                outcome => outcomes.push(outcome),
+            *per_task.entry(u.task_id).or_default() += 1;
+        }
+        let mut columns = UpdateColumns::default();
+        let mut slot_of: HashMap<Uuid, usize> = HashMap::new();
+        for (i, u) in updates.iter().enumerate() {
+            let sets_parent = matches!(u.update.parent_task_id, Some(Some(_)));
+            if per_task[&u.task_id] > 1 || sets_parent {
+                continue;
+            }
+            let taken = u
+                .update
+                .validate(u.task_id)
+                .and_then(|()| guard::validate(u.guard.as_ref()))
+                .and_then(|()| columns.push(u.task_id, &u.update, u.guard.as_ref()));
+            match taken {
+                Ok(()) => {
+                    slot_of.insert(u.task_id.0, i);
+                }
+                Err(e) if is_refusal(&e) => outcomes[i] = Some(Err(e)),
+                Err(e) => return Err(e),
             }
         }
+        let mut tx = self.pool.begin().await.or_store(OP)?;
+        if !columns.ids.is_empty() {
+            let written = columns.query().fetch_all(&mut *tx).await.or_store(OP)?;
+            for row in &written {
+                let task = rows::assembled(row)?;
+                if let Some(&i) = slot_of.get(&task.task_id.0) {
+                    outcomes[i] = Some(Ok(task));
+                }
+            }
+        }
+        let mut answered = Vec::with_capacity(updates.len());
+        for (u, outcome) in updates.iter().zip(outcomes) {
+            let outcome = match outcome {
+                Some(done) => done,
+                None => match update_in(&mut tx, u).await {
+                    Err(e) if !is_refusal(&e) => return Err(e),
+                    outcome => outcome,
+                },
+            };
+            answered.push(outcome);
+        }
         tx.commit().await.or_store(OP)?;
-        Ok(outcomes)
+        Ok(answered)
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(older_than_secs = older_than.as_secs()))]
@@ -548,17 +642,17 @@ async fn update_in(
     let (id, guard) = (u.task_id, u.guard.as_ref());
     u.update.validate(id)?;
     guard::validate(guard)?;
-    let binds = UpdateBinds::of(id, &u.update, guard)?;
+    let columns = UpdateColumns::one(id, &u.update, guard)?;
     for _ in 0..guard::ATTEMPTS {
-        let row = if binds.set_parent && binds.parent.is_some() {
+        let row = if matches!(u.update.parent_task_id, Some(Some(_))) {
             // A missing parent fails the statement, which would abort the whole transaction.
             let mut savepoint = sqlx::Acquire::begin(&mut *tx).await.or_store(OP)?;
-            let sent = binds
+            let sent = columns
                 .query()
                 .fetch_optional(&mut *savepoint)
                 .await
                 .or_store(OP)
-                .missing_as(Entity::ParentTask, parent_id(binds.parent));
+                .missing_as(Entity::ParentTask, columns.parent());
             match sent {
                 Ok(row) => {
                     savepoint.commit().await.or_store(OP)?;
@@ -570,7 +664,11 @@ async fn update_in(
                 }
             }
         } else {
-            binds.query().fetch_optional(&mut **tx).await.or_store(OP)?
+            columns
+                .query()
+                .fetch_optional(&mut **tx)
+                .await
+                .or_store(OP)?
         };
         if let Some(row) = row {
             return rows::assembled(&row);

@@ -453,6 +453,150 @@ async fn a_takeover_committed_during_a_guarded_write_refuses_it() {
     );
 }
 
+/// The pid of the session waiting for a lock that `holder` holds (the first, if several).
+async fn waiter_on(pool: &sqlx::PgPool, holder: i32) -> Option<i32> {
+    drydock_state_testsupport::sql::query_scalar(
+        "SELECT pid FROM pg_stat_activity
+         WHERE wait_event_type = 'Lock' AND $1 = ANY (pg_blocking_pids(pid)) LIMIT 1",
+    )
+    .bind(holder)
+    .fetch_optional(pool)
+    .await
+    .unwrap()
+}
+
+/// A fenced write in flight holds the lease row against a change of holder but not against
+/// the holder's renewal: while a guarded `set_status` has passed its fence and waits for its
+/// task row (locked by a third session), the holder renews through `renew_lease` and through
+/// `claim_lease` (the runtime's way), and a takeover's update of the row waits for the write.
+/// Once the write commits, the takeover goes through. With the fence taken `FOR SHARE` (as
+/// before migration `0007_fencing_key`) the renewals would wait behind the write, and without
+/// the term as a key of the row the takeover would not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_renewal_does_not_wait_for_fenced_writes_but_a_takeover_does() {
+    use sqlx::Connection;
+    let (store, db) = common::fresh_store(&config(Duration::from_secs(3600), 4)).await;
+    let store = Arc::new(store);
+    let term = match store.claim_lease("instance-a").await.unwrap() {
+        LeaseOutcome::Held(lease) => lease.term,
+        denied => panic!("instance-a takes the free lease: {denied:?}"),
+    };
+    store
+        .create_task(&NewTask::new("deploy_nodes").with_status(TaskStatus::Queued))
+        .await
+        .unwrap();
+    let claimed = store
+        .claim_next(&ClaimRequest::new("instance-a").fenced(term))
+        .await
+        .unwrap()
+        .expect("the task just queued");
+    let guard = claimed.claim().expect("a claimed task carries its claim");
+
+    // A third session holds the task row, so the guarded write stops after its fence.
+    let mut blocker = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let blocker_pid: i32 = drydock_state_testsupport::sql::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut blocker)
+        .await
+        .unwrap();
+    let mut hold = blocker.begin().await.unwrap();
+    drydock_state_testsupport::sql::query(
+        "SELECT 1 FROM drydock_state.tasks WHERE task_id = $1 FOR UPDATE",
+    )
+    .bind(claimed.task_id.0)
+    .execute(&mut *hold)
+    .await
+    .unwrap();
+    let writer = {
+        let store = store.clone();
+        let task = claimed.task_id;
+        tokio::spawn(async move {
+            store
+                .set_status(task, TaskStatus::Complete, Some(&guard))
+                .await
+        })
+    };
+    let waited = Instant::now();
+    let writer_pid = loop {
+        if let Some(pid) = waiter_on(store.pool(), blocker_pid).await {
+            break pid;
+        }
+        assert!(!writer.is_finished(), "the write waits for the task row");
+        assert!(
+            waited.elapsed() < Duration::from_secs(20),
+            "the write never waited"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+
+    // The holder renews both ways while the write holds its fence.
+    for claim in [false, true] {
+        let how = if claim { "claim_lease" } else { "renew_lease" };
+        let renewal = async {
+            if claim {
+                store.claim_lease("instance-a").await
+            } else {
+                store.renew_lease("instance-a").await
+            }
+        };
+        let renewal = tokio::time::timeout(Duration::from_secs(20), renewal)
+            .await
+            .unwrap_or_else(|_| panic!("{how} waited for a fenced write in flight"));
+        match renewal.unwrap() {
+            LeaseOutcome::Held(lease) => assert_eq!(lease.term, term, "{how} keeps the term"),
+            denied => panic!("{how} by the holder: {denied:?}"),
+        }
+    }
+
+    // A takeover's update of the row waits for the write's fence.
+    let mut takeover = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let takeover_pid: i32 = drydock_state_testsupport::sql::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut takeover)
+        .await
+        .unwrap();
+    let taker = tokio::spawn(async move {
+        drydock_state_testsupport::sql::query(
+            "UPDATE drydock_state.active_instance SET instance_id = 'instance-b', term = term + 1,
+                 acquired_at = now(), renewed_at = now(), expires_at = now() + interval '1 hour'",
+        )
+        .execute(&mut takeover)
+        .await
+        .map(|done| done.rows_affected())
+    });
+    let waited = Instant::now();
+    while waiter_on(store.pool(), writer_pid).await != Some(takeover_pid) {
+        assert!(
+            !taker.is_finished(),
+            "a takeover committed while a fenced write was in flight: the fence does not \
+             hold the lease row against a change of term"
+        );
+        assert!(
+            waited.elapsed() < Duration::from_secs(20),
+            "the takeover never waited"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    hold.rollback().await.unwrap();
+    let written = tokio::time::timeout(Duration::from_secs(20), writer)
+        .await
+        .expect("the write finishes once its task row is free")
+        .unwrap();
+    written.expect("the write's fence held: it lands under its term");
+    let taken = tokio::time::timeout(Duration::from_secs(20), taker)
+        .await
+        .expect("the takeover finishes once the write commits")
+        .unwrap()
+        .unwrap();
+    assert_eq!(taken, 1, "the takeover went through after the write");
+    match store.current_lease().await.unwrap() {
+        Some(lease) => assert_eq!(
+            (lease.instance_id.as_str(), lease.term),
+            ("instance-b", term + 1)
+        ),
+        None => panic!("instance-b holds the lease"),
+    }
+}
+
 /// A claimer waiting in `wait_for_queued` wakes as soon as another instance (another pool, as
 /// another process would be) queues a task, long before its poll interval.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -318,6 +318,67 @@ pub async fn update_tasks_outcomes_are_per_task(factory: &dyn StoreFactory) {
     assert!(store.update_tasks(&[]).await.unwrap().is_empty());
 }
 
+/// `update_tasks` with several updates of one task applies them in the order given, each
+/// seeing the one before: a patch under the claim, then the completion under the same
+/// claim, then an unguarded retry change, refused (`Conflict`) since the task is now
+/// finished; a second task's completion between them is written too.
+pub async fn update_tasks_of_one_task_apply_in_order(factory: &dyn StoreFactory) {
+    let store = store(factory).await;
+    queue_n(&*store, "deploy_nodes", 2, 10).await;
+    let term = held_term(&*store, "instance-a").await;
+    let claimed = store
+        .claim_batch(&ClaimRequest::new("instance-a").fenced(term), 2)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    let (task, other) = (&claimed[0], &claimed[1]);
+    let finish = TaskUpdate::new()
+        .status(TaskStatus::Complete)
+        .result_status(ResultStatus::Success);
+    let updates = vec![
+        GuardedUpdate::new(
+            task.task_id,
+            TaskUpdate::new().retry(1).result_message(Some("first")),
+            task.claim(),
+        ),
+        GuardedUpdate::new(other.task_id, finish.clone(), other.claim()),
+        GuardedUpdate::new(task.task_id, finish.clone(), task.claim()),
+        GuardedUpdate::new(task.task_id, TaskUpdate::new().retry(2), None),
+    ];
+    let outcomes = store
+        .update_tasks(&updates)
+        .await
+        .expect("no store failure");
+    assert_eq!(outcomes.len(), updates.len(), "one outcome per update");
+    let mut outcomes = outcomes.into_iter();
+    let first = outcomes.next().unwrap().expect("the patch under the claim");
+    assert_eq!((first.status, first.retry), (TaskStatus::Running, 1));
+    let second = outcomes
+        .next()
+        .unwrap()
+        .expect("the other task's completion");
+    assert_eq!(
+        (second.task_id, second.status),
+        (other.task_id, TaskStatus::Complete)
+    );
+    let third = outcomes
+        .next()
+        .unwrap()
+        .expect("the completion after the patch");
+    assert_eq!(
+        (third.status, third.retry, third.result.message.as_deref()),
+        (TaskStatus::Complete, 1, Some("first")),
+        "the completion sees the patch before it"
+    );
+    assert_kind(
+        outcomes.next().unwrap(),
+        "a change after the completion",
+        |e| matches!(e, Error::Conflict { .. }),
+    );
+    let stored = get(&*store, task.task_id).await;
+    assert_eq!((stored.status, stored.retry), (TaskStatus::Complete, 1));
+}
+
 /// `create_task_tree` stores the parent and its subtasks: each subtask's parent is the
 /// parent, the parent lists them in the order given, and they come back parent first.
 pub async fn create_task_tree_links_parent_and_subtasks(factory: &dyn StoreFactory) {

@@ -339,6 +339,7 @@ macro_rules! __kit_cases {
             batches::claim_batch_is_fenced_by_the_term,
             batches::claim_batch_resent_claim_id_returns_the_same_tasks,
             batches::update_tasks_outcomes_are_per_task,
+            batches::update_tasks_of_one_task_apply_in_order,
             batches::create_task_tree_links_parent_and_subtasks,
             batches::create_task_tree_is_all_or_nothing,
             recovery::recover_orphans_requeues_with_message,
