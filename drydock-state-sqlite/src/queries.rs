@@ -427,45 +427,85 @@ pub const RECORD_BUILD_DATA: &str = concat!(
     "), ?4, ?5, ?6)"
 );
 
-/// `build_data`, full rows, newest first (later insertion wins a tie).
-pub const BUILD_DATA_FULL: &str = "\
-SELECT node_name, task_id, collected_date, generator, data_format, data_element
-FROM drydock_build_data
-WHERE (?1 IS NULL OR node_name = ?1) AND (?2 IS NULL OR task_id = ?2)
-ORDER BY collected_date DESC, id DESC";
+/// The build-data columns a `build_data` statement returns; the element only when the
+/// parameter `$full` is true (else NULL, and the element is never read).
+macro_rules! build_data_columns {
+    ($full:literal) => {
+        concat!(
+            "node_name, task_id, collected_date, generator, data_format, \
+             CASE WHEN ",
+            $full,
+            " THEN data_element END AS data_element"
+        )
+    };
+}
 
-/// `build_data` with brief verbosity: the element is never read.
-pub const BUILD_DATA_BRIEF: &str = "\
-SELECT node_name, task_id, collected_date, generator, data_format, NULL AS data_element
-FROM drydock_build_data
-WHERE (?1 IS NULL OR node_name = ?1) AND (?2 IS NULL OR task_id = ?2)
-ORDER BY collected_date DESC, id DESC";
+/// The `build_data` rows `$filter` (a `WHERE` condition) keeps, newest first (later insertion
+/// wins a tie), with the element when `$full` is true.
+macro_rules! build_data {
+    ($filter:literal, $full:literal) => {
+        concat!(
+            "SELECT ",
+            build_data_columns!($full),
+            " FROM drydock_build_data WHERE ",
+            $filter,
+            " ORDER BY collected_date DESC, id DESC"
+        )
+    };
+}
 
-/// `build_data` with `latest`: the newest row per node and generator, full.
-pub const BUILD_DATA_LATEST_FULL: &str = "\
-SELECT node_name, task_id, collected_date, generator, data_format, data_element
-FROM drydock_build_data
-WHERE id IN (
-    SELECT id FROM (
-        SELECT id, row_number() OVER (
-            PARTITION BY node_name, generator ORDER BY collected_date DESC, id DESC) AS newest
-        FROM drydock_build_data
-        WHERE (?1 IS NULL OR node_name = ?1) AND (?2 IS NULL OR task_id = ?2))
-    WHERE newest = 1)
-ORDER BY collected_date DESC, id DESC";
+/// With `latest`: of the rows `$filter` (a `WHERE` condition) keeps, the newest per node and
+/// generator, newest first, with the element when `$full` is true.
+macro_rules! build_data_latest {
+    ($filter:literal, $full:literal) => {
+        concat!(
+            "SELECT ",
+            build_data_columns!($full),
+            " FROM drydock_build_data \
+             WHERE id IN ( \
+                 SELECT id FROM ( \
+                     SELECT id, row_number() OVER ( \
+                         PARTITION BY node_name, generator \
+                         ORDER BY collected_date DESC, id DESC) AS newest \
+                     FROM drydock_build_data WHERE ",
+            $filter,
+            ") WHERE newest = 1) \
+             ORDER BY collected_date DESC, id DESC"
+        )
+    };
+}
 
-/// `build_data` with `latest` and brief verbosity.
-pub const BUILD_DATA_LATEST_BRIEF: &str = "\
-SELECT node_name, task_id, collected_date, generator, data_format, NULL AS data_element
-FROM drydock_build_data
-WHERE id IN (
-    SELECT id FROM (
-        SELECT id, row_number() OVER (
-            PARTITION BY node_name, generator ORDER BY collected_date DESC, id DESC) AS newest
-        FROM drydock_build_data
-        WHERE (?1 IS NULL OR node_name = ?1) AND (?2 IS NULL OR task_id = ?2))
-    WHERE newest = 1)
-ORDER BY collected_date DESC, id DESC";
+// `build_data` has one statement per shape of its query (node given, with or without a task;
+// task alone; neither), so that the filter given is a plain equality SQLite can search its
+// index with: `?1 IS NULL OR node_name = ?1` would hide it behind the `OR` and scan the table.
+
+/// `build_data` by node `?1` (and task `?2`, when it is not NULL), newest first (later
+/// insertion wins a tie); the element only when `?3` is true. Searches
+/// `drydock_build_data_node`.
+pub const BUILD_DATA_BY_NODE: &str =
+    build_data!("node_name = ?1 AND (?2 IS NULL OR task_id = ?2)", "?3");
+
+/// `build_data` by task `?1`, newest first (later insertion wins a tie); the element only
+/// when `?2` is true. Searches `drydock_build_data_task`.
+pub const BUILD_DATA_BY_TASK: &str = build_data!("task_id = ?1", "?2");
+
+/// `build_data` of every node, newest first (later insertion wins a tie); the element only
+/// when `?1` is true.
+pub const BUILD_DATA_ALL: &str = build_data!("1", "?1");
+
+/// `build_data` with `latest`, by node `?1` (and task `?2`, when it is not NULL): the newest
+/// row per generator, newest first; the element only when `?3` is true. Searches
+/// `drydock_build_data_node`.
+pub const BUILD_DATA_LATEST_BY_NODE: &str =
+    build_data_latest!("node_name = ?1 AND (?2 IS NULL OR task_id = ?2)", "?3");
+
+/// `build_data` with `latest`, by task `?1`: of its rows, the newest per node and generator,
+/// newest first; the element only when `?2` is true. Searches `drydock_build_data_task`.
+pub const BUILD_DATA_LATEST_BY_TASK: &str = build_data_latest!("task_id = ?1", "?2");
+
+/// `build_data` with `latest`, of every node: the newest row per node and generator, newest
+/// first; the element only when `?1` is true.
+pub const BUILD_DATA_LATEST_ALL: &str = build_data_latest!("1", "?1");
 
 /// `build_data_of_tasks`: the build data of any task in `?1` (a JSON array of ids), full rows,
 /// newest first; a tie goes by task id, then the later insertion first.
