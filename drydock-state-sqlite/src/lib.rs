@@ -29,7 +29,7 @@ pub use store::SqliteStore;
 pub mod plan_checked {
     pub use crate::queries::{
         BUILD_DATA_ALL, BUILD_DATA_BY_NODE, BUILD_DATA_BY_TASK, BUILD_DATA_LATEST_ALL,
-        BUILD_DATA_LATEST_BY_NODE, BUILD_DATA_LATEST_BY_TASK,
+        BUILD_DATA_LATEST_BY_NODE, BUILD_DATA_LATEST_BY_TASK, COUNT_TASKS, LIST_TASKS,
     };
 }
 

@@ -148,34 +148,47 @@ pub const UPDATE_TASK: &str = concat!(
     task_columns!()
 );
 
-/// The conditions of a task filter, every one optional (NULL = any): status `?1`, action
-/// `?2`, parent `?3`, created in `[?4, ?5)`, keyset after `(?6, ?7)`, claimant `?8`, term
-/// `?9` (`crate::tasks::bind_filter`).
+/// The conditions of a task filter, every one optional (NULL = any) but the keyset: status
+/// `?1`, action `?2`, parent `?3`, created in `[?4, ?5)`, the keyset condition `$keyset` on
+/// `(?6, ?7)`, claimant `?8`, term `?9` (`crate::tasks::bind_filter`).
 macro_rules! task_filter {
-    () => {
-        " WHERE (?1 IS NULL OR status = ?1) \
+    ($keyset:literal) => {
+        concat!(
+            " WHERE (?1 IS NULL OR status = ?1) \
        AND (?2 IS NULL OR action = ?2) \
        AND (?3 IS NULL OR parent_task_id = ?3) \
        AND (?4 IS NULL OR created >= ?4) \
        AND (?5 IS NULL OR created < ?5) \
-       AND (?6 IS NULL OR (created, task_id) > (?6, ?7)) \
-       AND (?8 IS NULL OR claimed_by = ?8) \
+       AND ",
+            $keyset,
+            " AND (?8 IS NULL OR claimed_by = ?8) \
        AND (?9 IS NULL OR claim_term = ?9)"
+        )
     };
 }
 
-/// `list_tasks`: the tasks `task_filter!` keeps, in `(created, task_id)` order, at most `?10`
-/// (-1: all).
+/// `list_tasks`: the tasks `task_filter!` keeps after the keyset `(?6, ?7)` (the smallest
+/// integer and `''` for the first page, which every task is after), in `(created, task_id)`
+/// order, at most `?10` (-1: all). The keyset is written as a range, `created >= ?6` bounding
+/// it, so that SQLite starts the walk of `drydock_tasks_created` at the page instead of at the
+/// oldest task (`(?6 IS NULL OR (created, task_id) > (?6, ?7))` hides the range behind the
+/// `OR`); the rest breaks ties, as `(created, task_id) > (?6, ?7)` would.
 pub const LIST_TASKS: &str = concat!(
     "SELECT ",
     task_columns!(),
     " FROM drydock_tasks",
-    task_filter!(),
+    task_filter!("created >= ?6 AND (created > ?6 OR task_id > ?7)"),
     " ORDER BY created, task_id LIMIT ?10"
 );
 
-/// `count_tasks`: how many tasks `task_filter!` keeps, no row read.
-pub const COUNT_TASKS: &str = concat!("SELECT count(*) FROM drydock_tasks", task_filter!());
+/// `count_tasks`: how many tasks `task_filter!` keeps, no row read; the keyset `(?6, ?7)` is
+/// optional here (NULL: none). Without one, SQLite counts in one pass over the table, which a
+/// range on `drydock_tasks_created` (as [`LIST_TASKS`] has) would turn into an index walk
+/// with a table lookup per task.
+pub const COUNT_TASKS: &str = concat!(
+    "SELECT count(*) FROM drydock_tasks",
+    task_filter!("(?6 IS NULL OR (created, task_id) > (?6, ?7))")
+);
 
 /// `add_subtask`, after [`FENCE`] and the no-new-work rule: appends the child id unless it is
 /// already listed.

@@ -280,9 +280,11 @@ fn insert_task<'q>(
 }
 
 /// Binds a filter's conditions, `?1` to `?9` of [`queries::LIST_TASKS`] and
-/// [`queries::COUNT_TASKS`], to `$query` (a `query_as` or a `query_scalar`).
+/// [`queries::COUNT_TASKS`], to `$query` (a `query_as` or a `query_scalar`), the keyset
+/// `(?6, ?7)` as `$after_created` and `$after_id` (the statements differ in how they take a
+/// filter without one).
 macro_rules! bind_filter {
-    ($query:expr, $filter:expr) => {{
+    ($query:expr, $filter:expr, $after_created:expr, $after_id:expr) => {{
         let filter: &TaskFilter = $filter;
         $query
             .bind(filter.status.map(TaskStatus::as_str))
@@ -290,8 +292,8 @@ macro_rules! bind_filter {
             .bind(filter.parent.map(id_text))
             .bind(filter.created_after.map(to_micros))
             .bind(filter.created_before.map(to_micros))
-            .bind(filter.after.map(|(created, _)| to_micros(created)))
-            .bind(filter.after.map(|(_, id)| id_text(id)))
+            .bind($after_created)
+            .bind($after_id)
             .bind(filter.claimed_by.as_deref())
             .bind(filter.claim_term)
     }};
@@ -374,11 +376,23 @@ impl TaskStore for SqliteStore {
         filter.validate()?;
         const OP: &str = "list_tasks";
         let mut tx = self.pool.begin().await.or_store(OP)?;
-        let rows: Vec<TaskRow> = bind_filter!(queries::query_as(queries::LIST_TASKS), filter)
-            .bind(filter.limit.map_or(-1, i64::from))
-            .fetch_all(&mut *tx)
-            .await
-            .or_store(OP)?;
+        // `LIST_TASKS` always takes a keyset: without one, the smallest, which every task is
+        // after (as `purge` starts its keyset).
+        let (after_created, after_id) = filter
+            .after
+            .map_or((i64::MIN, String::new()), |(created, id)| {
+                (to_micros(created), id_text(id))
+            });
+        let rows: Vec<TaskRow> = bind_filter!(
+            queries::query_as(queries::LIST_TASKS),
+            filter,
+            after_created,
+            after_id
+        )
+        .bind(filter.limit.map_or(-1, i64::from))
+        .fetch_all(&mut *tx)
+        .await
+        .or_store(OP)?;
         let tasks = Self::assemble(&mut tx, rows, OP).await?;
         tx.commit().await.or_store(OP)?;
         Ok(tasks)
@@ -389,10 +403,15 @@ impl TaskStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all)]
     async fn count_tasks(&self, filter: &TaskFilter) -> Result<u64> {
         filter.validate()?;
-        let n: i64 = bind_filter!(queries::query_scalar(queries::COUNT_TASKS), filter)
-            .fetch_one(&self.pool)
-            .await
-            .or_store("count_tasks")?;
+        let n: i64 = bind_filter!(
+            queries::query_scalar(queries::COUNT_TASKS),
+            filter,
+            filter.after.map(|(created, _)| to_micros(created)),
+            filter.after.map(|(_, id)| id_text(id))
+        )
+        .fetch_one(&self.pool)
+        .await
+        .or_store("count_tasks")?;
         u64::try_from(n).map_err(|_| crate::error::corrupt("count(*)", "is negative"))
     }
 

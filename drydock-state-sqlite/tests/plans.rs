@@ -126,3 +126,24 @@ async fn build_data_of_a_node_or_a_task_searches_its_index() {
         &[],
     );
 }
+
+/// S3: a page of `list_tasks` starts its walk of the creation index at the keyset, in order,
+/// instead of at the oldest task; `count_tasks` (the same filter, its keyset optional)
+/// counts in one pass over the table, without a sort.
+#[tokio::test]
+async fn a_list_page_starts_at_its_keyset() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = migrated(&dir).await;
+    check(
+        "LIST_TASKS",
+        &plan(&store, explain!(q::LIST_TASKS)).await,
+        &["SEARCH drydock_tasks USING INDEX drydock_tasks_created (created>?)"],
+        &["SCAN drydock_tasks", "USE TEMP B-TREE"],
+    );
+    check(
+        "COUNT_TASKS",
+        &plan(&store, explain!(q::COUNT_TASKS)).await,
+        &["SCAN drydock_tasks"],
+        &["USE TEMP B-TREE"],
+    );
+}
