@@ -347,16 +347,28 @@ pub const TERMINATE_SUBTREE: &str = concat!(
      WHERE task_id IN (SELECT task_id FROM tree)"
 );
 
-/// `purge`, one batch: up to `?2` roots created before `?1`, in `(created, task_id)` order
-/// after the keyset `(?3, ?4)` (the smallest integer and `''` for the first batch), so that
-/// trees kept or skipped by an earlier batch are not looked at again. `created >= ?3` bounds
-/// the index range; the rest breaks ties.
+/// `purge`, one batch, read before the batch's write transaction: up to `?2` roots created
+/// before `?1`, in `(created, task_id)` order after the keyset `(?3, ?4)` (the smallest
+/// integer and `''` for the first batch), so that trees kept or skipped by an earlier batch
+/// are not looked at again. `created >= ?3` bounds the index range; the rest breaks ties. The
+/// unary `+` keeps SQLite off `drydock_tasks_parent` (every root of the history, then sorted):
+/// it walks `drydock_tasks_created` from the keyset, in order, and stops at `?2` roots.
 pub const PURGE_ROOTS: &str = "\
 SELECT created, task_id FROM drydock_tasks
-WHERE parent_task_id IS NULL AND created < ?1
+WHERE +parent_task_id IS NULL AND created < ?1
   AND created >= ?3 AND (created > ?3 OR task_id > ?4)
 ORDER BY created, task_id
 LIMIT ?2";
+
+/// `purge`, one batch, first statement of its `BEGIN IMMEDIATE` transaction: of the roots
+/// [`PURGE_ROOTS`] found (`?1`, a JSON array of ids), those still stored, still roots and
+/// still created before `?2`. A root read before the write lock may since have been deleted
+/// (by another purge) or given a parent (its tree is then its new root's); the statuses are
+/// read again with `PURGE_TREE`, under the lock.
+pub const PURGE_ROOTS_RECHECK: &str = "\
+SELECT task_id FROM drydock_tasks
+WHERE task_id IN (SELECT value FROM json_each(?1))
+  AND +parent_task_id IS NULL AND created < ?2";
 
 /// `purge`, one tree: every task of the tree rooted at `?1` with its depth (the root is 0)
 /// and status, deepest first. The recursion is a queue, not nested calls, so any depth works.

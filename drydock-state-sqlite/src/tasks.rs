@@ -1,7 +1,7 @@
 //! [`TaskStore`] on SQLite: the queue, claims under the lease, guarded writes, orphan
 //! recovery and purge.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -687,6 +687,10 @@ impl TaskStore for SqliteStore {
         Ok(())
     }
 
+    /// Batches of up to `PURGE_BATCH` roots in `(created, task_id)` order: `PURGE_ROOTS`
+    /// read outside any write transaction, then one `BEGIN IMMEDIATE` transaction for the
+    /// batch: `PURGE_ROOTS_RECHECK` (the roots that still are) and each tree's delete under a
+    /// savepoint of its own.
     #[tracing::instrument(level = "debug", skip_all, fields(older_than = ?older_than))]
     async fn purge(&self, older_than: Duration) -> Result<PurgeReport> {
         const OP: &str = "purge";
@@ -696,20 +700,33 @@ impl TaskStore for SqliteStore {
         // failed) is passed over by the next batch instead of being found first again.
         let mut after: (i64, String) = (i64::MIN, String::new());
         loop {
-            let mut tx = queries::begin_immediate(&self.pool).await.or_store(OP)?;
+            // The batch's roots are found before the write lock is taken, so that claimers
+            // wait for the deletes only, not for the walk of the history that finds them.
             let roots: Vec<(i64, String)> = queries::query_as(queries::PURGE_ROOTS)
                 .bind(cutoff)
                 .bind(PURGE_BATCH)
                 .bind(after.0)
                 .bind(after.1.as_str())
-                .fetch_all(&mut *tx)
+                .fetch_all(&self.pool)
                 .await
                 .or_store(OP)?;
             let Some(last) = roots.last().cloned() else {
-                tx.commit().await.or_store(OP)?;
                 break;
             };
-            for (_, root) in &roots {
+            let found: Vec<&str> = roots.iter().map(|(_, id)| id.as_str()).collect();
+            let mut tx = queries::begin_immediate(&self.pool).await.or_store(OP)?;
+            // Under the lock, the roots that still are: one may have been deleted or given a
+            // parent since it was read. A claim in between is seen by `purge_tree`, which
+            // reads the tree's statuses under the lock.
+            let still: HashSet<String> = queries::query_scalar(queries::PURGE_ROOTS_RECHECK)
+                .bind(serde_json::Value::from(found).to_string())
+                .bind(cutoff)
+                .fetch_all(&mut *tx)
+                .await
+                .or_store(OP)?
+                .into_iter()
+                .collect();
+            for (_, root) in roots.iter().filter(|(_, id)| still.contains(id)) {
                 // Each tree under a savepoint of its own: one that cannot be deleted is
                 // rolled back alone and reported, and the others still go.
                 let mut tree_tx = sqlx::Connection::begin(&mut *tx).await.or_store(OP)?;

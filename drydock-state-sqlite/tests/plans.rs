@@ -147,3 +147,28 @@ async fn a_list_page_starts_at_its_keyset() {
         &["USE TEMP B-TREE"],
     );
 }
+
+/// S5: a purge batch's roots come from the creation index, from the keyset to the cutoff, in
+/// order, not from every root of the history sorted; the re-check under the write lock looks
+/// the batch's roots up by id.
+#[tokio::test]
+async fn purge_roots_walk_the_creation_index_without_a_sort() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = migrated(&dir).await;
+    check(
+        "PURGE_ROOTS",
+        &plan(&store, explain!(q::PURGE_ROOTS)).await,
+        &["SEARCH drydock_tasks USING INDEX drydock_tasks_created (created>? AND created<?)"],
+        &[
+            "SCAN drydock_tasks",
+            "USE TEMP B-TREE",
+            "drydock_tasks_parent",
+        ],
+    );
+    check(
+        "PURGE_ROOTS_RECHECK",
+        &plan(&store, explain!(q::PURGE_ROOTS_RECHECK)).await,
+        &["SEARCH drydock_tasks USING INDEX sqlite_autoindex_drydock_tasks_1 (task_id=?)"],
+        &["SCAN drydock_tasks", "drydock_tasks_parent"],
+    );
+}
