@@ -60,18 +60,47 @@ impl BuildStore for SqliteStore {
             .collect()
     }
 
+    /// One statement per shape of the query, so that each searches its own index: by node
+    /// (`BUILD_DATA_BY_NODE`, or `BUILD_DATA_LATEST_BY_NODE` with `latest`; a task given too
+    /// filters the node's rows), by task alone (`BUILD_DATA_BY_TASK` /
+    /// `BUILD_DATA_LATEST_BY_TASK`), or neither (`BUILD_DATA_ALL` / `BUILD_DATA_LATEST_ALL`).
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = ?query.task_id, node = ?query.node_name))]
     async fn build_data(&self, query: &BuildDataQuery) -> Result<Vec<BuildData>> {
         query.validate()?;
-        let sql = match (query.latest, query.verbosity) {
-            (false, Verbosity::Full) => queries::BUILD_DATA_FULL,
-            (false, Verbosity::Brief) => queries::BUILD_DATA_BRIEF,
-            (true, Verbosity::Full) => queries::BUILD_DATA_LATEST_FULL,
-            (true, Verbosity::Brief) => queries::BUILD_DATA_LATEST_BRIEF,
+        let full = query.verbosity == Verbosity::Full;
+        let task = query.task_id.map(id_text);
+        let statement = match (query.node_name.as_deref(), task) {
+            (Some(node), task) => {
+                let sql = if query.latest {
+                    queries::BUILD_DATA_LATEST_BY_NODE
+                } else {
+                    queries::BUILD_DATA_BY_NODE
+                };
+                queries::query_as::<_, BuildDataRow>(sql)
+                    .bind(node)
+                    .bind(task)
+                    .bind(full)
+            }
+            (None, Some(task)) => {
+                let sql = if query.latest {
+                    queries::BUILD_DATA_LATEST_BY_TASK
+                } else {
+                    queries::BUILD_DATA_BY_TASK
+                };
+                queries::query_as::<_, BuildDataRow>(sql)
+                    .bind(task)
+                    .bind(full)
+            }
+            (None, None) => {
+                let sql = if query.latest {
+                    queries::BUILD_DATA_LATEST_ALL
+                } else {
+                    queries::BUILD_DATA_ALL
+                };
+                queries::query_as::<_, BuildDataRow>(sql).bind(full)
+            }
         };
-        queries::query_as::<_, BuildDataRow>(sql)
-            .bind(query.node_name.as_deref())
-            .bind(query.task_id.map(id_text))
+        statement
             .fetch_all(&self.pool)
             .await
             .or_store("build_data")?

@@ -148,34 +148,47 @@ pub const UPDATE_TASK: &str = concat!(
     task_columns!()
 );
 
-/// The conditions of a task filter, every one optional (NULL = any): status `?1`, action
-/// `?2`, parent `?3`, created in `[?4, ?5)`, keyset after `(?6, ?7)`, claimant `?8`, term
-/// `?9` (`crate::tasks::bind_filter`).
+/// The conditions of a task filter, every one optional (NULL = any) but the keyset: status
+/// `?1`, action `?2`, parent `?3`, created in `[?4, ?5)`, the keyset condition `$keyset` on
+/// `(?6, ?7)`, claimant `?8`, term `?9` (`crate::tasks::bind_filter`).
 macro_rules! task_filter {
-    () => {
-        " WHERE (?1 IS NULL OR status = ?1) \
+    ($keyset:literal) => {
+        concat!(
+            " WHERE (?1 IS NULL OR status = ?1) \
        AND (?2 IS NULL OR action = ?2) \
        AND (?3 IS NULL OR parent_task_id = ?3) \
        AND (?4 IS NULL OR created >= ?4) \
        AND (?5 IS NULL OR created < ?5) \
-       AND (?6 IS NULL OR (created, task_id) > (?6, ?7)) \
-       AND (?8 IS NULL OR claimed_by = ?8) \
+       AND ",
+            $keyset,
+            " AND (?8 IS NULL OR claimed_by = ?8) \
        AND (?9 IS NULL OR claim_term = ?9)"
+        )
     };
 }
 
-/// `list_tasks`: the tasks `task_filter!` keeps, in `(created, task_id)` order, at most `?10`
-/// (-1: all).
+/// `list_tasks`: the tasks `task_filter!` keeps after the keyset `(?6, ?7)` (the smallest
+/// integer and `''` for the first page, which every task is after), in `(created, task_id)`
+/// order, at most `?10` (-1: all). The keyset is written as a range, `created >= ?6` bounding
+/// it, so that SQLite starts the walk of `drydock_tasks_created` at the page instead of at the
+/// oldest task (`(?6 IS NULL OR (created, task_id) > (?6, ?7))` hides the range behind the
+/// `OR`); the rest breaks ties, as `(created, task_id) > (?6, ?7)` would.
 pub const LIST_TASKS: &str = concat!(
     "SELECT ",
     task_columns!(),
     " FROM drydock_tasks",
-    task_filter!(),
+    task_filter!("created >= ?6 AND (created > ?6 OR task_id > ?7)"),
     " ORDER BY created, task_id LIMIT ?10"
 );
 
-/// `count_tasks`: how many tasks `task_filter!` keeps, no row read.
-pub const COUNT_TASKS: &str = concat!("SELECT count(*) FROM drydock_tasks", task_filter!());
+/// `count_tasks`: how many tasks `task_filter!` keeps, no row read; the keyset `(?6, ?7)` is
+/// optional here (NULL: none). Without one, SQLite counts in one pass over the table, which a
+/// range on `drydock_tasks_created` (as [`LIST_TASKS`] has) would turn into an index walk
+/// with a table lookup per task.
+pub const COUNT_TASKS: &str = concat!(
+    "SELECT count(*) FROM drydock_tasks",
+    task_filter!("(?6 IS NULL OR (created, task_id) > (?6, ?7))")
+);
 
 /// `add_subtask`, after [`FENCE`] and the no-new-work rule: appends the child id unless it is
 /// already listed.
@@ -334,16 +347,28 @@ pub const TERMINATE_SUBTREE: &str = concat!(
      WHERE task_id IN (SELECT task_id FROM tree)"
 );
 
-/// `purge`, one batch: up to `?2` roots created before `?1`, in `(created, task_id)` order
-/// after the keyset `(?3, ?4)` (the smallest integer and `''` for the first batch), so that
-/// trees kept or skipped by an earlier batch are not looked at again. `created >= ?3` bounds
-/// the index range; the rest breaks ties.
+/// `purge`, one batch, read before the batch's write transaction: up to `?2` roots created
+/// before `?1`, in `(created, task_id)` order after the keyset `(?3, ?4)` (the smallest
+/// integer and `''` for the first batch), so that trees kept or skipped by an earlier batch
+/// are not looked at again. `created >= ?3` bounds the index range; the rest breaks ties. The
+/// unary `+` keeps SQLite off `drydock_tasks_parent` (every root of the history, then sorted):
+/// it walks `drydock_tasks_created` from the keyset, in order, and stops at `?2` roots.
 pub const PURGE_ROOTS: &str = "\
 SELECT created, task_id FROM drydock_tasks
-WHERE parent_task_id IS NULL AND created < ?1
+WHERE +parent_task_id IS NULL AND created < ?1
   AND created >= ?3 AND (created > ?3 OR task_id > ?4)
 ORDER BY created, task_id
 LIMIT ?2";
+
+/// `purge`, one batch, first statement of its `BEGIN IMMEDIATE` transaction: of the roots
+/// [`PURGE_ROOTS`] found (`?1`, a JSON array of ids), those still stored, still roots and
+/// still created before `?2`. A root read before the write lock may since have been deleted
+/// (by another purge) or given a parent (its tree is then its new root's); the statuses are
+/// read again with `PURGE_TREE`, under the lock.
+pub const PURGE_ROOTS_RECHECK: &str = "\
+SELECT task_id FROM drydock_tasks
+WHERE task_id IN (SELECT value FROM json_each(?1))
+  AND +parent_task_id IS NULL AND created < ?2";
 
 /// `purge`, one tree: every task of the tree rooted at `?1` with its depth (the root is 0)
 /// and status, deepest first. The recursion is a queue, not nested calls, so any depth works.
@@ -427,45 +452,85 @@ pub const RECORD_BUILD_DATA: &str = concat!(
     "), ?4, ?5, ?6)"
 );
 
-/// `build_data`, full rows, newest first (later insertion wins a tie).
-pub const BUILD_DATA_FULL: &str = "\
-SELECT node_name, task_id, collected_date, generator, data_format, data_element
-FROM drydock_build_data
-WHERE (?1 IS NULL OR node_name = ?1) AND (?2 IS NULL OR task_id = ?2)
-ORDER BY collected_date DESC, id DESC";
+/// The build-data columns a `build_data` statement returns; the element only when the
+/// parameter `$full` is true (else NULL, and the element is never read).
+macro_rules! build_data_columns {
+    ($full:literal) => {
+        concat!(
+            "node_name, task_id, collected_date, generator, data_format, \
+             CASE WHEN ",
+            $full,
+            " THEN data_element END AS data_element"
+        )
+    };
+}
 
-/// `build_data` with brief verbosity: the element is never read.
-pub const BUILD_DATA_BRIEF: &str = "\
-SELECT node_name, task_id, collected_date, generator, data_format, NULL AS data_element
-FROM drydock_build_data
-WHERE (?1 IS NULL OR node_name = ?1) AND (?2 IS NULL OR task_id = ?2)
-ORDER BY collected_date DESC, id DESC";
+/// The `build_data` rows `$filter` (a `WHERE` condition) keeps, newest first (later insertion
+/// wins a tie), with the element when `$full` is true.
+macro_rules! build_data {
+    ($filter:literal, $full:literal) => {
+        concat!(
+            "SELECT ",
+            build_data_columns!($full),
+            " FROM drydock_build_data WHERE ",
+            $filter,
+            " ORDER BY collected_date DESC, id DESC"
+        )
+    };
+}
 
-/// `build_data` with `latest`: the newest row per node and generator, full.
-pub const BUILD_DATA_LATEST_FULL: &str = "\
-SELECT node_name, task_id, collected_date, generator, data_format, data_element
-FROM drydock_build_data
-WHERE id IN (
-    SELECT id FROM (
-        SELECT id, row_number() OVER (
-            PARTITION BY node_name, generator ORDER BY collected_date DESC, id DESC) AS newest
-        FROM drydock_build_data
-        WHERE (?1 IS NULL OR node_name = ?1) AND (?2 IS NULL OR task_id = ?2))
-    WHERE newest = 1)
-ORDER BY collected_date DESC, id DESC";
+/// With `latest`: of the rows `$filter` (a `WHERE` condition) keeps, the newest per node and
+/// generator, newest first, with the element when `$full` is true.
+macro_rules! build_data_latest {
+    ($filter:literal, $full:literal) => {
+        concat!(
+            "SELECT ",
+            build_data_columns!($full),
+            " FROM drydock_build_data \
+             WHERE id IN ( \
+                 SELECT id FROM ( \
+                     SELECT id, row_number() OVER ( \
+                         PARTITION BY node_name, generator \
+                         ORDER BY collected_date DESC, id DESC) AS newest \
+                     FROM drydock_build_data WHERE ",
+            $filter,
+            ") WHERE newest = 1) \
+             ORDER BY collected_date DESC, id DESC"
+        )
+    };
+}
 
-/// `build_data` with `latest` and brief verbosity.
-pub const BUILD_DATA_LATEST_BRIEF: &str = "\
-SELECT node_name, task_id, collected_date, generator, data_format, NULL AS data_element
-FROM drydock_build_data
-WHERE id IN (
-    SELECT id FROM (
-        SELECT id, row_number() OVER (
-            PARTITION BY node_name, generator ORDER BY collected_date DESC, id DESC) AS newest
-        FROM drydock_build_data
-        WHERE (?1 IS NULL OR node_name = ?1) AND (?2 IS NULL OR task_id = ?2))
-    WHERE newest = 1)
-ORDER BY collected_date DESC, id DESC";
+// `build_data` has one statement per shape of its query (node given, with or without a task;
+// task alone; neither), so that the filter given is a plain equality SQLite can search its
+// index with: `?1 IS NULL OR node_name = ?1` would hide it behind the `OR` and scan the table.
+
+/// `build_data` by node `?1` (and task `?2`, when it is not NULL), newest first (later
+/// insertion wins a tie); the element only when `?3` is true. Searches
+/// `drydock_build_data_node`.
+pub const BUILD_DATA_BY_NODE: &str =
+    build_data!("node_name = ?1 AND (?2 IS NULL OR task_id = ?2)", "?3");
+
+/// `build_data` by task `?1`, newest first (later insertion wins a tie); the element only
+/// when `?2` is true. Searches `drydock_build_data_task`.
+pub const BUILD_DATA_BY_TASK: &str = build_data!("task_id = ?1", "?2");
+
+/// `build_data` of every node, newest first (later insertion wins a tie); the element only
+/// when `?1` is true.
+pub const BUILD_DATA_ALL: &str = build_data!("1", "?1");
+
+/// `build_data` with `latest`, by node `?1` (and task `?2`, when it is not NULL): the newest
+/// row per generator, newest first; the element only when `?3` is true. Searches
+/// `drydock_build_data_node`.
+pub const BUILD_DATA_LATEST_BY_NODE: &str =
+    build_data_latest!("node_name = ?1 AND (?2 IS NULL OR task_id = ?2)", "?3");
+
+/// `build_data` with `latest`, by task `?1`: of its rows, the newest per node and generator,
+/// newest first; the element only when `?2` is true. Searches `drydock_build_data_task`.
+pub const BUILD_DATA_LATEST_BY_TASK: &str = build_data_latest!("task_id = ?1", "?2");
+
+/// `build_data` with `latest`, of every node: the newest row per node and generator, newest
+/// first; the element only when `?1` is true.
+pub const BUILD_DATA_LATEST_ALL: &str = build_data_latest!("1", "?1");
 
 /// `build_data_of_tasks`: the build data of any task in `?1` (a JSON array of ids), full rows,
 /// newest first; a tie goes by task id, then the later insertion first.

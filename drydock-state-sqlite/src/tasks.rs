@@ -1,7 +1,7 @@
 //! [`TaskStore`] on SQLite: the queue, claims under the lease, guarded writes, orphan
 //! recovery and purge.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -280,9 +280,11 @@ fn insert_task<'q>(
 }
 
 /// Binds a filter's conditions, `?1` to `?9` of [`queries::LIST_TASKS`] and
-/// [`queries::COUNT_TASKS`], to `$query` (a `query_as` or a `query_scalar`).
+/// [`queries::COUNT_TASKS`], to `$query` (a `query_as` or a `query_scalar`), the keyset
+/// `(?6, ?7)` as `$after_created` and `$after_id` (the statements differ in how they take a
+/// filter without one).
 macro_rules! bind_filter {
-    ($query:expr, $filter:expr) => {{
+    ($query:expr, $filter:expr, $after_created:expr, $after_id:expr) => {{
         let filter: &TaskFilter = $filter;
         $query
             .bind(filter.status.map(TaskStatus::as_str))
@@ -290,8 +292,8 @@ macro_rules! bind_filter {
             .bind(filter.parent.map(id_text))
             .bind(filter.created_after.map(to_micros))
             .bind(filter.created_before.map(to_micros))
-            .bind(filter.after.map(|(created, _)| to_micros(created)))
-            .bind(filter.after.map(|(_, id)| id_text(id)))
+            .bind($after_created)
+            .bind($after_id)
             .bind(filter.claimed_by.as_deref())
             .bind(filter.claim_term)
     }};
@@ -374,11 +376,23 @@ impl TaskStore for SqliteStore {
         filter.validate()?;
         const OP: &str = "list_tasks";
         let mut tx = self.pool.begin().await.or_store(OP)?;
-        let rows: Vec<TaskRow> = bind_filter!(queries::query_as(queries::LIST_TASKS), filter)
-            .bind(filter.limit.map_or(-1, i64::from))
-            .fetch_all(&mut *tx)
-            .await
-            .or_store(OP)?;
+        // `LIST_TASKS` always takes a keyset: without one, the smallest, which every task is
+        // after (as `purge` starts its keyset).
+        let (after_created, after_id) = filter
+            .after
+            .map_or((i64::MIN, String::new()), |(created, id)| {
+                (to_micros(created), id_text(id))
+            });
+        let rows: Vec<TaskRow> = bind_filter!(
+            queries::query_as(queries::LIST_TASKS),
+            filter,
+            after_created,
+            after_id
+        )
+        .bind(filter.limit.map_or(-1, i64::from))
+        .fetch_all(&mut *tx)
+        .await
+        .or_store(OP)?;
         let tasks = Self::assemble(&mut tx, rows, OP).await?;
         tx.commit().await.or_store(OP)?;
         Ok(tasks)
@@ -389,10 +403,15 @@ impl TaskStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all)]
     async fn count_tasks(&self, filter: &TaskFilter) -> Result<u64> {
         filter.validate()?;
-        let n: i64 = bind_filter!(queries::query_scalar(queries::COUNT_TASKS), filter)
-            .fetch_one(&self.pool)
-            .await
-            .or_store("count_tasks")?;
+        let n: i64 = bind_filter!(
+            queries::query_scalar(queries::COUNT_TASKS),
+            filter,
+            filter.after.map(|(created, _)| to_micros(created)),
+            filter.after.map(|(_, id)| id_text(id))
+        )
+        .fetch_one(&self.pool)
+        .await
+        .or_store("count_tasks")?;
         u64::try_from(n).map_err(|_| crate::error::corrupt("count(*)", "is negative"))
     }
 
@@ -668,6 +687,10 @@ impl TaskStore for SqliteStore {
         Ok(())
     }
 
+    /// Batches of up to `PURGE_BATCH` roots in `(created, task_id)` order: `PURGE_ROOTS`
+    /// read outside any write transaction, then one `BEGIN IMMEDIATE` transaction for the
+    /// batch: `PURGE_ROOTS_RECHECK` (the roots that still are) and each tree's delete under a
+    /// savepoint of its own.
     #[tracing::instrument(level = "debug", skip_all, fields(older_than = ?older_than))]
     async fn purge(&self, older_than: Duration) -> Result<PurgeReport> {
         const OP: &str = "purge";
@@ -677,20 +700,33 @@ impl TaskStore for SqliteStore {
         // failed) is passed over by the next batch instead of being found first again.
         let mut after: (i64, String) = (i64::MIN, String::new());
         loop {
-            let mut tx = queries::begin_immediate(&self.pool).await.or_store(OP)?;
+            // The batch's roots are found before the write lock is taken, so that claimers
+            // wait for the deletes only, not for the walk of the history that finds them.
             let roots: Vec<(i64, String)> = queries::query_as(queries::PURGE_ROOTS)
                 .bind(cutoff)
                 .bind(PURGE_BATCH)
                 .bind(after.0)
                 .bind(after.1.as_str())
-                .fetch_all(&mut *tx)
+                .fetch_all(&self.pool)
                 .await
                 .or_store(OP)?;
             let Some(last) = roots.last().cloned() else {
-                tx.commit().await.or_store(OP)?;
                 break;
             };
-            for (_, root) in &roots {
+            let found: Vec<&str> = roots.iter().map(|(_, id)| id.as_str()).collect();
+            let mut tx = queries::begin_immediate(&self.pool).await.or_store(OP)?;
+            // Under the lock, the roots that still are: one may have been deleted or given a
+            // parent since it was read. A claim in between is seen by `purge_tree`, which
+            // reads the tree's statuses under the lock.
+            let still: HashSet<String> = queries::query_scalar(queries::PURGE_ROOTS_RECHECK)
+                .bind(serde_json::Value::from(found).to_string())
+                .bind(cutoff)
+                .fetch_all(&mut *tx)
+                .await
+                .or_store(OP)?
+                .into_iter()
+                .collect();
+            for (_, root) in roots.iter().filter(|(_, id)| still.contains(id)) {
                 // Each tree under a savepoint of its own: one that cannot be deleted is
                 // rolled back alone and reported, and the others still go.
                 let mut tree_tx = sqlx::Connection::begin(&mut *tx).await.or_store(OP)?;

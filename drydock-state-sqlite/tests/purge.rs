@@ -1,13 +1,15 @@
 //! Purge on SQLite: trees deeper than SQLite's trigger depth (the foreign-key cascade counts as
-//! a trigger), and one tree that cannot be deleted not blocking the others.
+//! a trigger), one tree that cannot be deleted not blocking the others, and the roots of a
+//! batch, found before its write transaction, checked again under the write lock.
 
 use std::time::Duration;
 
 use drydock_state_core::backend::now;
 use drydock_state_core::{
     Config, MessageStore, NewMessage, NewTask, PurgeReport, TaskId, TaskStatus, TaskStore,
+    TaskUpdate,
 };
-use drydock_state_sqlite::SqliteStore;
+use drydock_state_sqlite::{plan_checked, SqliteStore};
 
 const DAY: i64 = 86_400;
 const RETENTION: Duration = Duration::from_secs(30 * DAY as u64);
@@ -137,4 +139,49 @@ async fn a_tree_that_cannot_be_deleted_does_not_block_the_others() {
     for id in &after {
         assert!(store.get_task(*id).await.unwrap().is_none(), "{id} purged");
     }
+}
+
+/// A batch's roots are read before its write transaction, so under the lock
+/// `PURGE_ROOTS_RECHECK` keeps only those that still are old roots: not one deleted since
+/// (never stored, here), given a parent since (its tree is its new root's, young and live
+/// here), or younger than the cutoff (statuses are `purge_tree`'s, read again with the tree).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recheck_under_the_lock_keeps_only_roots_that_still_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = fresh(&dir).await;
+    let root = task(&store, None, 40).await;
+    // Queued (a finished task takes no further writes), which a purge does not keep.
+    let mut queued = NewTask::new("deploy_node").with_status(TaskStatus::Queued);
+    queued.created = now() - chrono::Duration::seconds(40 * DAY);
+    let adopted = store.create_task(&queued).await.unwrap().task_id;
+    let gone = TaskId::new();
+    let young = task(&store, None, 1).await;
+    let new_parent = task(&store, None, 1).await;
+    store
+        .update_task(adopted, &TaskUpdate::new().parent(Some(new_parent)), None)
+        .await
+        .unwrap();
+    let cutoff = (now() - chrono::Duration::seconds(30 * DAY)).timestamp_micros();
+    let found = serde_json::json!([root, adopted, gone, young]).to_string();
+
+    let still: Vec<String> = drydock_state_testsupport::sql::query_scalar::<sqlx::Sqlite, String>(
+        plan_checked::PURGE_ROOTS_RECHECK,
+    )
+    .bind(found)
+    .bind(cutoff)
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(still, [root.to_string()]);
+
+    // And the purge itself leaves the adopted task with its new, young parent.
+    assert_eq!(
+        store.purge(RETENTION).await.unwrap(),
+        PurgeReport {
+            tasks: 1,
+            messages: 0
+        }
+    );
+    assert!(store.get_task(adopted).await.unwrap().is_some());
+    assert!(store.get_task(root).await.unwrap().is_none());
 }
