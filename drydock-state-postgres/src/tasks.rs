@@ -683,9 +683,9 @@ async fn update_in(
 }
 
 impl PgStore {
-    /// Claims up to `n` tasks in one statement (`CLAIM_BATCH`), the `i`-th (oldest first)
-    /// recording `claim_ids[i]` (none when `claim_ids` is empty); a request whose ids a task
-    /// already carries is answered with those tasks. A second query only when a fenced claim
+    /// Claims up to `n` tasks in one statement (`CLAIM_NEXT` for one, else `CLAIM_BATCH`),
+    /// the `i`-th (oldest first) recording `claim_ids[i]` (none when `claim_ids` is empty); a
+    /// request whose ids a task already carries is answered with those tasks. A second query only when a fenced claim
     /// found nothing, to tell "fenced out" from "nothing queued".
     async fn claim(
         &self,
@@ -700,15 +700,18 @@ impl PgStore {
         let mut tries = 2;
         let rows = loop {
             tries -= 1;
-            let sent = queries::query(queries::CLAIM_BATCH)
-                .bind(&request.actions)
-                .bind(&request.instance_id)
-                .bind(request.term)
-                .bind(claim_ids)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await
-                .or_store(op);
+            let claim = |statement| {
+                queries::query(statement)
+                    .bind(&request.actions)
+                    .bind(&request.instance_id)
+                    .bind(request.term)
+                    .bind(claim_ids)
+            };
+            let statement = match limit {
+                1 => claim(queries::CLAIM_NEXT),
+                _ => claim(queries::CLAIM_BATCH).bind(limit),
+            };
+            let sent = statement.fetch_all(&self.pool).await.or_store(op);
             match sent {
                 Err(Error::Conflict { .. }) if tries > 0 && request.claim_id.is_some() => continue,
                 other => break other?,

@@ -103,7 +103,8 @@ async fn drain_batched(
         .expect("the bench's lease is free")
         .term;
     // The bench's grace period is 2 s: keep the lease while the drain runs, and record the
-    // slowest renewal (a renewal waits for the lease row behind the claims' share locks).
+    // slowest renewal (on PostgreSQL before migration 0007 a renewal waited for the lease row
+    // behind the claims' share locks).
     let slowest_renewal = Arc::new(std::sync::Mutex::new(Duration::ZERO));
     let renewer = {
         let (store, slowest) = (store.clone(), slowest_renewal.clone());
