@@ -171,4 +171,16 @@ async fn purge_roots_walk_the_creation_index_without_a_sort() {
         &["SEARCH drydock_tasks USING INDEX sqlite_autoindex_drydock_tasks_1 (task_id=?)"],
         &["SCAN drydock_tasks", "drydock_tasks_parent"],
     );
+    // Each tree's statuses: the tree walked down the parent index, then its tasks looked up
+    // by id; not every task of the history scanned against the tree (as SQLite 3.46 planned
+    // a plain `JOIN` there, once per tree purged).
+    check(
+        "PURGE_TREE",
+        &plan(&store, explain!(q::PURGE_TREE)).await,
+        &[
+            "SEARCH child USING INDEX drydock_tasks_parent (parent_task_id=?)",
+            "SEARCH t USING INDEX sqlite_autoindex_drydock_tasks_1 (task_id=?)",
+        ],
+        &["BLOOM FILTER ON tree", "AUTOMATIC COVERING INDEX", "SCAN drydock_tasks"],
+    );
 }
