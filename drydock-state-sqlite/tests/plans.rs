@@ -181,6 +181,10 @@ async fn purge_roots_walk_the_creation_index_without_a_sort() {
             "SEARCH child USING INDEX drydock_tasks_parent (parent_task_id=?)",
             "SEARCH t USING INDEX sqlite_autoindex_drydock_tasks_1 (task_id=?)",
         ],
-        &["BLOOM FILTER ON tree", "AUTOMATIC COVERING INDEX", "SCAN drydock_tasks"],
+        &[
+            "BLOOM FILTER ON tree",
+            "AUTOMATIC COVERING INDEX",
+            "SCAN drydock_tasks",
+        ],
     );
 }
