@@ -332,18 +332,9 @@ async fn blocked_by(pool: &sqlx::PgPool, holder: i32) -> bool {
     .unwrap()
 }
 
-/// One deterministic interleaving of a guarded write with a change of leader, in two
-/// sessions. The takeover session locks the lease row (a takeover in progress); the
-/// claimant's guarded write starts and is seen waiting on that lock; the takeover then hands
-/// the lease to `instance-b` with a higher term and commits (`commit`), or gives up (rolls
-/// back). Returns the write's outcome and whether the store changed.
-async fn takeover_during_a_guarded_write(
-    store: &Arc<drydock_state_postgres::PgStore>,
-    url: &str,
-    write: GuardedWrite,
-    commit: bool,
-) -> (Result<()>, bool) {
-    use sqlx::Connection;
+/// `instance-a` takes the free lease and claims a task it queues, fenced with its term:
+/// the term, the claimed task and its claim.
+async fn claimed_by_a(store: &drydock_state_postgres::PgStore) -> (i64, Task, Claim) {
     let term = match store.claim_lease("instance-a").await.unwrap() {
         LeaseOutcome::Held(lease) => lease.term,
         denied => panic!("instance-a takes the free lease: {denied:?}"),
@@ -358,6 +349,22 @@ async fn takeover_during_a_guarded_write(
         .unwrap()
         .expect("the task just queued");
     let guard = claimed.claim().expect("a claimed task carries its claim");
+    (term, claimed, guard)
+}
+
+/// One deterministic interleaving of a guarded write with a change of leader, in two
+/// sessions. The takeover session locks the lease row (a takeover in progress); the
+/// claimant's guarded write starts and is seen waiting on that lock; the takeover then hands
+/// the lease to `instance-b` with a higher term and commits (`commit`), or gives up (rolls
+/// back). Returns the write's outcome and whether the store changed.
+async fn takeover_during_a_guarded_write(
+    store: &Arc<drydock_state_postgres::PgStore>,
+    url: &str,
+    write: GuardedWrite,
+    commit: bool,
+) -> (Result<()>, bool) {
+    use sqlx::Connection;
+    let (_, claimed, guard) = claimed_by_a(store).await;
     // Work for a claim to take, had it gone through.
     store
         .create_task(&NewTask::new("deploy_nodes").with_status(TaskStatus::Queued))
@@ -477,20 +484,7 @@ async fn a_renewal_does_not_wait_for_fenced_writes_but_a_takeover_does() {
     use sqlx::Connection;
     let (store, db) = common::fresh_store(&config(Duration::from_secs(3600), 4)).await;
     let store = Arc::new(store);
-    let term = match store.claim_lease("instance-a").await.unwrap() {
-        LeaseOutcome::Held(lease) => lease.term,
-        denied => panic!("instance-a takes the free lease: {denied:?}"),
-    };
-    store
-        .create_task(&NewTask::new("deploy_nodes").with_status(TaskStatus::Queued))
-        .await
-        .unwrap();
-    let claimed = store
-        .claim_next(&ClaimRequest::new("instance-a").fenced(term))
-        .await
-        .unwrap()
-        .expect("the task just queued");
-    let guard = claimed.claim().expect("a claimed task carries its claim");
+    let (term, claimed, guard) = claimed_by_a(&store).await;
 
     // A third session holds the task row, so the guarded write stops after its fence.
     let mut blocker = sqlx::PgConnection::connect(&db.url).await.unwrap();
