@@ -12,9 +12,10 @@
 //! exactly that one and, when the guard has a term, key-share-lock the live lease row of that
 //! instance and term (as [`CLAIM_BATCH`] does), so no change of holder (which raises the
 //! term, a key of the row) commits between the check and the write, while renewals, which
-//! change no key, do not wait. A guarded insert also share-locks the task row, so a recovery or a new
-//! claim of the task commits either before the check (and is seen) or after the insert. Such
-//! a statement changes no row when a check fails; [`WRITE_REFUSED`] then says why.
+//! change no key, do not wait. A guarded insert also share-locks the task row, so a recovery
+//! or a new claim of the task commits either before the check (and is seen) or after the
+//! insert. Such a statement changes no row when a check fails; [`WRITE_REFUSED`] then says
+//! why.
 //!
 //! JSON a caller gives
 //! (`node_filter`, `request_context`, message `extra`) is bound as text and cast
@@ -395,8 +396,8 @@ LEFT JOIN tasks AS t ON t.task_id = x.tree_id",
 );
 
 /// `claim_next` and `claim_batch`, in one statement: up to `$limit` tasks. The fence
-/// (`fence!`; `$3` NULL = unfenced) key-share-locks the lease row so no change of holder can commit between
-/// the check and the claim; nothing happens unless it holds. `$4` holds the claim ids the
+/// (`fence!`; `$3` NULL = unfenced) key-share-locks the lease row so no change of holder can
+/// commit between the check and the claim; nothing happens unless it holds. `$4` holds the claim ids the
 /// claimed tasks record (`claim_next`: its claim id; `claim_batch`: the batch's derived ids;
 /// empty without a claim id): when a task already carries one of them, the request is a
 /// re-sent one and those tasks come back as they are (the caller tells its own re-sent

@@ -685,8 +685,8 @@ async fn update_in(
 impl PgStore {
     /// Claims up to `n` tasks in one statement (`CLAIM_NEXT` for one, else `CLAIM_BATCH`),
     /// the `i`-th (oldest first) recording `claim_ids[i]` (none when `claim_ids` is empty); a
-    /// request whose ids a task already carries is answered with those tasks. A second query only when a fenced claim
-    /// found nothing, to tell "fenced out" from "nothing queued".
+    /// request whose ids a task already carries is answered with those tasks. A second query
+    /// only when a fenced claim found nothing, to tell "fenced out" from "nothing queued".
     async fn claim(
         &self,
         request: &ClaimRequest,

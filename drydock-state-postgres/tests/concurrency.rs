@@ -332,6 +332,18 @@ async fn blocked_by(pool: &sqlx::PgPool, holder: i32) -> bool {
     .unwrap()
 }
 
+/// A session of its own on the database at `url` (as another process would have), and its
+/// backend pid, to tell who waits for whom.
+async fn session(url: &str) -> (sqlx::PgConnection, i32) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    let pid = drydock_state_testsupport::sql::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    (conn, pid)
+}
+
 /// `instance-a` takes the free lease and claims a task it queues, fenced with its term:
 /// the term, the claimed task and its claim.
 async fn claimed_by_a(store: &drydock_state_postgres::PgStore) -> (i64, Task, Claim) {
@@ -372,11 +384,7 @@ async fn takeover_during_a_guarded_write(
         .unwrap();
     let before = everything(store).await;
 
-    let mut takeover = sqlx::PgConnection::connect(url).await.unwrap();
-    let pid: i32 = drydock_state_testsupport::sql::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(&mut takeover)
-        .await
-        .unwrap();
+    let (mut takeover, pid) = session(url).await;
     let mut tx = takeover.begin().await.unwrap();
     drydock_state_testsupport::sql::query(
         "SELECT term FROM drydock_state.active_instance FOR UPDATE",
@@ -487,11 +495,7 @@ async fn a_renewal_does_not_wait_for_fenced_writes_but_a_takeover_does() {
     let (term, claimed, guard) = claimed_by_a(&store).await;
 
     // A third session holds the task row, so the guarded write stops after its fence.
-    let mut blocker = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    let blocker_pid: i32 = drydock_state_testsupport::sql::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(&mut blocker)
-        .await
-        .unwrap();
+    let (mut blocker, blocker_pid) = session(&db.url).await;
     let mut hold = blocker.begin().await.unwrap();
     drydock_state_testsupport::sql::query(
         "SELECT 1 FROM drydock_state.tasks WHERE task_id = $1 FOR UPDATE",
@@ -542,11 +546,7 @@ async fn a_renewal_does_not_wait_for_fenced_writes_but_a_takeover_does() {
     }
 
     // A takeover's update of the row waits for the write's fence.
-    let mut takeover = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    let takeover_pid: i32 = drydock_state_testsupport::sql::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(&mut takeover)
-        .await
-        .unwrap();
+    let (mut takeover, takeover_pid) = session(&db.url).await;
     let taker = tokio::spawn(async move {
         drydock_state_testsupport::sql::query(
             "UPDATE drydock_state.active_instance SET instance_id = 'instance-b', term = term + 1,

@@ -69,36 +69,26 @@ impl BuildStore for SqliteStore {
         query.validate()?;
         let full = query.verbosity == Verbosity::Full;
         let task = query.task_id.map(id_text);
+        let shape = |latest, plain| if query.latest { latest } else { plain };
         let statement = match (query.node_name.as_deref(), task) {
-            (Some(node), task) => {
-                let sql = if query.latest {
-                    queries::BUILD_DATA_LATEST_BY_NODE
-                } else {
-                    queries::BUILD_DATA_BY_NODE
-                };
-                queries::query_as::<_, BuildDataRow>(sql)
-                    .bind(node)
-                    .bind(task)
-                    .bind(full)
-            }
-            (None, Some(task)) => {
-                let sql = if query.latest {
-                    queries::BUILD_DATA_LATEST_BY_TASK
-                } else {
-                    queries::BUILD_DATA_BY_TASK
-                };
-                queries::query_as::<_, BuildDataRow>(sql)
-                    .bind(task)
-                    .bind(full)
-            }
-            (None, None) => {
-                let sql = if query.latest {
-                    queries::BUILD_DATA_LATEST_ALL
-                } else {
-                    queries::BUILD_DATA_ALL
-                };
-                queries::query_as::<_, BuildDataRow>(sql).bind(full)
-            }
+            (Some(node), task) => queries::query_as::<_, BuildDataRow>(shape(
+                queries::BUILD_DATA_LATEST_BY_NODE,
+                queries::BUILD_DATA_BY_NODE,
+            ))
+            .bind(node)
+            .bind(task)
+            .bind(full),
+            (None, Some(task)) => queries::query_as::<_, BuildDataRow>(shape(
+                queries::BUILD_DATA_LATEST_BY_TASK,
+                queries::BUILD_DATA_BY_TASK,
+            ))
+            .bind(task)
+            .bind(full),
+            (None, None) => queries::query_as::<_, BuildDataRow>(shape(
+                queries::BUILD_DATA_LATEST_ALL,
+                queries::BUILD_DATA_ALL,
+            ))
+            .bind(full),
         };
         statement
             .fetch_all(&self.pool)

@@ -755,8 +755,7 @@ async fn purge_roots(
     let found: Vec<&str> = roots.iter().map(|(_, id)| id.as_str()).collect();
     let mut tx = queries::begin_immediate(pool).await.or_store(OP)?;
     // Under the lock, the roots that still are: one may have been deleted or given a
-    // parent since it was read. A claim in between is seen by `purge_tree`, which
-    // reads the tree's statuses under the lock.
+    // parent since it was read.
     let still: HashSet<String> = queries::query_scalar(queries::PURGE_ROOTS_RECHECK)
         .bind(serde_json::Value::from(found).to_string())
         .bind(cutoff)

@@ -88,43 +88,43 @@ async fn build_data_of_a_node_or_a_task_searches_its_index() {
         "SEARCH drydock_build_data USING INDEX drydock_build_data_node (node_name=?)";
     const TASK: &str = "SEARCH drydock_build_data USING INDEX drydock_build_data_task (task_id=?)";
     const SCAN: &str = "SCAN drydock_build_data";
-    check(
-        "BUILD_DATA_LATEST_BY_NODE",
-        &plan(&store, explain!(q::BUILD_DATA_LATEST_BY_NODE)).await,
-        &[NODE],
-        &[SCAN],
-    );
-    check(
-        "BUILD_DATA_BY_NODE",
-        &plan(&store, explain!(q::BUILD_DATA_BY_NODE)).await,
-        &[NODE],
-        &[SCAN],
-    );
-    check(
-        "BUILD_DATA_LATEST_BY_TASK",
-        &plan(&store, explain!(q::BUILD_DATA_LATEST_BY_TASK)).await,
-        &[TASK],
-        &[SCAN],
-    );
-    check(
-        "BUILD_DATA_BY_TASK",
-        &plan(&store, explain!(q::BUILD_DATA_BY_TASK)).await,
-        &[TASK],
-        &[SCAN],
-    );
-    // Every node's: the whole table is the answer, read once.
-    check(
-        "BUILD_DATA_LATEST_ALL",
-        &plan(&store, explain!(q::BUILD_DATA_LATEST_ALL)).await,
-        &[SCAN],
-        &[],
-    );
-    check(
-        "BUILD_DATA_ALL",
-        &plan(&store, explain!(q::BUILD_DATA_ALL)).await,
-        &[SCAN],
-        &[],
-    );
+    let cases: [(&str, &'static str, &[&str], &[&str]); 6] = [
+        (
+            "BUILD_DATA_LATEST_BY_NODE",
+            explain!(q::BUILD_DATA_LATEST_BY_NODE),
+            &[NODE],
+            &[SCAN],
+        ),
+        (
+            "BUILD_DATA_BY_NODE",
+            explain!(q::BUILD_DATA_BY_NODE),
+            &[NODE],
+            &[SCAN],
+        ),
+        (
+            "BUILD_DATA_LATEST_BY_TASK",
+            explain!(q::BUILD_DATA_LATEST_BY_TASK),
+            &[TASK],
+            &[SCAN],
+        ),
+        (
+            "BUILD_DATA_BY_TASK",
+            explain!(q::BUILD_DATA_BY_TASK),
+            &[TASK],
+            &[SCAN],
+        ),
+        // Every node's: the whole table is the answer, read once.
+        (
+            "BUILD_DATA_LATEST_ALL",
+            explain!(q::BUILD_DATA_LATEST_ALL),
+            &[SCAN],
+            &[],
+        ),
+        ("BUILD_DATA_ALL", explain!(q::BUILD_DATA_ALL), &[SCAN], &[]),
+    ];
+    for (name, explain, wants, refuses) in cases {
+        check(name, &plan(&store, explain).await, wants, refuses);
+    }
 }
 
 /// S3: a page of `list_tasks` starts its walk of the creation index at the keyset, in order,

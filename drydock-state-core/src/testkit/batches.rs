@@ -20,6 +20,19 @@ async fn queue_n(store: &dyn StateStore, action: &str, n: usize, offset: i64) ->
     tasks
 }
 
+/// `n` queued `deploy_nodes` tasks claimed in one batch by `instance-a` under the lease term
+/// it takes.
+async fn queue_and_claim(store: &dyn StateStore, n: usize) -> Vec<Task> {
+    queue_n(store, "deploy_nodes", n, 10).await;
+    let term = held_term(store, "instance-a").await;
+    let claimed = store
+        .claim_batch(&ClaimRequest::new("instance-a").fenced(term), n)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), n);
+    claimed
+}
+
 fn ids(tasks: &[Task]) -> Vec<TaskId> {
     tasks.iter().map(|t| t.task_id).collect()
 }
@@ -241,13 +254,7 @@ pub async fn claim_batch_resent_claim_id_returns_the_same_tasks(factory: &dyn St
 /// an unknown parent `NotFound`, and the others, before and after, are written.
 pub async fn update_tasks_outcomes_are_per_task(factory: &dyn StoreFactory) {
     let store = store(factory).await;
-    queue_n(&*store, "deploy_nodes", 3, 10).await;
-    let term = held_term(&*store, "instance-a").await;
-    let claimed = store
-        .claim_batch(&ClaimRequest::new("instance-a").fenced(term), 3)
-        .await
-        .unwrap();
-    assert_eq!(claimed.len(), 3);
+    let claimed = queue_and_claim(&*store, 3).await;
     let done = create(
         &*store,
         &NewTask::new("deploy_nodes").with_status(TaskStatus::Complete),
@@ -324,13 +331,7 @@ pub async fn update_tasks_outcomes_are_per_task(factory: &dyn StoreFactory) {
 /// finished; a second task's completion between them is written too.
 pub async fn update_tasks_of_one_task_apply_in_order(factory: &dyn StoreFactory) {
     let store = store(factory).await;
-    queue_n(&*store, "deploy_nodes", 2, 10).await;
-    let term = held_term(&*store, "instance-a").await;
-    let claimed = store
-        .claim_batch(&ClaimRequest::new("instance-a").fenced(term), 2)
-        .await
-        .unwrap();
-    assert_eq!(claimed.len(), 2);
+    let claimed = queue_and_claim(&*store, 2).await;
     let (task, other) = (&claimed[0], &claimed[1]);
     let finish = TaskUpdate::new()
         .status(TaskStatus::Complete)
